@@ -1,0 +1,345 @@
+package main
+
+import (
+	"fmt"
+	"go/ast"
+	"go/token"
+	"go/types"
+	"reflect"
+	"strings"
+)
+
+// checker builds the model of interfaces from their go/types description
+// and collects every reason they cannot be served, so that the user sees
+// all problems at once.
+type checker struct {
+	fset    *token.FileSet
+	pkg     *types.Package
+	docs    map[token.Pos]*ast.CommentGroup // method doc comments by name position
+	imports map[string]string               // import path -> package name of the types used
+	diags   []diagnostic
+}
+
+func (c *checker) errorf(pos token.Pos, format string, args ...any) {
+	c.diags = append(c.diags, diagnostic{pos: c.fset.Position(pos), msg: fmt.Sprintf(format, args...)})
+}
+
+// typeString spells t as the user's package sees it.
+func (c *checker) typeString(t types.Type) string {
+	return types.TypeString(t, types.RelativeTo(c.pkg))
+}
+
+// service builds the model of the interface named name, or returns nil
+// after reporting why it cannot.
+func (c *checker) service(name string, pos token.Pos) *service {
+	obj := c.pkg.Scope().Lookup(name)
+	if obj == nil {
+		c.errorf(pos, "-type=%s: no such type in package %s", name, c.pkg.Name())
+		return nil
+	}
+	tn, ok := obj.(*types.TypeName)
+	if !ok {
+		c.errorf(obj.Pos(), "-type=%s: %s is a %s, not an interface type", name, name, objectKind(obj))
+		return nil
+	}
+	if named, ok := types.Unalias(tn.Type()).(*types.Named); ok && named.TypeParams().Len() > 0 {
+		c.errorf(obj.Pos(), "%s: interfaces with type parameters cannot be served", name)
+		return nil
+	}
+	iface, ok := tn.Type().Underlying().(*types.Interface)
+	if !ok {
+		c.errorf(obj.Pos(), "-type=%s: %s is not an interface type (it is %s)", name, name, c.typeString(tn.Type().Underlying()))
+		return nil
+	}
+	if !iface.IsMethodSet() {
+		c.errorf(obj.Pos(), "%s: constraint interfaces cannot be served", name)
+		return nil
+	}
+	if iface.NumMethods() == 0 {
+		c.errorf(obj.Pos(), "%s: interface has no methods to serve", name)
+		return nil
+	}
+
+	svc := &service{name: name, clientImplements: true}
+	byWire := make(map[string]string)
+	for fn := range iface.Methods() {
+		m := c.method(name, fn)
+		if m == nil {
+			svc.clientImplements = false
+			continue
+		}
+		if prev, ok := byWire[m.wire]; ok {
+			c.errorf(fn.Pos(), "%s.%s: wire name %q is also the wire name of %s", name, fn.Name(), m.wire, prev)
+			continue
+		}
+		byWire[m.wire] = fn.Name()
+		svc.methods = append(svc.methods, m)
+		if !m.hasCtx || !m.hasErr {
+			svc.clientImplements = false
+		}
+	}
+	return svc
+}
+
+func objectKind(obj types.Object) string {
+	switch obj.(type) {
+	case *types.Func:
+		return "function"
+	case *types.Var:
+		return "variable"
+	case *types.Const:
+		return "constant"
+	}
+	return "declaration"
+}
+
+// method builds the model of one method, or returns nil after reporting
+// every reason it cannot be served.
+func (c *checker) method(iface string, fn *types.Func) *method {
+	where := iface + "." + fn.Name()
+	ok := true
+	fail := func(pos token.Pos, format string, args ...any) {
+		c.errorf(pos, where+": "+format, args...)
+		ok = false
+	}
+	if !fn.Exported() {
+		fail(fn.Pos(), "unexported methods cannot be served")
+	}
+	sig := fn.Signature()
+	m := &method{
+		name:     fn.Name(),
+		wire:     wireName(fn.Name()),
+		doc:      c.docs[fn.Pos()].Text(),
+		pos:      c.fset.Position(fn.Pos()),
+		variadic: sig.Variadic(),
+	}
+
+	params := sig.Params()
+	first := 0
+	if params.Len() > 0 && isContext(params.At(0).Type()) {
+		m.hasCtx, m.ctxName, first = true, params.At(0).Name(), 1
+	}
+	byWire := make(map[string]string)
+	for i := first; i < params.Len(); i++ {
+		p := params.At(i)
+		switch {
+		case isContext(p.Type()):
+			fail(p.Pos(), "context.Context must be the first parameter")
+			continue
+		case p.Name() == "" || p.Name() == "_":
+			fail(p.Pos(), "parameter %d (%s) needs a name: it is the argument's name on the wire", i+1, c.typeString(p.Type()))
+			continue
+		}
+		if why := c.wireProblem(p.Type(), nil); why != "" {
+			fail(p.Pos(), "parameter %s of type %s cannot cross the wire: %s", p.Name(), c.typeString(p.Type()), why)
+			continue
+		}
+		pm := &param{name: p.Name(), wire: wireName(p.Name()), field: exportedName(p.Name()), typ: c.typeOf(p.Type())}
+		if prev, dup := byWire[pm.wire]; dup {
+			fail(p.Pos(), "parameters %s and %s have the same wire name %q", prev, p.Name(), pm.wire)
+			continue
+		}
+		byWire[pm.wire] = p.Name()
+		m.params = append(m.params, pm)
+	}
+
+	results := sig.Results()
+	n := results.Len()
+	if n > 0 && isError(results.At(n-1).Type()) {
+		m.hasErr = true
+		n--
+	}
+	switch {
+	case n > 1 || (n == 1 && results.Len() > 2):
+		fail(fn.Pos(), "results must be one of: none, T, error, (T, error)")
+	case n == 1:
+		r := results.At(0)
+		if isError(r.Type()) || isContext(r.Type()) {
+			fail(fn.Pos(), "results must be one of: none, T, error, (T, error)")
+		} else if why := c.wireProblem(r.Type(), nil); why != "" {
+			fail(r.Pos(), "result of type %s cannot cross the wire: %s", c.typeString(r.Type()), why)
+		} else {
+			m.result = c.typeOf(r.Type())
+		}
+	}
+	if !ok {
+		return nil
+	}
+	return m
+}
+
+func isContext(t types.Type) bool { return isNamed(t, "context", "Context") }
+
+func isError(t types.Type) bool { return types.Identical(t, types.Universe.Lookup("error").Type()) }
+
+func isNamed(t types.Type, path, name string) bool {
+	n, ok := types.Unalias(t).(*types.Named)
+	if !ok {
+		return false
+	}
+	obj := n.Obj()
+	return obj.Pkg() != nil && obj.Pkg().Path() == path && obj.Name() == name
+}
+
+// wireProblem says why a value of type t cannot be sent as JSON and decoded
+// back into a t, or returns "" if it can. seen breaks cycles through named
+// types.
+func (c *checker) wireProblem(t types.Type, seen map[*types.Named]bool) string {
+	if named, ok := t.(*types.Named); ok || isAlias(t) {
+		obj := typeName(t)
+		if obj.Pkg() != nil && obj.Pkg() != c.pkg && !obj.Exported() {
+			return fmt.Sprintf("%s is not exported by its package", c.typeString(t))
+		}
+		if ok {
+			if seen[named] {
+				return ""
+			}
+			if seen == nil {
+				seen = make(map[*types.Named]bool)
+			}
+			seen[named] = true
+		}
+	}
+	if custom, complete := customJSON(t); custom && complete {
+		return ""
+	}
+	switch u := t.Underlying().(type) {
+	case *types.Basic:
+		switch {
+		case u.Kind() == types.UnsafePointer:
+			return "unsafe.Pointer has no JSON form"
+		case u.Info()&types.IsComplex != 0:
+			return "complex numbers have no JSON form"
+		}
+		return ""
+	case *types.Pointer:
+		return c.wireProblem(u.Elem(), seen)
+	case *types.Slice:
+		return c.wireProblem(u.Elem(), seen)
+	case *types.Array:
+		return c.wireProblem(u.Elem(), seen)
+	case *types.Map:
+		if !mapKeyOK(u.Key()) {
+			return fmt.Sprintf("map key type %s is not a string, an integer or a text marshaler", c.typeString(u.Key()))
+		}
+		return c.wireProblem(u.Elem(), seen)
+	case *types.Struct:
+		for i := range u.NumFields() {
+			f := u.Field(i)
+			if (!f.Exported() && !f.Embedded()) || jsonName(u.Tag(i)) == "-" {
+				continue
+			}
+			if why := c.wireProblem(f.Type(), seen); why != "" {
+				return fmt.Sprintf("field %s: %s", f.Name(), why)
+			}
+		}
+		return ""
+	case *types.Interface:
+		if u.Empty() {
+			return "" // decodes as JSON's own types: map[string]any, []any, float64, ...
+		}
+		return fmt.Sprintf("interface %s cannot be decoded into a concrete type", c.typeString(t))
+	case *types.Chan:
+		return "channels have no JSON form"
+	case *types.Signature:
+		return "functions have no JSON form"
+	case *types.TypeParam:
+		return "type parameters cannot be sent"
+	}
+	return fmt.Sprintf("%s has no JSON form", c.typeString(t))
+}
+
+func isAlias(t types.Type) bool { _, ok := t.(*types.Alias); return ok }
+
+func typeName(t types.Type) *types.TypeName {
+	switch t := t.(type) {
+	case *types.Named:
+		return t.Obj()
+	case *types.Alias:
+		return t.Obj()
+	}
+	return nil
+}
+
+// customJSON reports whether t encodes itself (MarshalJSON or MarshalText)
+// and whether it also decodes itself, so that its structure does not matter.
+func customJSON(t types.Type) (custom, complete bool) {
+	enc := hasMethod(t, "MarshalJSON") || hasMethod(t, "MarshalText")
+	dec := hasMethod(types.NewPointer(t), "UnmarshalJSON") || hasMethod(types.NewPointer(t), "UnmarshalText")
+	return enc || dec, enc && dec
+}
+
+func hasMethod(t types.Type, name string) bool {
+	if _, isPtr := t.Underlying().(*types.Pointer); isPtr {
+		if _, named := types.Unalias(t).(*types.Named); named {
+			return false // a named pointer type has no methods
+		}
+	}
+	obj, _, _ := types.LookupFieldOrMethod(t, true, nil, name)
+	_, ok := obj.(*types.Func)
+	return ok
+}
+
+// mapKeyOK reports whether encoding/json can use t as a map key.
+func mapKeyOK(t types.Type) bool {
+	if hasMethod(t, "MarshalText") && hasMethod(types.NewPointer(t), "UnmarshalText") {
+		return true
+	}
+	b, ok := t.Underlying().(*types.Basic)
+	return ok && (b.Info()&types.IsString != 0 || b.Info()&types.IsInteger != 0)
+}
+
+// jsonName returns the name a struct tag gives a field in JSON.
+func jsonName(tag string) string {
+	name, _, _ := strings.Cut(reflect.StructTag(tag).Get("json"), ",")
+	return name
+}
+
+// typeOf converts a type that passed wireProblem into the model, recording
+// the packages its spelling imports.
+func (c *checker) typeOf(t types.Type) *typ {
+	if obj := typeName(t); obj != nil {
+		m := &typ{kind: namedKind, name: obj.Name()}
+		if obj.Pkg() != nil {
+			m.path = obj.Pkg().Path()
+			if obj.Pkg() != c.pkg {
+				c.imports[m.path] = obj.Pkg().Name()
+			}
+		} else if obj.Name() == "any" {
+			return &typ{kind: anyKind}
+		}
+		var targs *types.TypeList
+		switch t := t.(type) {
+		case *types.Named:
+			targs = t.TypeArgs()
+		case *types.Alias:
+			targs = t.TypeArgs()
+		}
+		for a := range targs.Types() {
+			m.args = append(m.args, c.typeOf(a))
+		}
+		return m
+	}
+	switch t := t.(type) {
+	case *types.Basic:
+		return &typ{kind: basicKind, name: t.Name()}
+	case *types.Pointer:
+		return &typ{kind: pointerKind, elem: c.typeOf(t.Elem())}
+	case *types.Slice:
+		return &typ{kind: sliceKind, elem: c.typeOf(t.Elem())}
+	case *types.Array:
+		return &typ{kind: arrayKind, len: t.Len(), elem: c.typeOf(t.Elem())}
+	case *types.Map:
+		return &typ{kind: mapKind, key: c.typeOf(t.Key()), elem: c.typeOf(t.Elem())}
+	case *types.Struct:
+		m := &typ{kind: structKind}
+		for i := range t.NumFields() {
+			f := t.Field(i)
+			m.fields = append(m.fields, field{name: f.Name(), typ: c.typeOf(f.Type()), tag: t.Tag(i), embedded: f.Embedded()})
+		}
+		return m
+	case *types.Interface:
+		return &typ{kind: anyKind}
+	}
+	panic(fmt.Sprintf("amqprpc-gen: typeOf(%s): type passed the checks but has no model", t))
+}

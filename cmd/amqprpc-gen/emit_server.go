@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/dave/jennifer/jen"
+)
+
+// genServer emits the server side of svc: the registration function, the
+// service description, and per method its argument struct and handler.
+func genServer(out *jen.File, svc *service) {
+	desc := serviceDesc(svc)
+	declare(out, fmt.Sprintf(`%s registers impl to serve %s's methods on s,
+usually a *runtime.Server.`, registerFunc(svc), svc.name),
+		jen.Func().Id(registerFunc(svc)).
+			Params(jen.Id("s").Qual(runtimePath, "ServiceRegistrar"), jen.Id("impl").Id(svc.name)).
+			Block(jen.Id("s").Dot("RegisterService").Call(jen.Op("&").Id(desc), jen.Id("impl"))))
+
+	methods := make([]jen.Code, len(svc.methods))
+	for i, m := range svc.methods {
+		methods[i] = jen.Values(jen.Id("Name").Op(":").Lit(m.wire), jen.Id("Handler").Op(":").Id(handlerFunc(svc, m)))
+	}
+	declare(out, fmt.Sprintf(`%s describes %s to the amqprpc runtime: its
+methods by wire name and the code that calls them.`, desc, svc.name),
+		jen.Var().Id(desc).Op("=").Qual(runtimePath, "ServiceDesc").Values(lines(
+			jen.Id("ServiceName").Op(":").Lit(svc.name),
+			jen.Id("Methods").Op(":").Index().Qual(runtimePath, "MethodDesc").Values(lines(methods...)...),
+		)...))
+
+	for _, m := range svc.methods {
+		genArgs(out, svc, m)
+		genHandler(out, svc, m)
+	}
+}
+
+// genArgs emits the struct whose JSON form is m's args object.
+func genArgs(out *jen.File, svc *service, m *method) {
+	fields := make([]jen.Code, len(m.params))
+	for i, p := range m.params {
+		fields[i] = jen.Id(p.field).Add(typeCode(p.typ)).Tag(map[string]string{"json": p.wire})
+	}
+	out.Type().Id(argsType(svc, m)).Struct(fields...)
+}
+
+// genHandler emits the function that decodes m's arguments and calls it.
+func genHandler(out *jen.File, svc *service, m *method) {
+	taken := map[string]bool{svc.name: true}
+	impl, ctx, dec := freshName("impl", taken), freshName("ctx", taken), freshName("dec", taken)
+	args, err := freshName("args", taken), freshName("err", taken)
+
+	var callArgs []jen.Code
+	if m.hasCtx {
+		callArgs = append(callArgs, jen.Id(ctx))
+	}
+	for i, p := range m.params {
+		a := jen.Id(args).Dot(p.field)
+		if m.variadic && i == len(m.params)-1 {
+			a.Op("...")
+		}
+		callArgs = append(callArgs, a)
+	}
+	call := jen.Id(impl).Assert(jen.Id(svc.name)).Dot(m.name).Call(callArgs...)
+
+	body := []jen.Code{
+		jen.Var().Id(args).Id(argsType(svc, m)),
+		jen.If(jen.Id(err).Op(":=").Id(dec).Call(jen.Op("&").Id(args)), jen.Id(err).Op("!=").Nil()).
+			Block(jen.Return(jen.Nil(), jen.Id(err))),
+	}
+	switch {
+	case m.result != nil && m.hasErr:
+		body = append(body, jen.Return(call))
+	case m.result != nil:
+		body = append(body, jen.Return(call, jen.Nil()))
+	case m.hasErr:
+		body = append(body, jen.Return(jen.Nil(), call))
+	default:
+		body = append(body, call, jen.Return(jen.Nil(), jen.Nil()))
+	}
+
+	out.Func().Id(handlerFunc(svc, m)).
+		Params(jen.Id(impl).Any(), jen.Id(ctx).Qual("context", "Context"), jen.Id(dec).Func().Params(jen.Any()).Error()).
+		Params(jen.Any(), jen.Error()).
+		Block(body...)
+}

@@ -1,0 +1,190 @@
+// Amqprpc-gen generates typed RPC clients and servers over RabbitMQ from Go
+// interfaces.
+//
+// Given the name of an interface type T in a package, amqprpc-gen writes a
+// Go file next to it, in the same package, that declares:
+//
+//   - TClient and NewTClient: a client whose methods have T's parameters,
+//     take a context.Context first and return an error last, and call the
+//     method on a server of a topic;
+//   - RegisterTServer and T_ServiceDesc: what a runtime.Server needs to
+//     serve an implementation of T, dispatching by generated code.
+//
+// It is meant for go:generate:
+//
+//	//go:generate go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen -type=Calculator
+//	type Calculator interface {
+//		Add(v1, v2 int) int
+//	}
+//
+// Usage:
+//
+//	amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [directory]
+//
+// The directory defaults to the current one; the output file to
+// <lower-case first type>_amqprpc.go in that directory. All the types given
+// go into that one file.
+//
+// Methods and their parameters travel under snake_case names: Add(v1, v2)
+// is sent as {"method": "add", "args": {"v1": 2, "v2": 3}}. A method may
+// take a leading context.Context, and must return nothing, a value, an
+// error, or a value and an error. Parameters must be named and their types
+// must encode to JSON and back: basic types, structs, pointers, slices,
+// arrays, maps with string or integer keys, named types, types with their
+// own JSON or text encoding. amqprpc-gen reports every method that breaks
+// these rules, at its position, and exits with status 1; a usage error
+// exits with status 2.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"go/token"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+)
+
+func main() {
+	err := run(os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	case errors.Is(err, errReported):
+		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// errUsage says that the command line was wrong; the usage was printed.
+var errUsage = errors.New("amqprpc-gen: usage")
+
+const usage = `usage: amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [directory]
+
+amqprpc-gen writes a typed amqprpc client and server for each interface
+type given, into one file in the package in directory (default ".").
+
+`
+
+// run is the whole command; main only maps its error to an exit status.
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("amqprpc-gen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	typeNames := fs.String("type", "", "comma-separated list of interface type names; required")
+	output := fs.String("output", "", "output file name; default <directory>/<lower-case type>_amqprpc.go")
+	tags := fs.String("tags", "", "comma-separated list of build tags to apply")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "amqprpc-gen %s (runtime.%s)\n", version(), runtimeGuard)
+		return nil
+	}
+	if *typeNames == "" || fs.NArg() > 1 {
+		fs.Usage()
+		return errUsage
+	}
+	names := strings.Split(*typeNames, ",")
+	dir := "."
+	if fs.NArg() == 1 {
+		dir = fs.Arg(0)
+	}
+
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	outPath := *output
+	if outPath == "" {
+		outPath = filepath.Join(dir, strings.ToLower(names[0])+"_amqprpc.go")
+	}
+	outPath, err = filepath.Abs(outPath)
+	if err != nil {
+		return err
+	}
+
+	var tagList []string
+	if *tags != "" {
+		tagList = strings.Split(*tags, ",")
+	}
+	f, diags, err := build(dir, tagList, outPath, names)
+	if err != nil {
+		return err
+	}
+	if len(diags) > 0 {
+		return report(stderr, wd, diags)
+	}
+	src, err := emit(f)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(outPath, src, 0o666); err != nil {
+		return fmt.Errorf("amqprpc-gen: %w", err)
+	}
+	return nil
+}
+
+// build loads the package in dir and makes the model of the file to
+// generate into outPath for the interfaces names.
+func build(dir string, tags []string, outPath string, names []string) (*file, []diagnostic, error) {
+	pkg, diags, err := load(dir, tags, outPath)
+	if err != nil || len(diags) > 0 {
+		return nil, diags, err
+	}
+	c := &checker{
+		fset:    pkg.Fset,
+		pkg:     pkg.Types,
+		docs:    methodDocs(pkg.Syntax),
+		imports: make(map[string]string),
+	}
+	f := &file{
+		pkgName: pkg.Name,
+		pkgPath: pkg.PkgPath,
+		command: "amqprpc-gen -type=" + strings.Join(names, ","),
+		taken:   make(map[string]bool),
+		imports: c.imports,
+	}
+	for _, name := range pkg.Types.Scope().Names() {
+		obj := pkg.Types.Scope().Lookup(name)
+		if filepath.Clean(pkg.Fset.Position(obj.Pos()).Filename) != outPath {
+			f.taken[name] = true
+		}
+	}
+	argPos := token.NoPos // a -type problem has no position in the code
+	seen := make(map[string]bool)
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if svc := c.service(name, argPos); svc != nil {
+			f.services = append(f.services, svc)
+			for _, n := range declaredNames(svc) {
+				if f.taken[n] {
+					obj := pkg.Types.Scope().Lookup(n)
+					c.errorf(obj.Pos(), "%s: the generated code declares %s, which this package already declares", name, n)
+				}
+			}
+		}
+	}
+	return f, c.diags, nil
+}
+
+// version is the module version amqprpc-gen was built from.
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "(devel)"
+}

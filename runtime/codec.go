@@ -1,0 +1,188 @@
+package runtime
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// wireFormat is the seam between the runtime and the layout of messages on
+// the wire: which body fields and AMQP properties carry a request and its
+// reply, and where a reply goes. The client and the server see requests and
+// replies only through it, so another envelope can be added beside the
+// classic one without touching the call and serve paths.
+type wireFormat interface {
+	// encodeRequest fills pub with the request r.
+	encodeRequest(pub *amqp.Publishing, r *outRequest) error
+	// decodeRequest reads a request from d into r. When it fails it still
+	// fills in what it could, so that an error reply can find its way back.
+	decodeRequest(d *amqp.Delivery, r *inRequest) error
+	// encodeReply fills pub with the reply to request msgID, carrying
+	// either result or, when it is not nil, failure.
+	encodeReply(pub *amqp.Publishing, msgID string, result any, failure *Error) error
+	// replyID returns the id of the request that d answers.
+	replyID(d *amqp.Delivery) string
+	// decodeReply decodes the result of reply d into result (unless result
+	// is nil), or returns the *Error it carries.
+	decodeReply(d *amqp.Delivery, result any) error
+}
+
+// outRequest is a request as a client sends it.
+type outRequest struct {
+	msgID   string
+	method  string
+	args    any
+	replyTo string
+}
+
+// inRequest is a request as a server receives it.
+type inRequest struct {
+	msgID  string          // the id a reply must carry
+	method string          // wire name of the method
+	args   json.RawMessage // the arguments object, as sent
+	reply  route           // where the reply goes; the zero route when nowhere
+}
+
+// route is where a server publishes a reply.
+type route struct {
+	exchange string
+	key      string
+	// declare says the exchange must be declared (direct, auto-delete)
+	// before publishing, as classic callers expect.
+	declare bool
+}
+
+func (r route) ok() bool { return r.key != "" }
+
+const contentTypeJSON = "application/json"
+
+// classic is the amqprpc envelope, the one of OpenStack's original RPC:
+//
+//	request: {"method": "add", "args": {"v1": 2, "v2": 3}, "msg_id": "<id>"}
+//	reply:   {"result": 5}  or  {"failure": {"code": "...", "message": "..."}}
+//
+// The msg_id is also the correlation_id property. A request that names a
+// reply_to is answered there through the default exchange; one that only
+// has a msg_id in its body is answered the old way, on a direct exchange
+// named after the msg_id with the msg_id as routing key.
+type classic struct{}
+
+type classicRequest struct {
+	Method string          `json:"method"`
+	Args   json.RawMessage `json:"args"`
+	MsgID  string          `json:"msg_id"`
+}
+
+type classicOutRequest struct {
+	Method string `json:"method"`
+	Args   any    `json:"args"`
+	MsgID  string `json:"msg_id"`
+}
+
+type classicResult struct {
+	Result any `json:"result"`
+}
+
+type classicFailure struct {
+	Failure *Error `json:"failure"`
+}
+
+type classicReply struct {
+	Result  json.RawMessage `json:"result"`
+	Failure *Error          `json:"failure"`
+}
+
+func (classic) encodeRequest(pub *amqp.Publishing, r *outRequest) error {
+	body, err := json.Marshal(classicOutRequest{Method: r.method, Args: r.args, MsgID: r.msgID})
+	if err != nil {
+		return fmt.Errorf("encode arguments of %q: %w", r.method, err)
+	}
+	pub.ContentType = contentTypeJSON
+	pub.CorrelationId = r.msgID
+	pub.ReplyTo = r.replyTo
+	pub.Body = body
+	return nil
+}
+
+var (
+	errNotJSON  = errors.New("body is not a JSON object")
+	errNoMethod = errors.New(`no "method" in the body`)
+	errBadArgs  = errors.New(`"args" is not a JSON object`)
+)
+
+func (classic) decodeRequest(d *amqp.Delivery, r *inRequest) error {
+	r.msgID = d.CorrelationId
+	if d.ReplyTo != "" {
+		r.reply = route{key: d.ReplyTo}
+	}
+	var m classicRequest
+	if err := json.Unmarshal(d.Body, &m); err != nil {
+		return fmt.Errorf("%w: %v", errNotJSON, err)
+	}
+	if r.msgID == "" {
+		r.msgID = m.MsgID
+	}
+	if !r.reply.ok() && m.MsgID != "" {
+		r.reply = route{exchange: m.MsgID, key: m.MsgID, declare: true}
+	}
+	if m.Method == "" {
+		return errNoMethod
+	}
+	r.method = m.Method
+	if a := bytes.TrimLeft(m.Args, " \t\r\n"); len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
+		return errBadArgs
+	}
+	r.args = m.Args
+	return nil
+}
+
+func (classic) encodeReply(pub *amqp.Publishing, msgID string, result any, failure *Error) error {
+	var body []byte
+	var err error
+	if failure != nil {
+		body, err = json.Marshal(classicFailure{failure})
+	} else {
+		body, err = json.Marshal(classicResult{result})
+	}
+	if err != nil {
+		return err
+	}
+	pub.ContentType = contentTypeJSON
+	pub.CorrelationId = msgID
+	pub.Body = body
+	return nil
+}
+
+func (classic) replyID(d *amqp.Delivery) string { return d.CorrelationId }
+
+func (classic) decodeReply(d *amqp.Delivery, result any) error {
+	var m classicReply
+	if err := json.Unmarshal(d.Body, &m); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformedReply, err)
+	}
+	if m.Failure != nil {
+		return m.Failure
+	}
+	if result == nil || len(m.Result) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(m.Result, result); err != nil {
+		return fmt.Errorf("%w: result: %v", ErrMalformedReply, err)
+	}
+	return nil
+}
+
+// decodeArgs decodes a request's arguments object into args, the generated
+// argument struct of the method. Names that the method does not have are an
+// error, so that a misspelt argument fails instead of being dropped.
+func decodeArgs(raw json.RawMessage, args any) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(args)
+}

@@ -1,0 +1,160 @@
+package runtime
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+func TestClassicEncodeRequest(t *testing.T) {
+	var pub amqp.Publishing
+	args := struct {
+		V1 int `json:"v1"`
+		V2 int `json:"v2"`
+	}{2, 3}
+	if err := (classic{}).encodeRequest(&pub, &outRequest{msgID: "id-1", method: "add", args: &args, replyTo: replyToQueue}); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"method":"add","args":{"v1":2,"v2":3},"msg_id":"id-1"}`; string(pub.Body) != want {
+		t.Errorf("body = %s; want %s", pub.Body, want)
+	}
+	if pub.CorrelationId != "id-1" || pub.ReplyTo != replyToQueue || pub.ContentType != "application/json" {
+		t.Errorf("properties = correlation_id %q, reply_to %q, content_type %q", pub.CorrelationId, pub.ReplyTo, pub.ContentType)
+	}
+
+	if err := (classic{}).encodeRequest(&pub, &outRequest{msgID: "id-2", method: "f", args: map[string]any{"c": make(chan int)}}); err == nil {
+		t.Error("encoding a channel argument succeeded; want an error")
+	}
+}
+
+func TestClassicDecodeRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		d       amqp.Delivery
+		wantErr error
+		want    inRequest
+	}{{
+		name: "reply_to",
+		d:    amqp.Delivery{CorrelationId: "c1", ReplyTo: "q1", Body: []byte(`{"method":"add","args":{"v1":1},"msg_id":"m1"}`)},
+		want: inRequest{msgID: "c1", method: "add", args: []byte(`{"v1":1}`), reply: route{key: "q1"}},
+	}, {
+		name: "classic msg_id",
+		d:    amqp.Delivery{Body: []byte(`{"method":"add","args":{},"msg_id":"m1","_context_user":"x"}`)},
+		want: inRequest{msgID: "m1", method: "add", args: []byte(`{}`), reply: route{exchange: "m1", key: "m1", declare: true}},
+	}, {
+		name: "no args",
+		d:    amqp.Delivery{CorrelationId: "c1", ReplyTo: "q1", Body: []byte(`{"method":"ping"}`)},
+		want: inRequest{msgID: "c1", method: "ping", reply: route{key: "q1"}},
+	}, {
+		name: "null args",
+		d:    amqp.Delivery{Body: []byte(`{"method":"ping","args":null}`)},
+		want: inRequest{method: "ping", args: []byte(`null`)},
+	}, {
+		name:    "not JSON",
+		d:       amqp.Delivery{CorrelationId: "c1", ReplyTo: "q1", Body: []byte(`nope`)},
+		wantErr: errNotJSON,
+		want:    inRequest{msgID: "c1", reply: route{key: "q1"}},
+	}, {
+		name:    "no method",
+		d:       amqp.Delivery{Body: []byte(`{"args":{},"msg_id":"m1"}`)},
+		wantErr: errNoMethod,
+		want:    inRequest{msgID: "m1", reply: route{exchange: "m1", key: "m1", declare: true}},
+	}, {
+		name:    "args not an object",
+		d:       amqp.Delivery{Body: []byte(`{"method":"add","args":[1,2]}`)},
+		wantErr: errBadArgs,
+		want:    inRequest{method: "add"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got inRequest
+			err := (classic{}).decodeRequest(&tc.d, &got)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("error = %v; want %v", err, tc.wantErr)
+			}
+			if got.msgID != tc.want.msgID || got.method != tc.want.method || string(got.args) != string(tc.want.args) || got.reply != tc.want.reply {
+				t.Errorf("got %+v (args %s); want %+v (args %s)", got, got.args, tc.want, tc.want.args)
+			}
+		})
+	}
+}
+
+func TestClassicReplies(t *testing.T) {
+	var pub amqp.Publishing
+	if err := (classic{}).encodeReply(&pub, "c1", 5, nil); err != nil || string(pub.Body) != `{"result":5}` || pub.CorrelationId != "c1" {
+		t.Fatalf("result reply = %s (correlation_id %q), %v", pub.Body, pub.CorrelationId, err)
+	}
+	var n int
+	if err := (classic{}).decodeReply(&amqp.Delivery{Body: pub.Body}, &n); err != nil || n != 5 {
+		t.Fatalf("decoded result = %d, %v; want 5", n, err)
+	}
+
+	if err := (classic{}).encodeReply(&pub, "c1", nil, &Error{Code: CodeInternal, Message: "boom"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"failure":{"code":"internal","message":"boom"}}`; string(pub.Body) != want {
+		t.Fatalf("failure reply = %s; want %s", pub.Body, want)
+	}
+	err := (classic{}).decodeReply(&amqp.Delivery{Body: pub.Body}, &n)
+	if rerr, ok := errors.AsType[*Error](err); !ok || *rerr != (Error{Code: CodeInternal, Message: "boom"}) {
+		t.Fatalf("decoded failure = %v; want the *Error sent", err)
+	}
+
+	if err := (classic{}).encodeReply(&pub, "c1", make(chan int), nil); err == nil {
+		t.Error("encoding a channel result succeeded; want an error")
+	}
+	for _, body := range []string{`nope`, `{"result":"five"}`} {
+		if err := (classic{}).decodeReply(&amqp.Delivery{Body: []byte(body)}, &n); !errors.Is(err, ErrMalformedReply) {
+			t.Errorf("decodeReply(%s) = %v; want ErrMalformedReply", body, err)
+		}
+	}
+	if err := (classic{}).decodeReply(&amqp.Delivery{Body: []byte(`{"result":null}`)}, nil); err != nil {
+		t.Errorf("decodeReply(null result, nil) = %v", err)
+	}
+}
+
+func TestDecodeArgs(t *testing.T) {
+	var args struct {
+		V1 int `json:"v1"`
+	}
+	if err := decodeArgs([]byte(`{"v1":7}`), &args); err != nil || args.V1 != 7 {
+		t.Fatalf("decodeArgs = %+v, %v", args, err)
+	}
+	if err := decodeArgs(nil, &args); err != nil {
+		t.Fatalf("decodeArgs(no args) = %v", err)
+	}
+	if err := decodeArgs([]byte(`{"v2":7}`), &args); err == nil {
+		t.Fatal("decodeArgs accepted an argument the method does not have")
+	}
+	if err := decodeArgs([]byte(`{"v1":"seven"}`), &args); err == nil {
+		t.Fatal("decodeArgs accepted a string for an int")
+	}
+}
+
+func TestExpiration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Nanosecond:         "1",
+		time.Millisecond:        "1",
+		1500 * time.Microsecond: "2",
+		30 * time.Second:        "30000",
+		0:                       "1",
+	} {
+		if got := expiration(d); got != want {
+			t.Errorf("expiration(%v) = %q; want %q", d, got, want)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"amqp://guest:secret@host:5672/vh": "amqp://guest:xxxxx@host:5672/vh",
+		"amqps://host/":                    "amqps://host/",
+		"amqp://user@host/":                "amqp://user@host/",
+		"::not a url":                      "<unparsable broker URL>",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q; want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,151 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+// brokerURL is the RabbitMQ the integration tests run against.
+func brokerURL() string {
+	if url := os.Getenv("AMQP_URL"); url != "" {
+		return url
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+// rawChannel opens a plain amqp091-go channel, as a client or a server
+// written without amqprpc would, or as a test inspecting the broker.
+func rawChannel(t *testing.T) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(brokerURL())
+	if err != nil {
+		t.Fatalf("no RabbitMQ at %s (run `make broker`): %v", brokerURL(), err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// newTopic returns a topic no other test uses, and deletes its queue when
+// the test ends.
+func newTopic(t *testing.T) string {
+	t.Helper()
+	topic := "test." + strings.ReplaceAll(t.Name(), "/", ".") + "." + uuid.NewString()[:8]
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(brokerURL())
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		ch.QueueDelete(topic, false, false, false)
+	})
+	return topic
+}
+
+// dial returns a client that is closed when the test ends.
+func dial(t *testing.T, opts ...runtime.Option) *runtime.Client {
+	t.Helper()
+	c, err := runtime.Dial(brokerURL(), opts...)
+	if err != nil {
+		t.Fatalf("no RabbitMQ at %s (run `make broker`): %v", brokerURL(), err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// testServer is a running server of testsvc.Arith and testsvc.Store.
+type testServer struct {
+	*runtime.Server
+	arith *testsvc.ArithImpl
+	logs  *syncBuffer
+	err   chan error // Serve's result
+}
+
+// serve starts a server on topic and waits until it consumes its queue. It
+// is shut down when the test ends.
+func serve(t *testing.T, topic string, opts ...runtime.Option) *testServer {
+	t.Helper()
+	ts := &testServer{arith: new(testsvc.ArithImpl), logs: new(syncBuffer), err: make(chan error, 1)}
+	logger := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ts.Server = runtime.NewServer(brokerURL(), topic, append([]runtime.Option{runtime.WithLogger(logger)}, opts...)...)
+	testsvc.RegisterArithServer(ts.Server, ts.arith)
+	testsvc.RegisterStoreServer(ts.Server, new(testsvc.MapStore))
+	go func() { ts.err <- ts.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ts.Shutdown(ctx)
+	})
+	waitServing(t, topic)
+	return ts
+}
+
+// waitServing waits until a server consumes topic's queue: until a call
+// gets an answer from a server, even an error, rather than ErrNoServer.
+func waitServing(t *testing.T, topic string) {
+	t.Helper()
+	c := dial(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Invoke(ctx, topic, "no_such_method", struct{}{}, nil)
+		cancel()
+		if _, ok := errors.AsType[*runtime.Error](err); ok {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no server answered on topic %s", topic)
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// remoteCode returns the code of the *runtime.Error in err, or "" if none.
+func remoteCode(err error) runtime.Code {
+	if rerr, ok := errors.AsType[*runtime.Error](err); ok {
+		return rerr.Code
+	}
+	return ""
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

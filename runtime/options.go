@@ -1,0 +1,91 @@
+package runtime
+
+import (
+	"log/slog"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Defaults of the options below.
+const (
+	// DefaultExchange is the topic exchange requests are published to.
+	DefaultExchange = "amqprpc"
+	// DefaultTimeout bounds a call whose context has no deadline.
+	DefaultTimeout = 30 * time.Second
+	// DefaultPrefetch is how many requests a server handles at once.
+	DefaultPrefetch = 64
+)
+
+// An Option configures a Client (Dial) or a Server (NewServer). Each option
+// says which of the two it applies to; the other ignores it.
+type Option func(*config)
+
+type config struct {
+	exchange   string
+	timeout    time.Duration
+	prefetch   int
+	logger     *slog.Logger
+	amqpConfig amqp.Config
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		exchange: DefaultExchange,
+		timeout:  DefaultTimeout,
+		prefetch: DefaultPrefetch,
+		logger:   slog.Default(),
+	}
+	for _, opt := range opts {
+		opt(&c)
+	}
+	return c
+}
+
+// WithExchange sets the name of the topic exchange that requests are
+// published to (client) and that the topic's queue is bound to (server).
+// Clients and servers of one topic must agree on it. The exchange is
+// declared durable. Default: DefaultExchange ("amqprpc").
+func WithExchange(name string) Option {
+	return func(c *config) { c.exchange = name }
+}
+
+// WithTimeout sets how long a client's call may take when its context has
+// no deadline. A context deadline, when present, always wins.
+// Values <= 0 are ignored. Default: DefaultTimeout (30s). Client only.
+func WithTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.timeout = d
+		}
+	}
+}
+
+// WithPrefetch sets how many requests a server takes from the broker before
+// acknowledging them, which is also how many handlers run at once.
+// Values <= 0 are ignored. Default: DefaultPrefetch (64). Server only.
+func WithPrefetch(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.prefetch = n
+		}
+	}
+}
+
+// WithLogger sets the logger for events that no caller sees, such as a
+// malformed request rejected by a server or a reply nobody waits for.
+// Default: slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// WithAMQPConfig sets the amqp091-go configuration used to dial the broker:
+// TLS, heartbeat, SASL mechanisms, connection properties. Default: the zero
+// amqp.Config, which gives amqp091-go's defaults.
+func WithAMQPConfig(cfg amqp.Config) Option {
+	return func(c *config) { c.amqpConfig = cfg }
+}

@@ -1,0 +1,205 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+// These tests speak to amqprpc with plain amqp091-go, as a program in
+// another language following docs/PROTOCOL.md would.
+
+// replyQueue declares an exclusive queue for replies and consumes it.
+func replyQueue(t *testing.T, ch *amqp.Channel) (string, <-chan amqp.Delivery) {
+	t.Helper()
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q.Name, msgs
+}
+
+func publish(t *testing.T, ch *amqp.Channel, topic string, pub amqp.Publishing) {
+	t.Helper()
+	if err := ch.PublishWithContext(context.Background(), runtime.DefaultExchange, topic, false, false, pub); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func receive(t *testing.T, msgs <-chan amqp.Delivery) amqp.Delivery {
+	t.Helper()
+	select {
+	case d := <-msgs:
+		return d
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reply within 10s")
+	}
+	panic("unreachable")
+}
+
+func TestRequestOnTheWire(t *testing.T) {
+	topic := newTopic(t)
+	ch := rawChannel(t)
+	// Stand in for a server: a queue bound for the topic, read by hand.
+	if _, err := ch.QueueDeclare(topic, false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(runtime.DefaultExchange, "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(topic, topic, runtime.DefaultExchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := ch.Consume(topic, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	arith := testsvc.NewArithClient(dial(t), topic)
+	const timeout = 5 * time.Second
+	go arith.Add(ctxTimeout(t, timeout), 2, 3)
+	d := receive(t, msgs)
+
+	if d.CorrelationId == "" || uuid.Validate(d.CorrelationId) != nil {
+		t.Errorf("correlation_id = %q; want a UUID", d.CorrelationId)
+	}
+	want := `{"method":"add","args":{"v1":2,"v2":3},"msg_id":"` + d.CorrelationId + `"}`
+	if string(d.Body) != want {
+		t.Errorf("body = %s\nwant   %s", d.Body, want)
+	}
+	if d.ContentType != "application/json" {
+		t.Errorf("content_type = %q; want application/json", d.ContentType)
+	}
+	if !strings.HasPrefix(d.ReplyTo, "amq.rabbitmq.reply-to.") {
+		t.Errorf("reply_to = %q; want a direct reply-to address", d.ReplyTo)
+	}
+	if d.Exchange != runtime.DefaultExchange || d.RoutingKey != topic {
+		t.Errorf("published to exchange %q with key %q; want %q, %q", d.Exchange, d.RoutingKey, runtime.DefaultExchange, topic)
+	}
+	ttl, err := strconv.Atoi(d.Expiration)
+	if err != nil || ttl <= 0 || ttl > int(timeout/time.Millisecond) {
+		t.Errorf("expiration = %q; want the milliseconds left of the %v deadline", d.Expiration, timeout)
+	}
+}
+
+func TestPlainAMQPClient(t *testing.T) {
+	topic := newTopic(t)
+	serve(t, topic)
+	ch := rawChannel(t)
+	queue, replies := replyQueue(t, ch)
+
+	publish(t, ch, topic, amqp.Publishing{
+		ContentType:   "application/json",
+		CorrelationId: "call-1",
+		ReplyTo:       queue,
+		Body:          []byte(`{"method": "add", "args": {"v1": 2, "v2": 3}}`),
+	})
+	d := receive(t, replies)
+	if string(d.Body) != `{"result":5}` || d.CorrelationId != "call-1" {
+		t.Fatalf("reply %s with correlation_id %q; want {\"result\":5} with call-1", d.Body, d.CorrelationId)
+	}
+
+	publish(t, ch, topic, amqp.Publishing{CorrelationId: "call-2", ReplyTo: queue, Body: []byte(`{"method": "div", "args": {"a": 1, "b": 0}}`)})
+	d = receive(t, replies)
+	if string(d.Body) != `{"failure":{"code":"unknown","message":"divide by zero"}}` || d.CorrelationId != "call-2" {
+		t.Fatalf("reply %s with correlation_id %q; want a failure for call-2", d.Body, d.CorrelationId)
+	}
+}
+
+func TestClassicMsgIDRequest(t *testing.T) {
+	topic := newTopic(t)
+	serve(t, topic)
+	ch := rawChannel(t)
+
+	// The classic caller declares a direct exchange named after the msg_id
+	// and a queue bound to it with the msg_id as routing key.
+	msgID := strings.ReplaceAll(uuid.NewString(), "-", "")
+	if err := ch.ExchangeDeclare(msgID, "direct", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, msgID, msgID, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	replies, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	publish(t, ch, topic, amqp.Publishing{
+		ContentType: "application/json",
+		Body:        []byte(`{"method": "add", "args": {"v1": 2, "v2": 3}, "msg_id": "` + msgID + `"}`),
+	})
+	d := receive(t, replies)
+	if string(d.Body) != `{"result":5}` {
+		t.Fatalf("classic reply = %s; want {\"result\":5}", d.Body)
+	}
+	if d.Exchange != msgID || d.RoutingKey != msgID {
+		t.Fatalf("classic reply came through exchange %q key %q; want %q for both", d.Exchange, d.RoutingKey, msgID)
+	}
+}
+
+func TestMalformedRequests(t *testing.T) {
+	topic := newTopic(t)
+	srv := serve(t, topic)
+	ch := rawChannel(t)
+	queue, replies := replyQueue(t, ch)
+
+	for _, tc := range []struct{ name, body string }{
+		{"not JSON", `this is not JSON`},
+		{"no method", `{"args": {"v1": 1}}`},
+		{"args not an object", `{"method": "add", "args": [1, 2]}`},
+		{"empty", ``},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			publish(t, ch, topic, amqp.Publishing{CorrelationId: tc.name, ReplyTo: queue, Body: []byte(tc.body)})
+			d := receive(t, replies)
+			var reply struct{ Failure *runtime.Error }
+			if err := json.Unmarshal(d.Body, &reply); err != nil || reply.Failure == nil || reply.Failure.Code != runtime.CodeMalformed {
+				t.Fatalf("reply to %q = %s; want a failure with code %q", tc.body, d.Body, runtime.CodeMalformed)
+			}
+			if d.CorrelationId != tc.name {
+				t.Fatalf("reply correlation_id = %q; want %q", d.CorrelationId, tc.name)
+			}
+		})
+	}
+	// Without any reply path the message is only rejected and logged.
+	publish(t, ch, topic, amqp.Publishing{Body: []byte(`{{{`)})
+
+	// The server still serves, and nothing went back to the queue to loop.
+	arith := testsvc.NewArithClient(dial(t), topic)
+	if sum, err := arith.Add(ctxTimeout(t, 10*time.Second), 20, 22); err != nil || sum != 42 {
+		t.Fatalf("after malformed requests, Add(20, 22) = %d, %v; want 42, nil", sum, err)
+	}
+	q, err := ch.QueueDeclarePassive(topic, false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Messages != 0 {
+		t.Errorf("%d messages left in the topic's queue; malformed requests must be rejected without requeue", q.Messages)
+	}
+	rejected := func() int { return strings.Count(srv.logs.String(), "rejecting malformed request") }
+	for deadline := time.Now().Add(5 * time.Second); rejected() < 5 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a requeue loop would log more by now
+	if n := rejected(); n != 5 {
+		t.Errorf("%d log lines for 5 malformed requests; logs:\n%s", n, srv.logs)
+	}
+}
