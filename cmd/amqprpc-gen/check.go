@@ -149,13 +149,16 @@ func (c *checker) method(iface string, fn *types.Func) *method {
 		m.hasErr = true
 		n--
 	}
+	badResults := func() {
+		fail(fn.Pos(), "results %s must be one of: none, T, error, (T, error)", c.typeString(results))
+	}
 	switch {
-	case n > 1 || (n == 1 && results.Len() > 2):
-		fail(fn.Pos(), "results must be one of: none, T, error, (T, error)")
+	case n > 1:
+		badResults()
 	case n == 1:
 		r := results.At(0)
-		if isError(r.Type()) || isContext(r.Type()) {
-			fail(fn.Pos(), "results must be one of: none, T, error, (T, error)")
+		if isError(r.Type()) {
+			badResults()
 		} else if why := c.wireProblem(r.Type(), nil); why != "" {
 			fail(r.Pos(), "result of type %s cannot cross the wire: %s", c.typeString(r.Type()), why)
 		} else {
@@ -206,6 +209,8 @@ func (c *checker) wireProblem(t types.Type, seen map[*types.Named]bool) string {
 	switch u := t.Underlying().(type) {
 	case *types.Basic:
 		switch {
+		case u.Kind() == types.Invalid:
+			return "the type is invalid"
 		case u.Kind() == types.UnsafePointer:
 			return "unsafe.Pointer has no JSON form"
 		case u.Info()&types.IsComplex != 0:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"go/token"
 	"sort"
 	"strings"
 
@@ -80,12 +81,21 @@ func importAs(out *jen.File, f *file, path, name string) {
 
 // The names of what is generated for a service or a method.
 func clientType(svc *service) string          { return svc.name + "Client" }
-func clientCtor(svc *service) string          { return "New" + svc.name + "Client" }
-func registerFunc(svc *service) string        { return "Register" + svc.name + "Server" }
+func clientCtor(svc *service) string          { return verb(svc, "New") + "Client" }
+func registerFunc(svc *service) string        { return verb(svc, "Register") + "Server" }
 func serviceDesc(svc *service) string         { return svc.name + "_ServiceDesc" }
 func argsType(svc *service, m *method) string { return "_" + svc.name + "_" + m.name + "_Args" }
 func handlerFunc(svc *service, m *method) string {
 	return "_" + svc.name + "_" + m.name + "_Handler"
+}
+
+// verb prefixes the service's name with v, exported when the interface is:
+// NewCalculator for Calculator, newCalculator for calculator.
+func verb(svc *service, v string) string {
+	if token.IsExported(svc.name) {
+		return v + svc.name
+	}
+	return strings.ToLower(v) + exportedName(svc.name)
 }
 
 // declaredNames lists the package-level names the generated code declares
@@ -143,7 +153,7 @@ func typeCode(t *typ) jen.Code {
 			}
 			s.Add(typeCode(f.typ))
 			if f.tag != "" {
-				s.Add(jen.Lit(f.tag))
+				s.Add(tagCode(f.tag))
 			}
 			fields[i] = s
 		}
@@ -152,6 +162,15 @@ func typeCode(t *typ) jen.Code {
 		return jen.Any()
 	}
 	panic(fmt.Sprintf("amqprpc-gen: typeCode: unknown kind %d", t.kind))
+}
+
+// tagCode spells a struct tag as the user would: a raw string literal
+// unless the tag holds a backquote.
+func tagCode(tag string) jen.Code {
+	if strings.Contains(tag, "`") {
+		return jen.Lit(tag)
+	}
+	return jen.Op("`" + tag + "`")
 }
 
 // paramType spells the type of p as a parameter: for the variadic last

@@ -9,15 +9,15 @@ import (
 // genClient emits the typed client of svc.
 func genClient(out *jen.File, svc *service) {
 	name := clientType(svc)
-	declare(out, fmt.Sprintf(`%s calls %s's methods on the servers of one
-topic. Its methods take a context first and return an error last, which is
-a *runtime.Error when a server reports one. It is safe for concurrent use.`, name, svc.name),
+	declare(out, fmt.Sprintf(`%s calls the methods of %s on the servers of one topic.
+Its methods take a context first and return an error last, which is a
+*runtime.Error when a server reports one. It is safe for concurrent use.`, name, svc.name),
 		jen.Type().Id(name).Struct(
 			jen.Id("inv").Qual(runtimePath, "Invoker"),
 			jen.Id("topic").String(),
 		))
 
-	declare(out, fmt.Sprintf(`%s returns a client that calls %s's methods
+	declare(out, fmt.Sprintf(`%s returns a client that calls the methods of %s
 on the servers of topic through inv, usually a *runtime.Client.`, clientCtor(svc), svc.name),
 		jen.Func().Id(clientCtor(svc)).
 			Params(jen.Id("inv").Qual(runtimePath, "Invoker"), jen.Id("topic").String()).

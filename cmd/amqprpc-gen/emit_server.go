@@ -10,8 +10,8 @@ import (
 // service description, and per method its argument struct and handler.
 func genServer(out *jen.File, svc *service) {
 	desc := serviceDesc(svc)
-	declare(out, fmt.Sprintf(`%s registers impl to serve %s's methods on s,
-usually a *runtime.Server.`, registerFunc(svc), svc.name),
+	declare(out, fmt.Sprintf(`%s registers impl to serve the methods of %s
+on s, usually a *runtime.Server.`, registerFunc(svc), svc.name),
 		jen.Func().Id(registerFunc(svc)).
 			Params(jen.Id("s").Qual(runtimePath, "ServiceRegistrar"), jen.Id("impl").Id(svc.name)).
 			Block(jen.Id("s").Dot("RegisterService").Call(jen.Op("&").Id(desc), jen.Id("impl"))))

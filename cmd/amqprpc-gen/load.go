@@ -50,35 +50,67 @@ func report(w io.Writer, wd string, diags []diagnostic) error {
 const loadMode = packages.NeedName | packages.NeedFiles | packages.NeedSyntax |
 	packages.NeedTypes | packages.NeedTypesInfo
 
-// load loads the package in dir. Errors in the file at output, which the
-// generator is about to replace, are ignored: an interface that changed
-// leaves the previous generated code stale, and regenerating must fix that.
-// Any other error in the package is a diagnostic.
-func load(dir string, tags []string, output string) (*packages.Package, []diagnostic, error) {
+// load loads the package in dir.
+func load(dir string, tags []string) (*packages.Package, error) {
 	cfg := &packages.Config{Mode: loadMode, Dir: dir}
 	if len(tags) > 0 {
 		cfg.BuildFlags = []string{"-tags=" + strings.Join(tags, ",")}
 	}
 	pkgs, err := packages.Load(cfg, ".")
 	if err != nil {
-		return nil, nil, fmt.Errorf("amqprpc-gen: load %s: %w", dir, err)
+		return nil, fmt.Errorf("amqprpc-gen: load %s: %w", dir, err)
 	}
-	if len(pkgs) != 1 {
-		return nil, nil, fmt.Errorf("amqprpc-gen: %s holds %d packages, want 1", dir, len(pkgs))
+	switch {
+	case len(pkgs) == 0: // go list failed before it could list anything
+		return nil, fmt.Errorf("amqprpc-gen: no Go package loaded from %s; `go list` there says why", dir)
+	case len(pkgs) > 1:
+		return nil, fmt.Errorf("amqprpc-gen: %s holds %d packages, want 1", dir, len(pkgs))
+	case pkgs[0].Types == nil || len(pkgs[0].Syntax) == 0:
+		return nil, fmt.Errorf("amqprpc-gen: no Go files in %s", dir)
 	}
-	pkg := pkgs[0]
-	var diags []diagnostic
+	return pkgs[0], nil
+}
+
+// compileErrors returns the errors of pkg as diagnostics, except those that
+// generating will fix: errors in the output file, which the generator is
+// about to replace (an interface that changed leaves it stale), and uses of
+// names that it is about to declare (code that calls the generated client
+// before the first generation).
+func compileErrors(pkg *packages.Package, output string, generated map[string]bool) []diagnostic {
+	var placed, unplaced []diagnostic
 	for _, e := range pkg.Errors {
 		pos := parsePos(e.Pos)
-		if pos.Filename != "" && filepath.Clean(pos.Filename) == output {
-			continue
+		d := diagnostic{pos: pos, msg: "package does not compile: " + e.Msg}
+		switch {
+		case pos.Filename == "":
+			unplaced = append(unplaced, d)
+		case filepath.Clean(pos.Filename) == output, usesGenerated(e.Msg, generated):
+			placed = append(placed, diagnostic{}) // fixed by generating; keeps unplaced out
+		default:
+			placed = append(placed, d)
 		}
-		diags = append(diags, diagnostic{pos: pos, msg: "package does not compile: " + e.Msg})
 	}
-	if len(diags) == 0 && pkg.Types == nil {
-		diags = append(diags, diagnostic{msg: fmt.Sprintf("no Go package in %s", dir)})
+	// The go command repeats compile errors without a position when the
+	// type checker has reported them with one: report those only alone.
+	if len(placed) == 0 {
+		return unplaced
 	}
-	return pkg, diags, nil
+	return slices.DeleteFunc(placed, func(d diagnostic) bool { return d.msg == "" })
+}
+
+// usesGenerated reports whether a type checker error is about one of the
+// generated names: "undefined: NewCalculatorClient", or "c.Sub undefined
+// (type *CalculatorClient has no field or method Sub)".
+func usesGenerated(msg string, generated map[string]bool) bool {
+	if name, ok := strings.CutPrefix(msg, "undefined: "); ok {
+		return generated[name]
+	}
+	if _, typ, ok := strings.Cut(msg, "(type "); ok {
+		typ = strings.TrimLeft(typ, "*")
+		name, _, _ := strings.Cut(typ, " ")
+		return generated[name]
+	}
+	return false
 }
 
 // parsePos parses the "file:line:col" of a packages.Error.

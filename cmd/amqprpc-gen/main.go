@@ -51,8 +51,8 @@ import (
 func main() {
 	err := run(os.Args[1:], os.Stdout, os.Stderr)
 	switch {
-	case err == nil:
-	case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
 		os.Exit(2)
 	case errors.Is(err, errReported):
 		os.Exit(1)
@@ -85,7 +85,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	tags := fs.String("tags", "", "comma-separated list of build tags to apply")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage // the flag package has printed the problem and the usage
 	}
 	if *showVersion {
 		fmt.Fprintf(stdout, "amqprpc-gen %s (runtime.%s)\n", version(), runtimeGuard)
@@ -138,9 +141,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 // build loads the package in dir and makes the model of the file to
 // generate into outPath for the interfaces names.
 func build(dir string, tags []string, outPath string, names []string) (*file, []diagnostic, error) {
-	pkg, diags, err := load(dir, tags, outPath)
-	if err != nil || len(diags) > 0 {
-		return nil, diags, err
+	pkg, err := load(dir, tags)
+	if err != nil {
+		return nil, nil, err
 	}
 	c := &checker{
 		fset:    pkg.Fset,
@@ -155,28 +158,36 @@ func build(dir string, tags []string, outPath string, names []string) (*file, []
 		taken:   make(map[string]bool),
 		imports: c.imports,
 	}
-	for _, name := range pkg.Types.Scope().Names() {
-		obj := pkg.Types.Scope().Lookup(name)
-		if filepath.Clean(pkg.Fset.Position(obj.Pos()).Filename) != outPath {
+	scope := pkg.Types.Scope()
+	for _, name := range scope.Names() {
+		if filepath.Clean(pkg.Fset.Position(scope.Lookup(name).Pos()).Filename) != outPath {
 			f.taken[name] = true
 		}
 	}
-	argPos := token.NoPos // a -type problem has no position in the code
+
+	generated := make(map[string]bool)
 	seen := make(map[string]bool)
 	for _, name := range names {
 		if seen[name] {
 			continue
 		}
 		seen[name] = true
-		if svc := c.service(name, argPos); svc != nil {
-			f.services = append(f.services, svc)
-			for _, n := range declaredNames(svc) {
-				if f.taken[n] {
-					obj := pkg.Types.Scope().Lookup(n)
-					c.errorf(obj.Pos(), "%s: the generated code declares %s, which this package already declares", name, n)
-				}
+		svc := c.service(name, token.NoPos)
+		if svc == nil {
+			continue
+		}
+		f.services = append(f.services, svc)
+		for _, n := range declaredNames(svc) {
+			generated[n] = true
+			if f.taken[n] {
+				c.errorf(scope.Lookup(n).Pos(), "%s: the generated code declares %s, which this package already declares", name, n)
 			}
 		}
+	}
+	// A package that does not compile is reported alone: the types of its
+	// interfaces may be broken too, and problems found in them would mislead.
+	if diags := compileErrors(pkg, outPath, generated); len(diags) > 0 {
+		return nil, diags, nil
 	}
 	return f, c.diags, nil
 }
