@@ -12,15 +12,15 @@ import (
 // runtime it is compiled against are compatible.
 const _ = runtime.SupportPackageIsVersion1
 
-// CalculatorClient calls Calculator's methods on the servers of one
-// topic. Its methods take a context first and return an error last, which is
-// a *runtime.Error when a server reports one. It is safe for concurrent use.
+// CalculatorClient calls the methods of Calculator on the servers of one topic.
+// Its methods take a context first and return an error last, which is a
+// *runtime.Error when a server reports one. It is safe for concurrent use.
 type CalculatorClient struct {
 	inv   runtime.Invoker
 	topic string
 }
 
-// NewCalculatorClient returns a client that calls Calculator's methods
+// NewCalculatorClient returns a client that calls the methods of Calculator
 // on the servers of topic through inv, usually a *runtime.Client.
 func NewCalculatorClient(inv runtime.Invoker, topic string) *CalculatorClient {
 	return &CalculatorClient{inv: inv, topic: topic}
@@ -33,8 +33,8 @@ func (c *CalculatorClient) Add(ctx context.Context, v1 int, v2 int) (int, error)
 	return out, err
 }
 
-// RegisterCalculatorServer registers impl to serve Calculator's methods on s,
-// usually a *runtime.Server.
+// RegisterCalculatorServer registers impl to serve the methods of Calculator
+// on s, usually a *runtime.Server.
 func RegisterCalculatorServer(s runtime.ServiceRegistrar, impl Calculator) {
 	s.RegisterService(&Calculator_ServiceDesc, impl)
 }

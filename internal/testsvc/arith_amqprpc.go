@@ -13,15 +13,15 @@ import (
 // runtime it is compiled against are compatible.
 const _ = runtime.SupportPackageIsVersion1
 
-// ArithClient calls Arith's methods on the servers of one
-// topic. Its methods take a context first and return an error last, which is
-// a *runtime.Error when a server reports one. It is safe for concurrent use.
+// ArithClient calls the methods of Arith on the servers of one topic.
+// Its methods take a context first and return an error last, which is a
+// *runtime.Error when a server reports one. It is safe for concurrent use.
 type ArithClient struct {
 	inv   runtime.Invoker
 	topic string
 }
 
-// NewArithClient returns a client that calls Arith's methods
+// NewArithClient returns a client that calls the methods of Arith
 // on the servers of topic through inv, usually a *runtime.Client.
 func NewArithClient(inv runtime.Invoker, topic string) *ArithClient {
 	return &ArithClient{inv: inv, topic: topic}
@@ -65,8 +65,8 @@ func (c *ArithClient) Sum(ctx context.Context, xs ...int) (int, error) {
 	return out, err
 }
 
-// RegisterArithServer registers impl to serve Arith's methods on s,
-// usually a *runtime.Server.
+// RegisterArithServer registers impl to serve the methods of Arith
+// on s, usually a *runtime.Server.
 func RegisterArithServer(s runtime.ServiceRegistrar, impl Arith) {
 	s.RegisterService(&Arith_ServiceDesc, impl)
 }
@@ -158,15 +158,15 @@ func _Arith_Sum_Handler(impl any, ctx context.Context, dec func(any) error) (any
 	return impl.(Arith).Sum(args.Xs...), nil
 }
 
-// StoreClient calls Store's methods on the servers of one
-// topic. Its methods take a context first and return an error last, which is
-// a *runtime.Error when a server reports one. It is safe for concurrent use.
+// StoreClient calls the methods of Store on the servers of one topic.
+// Its methods take a context first and return an error last, which is a
+// *runtime.Error when a server reports one. It is safe for concurrent use.
 type StoreClient struct {
 	inv   runtime.Invoker
 	topic string
 }
 
-// NewStoreClient returns a client that calls Store's methods
+// NewStoreClient returns a client that calls the methods of Store
 // on the servers of topic through inv, usually a *runtime.Client.
 func NewStoreClient(inv runtime.Invoker, topic string) *StoreClient {
 	return &StoreClient{inv: inv, topic: topic}
@@ -187,8 +187,8 @@ func (c *StoreClient) Put(ctx context.Context, key string, value string) error {
 	return c.inv.Invoke(ctx, c.topic, "put", &_Store_Put_Args{Key: key, Value: value}, nil)
 }
 
-// RegisterStoreServer registers impl to serve Store's methods on s,
-// usually a *runtime.Server.
+// RegisterStoreServer registers impl to serve the methods of Store
+// on s, usually a *runtime.Server.
 func RegisterStoreServer(s runtime.ServiceRegistrar, impl Store) {
 	s.RegisterService(&Store_ServiceDesc, impl)
 }

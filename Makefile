@@ -1,0 +1,36 @@
+# amqprpc: `make demo` runs the example, `make test` runs every test.
+# Both first make sure a RabbitMQ answers at AMQP_URL (see `make broker`).
+
+AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+export AMQP_URL
+
+GO ?= go
+
+.PHONY: all broker generate check-generated lint test demo
+
+all: lint test
+
+## broker: make sure a RabbitMQ answers at AMQP_URL (start or install it if local)
+broker:
+	@scripts/broker.sh
+
+## generate: run every go:generate line
+generate:
+	$(GO) generate ./...
+
+## check-generated: fail if a committed generated file differs from a fresh one
+check-generated:
+	@scripts/check-generated.sh
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: not formatted:" $$out >&2; exit 1; fi
+	$(GO) vet ./...
+
+## test: lint, check-generated and every test (with the race detector) against the broker
+test: broker lint check-generated
+	$(GO) test -race -count=1 ./...
+
+## demo: run the calc example: a server, and a client that prints 2 + 3
+demo: broker
+	@scripts/demo.sh
