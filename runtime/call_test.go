@@ -193,11 +193,7 @@ func TestCloseFailsPendingCalls(t *testing.T) {
 	c := dial(t)
 	arith := testsvc.NewArithClient(c, topic)
 
-	done := make(chan error, 1)
-	go func() { done <- arith.Sleep(ctxTimeout(t, 30*time.Second), 2*time.Second) }()
-	for srv.arith.Calls.Load() == 0 { // the call is in flight
-		time.Sleep(5 * time.Millisecond)
-	}
+	done := sleepInFlight(t, srv, arith, 2*time.Second)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -214,11 +210,7 @@ func TestShutdownWaitsForInFlightHandlers(t *testing.T) {
 	srv := serve(t, topic)
 	arith := testsvc.NewArithClient(dial(t), topic)
 
-	done := make(chan error, 1)
-	go func() { done <- arith.Sleep(ctxTimeout(t, 30*time.Second), 500*time.Millisecond) }()
-	for srv.arith.Calls.Load() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	done := sleepInFlight(t, srv, arith, 500*time.Millisecond)
 	if err := srv.Shutdown(ctxTimeout(t, 10*time.Second)); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -228,4 +220,63 @@ func TestShutdownWaitsForInFlightHandlers(t *testing.T) {
 	if err := <-srv.err; !errors.Is(err, runtime.ErrServerClosed) {
 		t.Fatalf("Serve after Shutdown returned %v; want ErrServerClosed", err)
 	}
+}
+
+func TestDialErrorsHideThePassword(t *testing.T) {
+	_, err := runtime.Dial("amqp://guest:s3cret@127.0.0.1:1/")
+	if err == nil {
+		t.Fatal("Dial to a closed port succeeded")
+	}
+	if strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "guest:xxxxx@127.0.0.1:1") {
+		t.Fatalf("Dial error %q; want the URL with its password redacted", err)
+	}
+}
+
+func TestShutdownGivesUpAtItsDeadline(t *testing.T) {
+	topic := newTopic(t)
+	srv := serve(t, topic)
+	arith := testsvc.NewArithClient(dial(t), topic)
+
+	done := sleepInFlight(t, srv, arith, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a handler still running = %v; want context.DeadlineExceeded", err)
+	}
+	if err := <-srv.err; !errors.Is(err, runtime.ErrServerClosed) {
+		t.Fatalf("Serve = %v; want ErrServerClosed", err)
+	}
+	// The request was never acknowledged, so the broker has it back for
+	// another server.
+	ch := rawChannel(t)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		q, err := ch.QueueDeclarePassive(topic, false, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Messages == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests in the queue after a forced shutdown; want the one in flight back", q.Messages)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the call ended (%v) while its request waits in the queue", err)
+	default:
+	}
+}
+
+// sleepInFlight calls Sleep(d) and returns once the server runs it; the
+// channel gets the call's result.
+func sleepInFlight(t *testing.T, srv *testServer, arith *testsvc.ArithClient, d time.Duration) <-chan error {
+	t.Helper()
+	before := srv.arith.Calls.Load()
+	done := make(chan error, 1)
+	go func() { done <- arith.Sleep(ctxTimeout(t, 30*time.Second), d) }()
+	for srv.arith.Calls.Load() == before {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return done
 }

@@ -32,6 +32,26 @@ func replyQueue(t *testing.T, ch *amqp.Channel) (string, <-chan amqp.Delivery) {
 	return q.Name, msgs
 }
 
+// standIn stands in for a server of topic: it declares the topic's queue
+// and binding as a server would and returns the requests, auto-acked.
+func standIn(t *testing.T, ch *amqp.Channel, topic string) <-chan amqp.Delivery {
+	t.Helper()
+	if _, err := ch.QueueDeclare(topic, false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(runtime.DefaultExchange, "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(topic, topic, runtime.DefaultExchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := ch.Consume(topic, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
 func publish(t *testing.T, ch *amqp.Channel, topic string, pub amqp.Publishing) {
 	t.Helper()
 	if err := ch.PublishWithContext(context.Background(), runtime.DefaultExchange, topic, false, false, pub); err != nil {
@@ -52,21 +72,7 @@ func receive(t *testing.T, msgs <-chan amqp.Delivery) amqp.Delivery {
 
 func TestRequestOnTheWire(t *testing.T) {
 	topic := newTopic(t)
-	ch := rawChannel(t)
-	// Stand in for a server: a queue bound for the topic, read by hand.
-	if _, err := ch.QueueDeclare(topic, false, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.ExchangeDeclare(runtime.DefaultExchange, "topic", true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.QueueBind(topic, topic, runtime.DefaultExchange, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := ch.Consume(topic, "", true, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	msgs := standIn(t, rawChannel(t), topic)
 
 	arith := testsvc.NewArithClient(dial(t), topic)
 	const timeout = 5 * time.Second
@@ -201,5 +207,37 @@ func TestMalformedRequests(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // a requeue loop would log more by now
 	if n := rejected(); n != 5 {
 		t.Errorf("%d log lines for 5 malformed requests; logs:\n%s", n, srv.logs)
+	}
+}
+
+func TestStrayRepliesAreDropped(t *testing.T) {
+	topic := newTopic(t)
+	ch := rawChannel(t)
+	// A hand-written server that answers each request three times: first
+	// with a correlation id nobody waits for, then properly, then again.
+	requests := standIn(t, ch, topic)
+	go func() {
+		for d := range requests {
+			var req struct{ Args struct{ V1, V2 int } }
+			json.Unmarshal(d.Body, &req)
+			for _, r := range []struct {
+				id  string
+				sum int
+			}{{"stray-" + d.CorrelationId, -1}, {d.CorrelationId, req.Args.V1 + req.Args.V2}, {d.CorrelationId, -2}} {
+				ch.PublishWithContext(context.Background(), "", d.ReplyTo, false, false, amqp.Publishing{
+					CorrelationId: r.id,
+					Body:          []byte(`{"result":` + strconv.Itoa(r.sum) + `}`),
+				})
+			}
+		}
+	}()
+
+	arith := testsvc.NewArithClient(dial(t), topic)
+	ctx := ctxTimeout(t, 10*time.Second)
+	for i := range 20 {
+		sum, err := arith.Add(ctx, i, 1)
+		if err != nil || sum != i+1 {
+			t.Fatalf("Add(%d, 1) = %d, %v; want %d: a stray or duplicate reply was taken", i, sum, err, i+1)
+		}
 	}
 }
