@@ -116,21 +116,21 @@ func TestRemoteErrors(t *testing.T) {
 		}
 	})
 	t.Run("unknown method", func(t *testing.T) {
-		err := c.Invoke(ctx, topic, "sub", map[string]int{"v1": 1}, nil)
+		err := invoke(ctx, c, topic, "sub", map[string]int{"v1": 1}, nil)
 		if remoteCode(err) != runtime.CodeUnimplemented {
 			t.Fatalf("calling sub: %v; want code %q", err, runtime.CodeUnimplemented)
 		}
 	})
 	t.Run("argument of the wrong type", func(t *testing.T) {
 		var out int
-		err := c.Invoke(ctx, topic, "add", map[string]any{"v1": "two", "v2": 3}, &out)
+		err := invoke(ctx, c, topic, "add", map[string]any{"v1": "two", "v2": 3}, &out)
 		if remoteCode(err) != runtime.CodeInvalidArgument {
 			t.Fatalf("add(v1: \"two\"): %v; want code %q", err, runtime.CodeInvalidArgument)
 		}
 	})
 	t.Run("misspelt argument", func(t *testing.T) {
 		var out int
-		err := c.Invoke(ctx, topic, "add", map[string]any{"v1": 1, "v3": 3}, &out)
+		err := invoke(ctx, c, topic, "add", map[string]any{"v1": 1, "v3": 3}, &out)
 		if remoteCode(err) != runtime.CodeInvalidArgument {
 			t.Fatalf("add(v3: 3): %v; want code %q", err, runtime.CodeInvalidArgument)
 		}

@@ -21,10 +21,14 @@ type wireFormat interface {
 	// fills in what it could, so that an error reply can find its way back.
 	decodeRequest(d *amqp.Delivery, r *inRequest) error
 	// encodeReply fills pub with the reply to request msgID, carrying
-	// either result or, when it is not nil, failure.
-	encodeReply(pub *amqp.Publishing, msgID string, result any, failure *Error) error
+	// either result or, when it is not nil, failure; server, when set, is
+	// the name of the server replying.
+	encodeReply(pub *amqp.Publishing, msgID, server string, result any, failure *Error) error
 	// replyID returns the id of the request that d answers.
 	replyID(d *amqp.Delivery) string
+	// replyServer returns the name of the server that sent reply d, if
+	// it says.
+	replyServer(d *amqp.Delivery) string
 	// decodeReply decodes the result of reply d into result (unless result
 	// is nil), or returns the *Error it carries.
 	decodeReply(d *amqp.Delivery, result any) error
@@ -34,16 +38,18 @@ type wireFormat interface {
 type outRequest struct {
 	msgID   string
 	method  string
+	version string // the interface version the method needs; "" for 1.0
 	args    any
-	replyTo string
+	replyTo string // "" for a cast: no reply is wanted
 }
 
 // inRequest is a request as a server receives it.
 type inRequest struct {
-	msgID  string          // the id a reply must carry
-	method string          // wire name of the method
-	args   json.RawMessage // the arguments object, as sent
-	reply  route           // where the reply goes; the zero route when nowhere
+	msgID   string          // the id a reply must carry
+	method  string          // wire name of the method
+	version string          // the interface version the caller needs; "" for 1.0
+	args    json.RawMessage // the arguments object, as sent
+	reply   route           // where the reply goes; the zero route when nowhere
 }
 
 // route is where a server publishes a reply.
@@ -61,25 +67,34 @@ const contentTypeJSON = "application/json"
 
 // classic is the amqprpc envelope, the one of OpenStack's original RPC:
 //
-//	request: {"method": "add", "args": {"v1": 2, "v2": 3}, "msg_id": "<id>"}
+//	request: {"method": "add", "args": {"v1": 2, "v2": 3}, "version": "1.1", "msg_id": "<id>"}
 //	reply:   {"result": 5}  or  {"failure": {"code": "...", "message": "..."}}
 //
-// The msg_id is also the correlation_id property. A request that names a
-// reply_to is answered there through the default exchange; one that only
-// has a msg_id in its body is answered the old way, on a direct exchange
-// named after the msg_id with the msg_id as routing key.
+// The version is left out when it is 1.0, and the msg_id from casts, which
+// want no reply. The id is also the correlation_id property. A request that
+// names a reply_to is answered there through the default exchange; one that
+// only has a msg_id in its body is answered the old way, on a direct
+// exchange named after the msg_id with the msg_id as routing key. A reply
+// to a request sent to every server carries the server's name in the
+// header serverHeader.
 type classic struct{}
 
+// serverHeader is the reply header that names the server replying to a
+// request sent to every server of a topic.
+const serverHeader = "amqprpc-server"
+
 type classicRequest struct {
-	Method string          `json:"method"`
-	Args   json.RawMessage `json:"args"`
-	MsgID  string          `json:"msg_id"`
+	Method  string          `json:"method"`
+	Args    json.RawMessage `json:"args"`
+	Version string          `json:"version"`
+	MsgID   string          `json:"msg_id"`
 }
 
 type classicOutRequest struct {
-	Method string `json:"method"`
-	Args   any    `json:"args"`
-	MsgID  string `json:"msg_id"`
+	Method  string `json:"method"`
+	Args    any    `json:"args"`
+	Version string `json:"version,omitempty"`
+	MsgID   string `json:"msg_id,omitempty"`
 }
 
 type classicResult struct {
@@ -96,7 +111,11 @@ type classicReply struct {
 }
 
 func (classic) encodeRequest(pub *amqp.Publishing, r *outRequest) error {
-	body, err := json.Marshal(classicOutRequest{Method: r.method, Args: r.args, MsgID: r.msgID})
+	m := classicOutRequest{Method: r.method, Args: r.args, Version: r.version}
+	if r.replyTo != "" {
+		m.MsgID = r.msgID
+	}
+	body, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode arguments of %q: %w", r.method, err)
 	}
@@ -132,6 +151,7 @@ func (classic) decodeRequest(d *amqp.Delivery, r *inRequest) error {
 		return errNoMethod
 	}
 	r.method = m.Method
+	r.version = m.Version
 	if a := bytes.TrimLeft(m.Args, " \t\r\n"); len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
 		return errBadArgs
 	}
@@ -139,7 +159,7 @@ func (classic) decodeRequest(d *amqp.Delivery, r *inRequest) error {
 	return nil
 }
 
-func (classic) encodeReply(pub *amqp.Publishing, msgID string, result any, failure *Error) error {
+func (classic) encodeReply(pub *amqp.Publishing, msgID, server string, result any, failure *Error) error {
 	var body []byte
 	var err error
 	if failure != nil {
@@ -153,10 +173,18 @@ func (classic) encodeReply(pub *amqp.Publishing, msgID string, result any, failu
 	pub.ContentType = contentTypeJSON
 	pub.CorrelationId = msgID
 	pub.Body = body
+	if server != "" {
+		pub.Headers = amqp.Table{serverHeader: server}
+	}
 	return nil
 }
 
 func (classic) replyID(d *amqp.Delivery) string { return d.CorrelationId }
+
+func (classic) replyServer(d *amqp.Delivery) string {
+	name, _ := d.Headers[serverHeader].(string)
+	return name
+}
 
 func (classic) decodeReply(d *amqp.Delivery, result any) error {
 	var m classicReply

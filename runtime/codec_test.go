@@ -82,7 +82,7 @@ func TestClassicDecodeRequest(t *testing.T) {
 
 func TestClassicReplies(t *testing.T) {
 	var pub amqp.Publishing
-	if err := (classic{}).encodeReply(&pub, "c1", 5, nil); err != nil || string(pub.Body) != `{"result":5}` || pub.CorrelationId != "c1" {
+	if err := (classic{}).encodeReply(&pub, "c1", "", 5, nil); err != nil || string(pub.Body) != `{"result":5}` || pub.CorrelationId != "c1" {
 		t.Fatalf("result reply = %s (correlation_id %q), %v", pub.Body, pub.CorrelationId, err)
 	}
 	var n int
@@ -90,18 +90,18 @@ func TestClassicReplies(t *testing.T) {
 		t.Fatalf("decoded result = %d, %v; want 5", n, err)
 	}
 
-	if err := (classic{}).encodeReply(&pub, "c1", nil, &Error{Code: CodeInternal, Message: "boom"}); err != nil {
+	if err := (classic{}).encodeReply(&pub, "c1", "", nil, &Error{Code: CodeInternal, Message: "boom"}); err != nil {
 		t.Fatal(err)
 	}
 	if want := `{"failure":{"code":"internal","message":"boom"}}`; string(pub.Body) != want {
 		t.Fatalf("failure reply = %s; want %s", pub.Body, want)
 	}
 	err := (classic{}).decodeReply(&amqp.Delivery{Body: pub.Body}, &n)
-	if rerr, ok := errors.AsType[*Error](err); !ok || *rerr != (Error{Code: CodeInternal, Message: "boom"}) {
+	if rerr, ok := errors.AsType[*Error](err); !ok || rerr.Code != CodeInternal || rerr.Message != "boom" {
 		t.Fatalf("decoded failure = %v; want the *Error sent", err)
 	}
 
-	if err := (classic{}).encodeReply(&pub, "c1", make(chan int), nil); err == nil {
+	if err := (classic{}).encodeReply(&pub, "c1", "", make(chan int), nil); err == nil {
 		t.Error("encoding a channel result succeeded; want an error")
 	}
 	for _, body := range []string{`nope`, `{"result":"five"}`} {
@@ -155,6 +155,29 @@ func TestRedact(t *testing.T) {
 	} {
 		if got := redact(in); got != want {
 			t.Errorf("redact(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func TestCompatible(t *testing.T) {
+	for _, tc := range []struct {
+		have, need string
+		want       bool
+	}{
+		{"", "", true},
+		{"1.0", "", true},
+		{"", "1.0", true},
+		{"1.3", "1.1", true},
+		{"1.3", "1.3", true},
+		{"1.1", "1.3", false},
+		{"2.0", "1.0", false},
+		{"1.9", "2.0", false},
+		{"1.10", "1.9", true},
+		{"x", "1.0", false},
+		{"1.0", "1", false},
+	} {
+		if got := compatible(tc.have, tc.need); got != tc.want {
+			t.Errorf("compatible(%q, %q) = %v; want %v", tc.have, tc.need, got, tc.want)
 		}
 	}
 }

@@ -8,6 +8,11 @@
 // (New<Interface>Client) wraps a Client, and Register<Interface>Server
 // registers an implementation of the interface with a Server.
 //
+// Besides calls, a request can be a Cast (no reply; the client waits for the
+// broker's confirm), a Fanout (a cast to every server of the topic), or be
+// sent to every server to gather their replies (Gather). Any request can
+// name one server of the topic (Target.Server) to reach it alone.
+//
 //	conn, err := runtime.Dial("amqp://guest:guest@127.0.0.1:5672/")
 //	...
 //	calc := calc.NewCalculatorClient(conn, "calc")
@@ -32,7 +37,16 @@
 // # Errors
 //
 // A call ends with its result, with an *Error reported by the server (find
-// it with errors.As; its Code says what went wrong), or with a transport
-// error: ErrNoServer when no queue is bound for the topic, an error wrapping
-// context.DeadlineExceeded at the deadline, ErrConnectionLost or ErrClosed.
+// it with errors.As; its Code says what went wrong, and methods set it with
+// Errorf), or with a transport error: ErrNoServer when no queue is bound for
+// the topic, an error wrapping context.DeadlineExceeded at the deadline,
+// ErrConnectionLost or ErrClosed. Errors a service declares (ServiceDesc.Errors)
+// keep their identity across the wire for errors.Is and errors.As.
+//
+// # Versions
+//
+// Interfaces are versioned as in OpenStack: "major.minor", a request
+// carries the version its method needs, and a server answers one it cannot
+// serve with CodeUnsupportedVersion; a client's Target.VersionCap keeps it
+// from sending newer methods (ErrVersionCap).
 package runtime

@@ -1,16 +1,17 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 )
 
-// Transport errors. They describe what happened to a call between the client
-// and the broker; errors reported by a server are *Error values instead.
+// Transport errors. They describe what happened to a request between the
+// client and the broker; errors reported by a server are *Error values.
 var (
-	// ErrNoServer is returned by a call whose request the broker could not
-	// route: no queue is bound for the topic, so no server can ever see it.
-	// It is returned as soon as the broker says so, not at the deadline.
+	// ErrNoServer is returned for a request the broker could not route: no
+	// queue is bound for its topic (or server), so no server can ever see
+	// it. It is returned as soon as the broker says so, not at the deadline.
 	ErrNoServer = errors.New("amqprpc: no server is bound to the topic")
 
 	// ErrConnectionLost is returned by calls that were waiting for a reply
@@ -23,16 +24,25 @@ var (
 	// including calls that were waiting for a reply when Close was called.
 	ErrClosed = errors.New("amqprpc: client closed")
 
+	// ErrNacked is returned by a cast that the broker refused to take.
+	ErrNacked = errors.New("amqprpc: the broker refused the message")
+
 	// ErrMalformedReply is returned when a reply arrives but cannot be
 	// decoded into the call's result type.
 	ErrMalformedReply = errors.New("amqprpc: malformed reply")
+
+	// ErrVersionCap is returned, without sending anything, for a method
+	// introduced in a later version of its interface than the client's
+	// version cap (Target.VersionCap) allows.
+	ErrVersionCap = errors.New("amqprpc: method is newer than the client's version cap")
 
 	// ErrServerClosed is returned by Server.Serve after Server.Shutdown.
 	ErrServerClosed = errors.New("amqprpc: server closed")
 )
 
-// Code classifies an error reported by a server. Codes cross the wire as
-// the strings below (see docs/PROTOCOL.md).
+// Code classifies an error reported by a server, as gRPC's codes do. Codes
+// cross the wire as the strings below (see docs/PROTOCOL.md). Methods set
+// one by returning an error made by Errorf.
 type Code string
 
 const (
@@ -42,24 +52,75 @@ const (
 	// CodeMalformed means the request was not a valid amqprpc message: not
 	// JSON, or without a method name.
 	CodeMalformed Code = "malformed"
-	// CodeInvalidArgument means the arguments could not be decoded into the
-	// method's parameter types.
+	// CodeInvalidArgument means the arguments are not valid: they could not
+	// be decoded into the method's parameter types, or the method says so.
 	CodeInvalidArgument Code = "invalid_argument"
 	// CodeUnimplemented means the server has no method of that name.
 	CodeUnimplemented Code = "unimplemented"
+	// CodeUnsupportedVersion means the server's version of the interface
+	// cannot serve the version the request asks for: an older minor
+	// version, or another major version.
+	CodeUnsupportedVersion Code = "unsupported_version"
 	// CodeInternal means the server failed while handling the request, for
 	// example because the method panicked or its result could not be encoded.
 	CodeInternal Code = "internal"
+	// CodeNotFound means something the request names does not exist.
+	CodeNotFound Code = "not_found"
+	// CodeAlreadyExists means something the request would create exists.
+	CodeAlreadyExists Code = "already_exists"
+	// CodePermissionDenied means the caller may not do what it asks.
+	CodePermissionDenied Code = "permission_denied"
+	// CodeUnauthenticated means the caller's identity could not be checked.
+	CodeUnauthenticated Code = "unauthenticated"
+	// CodeFailedPrecondition means the system is not in a state in which the
+	// request can be carried out.
+	CodeFailedPrecondition Code = "failed_precondition"
+	// CodeAborted means the request was abandoned, typically because of a
+	// concurrency conflict; it may be retried at a higher level.
+	CodeAborted Code = "aborted"
+	// CodeOutOfRange means an argument is past a valid range.
+	CodeOutOfRange Code = "out_of_range"
+	// CodeResourceExhausted means a quota or a resource ran out.
+	CodeResourceExhausted Code = "resource_exhausted"
+	// CodeUnavailable means the server cannot handle the request now; it
+	// may be retried.
+	CodeUnavailable Code = "unavailable"
+	// CodeDeadlineExceeded means the request's deadline passed on the server.
+	CodeDeadlineExceeded Code = "deadline_exceeded"
+	// CodeCanceled means the request was canceled.
+	CodeCanceled Code = "canceled"
+	// CodeDataLoss means data was lost or corrupted.
+	CodeDataLoss Code = "data_loss"
 )
 
 // Error is an error reported by a server. A client receives every error that
 // a server sends as an *Error, found with errors.As:
 //
 //	var rerr *runtime.Error
-//	if errors.As(err, &rerr) && rerr.Code == runtime.CodeUnimplemented { ... }
+//	if errors.As(err, &rerr) && rerr.Code == runtime.CodeNotFound { ... }
+//
+// When the server's error was one of the errors its service declares
+// (ServiceDesc.Errors), the client's *Error wraps an equal error, so that
+// errors.Is and errors.As find it as on the server.
 type Error struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
+	// Type is the registered name of the declared error, if the error was
+	// one.
+	Type string `json:"type,omitempty"`
+	// Detail is the JSON form of a declared error type's value.
+	Detail json.RawMessage `json:"detail,omitempty"`
+
+	cause error
+}
+
+// Errorf returns an error with code whose message is formatted as by
+// fmt.Errorf; a method returns it to give its caller a code. A %w verb
+// wraps an error as fmt.Errorf does, so that a declared error wrapped this
+// way keeps its identity on the client too.
+func Errorf(code Code, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &Error{Code: code, Message: err.Error(), cause: errors.Unwrap(err)}
 }
 
 // Error implements the error interface.
@@ -67,12 +128,91 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("amqprpc: remote error: %s: %s", e.Code, e.Message)
 }
 
-// toError converts an error returned by a method into the error sent on the
-// wire: an *Error in err's chain is kept as it is, anything else gets
-// CodeUnknown and err's message.
-func toError(err error) *Error {
-	if rerr, ok := errors.AsType[*Error](err); ok {
-		return rerr
+// Unwrap returns the error e stands for: on the server, what Errorf
+// wrapped; on the client, the declared error the server returned.
+func (e *Error) Unwrap() error { return e.cause }
+
+// ErrorDesc describes an error whose identity crosses the wire. Make one
+// with SentinelError or TypedError; amqprpc-gen does so for the errors an
+// interface declares with //amqprpc:errors.
+type ErrorDesc struct {
+	// Type is the error's name on the wire: its Go package path and name.
+	Type string
+	// match reports whether err is this error, and returns the value to
+	// send as the error's detail, if any.
+	match func(err error) (detail any, ok bool)
+	// decode makes the client's copy of the error from its detail.
+	decode func(detail json.RawMessage) error
+}
+
+// SentinelError describes a sentinel error, such as io.EOF: a server error
+// for which errors.Is(err, sentinel) holds reaches the client as an error
+// for which it holds too.
+func SentinelError(name string, sentinel error) ErrorDesc {
+	return ErrorDesc{
+		Type:   name,
+		match:  func(err error) (any, bool) { return nil, errors.Is(err, sentinel) },
+		decode: func(json.RawMessage) error { return sentinel },
 	}
-	return &Error{Code: CodeUnknown, Message: err.Error()}
+}
+
+// TypedError describes an error type E, such as *fs.PathError: a server
+// error for which errors.As finds an E reaches the client with a copy of
+// that E, sent as JSON, for errors.As to find there.
+func TypedError[E error](name string) ErrorDesc {
+	return ErrorDesc{
+		Type: name,
+		match: func(err error) (any, bool) {
+			e, ok := errors.AsType[E](err)
+			return e, ok
+		},
+		decode: func(detail json.RawMessage) error {
+			var e E
+			if len(detail) > 0 {
+				if err := json.Unmarshal(detail, &e); err != nil {
+					return nil
+				}
+			}
+			return e
+		},
+	}
+}
+
+// toError converts an error returned by a method into the error sent on the
+// wire: an *Error in err's chain keeps its code and message, anything else
+// gets CodeUnknown and err's message; a declared error of desc is named.
+func toError(err error, desc *ServiceDesc) *Error {
+	wire := &Error{Code: CodeUnknown, Message: err.Error()}
+	if rerr, ok := errors.AsType[*Error](err); ok {
+		wire.Code, wire.Message = rerr.Code, rerr.Message
+	}
+	for _, ed := range desc.Errors {
+		detail, ok := ed.match(err)
+		if !ok {
+			continue
+		}
+		wire.Type = ed.Type
+		if detail != nil {
+			if b, err := json.Marshal(detail); err == nil {
+				wire.Detail = b
+			}
+		}
+		break
+	}
+	return wire
+}
+
+// fromError gives a server's error the identity of the declared error it
+// names, if desc declares it.
+func fromError(e *Error, desc *ServiceDesc) *Error {
+	if e.Type == "" || desc == nil {
+		return e
+	}
+	for _, ed := range desc.Errors {
+		if ed.Type == e.Type {
+			e.cause = ed.decode(e.Detail)
+			break
+		}
+	}
+	return e
 }

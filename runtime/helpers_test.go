@@ -58,6 +58,7 @@ func newTopic(t *testing.T) string {
 			return
 		}
 		ch.QueueDelete(topic, false, false, false)
+		ch.ExchangeDelete(topic+"_fanout", false, false)
 	})
 	return topic
 }
@@ -73,49 +74,60 @@ func dial(t *testing.T, opts ...runtime.Option) *runtime.Client {
 	return c
 }
 
-// testServer is a running server of testsvc.Arith and testsvc.Store.
+// testServer is a running server of testsvc.Arith, testsvc.Store and
+// testsvc.Fleet.
 type testServer struct {
 	*runtime.Server
 	arith *testsvc.ArithImpl
+	fleet *testsvc.FleetImpl
 	logs  *syncBuffer
 	err   chan error // Serve's result
 }
 
-// serve starts a server on topic and waits until it consumes its queue. It
-// is shut down when the test ends.
+// serve starts a server named "main" on topic; see serveAs.
 func serve(t *testing.T, topic string, opts ...runtime.Option) *testServer {
 	t.Helper()
-	ts := &testServer{arith: new(testsvc.ArithImpl), logs: new(syncBuffer), err: make(chan error, 1)}
+	return serveAs(t, topic, "main", opts...)
+}
+
+// serveAs starts a server named name on topic and waits until it consumes
+// its queues. It is shut down when the test ends.
+func serveAs(t *testing.T, topic, name string, opts ...runtime.Option) *testServer {
+	t.Helper()
+	ts := &testServer{arith: new(testsvc.ArithImpl), fleet: testsvc.NewFleet(name), logs: new(syncBuffer), err: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ts.Server = runtime.NewServer(brokerURL(), topic, append([]runtime.Option{runtime.WithLogger(logger)}, opts...)...)
+	opts = append([]runtime.Option{runtime.WithLogger(logger), runtime.WithServerName(name)}, opts...)
+	ts.Server = runtime.NewServer(brokerURL(), topic, opts...)
 	testsvc.RegisterArithServer(ts.Server, ts.arith)
 	testsvc.RegisterStoreServer(ts.Server, new(testsvc.MapStore))
+	testsvc.RegisterFleetServer(ts.Server, ts.fleet)
 	go func() { ts.err <- ts.Serve() }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		ts.Shutdown(ctx)
 	})
-	waitServing(t, topic)
+	waitServing(t, topic, name)
 	return ts
 }
 
-// waitServing waits until a server consumes topic's queue: until a call
-// gets an answer from a server, even an error, rather than ErrNoServer.
-func waitServing(t *testing.T, topic string) {
+// waitServing waits until the server named name consumes its queues: until
+// a call sent to it alone gets an answer, even an error, rather than
+// ErrNoServer. Its fanout queue is bound by then too.
+func waitServing(t *testing.T, topic, name string) {
 	t.Helper()
 	c := dial(t)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Invoke(ctx, topic, "no_such_method", struct{}{}, nil)
+		err := c.Invoke(ctx, runtime.Request{Target: runtime.Target{Topic: topic, Server: name}, Method: "no_such_method", Args: struct{}{}}, nil)
 		cancel()
 		if _, ok := errors.AsType[*runtime.Error](err); ok {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("no server answered on topic %s", topic)
+	t.Fatalf("server %s did not answer on topic %s", name, topic)
 }
 
 // syncBuffer is a bytes.Buffer for a logger written from many goroutines.
@@ -148,4 +160,10 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// invoke calls method on topic with args as a generated client would, but
+// with arguments of any shape.
+func invoke(ctx context.Context, c *runtime.Client, topic, method string, args, reply any) error {
+	return c.Invoke(ctx, runtime.Request{Target: runtime.Target{Topic: topic}, Method: method, Args: args}, reply)
 }

@@ -27,6 +27,7 @@ type config struct {
 	prefetch   int
 	logger     *slog.Logger
 	amqpConfig amqp.Config
+	serverName string
 }
 
 func newConfig(opts []Option) config {
@@ -88,4 +89,12 @@ func WithLogger(l *slog.Logger) Option {
 // amqp.Config, which gives amqp091-go's defaults.
 func WithAMQPConfig(cfg amqp.Config) Option {
 	return func(c *config) { c.amqpConfig = cfg }
+}
+
+// WithServerName sets the server's name: a client reaches this server alone
+// by naming it (Target.Server; generated clients: ToServer), through the
+// queue <topic>.<name>, and its replies to a Gather carry it. Servers of one
+// topic should have different names. Default: the host name. Server only.
+func WithServerName(name string) Option {
+	return func(c *config) { c.serverName = name }
 }

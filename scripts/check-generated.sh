@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-git ls-files -z | xargs -0 cp --parents -t "$tmp"
+git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$tmp"
 (cd "$tmp" && go generate ./...)
 
 status=0

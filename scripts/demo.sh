@@ -1,19 +1,45 @@
 #!/usr/bin/env bash
-# Runs the calc example: starts a server, adds 2 and 3 with the client,
-# prints the sum, stops the server.
+# Runs the calc example: starts two servers, a and b, then a client in each
+# call mode: a call (2 + 3 first), a declared error, casts to named
+# servers, a gather from every server, a fanout, a version cap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bin=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$bin"' EXIT
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$bin"
+}
+trap cleanup EXIT
 go build -o "$bin/server" ./examples/calc/cmd/server
 go build -o "$bin/client" ./examples/calc/cmd/client
 
-"$bin/server" 2>"$bin/server.log" &
-pid=$!
-for _ in $(seq 100); do
-	grep -q "amqprpc: serving" "$bin/server.log" && break
-	kill -0 "$pid" 2>/dev/null || { cat "$bin/server.log" >&2; exit 1; }
-	sleep 0.1
+for name in a b; do
+	"$bin/server" -name "$name" 2>"$bin/server-$name.log" &
+	pids+=($!)
 done
-"$bin/client" 2 3
+for name in a b; do
+	for _ in $(seq 100); do
+		grep -q "amqprpc: serving" "$bin/server-$name.log" && break
+		sleep 0.1
+	done
+	grep -q "amqprpc: serving" "$bin/server-$name.log" || { cat "$bin/server-$name.log" >&2; exit 1; }
+done
+
+client() {
+	echo "\$ client $*"
+	"$bin/client" "$@"
+}
+client 2 3
+client div 7 2
+client div 1 0
+client -server a store 5
+client -server b store 7
+sleep 0.3 # a cast returns once the broker has it, not once the server ran it
+client memory
+client clear
+sleep 0.3
+client memory
+client -cap 1.0 div 1 1 || true

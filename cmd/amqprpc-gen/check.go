@@ -6,6 +6,7 @@ import (
 	"go/token"
 	"go/types"
 	"reflect"
+	"strconv"
 	"strings"
 )
 
@@ -15,7 +16,8 @@ import (
 type checker struct {
 	fset    *token.FileSet
 	pkg     *types.Package
-	docs    map[token.Pos]*ast.CommentGroup // method doc comments by name position
+	files   []*ast.File
+	docs    map[token.Pos]*ast.CommentGroup // doc comments by name position
 	imports map[string]string               // import path -> package name of the types used
 	diags   []diagnostic
 }
@@ -61,9 +63,37 @@ func (c *checker) service(name string, pos token.Pos) *service {
 	}
 
 	svc := &service{name: name, clientImplements: true}
+	for _, d := range directives(c.docs[obj.Pos()]) {
+		switch d.name {
+		case "version":
+			if len(d.args) != 1 || !validVersion(d.args[0]) {
+				c.errorf(d.pos, "%s: //amqprpc:version wants one major.minor version, such as 1.0", name)
+				continue
+			}
+			svc.version = d.args[0]
+		case "errors":
+			if len(d.args) == 0 {
+				c.errorf(d.pos, "%s: //amqprpc:errors wants the errors' names", name)
+			}
+			for _, arg := range d.args {
+				if ref, ok := c.errorRef(name, d.pos, obj.Pos(), arg); ok {
+					svc.errors = append(svc.errors, ref)
+				}
+			}
+		default:
+			c.errorf(d.pos, "%s: unknown directive //amqprpc:%s on an interface (want version or errors)", name, d.name)
+		}
+	}
+
 	byWire := make(map[string]string)
+	clientNames := map[string]string{"ToServer": "the client's ToServer", "WithVersionCap": "the client's WithVersionCap"}
 	for fn := range iface.Methods() {
-		m := c.method(name, fn)
+		if prev, ok := clientNames[fn.Name()]; ok {
+			c.errorf(fn.Pos(), "%s.%s: the name is taken by %s method; rename the method", name, fn.Name(), prev)
+		}
+	}
+	for fn := range iface.Methods() {
+		m := c.method(svc, fn)
 		if m == nil {
 			svc.clientImplements = false
 			continue
@@ -73,12 +103,124 @@ func (c *checker) service(name string, pos token.Pos) *service {
 			continue
 		}
 		byWire[m.wire] = fn.Name()
+		if m.gather {
+			g := "Gather" + m.name
+			if hasMethodNamed(iface, g) {
+				c.errorf(fn.Pos(), "%s.%s: //amqprpc:gather generates a client method %s, which the interface already has", name, fn.Name(), g)
+				continue
+			}
+		}
 		svc.methods = append(svc.methods, m)
 		if !m.hasCtx || !m.hasErr {
 			svc.clientImplements = false
 		}
 	}
 	return svc
+}
+
+func hasMethodNamed(iface *types.Interface, name string) bool {
+	for fn := range iface.Methods() {
+		if fn.Name() == name {
+			return true
+		}
+	}
+	return false
+}
+
+// validVersion reports whether v is "major.minor".
+func validVersion(v string) bool {
+	_, _, ok := parseVersion(v)
+	return ok
+}
+
+// parseVersion parses "major.minor".
+func parseVersion(v string) (major, minor int, ok bool) {
+	a, b, found := strings.Cut(v, ".")
+	major, err1 := strconv.Atoi(a)
+	minor, err2 := strconv.Atoi(b)
+	return major, minor, found && err1 == nil && err2 == nil && major >= 0 && minor >= 0
+}
+
+// errorRef resolves a name given to //amqprpc:errors: a variable of an
+// error type (a sentinel), or a type T or *T implementing error, declared
+// in this package or, qualified by its package name, in one the file of
+// the interface at ifacePos imports.
+func (c *checker) errorRef(iface string, pos, ifacePos token.Pos, arg string) (errorRef, bool) {
+	name, pointer := strings.CutPrefix(arg, "*")
+	scope := c.pkg.Scope()
+	if q, n, ok := strings.Cut(name, "."); ok {
+		imp := c.importNamed(ifacePos, q)
+		if imp == nil {
+			c.errorf(pos, "%s: //amqprpc:errors %s: no import named %s in the interface's file", iface, arg, q)
+			return errorRef{}, false
+		}
+		scope, name = imp.Scope(), n
+	}
+	obj := scope.Lookup(name)
+	if obj == nil || (obj.Pkg() != c.pkg && !obj.Exported()) {
+		c.errorf(pos, "%s: //amqprpc:errors %s: no such error variable or type", iface, arg)
+		return errorRef{}, false
+	}
+	ref := errorRef{path: obj.Pkg().Path(), name: obj.Name(), pointer: pointer}
+	errorType := types.Universe.Lookup("error").Type().Underlying().(*types.Interface)
+	switch obj := obj.(type) {
+	case *types.Var:
+		if pointer || !types.Implements(obj.Type(), errorType) {
+			c.errorf(pos, "%s: //amqprpc:errors %s: a sentinel must be a variable of an error type", iface, arg)
+			return errorRef{}, false
+		}
+	case *types.TypeName:
+		t := obj.Type()
+		if pointer {
+			t = types.NewPointer(t)
+		}
+		if !types.Implements(t, errorType) {
+			c.errorf(pos, "%s: //amqprpc:errors %s: %s does not implement error", iface, arg, c.typeString(t))
+			return errorRef{}, false
+		}
+		if why := c.wireProblem(obj.Type(), nil); why != "" {
+			c.errorf(pos, "%s: //amqprpc:errors %s: its value cannot cross the wire: %s", iface, arg, why)
+			return errorRef{}, false
+		}
+		ref.typed = true
+		if ref.path != c.pkg.Path() {
+			c.imports[ref.path] = obj.Pkg().Name()
+		}
+		return ref, true
+	default:
+		c.errorf(pos, "%s: //amqprpc:errors %s: not an error variable or type", iface, arg)
+		return errorRef{}, false
+	}
+	if ref.path != c.pkg.Path() {
+		c.imports[ref.path] = obj.Pkg().Name()
+	}
+	return ref, true
+}
+
+// importNamed returns the package that the file holding pos imports under
+// name, or nil.
+func (c *checker) importNamed(pos token.Pos, name string) *types.Package {
+	for _, f := range c.files {
+		if f.FileStart > pos || pos > f.FileEnd {
+			continue
+		}
+		for _, spec := range f.Imports {
+			path, _ := strconv.Unquote(spec.Path.Value)
+			for _, imp := range c.pkg.Imports() {
+				if imp.Path() != path {
+					continue
+				}
+				local := imp.Name()
+				if spec.Name != nil {
+					local = spec.Name.Name
+				}
+				if local == name {
+					return imp
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func objectKind(obj types.Object) string {
@@ -93,10 +235,10 @@ func objectKind(obj types.Object) string {
 	return "declaration"
 }
 
-// method builds the model of one method, or returns nil after reporting
-// every reason it cannot be served.
-func (c *checker) method(iface string, fn *types.Func) *method {
-	where := iface + "." + fn.Name()
+// method builds the model of one method of svc, or returns nil after
+// reporting every reason it cannot be served.
+func (c *checker) method(svc *service, fn *types.Func) *method {
+	where := svc.name + "." + fn.Name()
 	ok := true
 	fail := func(pos token.Pos, format string, args ...any) {
 		c.errorf(pos, where+": "+format, args...)
@@ -106,12 +248,17 @@ func (c *checker) method(iface string, fn *types.Func) *method {
 		fail(fn.Pos(), "unexported methods cannot be served")
 	}
 	sig := fn.Signature()
+	doc := c.docs[fn.Pos()]
 	m := &method{
 		name:     fn.Name(),
 		wire:     wireName(fn.Name()),
-		doc:      c.docs[fn.Pos()].Text(),
+		doc:      doc.Text(),
 		pos:      c.fset.Position(fn.Pos()),
 		variadic: sig.Variadic(),
+	}
+	if svc.version != "" {
+		major, _, _ := parseVersion(svc.version)
+		m.since = strconv.Itoa(major) + ".0"
 	}
 
 	params := sig.Params()
@@ -149,26 +296,106 @@ func (c *checker) method(iface string, fn *types.Func) *method {
 		m.hasErr = true
 		n--
 	}
-	badResults := func() {
-		fail(fn.Pos(), "results %s must be one of: none, T, error, (T, error)", c.typeString(results))
-	}
-	switch {
-	case n > 1:
-		badResults()
-	case n == 1:
-		r := results.At(0)
+	clear(byWire)
+	for i := range n {
+		r := results.At(i)
 		if isError(r.Type()) {
-			badResults()
-		} else if why := c.wireProblem(r.Type(), nil); why != "" {
-			fail(r.Pos(), "result of type %s cannot cross the wire: %s", c.typeString(r.Type()), why)
-		} else {
-			m.result = c.typeOf(r.Type())
+			fail(fn.Pos(), "results %s: error must come last", c.typeString(results))
+			break
 		}
+		if why := c.wireProblem(r.Type(), nil); why != "" {
+			fail(r.Pos(), "result of type %s cannot cross the wire: %s", c.typeString(r.Type()), why)
+			continue
+		}
+		rm := &param{name: r.Name(), typ: c.typeOf(r.Type())}
+		if r.Name() == "" || r.Name() == "_" {
+			rm.name, rm.wire, rm.field = "", fmt.Sprintf("r%d", i+1), fmt.Sprintf("R%d", i+1)
+		} else {
+			rm.wire, rm.field = wireName(r.Name()), exportedName(r.Name())
+		}
+		if prev, dup := byWire[rm.wire]; dup {
+			fail(r.Pos(), "results %s and %s have the same wire name %q", prev, r.Name(), rm.wire)
+			continue
+		}
+		byWire[rm.wire] = r.Name()
+		m.results = append(m.results, rm)
+	}
+
+	for _, d := range directives(doc) {
+		c.methodDirective(svc, m, d, fail)
 	}
 	if !ok {
 		return nil
 	}
 	return m
+}
+
+// methodDirective applies directive d to m, or reports why it cannot.
+func (c *checker) methodDirective(svc *service, m *method, d directive, fail func(token.Pos, string, ...any)) {
+	args := func(n int) bool {
+		if len(d.args) != n {
+			fail(d.pos, "//amqprpc:%s wants %d argument(s), got %d", d.name, n, len(d.args))
+			return false
+		}
+		return true
+	}
+	switch d.name {
+	case "cast", "fanout":
+		if !args(0) {
+			return
+		}
+		if m.mode != callMode || m.gather {
+			fail(d.pos, "//amqprpc:%s: cast, fanout and gather exclude each other", d.name)
+			return
+		}
+		if len(m.results) > 0 {
+			fail(d.pos, "//amqprpc:%s: a %s gets no reply, so the method may return nothing but an error", d.name, d.name)
+			return
+		}
+		m.mode = castMode
+		if d.name == "fanout" {
+			m.mode = fanoutMode
+		}
+	case "gather":
+		if !args(0) {
+			return
+		}
+		if m.mode != callMode {
+			fail(d.pos, "//amqprpc:gather: cast, fanout and gather exclude each other")
+			return
+		}
+		if len(m.results) > 1 {
+			fail(d.pos, "//amqprpc:gather: a gathered method returns at most one value")
+			return
+		}
+		m.gather = true
+	case "name":
+		if !args(1) {
+			return
+		}
+		if strings.ContainsFunc(d.args[0], func(r rune) bool { return r <= ' ' || r == '"' }) {
+			fail(d.pos, "//amqprpc:name %s: a wire name has no spaces, control characters or quotes", d.args[0])
+			return
+		}
+		m.wire = d.args[0]
+	case "since":
+		if !args(1) {
+			return
+		}
+		if svc.version == "" {
+			fail(d.pos, "//amqprpc:since needs the interface's version: add //amqprpc:version to %s", svc.name)
+			return
+		}
+		vMaj, vMin, _ := parseVersion(svc.version)
+		sMaj, sMin, ok := parseVersion(d.args[0])
+		if !ok || sMaj != vMaj || sMin > vMin {
+			fail(d.pos, "//amqprpc:since %s: want a version from %d.0 to %s, the interface's", d.args[0], vMaj, svc.version)
+			return
+		}
+		m.since = d.args[0]
+	default:
+		fail(d.pos, "unknown directive //amqprpc:%s on a method (want cast, fanout, gather, name or since)", d.name)
+	}
 }
 
 func isContext(t types.Type) bool { return isNamed(t, "context", "Context") }

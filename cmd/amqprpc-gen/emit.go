@@ -16,7 +16,7 @@ const runtimePath = "github.com/amqprpc/amqprpc/runtime"
 
 // runtimeGuard is the constant of the runtime that generated code refers
 // to, so that code generated for another runtime version does not compile.
-const runtimeGuard = "SupportPackageIsVersion1"
+const runtimeGuard = "SupportPackageIsVersion2"
 
 // emit renders the generated file for f, gofmt'd.
 func emit(f *file) ([]byte, error) {
@@ -85,6 +85,9 @@ func clientCtor(svc *service) string          { return verb(svc, "New") + "Clien
 func registerFunc(svc *service) string        { return verb(svc, "Register") + "Server" }
 func serviceDesc(svc *service) string         { return svc.name + "_ServiceDesc" }
 func argsType(svc *service, m *method) string { return "_" + svc.name + "_" + m.name + "_Args" }
+func resultType(svc *service, m *method) string {
+	return "_" + svc.name + "_" + m.name + "_Result"
+}
 func handlerFunc(svc *service, m *method) string {
 	return "_" + svc.name + "_" + m.name + "_Handler"
 }
@@ -104,6 +107,9 @@ func declaredNames(svc *service) []string {
 	names := []string{clientType(svc), clientCtor(svc), registerFunc(svc), serviceDesc(svc)}
 	for _, m := range svc.methods {
 		names = append(names, argsType(svc, m), handlerFunc(svc, m))
+		if len(m.results) > 1 {
+			names = append(names, resultType(svc, m))
+		}
 	}
 	return names
 }

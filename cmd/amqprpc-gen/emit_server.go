@@ -20,17 +20,52 @@ on s, usually a *runtime.Server.`, registerFunc(svc), svc.name),
 	for i, m := range svc.methods {
 		methods[i] = jen.Values(jen.Id("Name").Op(":").Lit(m.wire), jen.Id("Handler").Op(":").Id(handlerFunc(svc, m)))
 	}
+	fields := []jen.Code{jen.Id("ServiceName").Op(":").Lit(svc.name)}
+	if svc.version != "" {
+		fields = append(fields, jen.Id("Version").Op(":").Lit(svc.version))
+	}
+	fields = append(fields, jen.Id("Methods").Op(":").Index().Qual(runtimePath, "MethodDesc").Values(lines(methods...)...))
+	if len(svc.errors) > 0 {
+		errs := make([]jen.Code, len(svc.errors))
+		for i, e := range svc.errors {
+			errs[i] = errorDesc(e)
+		}
+		fields = append(fields, jen.Id("Errors").Op(":").Index().Qual(runtimePath, "ErrorDesc").Values(lines(errs...)...))
+	}
 	declare(out, fmt.Sprintf(`%s describes %s to the amqprpc runtime: its
 methods by wire name and the code that calls them.`, desc, svc.name),
-		jen.Var().Id(desc).Op("=").Qual(runtimePath, "ServiceDesc").Values(lines(
-			jen.Id("ServiceName").Op(":").Lit(svc.name),
-			jen.Id("Methods").Op(":").Index().Qual(runtimePath, "MethodDesc").Values(lines(methods...)...),
-		)...))
+		jen.Var().Id(desc).Op("=").Qual(runtimePath, "ServiceDesc").Values(lines(fields...)...))
 
 	for _, m := range svc.methods {
 		genArgs(out, svc, m)
+		if len(m.results) > 1 {
+			genResult(out, svc, m)
+		}
 		genHandler(out, svc, m)
 	}
+}
+
+// errorDesc spells the runtime description of a declared error; its wire
+// name is its package path and name.
+func errorDesc(e errorRef) jen.Code {
+	name := jen.Lit(e.path + "." + e.name)
+	if !e.typed {
+		return jen.Qual(runtimePath, "SentinelError").Call(name, jen.Qual(e.path, e.name))
+	}
+	t := jen.Qual(e.path, e.name)
+	if e.pointer {
+		t = jen.Op("*").Add(t)
+	}
+	return jen.Qual(runtimePath, "TypedError").Types(t).Call(name)
+}
+
+// genResult emits the struct whose JSON form is m's results object.
+func genResult(out *jen.File, svc *service, m *method) {
+	fields := make([]jen.Code, len(m.results))
+	for i, r := range m.results {
+		fields[i] = jen.Id(r.field).Add(typeCode(r.typ)).Tag(map[string]string{"json": r.wire})
+	}
+	out.Type().Id(resultType(svc, m)).Struct(fields...)
 }
 
 // genArgs emits the struct whose JSON form is m's args object.
@@ -66,10 +101,25 @@ func genHandler(out *jen.File, svc *service, m *method) {
 		jen.If(jen.Id(err).Op(":=").Id(dec).Call(jen.Op("&").Id(args)), jen.Id(err).Op("!=").Nil()).
 			Block(jen.Return(jen.Nil(), jen.Id(err))),
 	}
-	switch {
-	case m.result != nil && m.hasErr:
+	switch n := len(m.results); {
+	case n > 1:
+		var vars, fields []jen.Code
+		for _, r := range m.results {
+			v := freshName("r"+r.field, taken)
+			vars = append(vars, jen.Id(v))
+			fields = append(fields, jen.Id(r.field).Op(":").Id(v))
+		}
+		if m.hasErr {
+			vars = append(vars, jen.Id(err))
+		}
+		body = append(body, jen.List(vars...).Op(":=").Add(call))
+		if m.hasErr {
+			body = append(body, jen.If(jen.Id(err).Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Id(err))))
+		}
+		body = append(body, jen.Return(jen.Op("&").Id(resultType(svc, m)).Values(fields...), jen.Nil()))
+	case n == 1 && m.hasErr:
 		body = append(body, jen.Return(call))
-	case m.result != nil:
+	case n == 1:
 		body = append(body, jen.Return(call, jen.Nil()))
 	case m.hasErr:
 		body = append(body, jen.Return(jen.Nil(), call))

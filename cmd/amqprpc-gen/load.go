@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"go/ast"
 	"go/token"
 	"io"
 	"path/filepath"
@@ -138,25 +137,4 @@ func cutLastInt(s string) (string, int, bool) {
 		return s, 0, false
 	}
 	return s[:i], n, true
-}
-
-// methodDocs maps the position of each method name declared in an
-// interface type in files to the method's doc comment.
-func methodDocs(files []*ast.File) map[token.Pos]*ast.CommentGroup {
-	docs := make(map[token.Pos]*ast.CommentGroup)
-	for _, f := range files {
-		ast.Inspect(f, func(n ast.Node) bool {
-			it, ok := n.(*ast.InterfaceType)
-			if !ok {
-				return true
-			}
-			for _, fld := range it.Methods.List {
-				if len(fld.Names) == 1 && fld.Doc != nil {
-					docs[fld.Names[0].Pos()] = fld.Doc
-				}
-			}
-			return true
-		})
-	}
-	return docs
 }

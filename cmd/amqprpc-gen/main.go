@@ -148,7 +148,8 @@ func build(dir string, tags []string, outPath string, names []string) (*file, []
 	c := &checker{
 		fset:    pkg.Fset,
 		pkg:     pkg.Types,
-		docs:    methodDocs(pkg.Syntax),
+		files:   pkg.Syntax,
+		docs:    comments(pkg.Syntax),
 		imports: make(map[string]string),
 	}
 	f := &file{
@@ -166,6 +167,7 @@ func build(dir string, tags []string, outPath string, names []string) (*file, []
 	}
 
 	generated := make(map[string]bool)
+	generatedFor := make(map[string]string) // name -> the interface it is generated for
 	seen := make(map[string]bool)
 	for _, name := range names {
 		if seen[name] {
@@ -182,6 +184,10 @@ func build(dir string, tags []string, outPath string, names []string) (*file, []
 			if f.taken[n] {
 				c.errorf(scope.Lookup(n).Pos(), "%s: the generated code declares %s, which this package already declares", name, n)
 			}
+			if other, dup := generatedFor[n]; dup {
+				c.errorf(scope.Lookup(name).Pos(), "%s: the generated code declares %s for both %s and %s", name, n, other, name)
+			}
+			generatedFor[n] = name
 		}
 	}
 	// A package that does not compile is reported alone: the types of its

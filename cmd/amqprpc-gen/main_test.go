@@ -62,7 +62,7 @@ func TestModel(t *testing.T) {
 		m.params[0].wire != "instance_id" || m.params[1].wire != "http_code" || m.params[1].field != "HTTPCode" {
 		t.Errorf("GetInstanceID model = %+v", m)
 	}
-	if m := byName["WithContext"]; m == nil || !m.hasCtx || m.ctxName != "ctx" || !m.hasErr || m.result.name != "int" {
+	if m := byName["WithContext"]; m == nil || !m.hasCtx || m.ctxName != "ctx" || !m.hasErr || len(m.results) != 1 || m.results[0].typ.name != "int" {
 		t.Errorf("WithContext model = %+v", m)
 	}
 	if m := byName["UnnamedContext"]; m == nil || !m.hasCtx || m.ctxName != "" || len(m.params) != 0 {
@@ -90,7 +90,7 @@ func TestRuntimeGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A copy of the runtime from some other version: no SupportPackageIsVersion1.
+	// A copy of the runtime from some other version: no SupportPackageIsVersion2.
 	stub := t.TempDir()
 	copyDir(t, filepath.Join(root, "runtime"), filepath.Join(stub, "runtime"))
 	desc := filepath.Join(stub, "runtime", "desc.go")
@@ -98,7 +98,7 @@ func TestRuntimeGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src = bytes.Replace(src, []byte("const SupportPackageIsVersion1 = true"), []byte("const SupportPackageIsVersion2 = true"), 1)
+	src = bytes.Replace(src, []byte("const SupportPackageIsVersion2 = true"), []byte("const SupportPackageIsVersion3 = true"), 1)
 	for name, data := range map[string][]byte{
 		"runtime/desc.go": src,
 		"go.mod":          []byte("module github.com/amqprpc/amqprpc\n\ngo 1.26\n\nrequire (\n\tgithub.com/google/uuid v1.6.0\n\tgithub.com/rabbitmq/amqp091-go v1.16.0\n)\n"),
@@ -114,7 +114,7 @@ func TestRuntimeGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"))
-	goCmd(t, dir, "undefined: runtime.SupportPackageIsVersion1", "build", "./...")
+	goCmd(t, dir, "undefined: runtime.SupportPackageIsVersion2", "build", "./...")
 }
 
 func copyDir(t *testing.T, from, to string) {

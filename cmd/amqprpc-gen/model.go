@@ -19,11 +19,30 @@ type file struct {
 // service is one interface.
 type service struct {
 	name    string
+	version string // "major.minor", or "" when the interface is not versioned
+	errors  []errorRef
 	methods []*method
 	// clientImplements says that every method is already context-first and
 	// error-last, so the generated client implements the interface itself.
 	clientImplements bool
 }
+
+// errorRef is an error declared with //amqprpc:errors.
+type errorRef struct {
+	path    string // import path of its package
+	name    string // the variable (sentinel) or the type (typed)
+	typed   bool   // a type implementing error, rather than a variable
+	pointer bool   // typed: *name implements error
+}
+
+// mode is how a method's requests travel.
+type mode int
+
+const (
+	callMode mode = iota
+	castMode
+	fanoutMode
+)
 
 // method is one method of an interface.
 type method struct {
@@ -31,19 +50,23 @@ type method struct {
 	wire     string
 	doc      string // the user's doc comment, without directives
 	pos      token.Position
+	mode     mode
+	gather   bool     // also generate Gather<name>
+	since    string   // the version the client sends; "" for 1.0
 	ctxName  string   // name of the leading context.Context parameter, if named
 	hasCtx   bool     // the method takes a leading context.Context
 	params   []*param // the parameters after the context, in order
 	variadic bool     // the last parameter is variadic
-	result   *typ     // nil when the method returns no value
-	hasErr   bool     // the method's last result is error
+	results  []*param // the results before the error; on the wire as one
+	// value when there is one, as an object when there are several
+	hasErr bool // the method's last result is error
 }
 
-// param is one parameter of a method.
+// param is one parameter or result of a method.
 type param struct {
-	name  string // Go name in the interface
-	wire  string // name in the args object
-	field string // field of the generated argument struct
+	name  string // Go name in the interface; "" for an unnamed result
+	wire  string // name in the args (or result) object
+	field string // field of the generated struct
 	typ   *typ   // for a variadic parameter, the slice type
 }
 

@@ -10,27 +10,110 @@ import (
 
 // This is a compile-time assertion that this generated file and the amqprpc
 // runtime it is compiled against are compatible.
-const _ = runtime.SupportPackageIsVersion1
+const _ = runtime.SupportPackageIsVersion2
 
 // CalculatorClient calls the methods of Calculator on the servers of one topic.
 // Its methods take a context first and return an error last, which is a
 // *runtime.Error when a server reports one. It is safe for concurrent use.
 type CalculatorClient struct {
-	inv   runtime.Invoker
-	topic string
+	inv    runtime.Invoker
+	target runtime.Target
 }
 
 // NewCalculatorClient returns a client that calls the methods of Calculator
 // on the servers of topic through inv, usually a *runtime.Client.
 func NewCalculatorClient(inv runtime.Invoker, topic string) *CalculatorClient {
-	return &CalculatorClient{inv: inv, topic: topic}
+	return &CalculatorClient{inv: inv, target: runtime.Target{Topic: topic}}
+}
+
+// ToServer returns a client that sends every request to the server of the
+// topic named name alone (see runtime.WithServerName).
+func (c *CalculatorClient) ToServer(name string) *CalculatorClient {
+	t := c.target
+	t.Server = name
+	return &CalculatorClient{inv: c.inv, target: t}
+}
+
+// WithVersionCap returns a client that sends nothing newer than version
+// of Calculator (at most 1.1): a method added later fails with runtime.ErrVersionCap
+// instead of reaching servers that may not have it yet.
+func (c *CalculatorClient) WithVersionCap(version string) *CalculatorClient {
+	t := c.target
+	t.VersionCap = version
+	return &CalculatorClient{inv: c.inv, target: t}
 }
 
 // Add returns the sum of v1 and v2.
 func (c *CalculatorClient) Add(ctx context.Context, v1 int, v2 int) (int, error) {
 	var out int
-	err := c.inv.Invoke(ctx, c.topic, "add", &_Calculator_Add_Args{V1: v1, V2: v2}, &out)
+	err := c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Calculator_ServiceDesc,
+		Method:  "add",
+		Args:    &_Calculator_Add_Args{V1: v1, V2: v2},
+	}, &out)
 	return out, err
+}
+
+// Clear sets the memory of every server to zero.
+func (c *CalculatorClient) Clear(ctx context.Context) error {
+	return c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Calculator_ServiceDesc,
+		Method:  "clear",
+		Mode:    runtime.Fanout,
+		Args:    &_Calculator_Clear_Args{},
+	}, nil)
+}
+
+// Div returns a / b, or ErrDivideByZero when b is 0.
+func (c *CalculatorClient) Div(ctx context.Context, a int, b int) (int, error) {
+	var out int
+	err := c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Calculator_ServiceDesc,
+		Method:  "div",
+		Since:   "1.1",
+		Args:    &_Calculator_Div_Args{A: a, B: b},
+	}, &out)
+	return out, err
+}
+
+// Memory returns the server's memory; GatherMemory asks every server.
+func (c *CalculatorClient) Memory(ctx context.Context) (int, error) {
+	var out int
+	err := c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Calculator_ServiceDesc,
+		Method:  "memory",
+		Args:    &_Calculator_Memory_Args{},
+	}, &out)
+	return out, err
+}
+
+// GatherMemory calls Calculator.Memory on every server of the client's topic and
+// returns their replies, each with the server's name and its result or
+// error, once want of them have come or, for want 0, when ctx ends; see
+// runtime.Gather.
+func (c *CalculatorClient) GatherMemory(ctx context.Context, want int) ([]runtime.Reply[int], error) {
+	return runtime.Gather[int](ctx, c.inv, runtime.Request{
+		Target:  c.target,
+		Service: &Calculator_ServiceDesc,
+		Method:  "memory",
+		Args:    &_Calculator_Memory_Args{},
+	}, want)
+}
+
+// Store adds v to the memory of the server that takes it. The client
+// waits for the broker to take the request, not for the server.
+func (c *CalculatorClient) Store(ctx context.Context, v int) error {
+	return c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Calculator_ServiceDesc,
+		Method:  "store",
+		Mode:    runtime.Cast,
+		Args:    &_Calculator_Store_Args{V: v},
+	}, nil)
 }
 
 // RegisterCalculatorServer registers impl to serve the methods of Calculator
@@ -43,8 +126,16 @@ func RegisterCalculatorServer(s runtime.ServiceRegistrar, impl Calculator) {
 // methods by wire name and the code that calls them.
 var Calculator_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Calculator",
+	Version:     "1.1",
 	Methods: []runtime.MethodDesc{
 		{Name: "add", Handler: _Calculator_Add_Handler},
+		{Name: "clear", Handler: _Calculator_Clear_Handler},
+		{Name: "div", Handler: _Calculator_Div_Handler},
+		{Name: "memory", Handler: _Calculator_Memory_Handler},
+		{Name: "store", Handler: _Calculator_Store_Handler},
+	},
+	Errors: []runtime.ErrorDesc{
+		runtime.SentinelError("github.com/amqprpc/amqprpc/examples/calc.ErrDivideByZero", ErrDivideByZero),
 	},
 }
 
@@ -59,4 +150,51 @@ func _Calculator_Add_Handler(impl any, ctx context.Context, dec func(any) error)
 		return nil, err
 	}
 	return impl.(Calculator).Add(args.V1, args.V2), nil
+}
+
+type _Calculator_Clear_Args struct{}
+
+func _Calculator_Clear_Handler(impl any, ctx context.Context, dec func(any) error) (any, error) {
+	var args _Calculator_Clear_Args
+	if err := dec(&args); err != nil {
+		return nil, err
+	}
+	impl.(Calculator).Clear()
+	return nil, nil
+}
+
+type _Calculator_Div_Args struct {
+	A int `json:"a"`
+	B int `json:"b"`
+}
+
+func _Calculator_Div_Handler(impl any, ctx context.Context, dec func(any) error) (any, error) {
+	var args _Calculator_Div_Args
+	if err := dec(&args); err != nil {
+		return nil, err
+	}
+	return impl.(Calculator).Div(args.A, args.B)
+}
+
+type _Calculator_Memory_Args struct{}
+
+func _Calculator_Memory_Handler(impl any, ctx context.Context, dec func(any) error) (any, error) {
+	var args _Calculator_Memory_Args
+	if err := dec(&args); err != nil {
+		return nil, err
+	}
+	return impl.(Calculator).Memory(), nil
+}
+
+type _Calculator_Store_Args struct {
+	V int `json:"v"`
+}
+
+func _Calculator_Store_Handler(impl any, ctx context.Context, dec func(any) error) (any, error) {
+	var args _Calculator_Store_Args
+	if err := dec(&args); err != nil {
+		return nil, err
+	}
+	impl.(Calculator).Store(args.V)
+	return nil, nil
 }

@@ -11,57 +11,95 @@ import (
 
 // This is a compile-time assertion that this generated file and the amqprpc
 // runtime it is compiled against are compatible.
-const _ = runtime.SupportPackageIsVersion1
+const _ = runtime.SupportPackageIsVersion2
 
 // ArithClient calls the methods of Arith on the servers of one topic.
 // Its methods take a context first and return an error last, which is a
 // *runtime.Error when a server reports one. It is safe for concurrent use.
 type ArithClient struct {
-	inv   runtime.Invoker
-	topic string
+	inv    runtime.Invoker
+	target runtime.Target
 }
 
 // NewArithClient returns a client that calls the methods of Arith
 // on the servers of topic through inv, usually a *runtime.Client.
 func NewArithClient(inv runtime.Invoker, topic string) *ArithClient {
-	return &ArithClient{inv: inv, topic: topic}
+	return &ArithClient{inv: inv, target: runtime.Target{Topic: topic}}
+}
+
+// ToServer returns a client that sends every request to the server of the
+// topic named name alone (see runtime.WithServerName).
+func (c *ArithClient) ToServer(name string) *ArithClient {
+	t := c.target
+	t.Server = name
+	return &ArithClient{inv: c.inv, target: t}
 }
 
 // Add returns v1 + v2.
 func (c *ArithClient) Add(ctx context.Context, v1 int, v2 int) (int, error) {
 	var out int
-	err := c.inv.Invoke(ctx, c.topic, "add", &_Arith_Add_Args{V1: v1, V2: v2}, &out)
+	err := c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Arith_ServiceDesc,
+		Method:  "add",
+		Args:    &_Arith_Add_Args{V1: v1, V2: v2},
+	}, &out)
 	return out, err
 }
 
 // Crash panics.
 func (c *ArithClient) Crash(ctx context.Context) error {
-	return c.inv.Invoke(ctx, c.topic, "crash", &_Arith_Crash_Args{}, nil)
+	return c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Arith_ServiceDesc,
+		Method:  "crash",
+		Args:    &_Arith_Crash_Args{},
+	}, nil)
 }
 
 // Div returns a / b, or ErrDivideByZero.
 func (c *ArithClient) Div(ctx context.Context, a int, b int) (int, error) {
 	var out int
-	err := c.inv.Invoke(ctx, c.topic, "div", &_Arith_Div_Args{A: a, B: b}, &out)
+	err := c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Arith_ServiceDesc,
+		Method:  "div",
+		Args:    &_Arith_Div_Args{A: a, B: b},
+	}, &out)
 	return out, err
 }
 
 // Echo returns p.
 func (c *ArithClient) Echo(ctx context.Context, p Payload) (Payload, error) {
 	var out Payload
-	err := c.inv.Invoke(ctx, c.topic, "echo", &_Arith_Echo_Args{P: p}, &out)
+	err := c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Arith_ServiceDesc,
+		Method:  "echo",
+		Args:    &_Arith_Echo_Args{P: p},
+	}, &out)
 	return out, err
 }
 
 // Sleep waits for d or until ctx ends.
 func (c *ArithClient) Sleep(ctx context.Context, d time.Duration) error {
-	return c.inv.Invoke(ctx, c.topic, "sleep", &_Arith_Sleep_Args{D: d}, nil)
+	return c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Arith_ServiceDesc,
+		Method:  "sleep",
+		Args:    &_Arith_Sleep_Args{D: d},
+	}, nil)
 }
 
 // Sum adds its arguments.
 func (c *ArithClient) Sum(ctx context.Context, xs ...int) (int, error) {
 	var out int
-	err := c.inv.Invoke(ctx, c.topic, "sum", &_Arith_Sum_Args{Xs: xs}, &out)
+	err := c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Arith_ServiceDesc,
+		Method:  "sum",
+		Args:    &_Arith_Sum_Args{Xs: xs},
+	}, &out)
 	return out, err
 }
 
@@ -162,29 +200,47 @@ func _Arith_Sum_Handler(impl any, ctx context.Context, dec func(any) error) (any
 // Its methods take a context first and return an error last, which is a
 // *runtime.Error when a server reports one. It is safe for concurrent use.
 type StoreClient struct {
-	inv   runtime.Invoker
-	topic string
+	inv    runtime.Invoker
+	target runtime.Target
 }
 
 // NewStoreClient returns a client that calls the methods of Store
 // on the servers of topic through inv, usually a *runtime.Client.
 func NewStoreClient(inv runtime.Invoker, topic string) *StoreClient {
-	return &StoreClient{inv: inv, topic: topic}
+	return &StoreClient{inv: inv, target: runtime.Target{Topic: topic}}
 }
 
 // StoreClient implements Store.
 var _ Store = (*StoreClient)(nil)
 
+// ToServer returns a client that sends every request to the server of the
+// topic named name alone (see runtime.WithServerName).
+func (c *StoreClient) ToServer(name string) *StoreClient {
+	t := c.target
+	t.Server = name
+	return &StoreClient{inv: c.inv, target: t}
+}
+
 // Get calls Store.Get on a server of the client's topic.
 func (c *StoreClient) Get(ctx context.Context, key string) (string, error) {
 	var out string
-	err := c.inv.Invoke(ctx, c.topic, "get", &_Store_Get_Args{Key: key}, &out)
+	err := c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Store_ServiceDesc,
+		Method:  "get",
+		Args:    &_Store_Get_Args{Key: key},
+	}, &out)
 	return out, err
 }
 
 // Put calls Store.Put on a server of the client's topic.
 func (c *StoreClient) Put(ctx context.Context, key string, value string) error {
-	return c.inv.Invoke(ctx, c.topic, "put", &_Store_Put_Args{Key: key, Value: value}, nil)
+	return c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Store_ServiceDesc,
+		Method:  "put",
+		Args:    &_Store_Put_Args{Key: key, Value: value},
+	}, nil)
 }
 
 // RegisterStoreServer registers impl to serve the methods of Store

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-//go:generate go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen -type=Arith,Store
+//go:generate go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen -type=Arith,Store -output=arith_amqprpc.go
 
 // Arith has one method per kind of signature and of failure.
 type Arith interface {

@@ -1,10 +1,16 @@
 // Command server serves the example Calculator on the topic "calc" until it
 // is interrupted, then shuts down gracefully.
+//
+//	server [-name NAME]
+//
+// The name, by default the host name, is the one clients give to reach this
+// server alone (client -server NAME).
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"log"
 	"os"
 	"os/signal"
@@ -16,8 +22,15 @@ import (
 )
 
 func main() {
-	srv := runtime.NewServer(calc.BrokerURL(), calc.Topic)
-	calc.RegisterCalculatorServer(srv, calc.Adder{})
+	name := flag.String("name", "", "the server's name (default: the host name)")
+	flag.Parse()
+
+	var opts []runtime.Option
+	if *name != "" {
+		opts = append(opts, runtime.WithServerName(*name))
+	}
+	srv := runtime.NewServer(calc.BrokerURL(), calc.Topic, opts...)
+	calc.RegisterCalculatorServer(srv, new(calc.Machine))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,0 +1,40 @@
+package runtime
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Interface versions are "major.minor", as in OpenStack: a server of
+// version have can serve a request that needs version need when the majors
+// are equal and have's minor is at least need's. "" stands for "1.0".
+
+// compatible reports whether have can serve need. Unparsable versions are
+// never compatible.
+func compatible(have, need string) bool {
+	hMaj, hMin, err1 := parseVersion(have)
+	nMaj, nMin, err2 := parseVersion(need)
+	return err1 == nil && err2 == nil && hMaj == nMaj && hMin >= nMin
+}
+
+// parseVersion parses "major.minor"; "" is 1.0.
+func parseVersion(v string) (major, minor int, err error) {
+	if v == "" {
+		return 1, 0, nil
+	}
+	a, b, ok := strings.Cut(v, ".")
+	major, err1 := strconv.Atoi(a)
+	minor, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || major < 0 || minor < 0 {
+		return 0, 0, fmt.Errorf("amqprpc: version %q is not major.minor", v)
+	}
+	return major, minor, nil
+}
+
+func versionOr1(v string) string {
+	if v == "" {
+		return "1.0"
+	}
+	return v
+}
