@@ -103,41 +103,6 @@ func (c *Client) open() error {
 	return nil
 }
 
-// declareExchange declares the topic exchange requests are published to.
-func declareExchange(ch *amqp.Channel, name string) error {
-	err := ch.ExchangeDeclare(name, amqp.ExchangeTopic,
-		true,  // durable
-		false, // autoDelete
-		false, // internal
-		false, // noWait
-		nil)
-	if err != nil {
-		return fmt.Errorf("amqprpc: declare exchange %q: %w", name, err)
-	}
-	return nil
-}
-
-// fanoutExchange is the name of the exchange that delivers to every server
-// of topic.
-func fanoutExchange(topic string) string { return topic + "_fanout" }
-
-// declareFanout declares the fanout exchange of a topic. It is not
-// auto-delete: it must not vanish between a client's declaration and its
-// publication, which would close the channel.
-func declareFanout(ch *amqp.Channel, topic string) error {
-	name := fanoutExchange(topic)
-	err := ch.ExchangeDeclare(name, amqp.ExchangeFanout,
-		false, // durable
-		false, // autoDelete
-		false, // internal
-		false, // noWait
-		nil)
-	if err != nil {
-		return fmt.Errorf("amqprpc: declare exchange %q: %w", name, err)
-	}
-	return nil
-}
-
 // routingKey returns where t sends requests: topic, or topic.server.
 func routingKey(t *Target) string {
 	if t.Server != "" {

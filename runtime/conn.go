@@ -40,3 +40,32 @@ func redact(rawURL string) string {
 	}
 	return u.Redacted()
 }
+
+// declareExchange declares the durable topic exchange requests are
+// published to.
+func declareExchange(ch *amqp.Channel, name string) error {
+	return declare(ch, name, amqp.ExchangeTopic, true)
+}
+
+// fanoutExchange is the name of the exchange that delivers to every server
+// of topic.
+func fanoutExchange(topic string) string { return topic + "_fanout" }
+
+// declareFanout declares the fanout exchange of a topic. It is not
+// auto-delete: it must not vanish between a client's declaration and its
+// publication, which would close the channel.
+func declareFanout(ch *amqp.Channel, topic string) error {
+	return declare(ch, fanoutExchange(topic), amqp.ExchangeFanout, false)
+}
+
+func declare(ch *amqp.Channel, name, kind string, durable bool) error {
+	err := ch.ExchangeDeclare(name, kind, durable,
+		false, // autoDelete
+		false, // internal
+		false, // noWait
+		nil)
+	if err != nil {
+		return fmt.Errorf("amqprpc: declare exchange %q: %w", name, err)
+	}
+	return nil
+}
