@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -36,20 +37,22 @@ type wireFormat interface {
 
 // outRequest is a request as a client sends it.
 type outRequest struct {
-	msgID   string
-	method  string
-	version string // the interface version the method needs; "" for 1.0
-	args    any
-	replyTo string // "" for a cast: no reply is wanted
+	msgID    string
+	method   string
+	version  string // the interface version the method needs; "" for 1.0
+	args     any
+	replyTo  string // "" for a cast: no reply is wanted
+	deadline time.Time
 }
 
 // inRequest is a request as a server receives it.
 type inRequest struct {
-	msgID   string          // the id a reply must carry
-	method  string          // wire name of the method
-	version string          // the interface version the caller needs; "" for 1.0
-	args    json.RawMessage // the arguments object, as sent
-	reply   route           // where the reply goes; the zero route when nowhere
+	msgID    string          // the id a reply must carry
+	method   string          // wire name of the method
+	version  string          // the interface version the caller needs; "" for 1.0
+	args     json.RawMessage // the arguments object, as sent
+	reply    route           // where the reply goes; the zero route when nowhere
+	deadline time.Time       // when the caller stops waiting; zero when it did not say
 }
 
 // route is where a server publishes a reply.
@@ -82,6 +85,10 @@ type classic struct{}
 // serverHeader is the reply header that names the server replying to a
 // request sent to every server of a topic.
 const serverHeader = "amqprpc-server"
+
+// deadlineHeader is the request header that carries the caller's deadline,
+// in milliseconds since the Unix epoch.
+const deadlineHeader = "amqprpc-deadline"
 
 type classicRequest struct {
 	Method  string          `json:"method"`
@@ -123,6 +130,9 @@ func (classic) encodeRequest(pub *amqp.Publishing, r *outRequest) error {
 	pub.CorrelationId = r.msgID
 	pub.ReplyTo = r.replyTo
 	pub.Body = body
+	if !r.deadline.IsZero() {
+		pub.Headers = amqp.Table{deadlineHeader: r.deadline.UnixMilli()}
+	}
 	return nil
 }
 
@@ -134,6 +144,9 @@ var (
 
 func (classic) decodeRequest(d *amqp.Delivery, r *inRequest) error {
 	r.msgID = d.CorrelationId
+	if ms, ok := d.Headers[deadlineHeader].(int64); ok {
+		r.deadline = time.UnixMilli(ms)
+	}
 	if d.ReplyTo != "" {
 		r.reply = route{key: d.ReplyTo}
 	}

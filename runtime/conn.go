@@ -1,17 +1,70 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/url"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
+
+// Recovery. Clients and servers survive the loss of their connection: they
+// reconnect, with exponential backoff, to the brokers they were given in
+// turn, and rebuild what they need on new channels. amqprpc does this
+// itself rather than with amqp091-go's Config.Recovery, which redials the
+// same Connection and replays its topology, for three reasons:
+//
+//   - Its recovered channels keep counting delivery tags from 1 again, and a
+//     delivery taken before the loss can still be acknowledged after it: the
+//     ack then lands, by tag, on another request of the new channel (seen
+//     with amqp091-go v1.16.0 and RabbitMQ 3.10), which a server would then
+//     lose if it died before handling it, or the broker closes the channel
+//     for an unknown tag. At-least-once serving needs acks of deliveries from
+//     a lost connection to fail, and the broker to redeliver them; new
+//     channels give exactly that.
+//   - It redials one URL; amqprpc tries the brokers of a cluster in turn.
+//   - It gives up after a fixed number of attempts at a fixed interval; a
+//     server must keep trying, backing off, until it is shut down.
+//
+// What is RPC-specific is built on top either way: replies over direct
+// reply-to cannot outlive their connection, so pending calls fail at once
+// (ErrConnectionLost), and calls made meanwhile wait for the new one.
 
 // replyToQueue is RabbitMQ's direct reply-to pseudo-queue: a client consumes
 // it (no-ack) and names it in reply_to; replies come straight back on the
 // channel that published the request, with no queue declared.
 const replyToQueue = "amq.rabbitmq.reply-to"
+
+// connector connects to the first broker of urls that answers.
+type connector struct {
+	urls []string
+	cfg  *config
+	name string // the connection's name in the broker's list
+	next int    // the URL to try first: the one after the last that failed
+}
+
+func newConnector(url string, cfg *config, name string) *connector {
+	return &connector{urls: append([]string{url}, cfg.urls...), cfg: cfg, name: name}
+}
+
+// connect tries each URL once, in turn, and returns the first connection
+// made, or an error naming every URL tried, redacted.
+func (k *connector) connect() (*amqp.Connection, error) {
+	var errs []error
+	for range k.urls {
+		u := k.urls[k.next%len(k.urls)]
+		conn, err := dial(u, k.cfg, k.name)
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+		k.next++
+	}
+	return nil, errors.Join(errs...)
+}
 
 // dial opens a connection to the broker at rawURL, named name in the
 // broker's connection list.
@@ -29,6 +82,18 @@ func dial(rawURL string, cfg *config, name string) (*amqp.Connection, error) {
 		return nil, fmt.Errorf("amqprpc: dial %s: %w", redact(rawURL), err)
 	}
 	return conn, nil
+}
+
+// backoff returns how long to wait before reconnection attempt n (from 0):
+// first doubled n times, at most most, with the upper half jittered so that
+// many clients do not reconnect in step.
+func backoff(n int, first, most time.Duration) time.Duration {
+	d := first
+	for ; n > 0 && d < most; n-- {
+		d *= 2
+	}
+	d = min(d, most)
+	return d/2 + rand.N(d/2+1)
 }
 
 // redact returns rawURL with its password, if any, replaced by "xxxxx", so

@@ -24,6 +24,20 @@ var (
 	// including calls that were waiting for a reply when Close was called.
 	ErrClosed = errors.New("amqprpc: client closed")
 
+	// ErrReconnecting is returned, along with the context's error, by a
+	// request whose deadline passed while the client was not connected to
+	// any broker and was trying to reconnect.
+	ErrReconnecting = errors.New("amqprpc: not connected to the broker; reconnecting")
+
+	// ErrBlocked is returned, along with the context's error, by a request
+	// whose deadline passed while the broker blocked the client's
+	// publications, as it does during a memory or disk alarm.
+	ErrBlocked = errors.New("amqprpc: the broker blocks publishers (memory or disk alarm)")
+
+	// ErrTooLarge is returned for a request whose body is larger than the
+	// client's limit (WithMaxBodySize); nothing is sent.
+	ErrTooLarge = errors.New("amqprpc: request body too large")
+
 	// ErrNacked is returned by a cast that the broker refused to take.
 	ErrNacked = errors.New("amqprpc: the broker refused the message")
 

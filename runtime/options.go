@@ -15,6 +15,14 @@ const (
 	DefaultTimeout = 30 * time.Second
 	// DefaultPrefetch is how many requests a server handles at once.
 	DefaultPrefetch = 64
+	// DefaultMaxBodySize is the largest request body a server accepts and
+	// a client sends: 16 MiB.
+	DefaultMaxBodySize = 16 << 20
+	// DefaultReconnectMin and DefaultReconnectMax bound the wait between
+	// attempts to reconnect: it starts at the first and doubles up to the
+	// second.
+	DefaultReconnectMin = 100 * time.Millisecond
+	DefaultReconnectMax = 5 * time.Second
 )
 
 // An Option configures a Client (Dial) or a Server (NewServer). Each option
@@ -22,20 +30,29 @@ const (
 type Option func(*config)
 
 type config struct {
-	exchange   string
-	timeout    time.Duration
-	prefetch   int
-	logger     *slog.Logger
-	amqpConfig amqp.Config
-	serverName string
+	exchange     string
+	timeout      time.Duration
+	prefetch     int
+	logger       *slog.Logger
+	amqpConfig   amqp.Config
+	serverName   string
+	urls         []string // brokers to try after the first
+	reconnectMin time.Duration
+	reconnectMax time.Duration
+	maxInFlight  int
+	dedupe       int
+	maxBody      int
 }
 
 func newConfig(opts []Option) config {
 	c := config{
-		exchange: DefaultExchange,
-		timeout:  DefaultTimeout,
-		prefetch: DefaultPrefetch,
-		logger:   slog.Default(),
+		exchange:     DefaultExchange,
+		timeout:      DefaultTimeout,
+		prefetch:     DefaultPrefetch,
+		logger:       slog.Default(),
+		reconnectMin: DefaultReconnectMin,
+		reconnectMax: DefaultReconnectMax,
+		maxBody:      DefaultMaxBodySize,
 	}
 	for _, opt := range opts {
 		opt(&c)
@@ -97,4 +114,54 @@ func WithAMQPConfig(cfg amqp.Config) Option {
 // topic should have different names. Default: the host name. Server only.
 func WithServerName(name string) Option {
 	return func(c *config) { c.serverName = name }
+}
+
+// WithURLs adds brokers of the same cluster to try, in turn, after the URL
+// given to Dial or NewServer, when connecting and when reconnecting.
+// Default: none.
+func WithURLs(urls ...string) Option {
+	return func(c *config) { c.urls = append(c.urls, urls...) }
+}
+
+// WithReconnectBackoff sets the wait between attempts to reconnect after
+// the connection is lost: first, doubling on each failed attempt up to
+// most, with jitter. Values <= 0 are ignored. Default: DefaultReconnectMin
+// (100ms) and DefaultReconnectMax (5s).
+func WithReconnectBackoff(first, most time.Duration) Option {
+	return func(c *config) {
+		if first > 0 {
+			c.reconnectMin = first
+		}
+		if most > 0 {
+			c.reconnectMax = max(most, c.reconnectMin)
+		}
+	}
+}
+
+// WithMaxInFlight bounds how many requests a client has in flight at once;
+// one more waits for a slot until its deadline. 0 means no bound.
+// Default: 0. Client only.
+func WithMaxInFlight(n int) Option {
+	return func(c *config) { c.maxInFlight = max(n, 0) }
+}
+
+// WithDeduplication makes a server remember the ids of the last n requests
+// it took, and their replies: a request delivered again (after a lost
+// connection, say) is answered with the remembered reply instead of running
+// the method twice. It guards against redelivery to the same server
+// process, not to another. 0 turns it off. Default: 0. Server only.
+func WithDeduplication(n int) Option {
+	return func(c *config) { c.dedupe = max(n, 0) }
+}
+
+// WithMaxBodySize sets the largest request body, in bytes, that a server
+// handles (a larger one is refused with CodeResourceExhausted) and that a
+// client sends (ErrTooLarge). Values <= 0 are ignored.
+// Default: DefaultMaxBodySize (16 MiB).
+func WithMaxBodySize(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxBody = n
+		}
+	}
 }

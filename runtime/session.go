@@ -1,0 +1,253 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// session is one connection of a Client and what the client built on it.
+// A lost session is never reused: the client opens a new one.
+type session struct {
+	c     *Client
+	conn  *amqp.Connection
+	calls *channel // requests that want replies; it consumes direct reply-to
+
+	castMu sync.Mutex
+	casts  *channel // casts and declarations; opened on demand, reopened once closed
+
+	blockMu sync.Mutex
+	blocked chan struct{} // while the broker blocks publishers: closed when it stops
+	reason  string        // why it blocks
+
+	lost chan struct{} // closed when the connection or the calls channel is gone
+}
+
+// channel is an AMQP channel in confirm mode that requests are published
+// on. Its returns are read unbuffered: the broker returns an unroutable
+// message before it confirms it, so when a confirm arrives its return, if
+// any, has been received; flush waits until that has been handled.
+type channel struct {
+	ch    *amqp.Channel
+	flush func()
+}
+
+// openSession connects and sets up a session: the calls channel, the
+// exchange, the reply consumer, and the goroutines that read them.
+func (c *Client) openSession() (*session, error) {
+	conn, err := c.connector.connect()
+	if err != nil {
+		return nil, err
+	}
+	s := &session{c: c, conn: conn, lost: make(chan struct{})}
+	if err := s.open(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *session) open() error {
+	calls, err := s.openChannel()
+	if err != nil {
+		return err
+	}
+	if err := declareExchange(calls.ch, s.c.cfg.exchange); err != nil {
+		return err
+	}
+	replies, err := calls.ch.Consume(replyToQueue, "", // consumer tag: generated
+		true,  // autoAck: required by direct reply-to
+		true,  // exclusive
+		false, // noLocal
+		false, // noWait
+		nil)
+	if err != nil {
+		return fmt.Errorf("amqprpc: consume %s: %w", replyToQueue, err)
+	}
+	s.calls = calls
+	blocks := s.conn.NotifyBlocked(make(chan amqp.Blocking, 1))
+	s.c.wg.Add(2)
+	go s.readReplies(replies)
+	go s.watchBlocked(blocks)
+	return nil
+}
+
+// openChannel opens a channel in confirm mode with its returns reader.
+func (s *session) openChannel() (*channel, error) {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("amqprpc: open channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil { // noWait
+		ch.Close()
+		return nil, fmt.Errorf("amqprpc: confirm mode: %w", err)
+	}
+	returns := ch.NotifyReturn(make(chan amqp.Return)) // unbuffered: see channel
+	flush := make(chan chan struct{})
+	done := make(chan struct{})
+	s.c.wg.Add(1)
+	go s.c.readReturns(returns, flush, done)
+	return &channel{
+		ch: ch,
+		flush: func() {
+			f := make(chan struct{})
+			select {
+			case flush <- f:
+				<-f
+			case <-done:
+			}
+		},
+	}, nil
+}
+
+// castChannel returns the open casts channel, opening one if needed, after
+// declaring topic's fanout exchange on it if fanout is set. Declarations
+// run there because a broker error closes the channel it happens on, and
+// the calls channel must not be the one.
+func (s *session) castChannel(fanout bool, topic string) (*channel, error) {
+	s.castMu.Lock()
+	defer s.castMu.Unlock()
+	if s.casts == nil || s.casts.ch.IsClosed() {
+		k, err := s.openChannel()
+		if err != nil {
+			return nil, err
+		}
+		s.casts = k
+	}
+	if fanout && !s.c.fanoutDeclared(topic) {
+		if err := declareFanout(s.casts.ch, topic); err != nil {
+			return nil, err
+		}
+		s.c.setFanoutDeclared(topic)
+	}
+	return s.casts, nil
+}
+
+// readReplies hands each reply to its request until the calls channel
+// closes, then marks the session lost: without its reply consumer it
+// cannot call, so its connection is closed too.
+func (s *session) readReplies(replies <-chan amqp.Delivery) {
+	defer s.c.wg.Done()
+	for d := range replies {
+		id := s.c.format.replyID(&d)
+		if !s.c.resolve(id, callResult{reply: d}) {
+			s.c.cfg.logger.Debug("amqprpc: dropping reply nobody waits for", "correlation_id", id)
+		}
+	}
+	s.conn.Close()
+	close(s.lost)
+}
+
+// watchBlocked follows the broker's connection.blocked and unblocked.
+func (s *session) watchBlocked(blocks <-chan amqp.Blocking) {
+	defer s.c.wg.Done()
+	for b := range blocks {
+		s.blockMu.Lock()
+		switch {
+		case b.Active && s.blocked == nil:
+			s.blocked, s.reason = make(chan struct{}), b.Reason
+			s.c.cfg.logger.Warn("amqprpc: the broker blocks publishers", "reason", b.Reason)
+		case !b.Active && s.blocked != nil:
+			close(s.blocked)
+			s.blocked = nil
+			s.c.cfg.logger.Info("amqprpc: the broker unblocked publishers")
+		}
+		s.blockMu.Unlock()
+	}
+}
+
+// waitUnblocked returns when the broker does not block publishers, or an
+// error wrapping ErrBlocked when ctx ends first.
+func (s *session) waitUnblocked(ctx context.Context) error {
+	s.blockMu.Lock()
+	blocked, reason := s.blocked, s.reason
+	s.blockMu.Unlock()
+	if blocked == nil {
+		return nil
+	}
+	select {
+	case <-blocked:
+		return nil
+	case <-s.lost:
+		return ErrConnectionLost
+	case <-ctx.Done():
+		return fmt.Errorf("%w (%s): %w", ErrBlocked, reason, ctx.Err())
+	}
+}
+
+// maintain replaces the session each time it is lost, until the client
+// is closed.
+func (c *Client) maintain(s *session) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-s.lost:
+		case <-c.done:
+			s.conn.Close()
+			return
+		}
+		c.lose(s)
+		if s = c.reconnect(); s == nil {
+			return
+		}
+	}
+}
+
+// lose forgets the lost session s and fails every pending request: their
+// replies, over direct reply-to, cannot reach a new connection.
+func (c *Client) lose(s *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess == s {
+		c.sess = nil
+	}
+	for id, p := range c.pending {
+		delete(c.pending, id)
+		select {
+		case p.result <- callResult{err: ErrConnectionLost}:
+		default: // a gather whose buffer is full: it will see c.done or its deadline
+		}
+	}
+	c.cfg.logger.Warn("amqprpc: connection to the broker lost; reconnecting")
+}
+
+// reconnect opens a new session, backing off between attempts, and
+// installs it; it returns nil once the client is closed.
+func (c *Client) reconnect() *session {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		select {
+		case <-time.After(backoff(attempt, c.cfg.reconnectMin, c.cfg.reconnectMax)):
+		case <-c.done:
+			return nil
+		}
+		s, err := c.openSession()
+		if err != nil {
+			c.cfg.logger.Warn("amqprpc: reconnect", "attempt", attempt+1, "error", err)
+			continue
+		}
+		if !c.install(s) {
+			s.conn.Close()
+			return nil
+		}
+		c.cfg.logger.Info("amqprpc: reconnected", "attempts", attempt+1, "after", time.Since(start))
+		return s
+	}
+}
+
+// install makes s the client's session and wakes the requests waiting for
+// one; it reports false, and does nothing, once the client is closed.
+func (c *Client) install(s *session) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return false
+	}
+	c.sess = s
+	close(c.ready)
+	c.ready = make(chan struct{})
+	return true
+}
