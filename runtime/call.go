@@ -163,9 +163,8 @@ func (o *outgoing) end(c *Client) {
 
 // start prepares req: it bounds ctx by the client's timeout, checks the
 // version cap, encodes the request with a new id (replyTo is "" for a
-// cast), takes an in-flight slot, waits for a session that the broker lets
-// publish, and registers the request as pending. The caller must call end.
-func (c *Client) start(ctx context.Context, req *Request, replyTo string, multi bool) (*outgoing, error) {
+// cast) and takes an in-flight slot. The caller must call end.
+func (c *Client) start(ctx context.Context, req *Request, replyTo string) (*outgoing, error) {
 	o := &outgoing{cancel: func() {}, release: func() {}}
 	if _, ok := ctx.Deadline(); !ok {
 		ctx, o.cancel = context.WithTimeout(ctx, c.cfg.timeout)
@@ -201,21 +200,66 @@ func (c *Client) start(ctx context.Context, req *Request, replyTo string, multi 
 			return o, ErrClosed
 		}
 	}
-	o.sess, o.pending, err = c.register(ctx, o.id, multi)
-	if err != nil {
-		return o, err
+	return o, nil
+}
+
+// destination says where a request goes in a session: the channel, and
+// the exchange, to publish it on.
+type destination func(s *session) (*channel, string, error)
+
+// send registers o as pending on the client's session and publishes it
+// there with the mandatory flag, so that an unroutable request comes back
+// as ErrNoServer. When that session's connection turns out to be gone,
+// nothing was sent: send waits for the next session and tries again, until
+// o's deadline.
+func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*channel, *amqp.DeferredConfirmation, error) {
+	for {
+		s, p, err := c.register(o.ctx, o.id, multi)
+		if err != nil {
+			return nil, nil, err
+		}
+		o.sess, o.pending = s, p
+		k, exchange, err := to(s)
+		if err == nil {
+			if err = s.waitUnblocked(o.ctx); err == nil {
+				var confirm *amqp.DeferredConfirmation
+				confirm, err = k.ch.PublishWithDeferredConfirmWithContext(o.ctx, exchange, key,
+					true,  // mandatory
+					false, // immediate
+					o.pub)
+				if err == nil {
+					return k, confirm, nil
+				}
+			}
+		}
+		if !s.conn.IsClosed() && !errors.Is(err, ErrConnectionLost) {
+			return nil, nil, fmt.Errorf("publish: %w", err)
+		}
+		c.unregister(o.id)
+		o.pending = nil
+		select {
+		case <-s.lost:
+		case <-o.ctx.Done():
+			return nil, nil, fmt.Errorf("%w: %w", ErrReconnecting, o.ctx.Err())
+		case <-c.done:
+			return nil, nil, ErrClosed
+		}
 	}
-	return o, o.sess.waitUnblocked(ctx)
+}
+
+// toCalls routes a request to the calls channel and the request exchange.
+func (c *Client) toCalls(s *session) (*channel, string, error) {
+	return s.calls, c.cfg.exchange, nil
 }
 
 // call publishes a request on the calls channel and waits for its reply.
 func (c *Client) call(ctx context.Context, req *Request, reply any) error {
-	o, err := c.start(ctx, req, replyToQueue, false)
+	o, err := c.start(ctx, req, replyToQueue)
 	defer o.end(c)
 	if err != nil {
 		return err
 	}
-	confirm, err := c.publish(o, o.sess.calls, c.cfg.exchange, routingKey(&req.Target))
+	_, confirm, err := c.send(o, false, c.toCalls, routingKey(&req.Target))
 	if err != nil {
 		return err
 	}
@@ -240,29 +284,16 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 	}
 }
 
-// publish publishes o's message with the mandatory flag, so that an
-// unroutable request comes back as ErrNoServer.
-func (c *Client) publish(o *outgoing, k *channel, exchange, key string) (*amqp.DeferredConfirmation, error) {
-	confirm, err := k.ch.PublishWithDeferredConfirmWithContext(o.ctx, exchange, key,
-		true,  // mandatory
-		false, // immediate
-		o.pub)
-	if err != nil {
-		if k.ch.IsClosed() {
-			return nil, fmt.Errorf("%w: %v", ErrConnectionLost, err)
-		}
-		return nil, fmt.Errorf("publish: %w", err)
-	}
-	return confirm, nil
-}
-
 // refused explains a nacked confirm: the broker refused the message, or
-// the channel closed before the broker confirmed it.
+// the connection closed before the broker confirmed it.
 func (c *Client) refused(o *outgoing) error {
 	select {
 	case <-o.sess.lost:
 		return ErrConnectionLost
 	default:
+		if o.sess.conn.IsClosed() {
+			return ErrConnectionLost
+		}
 		return ErrNacked
 	}
 }
@@ -280,21 +311,19 @@ func (c *Client) decodeReply(d *amqp.Delivery, v any, svc *ServiceDesc) error {
 // cast publishes a request that wants no reply on the casts channel and
 // waits until the broker has taken it.
 func (c *Client) cast(ctx context.Context, req *Request) error {
-	o, err := c.start(ctx, req, "", false)
+	o, err := c.start(ctx, req, "")
 	defer o.end(c)
 	if err != nil {
 		return err
 	}
 	everyServer := req.Mode == Fanout && req.Server == "" // a fanout to one server is a cast to it
-	k, err := o.sess.castChannel(everyServer, req.Topic)
-	if err != nil {
-		return err
-	}
-	exchange := c.cfg.exchange
-	if everyServer {
-		exchange = fanoutExchange(req.Topic)
-	}
-	confirm, err := c.publish(o, k, exchange, routingKey(&req.Target))
+	k, confirm, err := c.send(o, false, func(s *session) (*channel, string, error) {
+		k, err := s.castChannel(everyServer, req.Topic)
+		if everyServer {
+			return k, fanoutExchange(req.Topic), err
+		}
+		return k, c.cfg.exchange, err
+	}, routingKey(&req.Target))
 	if err != nil {
 		return err
 	}
@@ -323,15 +352,15 @@ func (c *Client) cast(ctx context.Context, req *Request) error {
 // gather publishes a request to every server of its topic and hands each
 // reply to each.
 func (c *Client) gather(ctx context.Context, req *Request, want int, each func(string, func(any) error)) error {
-	o, err := c.start(ctx, req, replyToQueue, true)
+	o, err := c.start(ctx, req, replyToQueue)
 	defer o.end(c)
 	if err != nil {
 		return err
 	}
-	if _, err := o.sess.castChannel(true, req.Topic); err != nil { // declares the fanout exchange
-		return err
-	}
-	confirm, err := c.publish(o, o.sess.calls, fanoutExchange(req.Topic), req.Topic)
+	_, confirm, err := c.send(o, true, func(s *session) (*channel, string, error) {
+		_, err := s.castChannel(true, req.Topic) // declares the fanout exchange
+		return s.calls, fanoutExchange(req.Topic), err
+	}, req.Topic)
 	if err != nil {
 		return err
 	}

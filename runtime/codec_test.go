@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -179,5 +181,60 @@ func TestCompatible(t *testing.T) {
 		if got := compatible(tc.have, tc.need); got != tc.want {
 			t.Errorf("compatible(%q, %q) = %v; want %v", tc.have, tc.need, got, tc.want)
 		}
+	}
+}
+
+func TestContextErrorsCrossTheWire(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		code   Code
+		target error
+	}{
+		{context.DeadlineExceeded, CodeDeadlineExceeded, context.DeadlineExceeded},
+		{fmt.Errorf("sleep: %w", context.Canceled), CodeCanceled, context.Canceled},
+		{Errorf(CodeNotFound, "gone: %w", context.DeadlineExceeded), CodeNotFound, nil},
+	} {
+		wire := toError(tc.err, &ServiceDesc{})
+		if wire.Code != tc.code {
+			t.Errorf("toError(%v).Code = %s; want %s", tc.err, wire.Code, tc.code)
+		}
+		// On the client, which has only the code.
+		got := &Error{Code: wire.Code, Message: wire.Message}
+		if tc.target != nil && !errors.Is(got, tc.target) {
+			t.Errorf("errors.Is(%v, %v) = false", got, tc.target)
+		}
+		if errors.Is(got, context.DeadlineExceeded) && tc.code != CodeDeadlineExceeded {
+			t.Errorf("%v matches context.DeadlineExceeded", got)
+		}
+	}
+}
+
+func TestDedupe(t *testing.T) {
+	dd := newDedupe(2)
+	a, first := dd.begin("a")
+	if !first {
+		t.Fatal("first begin(a) is not first")
+	}
+	again, first := dd.begin("a")
+	if first || again != a {
+		t.Fatal("second begin(a) does not return the first entry")
+	}
+	select {
+	case <-again.done:
+		t.Fatal("entry done before finish")
+	default:
+	}
+	a.finish(amqp.Publishing{Body: []byte("reply")})
+	<-again.done
+	if string(again.reply.Body) != "reply" {
+		t.Fatalf("remembered reply = %q", again.reply.Body)
+	}
+	dd.begin("b")
+	dd.begin("c") // forgets a, the oldest
+	if _, first := dd.begin("a"); !first {
+		t.Fatal("a is still remembered beyond the size of 2")
+	}
+	if len(dd.entries) != 2 {
+		t.Fatalf("%d entries remembered; want at most 2", len(dd.entries))
 	}
 }

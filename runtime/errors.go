@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,6 +147,20 @@ func (e *Error) Error() string {
 // wrapped; on the client, the declared error the server returned.
 func (e *Error) Unwrap() error { return e.cause }
 
+// Is reports whether e stands for target: an error with
+// CodeDeadlineExceeded is context.DeadlineExceeded, and one with
+// CodeCanceled is context.Canceled, so that a call whose method ran out of
+// time matches as a call that did.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case context.DeadlineExceeded:
+		return e.Code == CodeDeadlineExceeded
+	case context.Canceled:
+		return e.Code == CodeCanceled
+	}
+	return false
+}
+
 // ErrorDesc describes an error whose identity crosses the wire. Make one
 // with SentinelError or TypedError; amqprpc-gen does so for the errors an
 // interface declares with //amqprpc:errors.
@@ -193,12 +208,18 @@ func TypedError[E error](name string) ErrorDesc {
 }
 
 // toError converts an error returned by a method into the error sent on the
-// wire: an *Error in err's chain keeps its code and message, anything else
-// gets CodeUnknown and err's message; a declared error of desc is named.
+// wire: an *Error in err's chain keeps its code and message; a context's
+// deadline or cancellation gets CodeDeadlineExceeded or CodeCanceled;
+// anything else gets CodeUnknown and err's message. A declared error of
+// desc is named.
 func toError(err error, desc *ServiceDesc) *Error {
 	wire := &Error{Code: CodeUnknown, Message: err.Error()}
 	if rerr, ok := errors.AsType[*Error](err); ok {
 		wire.Code, wire.Message = rerr.Code, rerr.Message
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		wire.Code = CodeDeadlineExceeded
+	} else if errors.Is(err, context.Canceled) {
+		wire.Code = CodeCanceled
 	}
 	for _, ed := range desc.Errors {
 		detail, ok := ed.match(err)

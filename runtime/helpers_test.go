@@ -94,10 +94,16 @@ func serve(t *testing.T, topic string, opts ...runtime.Option) *testServer {
 // its queues. It is shut down when the test ends.
 func serveAs(t *testing.T, topic, name string, opts ...runtime.Option) *testServer {
 	t.Helper()
+	return serveVia(t, brokerURL(), topic, name, opts...)
+}
+
+// serveVia is serveAs through the broker at url.
+func serveVia(t *testing.T, url, topic, name string, opts ...runtime.Option) *testServer {
+	t.Helper()
 	ts := &testServer{arith: new(testsvc.ArithImpl), fleet: testsvc.NewFleet(name), logs: new(syncBuffer), err: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts = append([]runtime.Option{runtime.WithLogger(logger), runtime.WithServerName(name)}, opts...)
-	ts.Server = runtime.NewServer(brokerURL(), topic, opts...)
+	ts.Server = runtime.NewServer(url, topic, opts...)
 	testsvc.RegisterArithServer(ts.Server, ts.arith)
 	testsvc.RegisterStoreServer(ts.Server, new(testsvc.MapStore))
 	testsvc.RegisterFleetServer(ts.Server, ts.fleet)

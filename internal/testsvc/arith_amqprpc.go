@@ -57,6 +57,18 @@ func (c *ArithClient) Crash(ctx context.Context) error {
 	}, nil)
 }
 
+// Deadline returns the deadline of the method's context.
+func (c *ArithClient) Deadline(ctx context.Context) (time.Time, bool, error) {
+	var out _Arith_Deadline_Result
+	err := c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Arith_ServiceDesc,
+		Method:  "deadline",
+		Args:    &_Arith_Deadline_Args{},
+	}, &out)
+	return out.At, out.Set, err
+}
+
 // Div returns a / b, or ErrDivideByZero.
 func (c *ArithClient) Div(ctx context.Context, a int, b int) (int, error) {
 	var out int
@@ -103,6 +115,18 @@ func (c *ArithClient) Sum(ctx context.Context, xs ...int) (int, error) {
 	return out, err
 }
 
+// Work waits for d, then counts one completed execution of job id.
+func (c *ArithClient) Work(ctx context.Context, id int, d time.Duration) (int, error) {
+	var out int
+	err := c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Arith_ServiceDesc,
+		Method:  "work",
+		Args:    &_Arith_Work_Args{Id: id, D: d},
+	}, &out)
+	return out, err
+}
+
 // RegisterArithServer registers impl to serve the methods of Arith
 // on s, usually a *runtime.Server.
 func RegisterArithServer(s runtime.ServiceRegistrar, impl Arith) {
@@ -116,10 +140,12 @@ var Arith_ServiceDesc = runtime.ServiceDesc{
 	Methods: []runtime.MethodDesc{
 		{Name: "add", Handler: _Arith_Add_Handler},
 		{Name: "crash", Handler: _Arith_Crash_Handler},
+		{Name: "deadline", Handler: _Arith_Deadline_Handler},
 		{Name: "div", Handler: _Arith_Div_Handler},
 		{Name: "echo", Handler: _Arith_Echo_Handler},
 		{Name: "sleep", Handler: _Arith_Sleep_Handler},
 		{Name: "sum", Handler: _Arith_Sum_Handler},
+		{Name: "work", Handler: _Arith_Work_Handler},
 	},
 }
 
@@ -145,6 +171,21 @@ func _Arith_Crash_Handler(impl any, ctx context.Context, dec func(any) error) (a
 	}
 	impl.(Arith).Crash()
 	return nil, nil
+}
+
+type _Arith_Deadline_Args struct{}
+type _Arith_Deadline_Result struct {
+	At  time.Time `json:"at"`
+	Set bool      `json:"set"`
+}
+
+func _Arith_Deadline_Handler(impl any, ctx context.Context, dec func(any) error) (any, error) {
+	var args _Arith_Deadline_Args
+	if err := dec(&args); err != nil {
+		return nil, err
+	}
+	rAt, rSet := impl.(Arith).Deadline(ctx)
+	return &_Arith_Deadline_Result{At: rAt, Set: rSet}, nil
 }
 
 type _Arith_Div_Args struct {
@@ -194,6 +235,19 @@ func _Arith_Sum_Handler(impl any, ctx context.Context, dec func(any) error) (any
 		return nil, err
 	}
 	return impl.(Arith).Sum(args.Xs...), nil
+}
+
+type _Arith_Work_Args struct {
+	Id int           `json:"id"`
+	D  time.Duration `json:"d"`
+}
+
+func _Arith_Work_Handler(impl any, ctx context.Context, dec func(any) error) (any, error) {
+	var args _Arith_Work_Args
+	if err := dec(&args); err != nil {
+		return nil, err
+	}
+	return impl.(Arith).Work(args.Id, args.D), nil
 }
 
 // StoreClient calls the methods of Store on the servers of one topic.

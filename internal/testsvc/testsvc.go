@@ -5,6 +5,7 @@ package testsvc
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -25,6 +26,10 @@ type Arith interface {
 	Echo(p Payload) Payload
 	// Sum adds its arguments.
 	Sum(xs ...int) int
+	// Deadline returns the deadline of the method's context.
+	Deadline(ctx context.Context) (at time.Time, set bool)
+	// Work waits for d, then counts one completed execution of job id.
+	Work(id int, d time.Duration) int
 }
 
 // Store is already context-first and error-last, so its generated client
@@ -51,6 +56,9 @@ var ErrDivideByZero = errors.New("divide by zero")
 // ArithImpl implements Arith and counts the calls it handles.
 type ArithImpl struct {
 	Calls atomic.Int64
+
+	mu   sync.Mutex
+	done map[int]int // completed executions of Work, by job id
 }
 
 func (a *ArithImpl) Add(v1, v2 int) int {
@@ -84,6 +92,30 @@ func (a *ArithImpl) Crash() {
 func (a *ArithImpl) Echo(p Payload) Payload {
 	a.Calls.Add(1)
 	return p
+}
+
+func (a *ArithImpl) Deadline(ctx context.Context) (time.Time, bool) {
+	a.Calls.Add(1)
+	return ctx.Deadline()
+}
+
+func (a *ArithImpl) Work(id int, d time.Duration) int {
+	a.Calls.Add(1)
+	time.Sleep(d)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done == nil {
+		a.done = make(map[int]int)
+	}
+	a.done[id]++
+	return id
+}
+
+// Executions returns how many times Work(id) completed.
+func (a *ArithImpl) Executions(id int) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.done[id]
 }
 
 func (a *ArithImpl) Sum(xs ...int) int {
