@@ -6,13 +6,17 @@ export AMQP_URL
 
 GO ?= go
 
-.PHONY: all broker generate check-generated lint test demo
+.PHONY: all broker broker-tls generate check-generated lint test demo
 
 all: lint test
 
 ## broker: make sure a RabbitMQ answers at AMQP_URL (start or install it if local)
 broker:
 	@scripts/broker.sh
+
+## broker-tls: give a local broker a TLS listener (5671) with a test CA, for the TLS tests
+broker-tls: broker
+	@scripts/broker-tls.sh
 
 ## generate: run every go:generate line
 generate:
@@ -28,7 +32,7 @@ lint:
 	$(GO) vet ./...
 
 ## test: lint, check-generated and every test (with the race detector) against the broker
-test: broker lint check-generated
+test: broker broker-tls lint check-generated
 	$(GO) test -race -count=1 ./...
 
 ## demo: run the calc example: a server, and a client that prints 2 + 3
