@@ -6,7 +6,7 @@ export AMQP_URL
 
 GO ?= go
 
-.PHONY: all broker broker-tls generate check-generated lint test demo
+.PHONY: all broker broker-tls generate check-generated lint test chaos fuzz demo
 
 all: lint test
 
@@ -30,10 +30,20 @@ check-generated:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: not formatted:" $$out >&2; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags chaos ./chaos
 
 ## test: lint, check-generated and every test (with the race detector) against the broker
 test: broker broker-tls lint check-generated
 	$(GO) test -race -count=1 ./...
+
+## chaos: fault tests: load while the broker drops, stops, stalls, alarms, and servers die
+## (run on their own: they close every connection of the broker)
+chaos: broker
+	$(GO) test -tags chaos -count=1 -v -timeout 10m ./chaos
+
+## fuzz: fuzz the request decoder for a minute (the seed corpus runs in make test)
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s ./runtime
 
 ## demo: run the calc example: a server, and a client that prints 2 + 3
 demo: broker
