@@ -241,3 +241,28 @@ func TestStrayRepliesAreDropped(t *testing.T) {
 		}
 	}
 }
+
+func TestPoisonMessageDoesNotLoop(t *testing.T) {
+	topic := newTopic(t)
+	srv := serve(t, topic)
+	ch := rawChannel(t)
+	queue, replies := replyQueue(t, ch)
+
+	publish(t, ch, topic, amqp.Publishing{CorrelationId: "poison", ReplyTo: queue, Body: []byte(`{"method": "swallow", "args": {"p": "boom"}}`)})
+	d := receive(t, replies)
+	var reply struct{ Failure *runtime.Error }
+	if err := json.Unmarshal(d.Body, &reply); err != nil || reply.Failure == nil || reply.Failure.Code != runtime.CodeInternal {
+		t.Fatalf("reply to a poison message = %s; want code %s", d.Body, runtime.CodeInternal)
+	}
+	select {
+	case d := <-replies:
+		t.Fatalf("a second reply to the poison message: %s; it must not be delivered again", d.Body)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if calls := srv.arith.Calls.Load(); calls != 0 {
+		t.Fatalf("the method ran %d times on a poison message", calls)
+	}
+	if sum, err := testsvc.NewArithClient(dial(t), topic).Add(ctxTimeout(t, 5*time.Second), 1, 2); err != nil || sum != 3 {
+		t.Fatalf("after a poison message, Add = %d, %v", sum, err)
+	}
+}

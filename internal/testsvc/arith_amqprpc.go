@@ -115,6 +115,16 @@ func (c *ArithClient) Sum(ctx context.Context, xs ...int) (int, error) {
 	return out, err
 }
 
+// Swallow takes a Poison, which panics while it is decoded.
+func (c *ArithClient) Swallow(ctx context.Context, p Poison) error {
+	return c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Arith_ServiceDesc,
+		Method:  "swallow",
+		Args:    &_Arith_Swallow_Args{P: p},
+	}, nil)
+}
+
 // Work waits for d, then counts one completed execution of job id.
 func (c *ArithClient) Work(ctx context.Context, id int, d time.Duration) (int, error) {
 	var out int
@@ -145,6 +155,7 @@ var Arith_ServiceDesc = runtime.ServiceDesc{
 		{Name: "echo", Handler: _Arith_Echo_Handler},
 		{Name: "sleep", Handler: _Arith_Sleep_Handler},
 		{Name: "sum", Handler: _Arith_Sum_Handler},
+		{Name: "swallow", Handler: _Arith_Swallow_Handler},
 		{Name: "work", Handler: _Arith_Work_Handler},
 	},
 }
@@ -235,6 +246,18 @@ func _Arith_Sum_Handler(impl any, ctx context.Context, dec func(any) error) (any
 		return nil, err
 	}
 	return impl.(Arith).Sum(args.Xs...), nil
+}
+
+type _Arith_Swallow_Args struct {
+	P Poison `json:"p"`
+}
+
+func _Arith_Swallow_Handler(impl any, ctx context.Context, dec func(any) error) (any, error) {
+	var args _Arith_Swallow_Args
+	if err := dec(&args); err != nil {
+		return nil, err
+	}
+	return nil, impl.(Arith).Swallow(args.P)
 }
 
 type _Arith_Work_Args struct {

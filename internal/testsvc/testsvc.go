@@ -4,6 +4,7 @@ package testsvc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,24 @@ type Arith interface {
 	Deadline(ctx context.Context) (at time.Time, set bool)
 	// Work waits for d, then counts one completed execution of job id.
 	Work(id int, d time.Duration) int
+	// Swallow takes a Poison, which panics while it is decoded.
+	Swallow(p Poison) error
 }
+
+// Poison is a type whose decoding panics on the string "boom": a poison
+// message for the server's decoding.
+type Poison struct{ S string }
+
+// UnmarshalJSON panics on "boom".
+func (p *Poison) UnmarshalJSON(b []byte) error {
+	if string(b) == `"boom"` {
+		panic("testsvc: poison")
+	}
+	return json.Unmarshal(b, &p.S)
+}
+
+// MarshalJSON encodes p as its string.
+func (p Poison) MarshalJSON() ([]byte, error) { return json.Marshal(p.S) }
 
 // Store is already context-first and error-last, so its generated client
 // implements it.
@@ -116,6 +134,11 @@ func (a *ArithImpl) Executions(id int) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.done[id]
+}
+
+func (a *ArithImpl) Swallow(p Poison) error {
+	a.Calls.Add(1)
+	return nil
 }
 
 func (a *ArithImpl) Sum(xs ...int) int {
