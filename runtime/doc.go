@@ -43,6 +43,14 @@
 // ErrConnectionLost or ErrClosed. Errors a service declares (ServiceDesc.Errors)
 // keep their identity across the wire for errors.Is and errors.As.
 //
+// # Failures
+//
+// Clients and servers reconnect by themselves when their connection is
+// lost, to the brokers they were given in turn. Requests are published in
+// confirm mode; servers acknowledge a request after its reply is confirmed,
+// so requests on a topic's queue are served at least once (see
+// WithDeduplication); the deadline of a call travels with it to the method.
+//
 // # Versions
 //
 // Interfaces are versioned as in OpenStack: "major.minor", a request
