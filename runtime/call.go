@@ -263,7 +263,7 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 	if err != nil {
 		return err
 	}
-	confirmed := confirm.Done()
+	confirmed := confirmed(confirm)
 	for {
 		select {
 		case r := <-o.pending.result:
@@ -282,6 +282,15 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 			return ErrClosed
 		}
 	}
+}
+
+// confirmed returns the channel that is closed when the broker confirms
+// confirm, or nil, which blocks forever, for a channel not in confirm mode.
+func confirmed(confirm *amqp.DeferredConfirmation) <-chan struct{} {
+	if confirm == nil {
+		return nil
+	}
+	return confirm.Done()
 }
 
 // refused explains a nacked confirm: the broker refused the message, or
@@ -364,7 +373,7 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 	if err != nil {
 		return err
 	}
-	confirmed := confirm.Done()
+	confirmed := confirmed(confirm)
 	for got := 0; want <= 0 || got < want; {
 		select {
 		case r := <-o.pending.result:

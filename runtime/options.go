@@ -42,6 +42,10 @@ type config struct {
 	maxInFlight  int
 	dedupe       int
 	maxBody      int
+	// The delivery guarantees (see Profile).
+	requestConfirms bool
+	replyConfirms   bool
+	ackAfterReply   bool
 }
 
 func newConfig(opts []Option) config {
@@ -54,6 +58,7 @@ func newConfig(opts []Option) config {
 		reconnectMax: DefaultReconnectMax,
 		maxBody:      DefaultMaxBodySize,
 	}
+	WithProfile(DefaultProfile)(&c)
 	for _, opt := range opts {
 		opt(&c)
 	}
@@ -164,4 +169,61 @@ func WithMaxBodySize(n int) Option {
 			c.maxBody = n
 		}
 	}
+}
+
+// Profile presets the delivery guarantees of clients and servers, each of
+// which costs throughput; WithRequestConfirms, WithReplyConfirms and
+// WithAckAfterReply set them one by one. bench/RESULTS.md measures each.
+type Profile string
+
+const (
+	// Safe turns every guarantee on: requests confirmed by the broker
+	// (ErrNacked at once), replies confirmed before their request is
+	// acknowledged, requests acknowledged after their reply.
+	Safe Profile = "safe"
+	// Fast keeps acknowledgement after the reply, and with it at-least-once
+	// serving, and drops the confirms of calls and replies: the reply of a
+	// call already proves the broker took it, and a reply published before
+	// its request's ack on the same channel is lost only if the ack is too.
+	// A call the broker refuses then ends at its deadline rather than at
+	// once with ErrNacked. Casts are always confirmed.
+	Fast Profile = "fast"
+	// DefaultProfile is the profile of a client or server given none.
+	DefaultProfile = Safe
+)
+
+// WithProfile sets the delivery guarantees to those of p.
+// Default: DefaultProfile.
+func WithProfile(p Profile) Option {
+	return func(c *config) {
+		switch p {
+		case Fast:
+			c.requestConfirms, c.replyConfirms, c.ackAfterReply = false, false, true
+		default:
+			c.requestConfirms, c.replyConfirms, c.ackAfterReply = true, true, true
+		}
+	}
+}
+
+// WithRequestConfirms sets whether a client publishes its calls in confirm
+// mode, so that a call the broker refuses fails at once with ErrNacked
+// rather than at its deadline. Casts are always confirmed. Client only.
+func WithRequestConfirms(on bool) Option {
+	return func(c *config) { c.requestConfirms = on }
+}
+
+// WithReplyConfirms sets whether a server waits for the broker to confirm a
+// reply before it acknowledges the request, and requeues the request when
+// the broker refuses the reply. Server only.
+func WithReplyConfirms(on bool) Option {
+	return func(c *config) { c.replyConfirms = on }
+}
+
+// WithAckAfterReply sets whether a server acknowledges each request after
+// replying to it, so that a request in flight when the server dies is
+// delivered again (at least once). Off, the broker forgets a request once
+// it delivers it (at most once): faster, but a server that dies loses the
+// requests it holds, up to its prefetch count. Server only.
+func WithAckAfterReply(on bool) Option {
+	return func(c *config) { c.ackAfterReply = on }
 }

@@ -266,8 +266,10 @@ func (s *Server) consume(sess *serverSession) error {
 	}
 	sess.ch = ch
 	sess.closed = ch.NotifyClose(make(chan *amqp.Error, 1))
-	if err := ch.Confirm(false); err != nil { // noWait
-		return fmt.Errorf("amqprpc: confirm mode: %w", err)
+	if s.cfg.replyConfirms {
+		if err := ch.Confirm(false); err != nil { // noWait
+			return fmt.Errorf("amqprpc: confirm mode: %w", err)
+		}
 	}
 	if err := declareExchange(ch, s.cfg.exchange); err != nil {
 		return err
@@ -302,10 +304,10 @@ func (s *Server) consume(sess *serverSession) error {
 	}{{s.topic, &q.shared}, {own, &q.own}, {fanout, &q.fanout}} {
 		tag := "amqprpc-" + uuid.NewString()
 		deliveries, err := ch.Consume(c.queue, tag,
-			false, // autoAck
-			false, // exclusive
-			false, // noLocal
-			false, // noWait
+			!s.cfg.ackAfterReply, // autoAck
+			false,                // exclusive
+			false,                // noLocal
+			false,                // noWait
 			nil)
 		if err != nil {
 			return fmt.Errorf("amqprpc: consume queue %q: %w", c.queue, err)
@@ -373,9 +375,7 @@ func (s *Server) work(sess *serverSession) {
 			fanout = true
 		}
 		if s.closing.Load() {
-			if err := d.Nack(false, true); err != nil { // multiple, requeue
-				s.log.Warn("amqprpc: requeue request", "error", err)
-			}
+			s.settle(&d, nil, false)
 			continue
 		}
 		s.handle(sess, &d, fanout)
@@ -396,8 +396,10 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 	if err := s.decode(d, &req); err != nil {
 		s.log.Warn("amqprpc: rejecting malformed request", "msg_id", req.msgID, "error", err.Message)
 		s.reply(sess, &req, s.encode(&req, from, nil, err))
-		if err := d.Reject(false); err != nil { // requeue
-			s.log.Warn("amqprpc: reject request", "msg_id", req.msgID, "error", err)
+		if s.cfg.ackAfterReply {
+			if err := d.Reject(false); err != nil { // requeue
+				s.log.Warn("amqprpc: reject request", "msg_id", req.msgID, "error", err)
+			}
 		}
 		return
 	}
@@ -432,8 +434,16 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 }
 
 // settle acknowledges a request that was answered (or had nothing to
-// answer), and requeues one whose reply the broker did not take.
+// answer), and requeues one whose reply the broker did not take; req is nil
+// for a request not even decoded. Without WithAckAfterReply, the broker
+// has forgotten the request already.
 func (s *Server) settle(d *amqp.Delivery, req *inRequest, replied bool) {
+	if !s.cfg.ackAfterReply {
+		return
+	}
+	if req == nil {
+		req = &inRequest{}
+	}
 	var err error
 	if replied {
 		err = d.Ack(false) // multiple

@@ -26,8 +26,9 @@ type session struct {
 	lost chan struct{} // closed when the connection or the calls channel is gone
 }
 
-// channel is an AMQP channel in confirm mode that requests are published
-// on. Its returns are read unbuffered: the broker returns an unroutable
+// channel is an AMQP channel that requests are published on, in confirm
+// mode unless the client's profile says otherwise. Its returns are read
+// unbuffered: the broker returns an unroutable
 // message before it confirms it, so when a confirm arrives its return, if
 // any, has been received; flush waits until that has been handled.
 type channel struct {
@@ -51,7 +52,7 @@ func (c *Client) openSession() (*session, error) {
 }
 
 func (s *session) open() error {
-	calls, err := s.openChannel()
+	calls, err := s.openChannel(s.c.cfg.requestConfirms)
 	if err != nil {
 		return err
 	}
@@ -75,15 +76,18 @@ func (s *session) open() error {
 	return nil
 }
 
-// openChannel opens a channel in confirm mode with its returns reader.
-func (s *session) openChannel() (*channel, error) {
+// openChannel opens a channel, in confirm mode if confirm is set, with its
+// returns reader.
+func (s *session) openChannel(confirm bool) (*channel, error) {
 	ch, err := s.conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("amqprpc: open channel: %w", err)
 	}
-	if err := ch.Confirm(false); err != nil { // noWait
-		ch.Close()
-		return nil, fmt.Errorf("amqprpc: confirm mode: %w", err)
+	if confirm {
+		if err := ch.Confirm(false); err != nil { // noWait
+			ch.Close()
+			return nil, fmt.Errorf("amqprpc: confirm mode: %w", err)
+		}
 	}
 	returns := ch.NotifyReturn(make(chan amqp.Return)) // unbuffered: see channel
 	flush := make(chan chan struct{})
@@ -111,7 +115,7 @@ func (s *session) castChannel(fanout bool, topic string) (*channel, error) {
 	s.castMu.Lock()
 	defer s.castMu.Unlock()
 	if s.casts == nil || s.casts.ch.IsClosed() {
-		k, err := s.openChannel()
+		k, err := s.openChannel(true) // casts are always confirmed
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,339 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/examples/calc"
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+// An implementation of the benchmarked call, Add(v1, v2), as a server and
+// as a client. Each runs in a process of its own.
+type impl struct {
+	// serve serves topic until ctx ends; it calls ready once it takes
+	// requests.
+	serve func(ctx context.Context, url, topic, name string, o options, ready func()) error
+	// dial returns a caller of topic, safe for concurrent use, and a
+	// function that closes it.
+	dial func(url, topic string, o options) (caller, func(), error)
+}
+
+// caller calls Add(i, 1) once and checks the result.
+type caller func(ctx context.Context, i int) error
+
+// options are the knobs of a run that implementations may use.
+type options struct {
+	variant  string // amqprpc: a name of variants
+	prefetch int    // servers: 0 for the implementation's default
+}
+
+// variants are amqprpc with its delivery guarantees on and off, one at a
+// time: what each costs.
+var variants = map[string][]runtime.Option{
+	"default":                  nil,
+	"safe":                     {runtime.WithProfile(runtime.Safe)},
+	"fast":                     {runtime.WithProfile(runtime.Fast)},
+	"safe-no-request-confirms": {runtime.WithProfile(runtime.Safe), runtime.WithRequestConfirms(false)},
+	"safe-no-reply-confirms":   {runtime.WithProfile(runtime.Safe), runtime.WithReplyConfirms(false)},
+	"fast-no-ack-after-reply":  {runtime.WithProfile(runtime.Fast), runtime.WithAckAfterReply(false)},
+}
+
+var impls = map[string]impl{
+	"amqprpc":  {serve: serveAmqprpc, dial: dialAmqprpc},
+	"baseline": {serve: serveBaseline, dial: dialBaseline},
+	"floor":    {serve: serveFloor, dial: dialFloor},
+}
+
+// amqprpc: the generated Calculator client and server.
+
+func amqprpcOptions(o options) []runtime.Option {
+	opts := append([]runtime.Option(nil), variants[o.variant]...)
+	if o.prefetch > 0 {
+		opts = append(opts, runtime.WithPrefetch(o.prefetch))
+	}
+	return opts
+}
+
+func serveAmqprpc(ctx context.Context, url, topic, name string, o options, ready func()) error {
+	srv := runtime.NewServer(url, topic, append(amqprpcOptions(o), runtime.WithServerName(name), runtime.WithLogger(quiet))...)
+	calc.RegisterCalculatorServer(srv, new(calc.Machine))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	c, err := runtime.Dial(url, runtime.WithLogger(quiet))
+	if err != nil {
+		return err
+	}
+	probe := calc.NewCalculatorClient(c, topic).ToServer(name)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := probe.Add(pctx, 1, 1)
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case err := <-served:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	c.Close()
+	ready()
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	<-served
+	return nil
+}
+
+func dialAmqprpc(url, topic string, o options) (caller, func(), error) {
+	c, err := runtime.Dial(url, append(amqprpcOptions(o), runtime.WithLogger(quiet))...)
+	if err != nil {
+		return nil, nil, err
+	}
+	calculator := calc.NewCalculatorClient(c, topic)
+	return func(ctx context.Context, i int) error {
+		sum, err := calculator.Add(ctx, i, 1)
+		if err == nil && sum != i+1 {
+			err = fmt.Errorf("Add(%d, 1) = %d", i, sum)
+		}
+		return err
+	}, func() { c.Close() }, nil
+}
+
+// baseline: what a careful programmer writes with amqp091-go alone. One
+// connection; requests published to a topic exchange; replies over direct
+// reply-to, matched to calls by correlation id in one reader goroutine; a
+// server that acks each request after replying, prefetch 256, replying
+// through the default exchange.
+
+const baselineExchange = "bench.baseline"
+
+type baselineRequest struct {
+	Method string `json:"method"`
+	Args   struct {
+		V1 int `json:"v1"`
+		V2 int `json:"v2"`
+	} `json:"args"`
+}
+
+type baselineReply struct {
+	Result int `json:"result"`
+}
+
+func serveBaseline(ctx context.Context, url, topic, name string, o options, ready func()) error {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if err := ch.ExchangeDeclare(baselineExchange, "topic", false, false, false, false, nil); err != nil {
+		return err
+	}
+	if _, err := ch.QueueDeclare(topic, false, false, false, false, nil); err != nil {
+		return err
+	}
+	if err := ch.QueueBind(topic, topic, baselineExchange, false, nil); err != nil {
+		return err
+	}
+	prefetch := 256
+	if o.prefetch > 0 {
+		prefetch = o.prefetch
+	}
+	if err := ch.Qos(prefetch, 0, false); err != nil {
+		return err
+	}
+	msgs, err := ch.Consume(topic, "", false, false, false, false, nil)
+	if err != nil {
+		return err
+	}
+	ready()
+	go func() { <-ctx.Done(); ch.Cancel("", false); conn.Close() }()
+	for d := range msgs {
+		var req baselineRequest
+		if err := json.Unmarshal(d.Body, &req); err != nil {
+			d.Reject(false)
+			continue
+		}
+		body, _ := json.Marshal(baselineReply{Result: req.Args.V1 + req.Args.V2})
+		ch.PublishWithContext(ctx, "", d.ReplyTo, false, false, amqp.Publishing{
+			ContentType:   "application/json",
+			CorrelationId: d.CorrelationId,
+			Body:          body,
+		})
+		d.Ack(false)
+	}
+	return nil
+}
+
+func dialBaseline(url, topic string, o options) (caller, func(), error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, nil, err
+	}
+	replies, err := ch.Consume("amq.rabbitmq.reply-to", "", true, true, false, false, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	var mu sync.Mutex
+	pending := make(map[string]chan []byte)
+	go func() {
+		for d := range replies {
+			mu.Lock()
+			c, ok := pending[d.CorrelationId]
+			delete(pending, d.CorrelationId)
+			mu.Unlock()
+			if ok {
+				c <- d.Body
+			}
+		}
+	}()
+	var seq atomic.Uint64
+	call := func(ctx context.Context, i int) error {
+		id := strconv.FormatUint(seq.Add(1), 10)
+		var req baselineRequest
+		req.Method, req.Args.V1, req.Args.V2 = "add", i, 1
+		body, err := json.Marshal(req)
+		if err != nil {
+			return err
+		}
+		c := make(chan []byte, 1)
+		mu.Lock()
+		pending[id] = c
+		mu.Unlock()
+		err = ch.PublishWithContext(ctx, baselineExchange, topic, false, false, amqp.Publishing{
+			ContentType:   "application/json",
+			CorrelationId: id,
+			ReplyTo:       "amq.rabbitmq.reply-to",
+			Body:          body,
+		})
+		if err == nil {
+			select {
+			case b := <-c:
+				var rep baselineReply
+				if err = json.Unmarshal(b, &rep); err == nil && rep.Result != i+1 {
+					err = fmt.Errorf("add(%d, 1) = %d", i, rep.Result)
+				}
+				return err
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		mu.Lock()
+		delete(pending, id)
+		mu.Unlock()
+		return err
+	}
+	return call, func() { conn.Close() }, nil
+}
+
+// floor: two small messages through the broker, and nothing else: an
+// 8-byte id published to the server's queue through the default exchange,
+// echoed to the client's queue; no JSON, no acks.
+
+func serveFloor(ctx context.Context, url, topic, name string, o options, ready func()) error {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if _, err := ch.QueueDeclare(topic, false, false, false, false, nil); err != nil {
+		return err
+	}
+	msgs, err := ch.Consume(topic, "", true, false, false, false, nil)
+	if err != nil {
+		return err
+	}
+	ready()
+	go func() { <-ctx.Done(); conn.Close() }()
+	for d := range msgs {
+		ch.PublishWithContext(ctx, "", d.ReplyTo, false, false, amqp.Publishing{Body: d.Body})
+	}
+	return nil
+}
+
+func dialFloor(url, topic string, o options) (caller, func(), error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	replies, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	var mu sync.Mutex
+	pending := make(map[uint64]chan struct{})
+	go func() {
+		for d := range replies {
+			if len(d.Body) != 8 {
+				continue
+			}
+			id := binary.BigEndian.Uint64(d.Body)
+			mu.Lock()
+			c, ok := pending[id]
+			delete(pending, id)
+			mu.Unlock()
+			if ok {
+				close(c)
+			}
+		}
+	}()
+	var seq atomic.Uint64
+	call := func(ctx context.Context, i int) error {
+		id := seq.Add(1)
+		c := make(chan struct{})
+		mu.Lock()
+		pending[id] = c
+		mu.Unlock()
+		body := binary.BigEndian.AppendUint64(nil, id)
+		err := ch.PublishWithContext(ctx, "", topic, false, false, amqp.Publishing{ReplyTo: q.Name, Body: body})
+		if err == nil {
+			select {
+			case <-c:
+				return nil
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		mu.Lock()
+		delete(pending, id)
+		mu.Unlock()
+		return err
+	}
+	return call, func() { conn.Close() }, nil
+}
+
+var errUnknownImpl = errors.New("unknown implementation")

@@ -1,0 +1,355 @@
+// Command bench measures amqprpc against a hand-written amqp091-go RPC
+// (baseline) and a bare ping-pong through the broker (floor), in separate
+// client and server processes against the local RabbitMQ, interleaved in
+// one run, and writes the table to bench/RESULTS.md:
+//
+//	go run ./bench [-reps 3] [-duration 3s] [-out bench/RESULTS.md]
+//
+// (make bench). For each implementation it measures sequential latency
+// (one call in flight), throughput with 1, 8, 64 and 256 calls in flight
+// over one client, and the CPU time per call of the client, the server and
+// the broker (beam.smp); then amqprpc with each delivery guarantee on and
+// off, with two and four server processes, and its memory with 10,000
+// calls in flight. It leaves no process, queue or exchange behind.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"os/exec"
+	goruntime "runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func numCPU() int { return goruntime.NumCPU() }
+
+func brokerURL() string {
+	if u := os.Getenv("AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+func main() {
+	log.SetFlags(0)
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "serve":
+			serveMain(os.Args[2:])
+			return
+		case "client":
+			clientMain(os.Args[2:])
+			return
+		}
+	}
+	runMain(os.Args[1:])
+}
+
+// serveMain is a server process: serve -impl NAME -topic T -name N.
+func serveMain(args []string) {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	name := fs.String("impl", "", "implementation")
+	topic := fs.String("topic", "", "topic")
+	server := fs.String("name", "s1", "server name")
+	variant := fs.String("variant", "default", "amqprpc variant")
+	prefetch := fs.Int("prefetch", 0, "prefetch")
+	fs.Parse(args)
+	im, ok := impls[*name]
+	if !ok {
+		log.Fatalf("serve: %s: %v", *name, errUnknownImpl)
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	err := im.serve(ctx, brokerURL(), *topic, *server, options{variant: *variant, prefetch: *prefetch}, func() { fmt.Println("ready") })
+	if err != nil && ctx.Err() == nil {
+		log.Fatalf("serve %s: %v", *name, err)
+	}
+}
+
+// result is what a client process measured.
+type result struct {
+	Calls     int64   `json:"calls"`
+	Errors    int64   `json:"errors"`
+	Seconds   float64 `json:"seconds"`
+	CPU       float64 `json:"cpu"` // the client's CPU seconds in the window
+	P50, P90  float64 // latency, microseconds (sequential runs)
+	P99       float64
+	MaxRSS    float64 `json:"rss"` // MiB, for the memory run
+	FirstErr  string  `json:"first_err,omitempty"`
+	ServerCPU float64 `json:"-"` // filled in by the orchestrator
+	BrokerCPU float64 `json:"-"`
+}
+
+// clientMain is a client process: it warms up, prints "start", calls for
+// the duration with inflight calls at once, and prints its result as JSON.
+func clientMain(args []string) {
+	fs := flag.NewFlagSet("client", flag.ExitOnError)
+	name := fs.String("impl", "", "implementation")
+	topic := fs.String("topic", "", "topic")
+	variant := fs.String("variant", "default", "amqprpc variant")
+	inflight := fs.Int("inflight", 1, "calls in flight")
+	warmup := fs.Duration("warmup", time.Second, "warm-up")
+	duration := fs.Duration("duration", 3*time.Second, "measured window")
+	latency := fs.Bool("latency", false, "record each call's latency")
+	fs.Parse(args)
+	im := impls[*name]
+	call, closeFn, err := im.dial(brokerURL(), *topic, options{variant: *variant})
+	if err != nil {
+		log.Fatalf("client %s: %v", *name, err)
+	}
+	defer closeFn()
+
+	run := func(d time.Duration, record bool) result {
+		var calls, errs atomic.Int64
+		var mu sync.Mutex
+		var lat []float64
+		var firstErr atomic.Value
+		end := time.Now().Add(d)
+		var wg sync.WaitGroup
+		for w := range *inflight {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var mine []float64
+				for i := w; time.Now().Before(end); i += *inflight {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					t0 := time.Now()
+					err := call(ctx, i)
+					el := time.Since(t0)
+					cancel()
+					if err != nil {
+						errs.Add(1)
+						firstErr.CompareAndSwap(nil, err.Error())
+						continue
+					}
+					calls.Add(1)
+					if record {
+						mine = append(mine, float64(el.Microseconds()))
+					}
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}()
+		}
+		start := time.Now()
+		wg.Wait()
+		r := result{Calls: calls.Load(), Errors: errs.Load(), Seconds: time.Since(start).Seconds()}
+		if e, ok := firstErr.Load().(string); ok {
+			r.FirstErr = e
+		}
+		if len(lat) > 0 {
+			sort.Float64s(lat)
+			q := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+			r.P50, r.P90, r.P99 = q(0.50), q(0.90), q(0.99)
+		}
+		return r
+	}
+	run(*warmup, false)
+	fmt.Println("start")
+	cpu0 := selfCPU()
+	r := run(*duration, *latency)
+	r.CPU = selfCPU() - cpu0
+	r.MaxRSS, _ = residentMB(os.Getpid())
+	json.NewEncoder(os.Stdout).Encode(r)
+}
+
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// The orchestrator closes our stdin to stop us.
+		io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	return ctx, cancel
+}
+
+// proc is a child process of the orchestrator.
+type proc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines *bufio.Scanner
+}
+
+func start(args ...string) (*proc, error) {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, stdin: stdin, lines: bufio.NewScanner(out)}
+	p.lines.Buffer(make([]byte, 1<<20), 1<<20)
+	return p, nil
+}
+
+// expect reads lines until one equal to want.
+func (p *proc) expect(want string) error {
+	for p.lines.Scan() {
+		if p.lines.Text() == want {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: ended before %q", p.cmd.Args[1], want)
+}
+
+func (p *proc) stop() {
+	p.stdin.Close()
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// servers is a set of server processes of one implementation on a topic.
+type servers struct {
+	procs []*proc
+	topic string
+}
+
+func startServers(impl, variant, topic string, n, prefetch int) (*servers, error) {
+	s := &servers{topic: topic}
+	for i := range n {
+		p, err := start("serve", "-impl", impl, "-variant", variant, "-topic", topic, "-name", fmt.Sprintf("s%d", i+1), "-prefetch", strconv.Itoa(prefetch))
+		if err != nil {
+			s.stop()
+			return nil, err
+		}
+		s.procs = append(s.procs, p)
+		if err := p.expect("ready"); err != nil {
+			s.stop()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *servers) cpu() float64 {
+	var t float64
+	for _, p := range s.procs {
+		c, _ := cpuSeconds(p.cmd.Process.Pid)
+		t += c
+	}
+	return t
+}
+
+func (s *servers) rss() float64 {
+	var t float64
+	for _, p := range s.procs {
+		r, _ := residentMB(p.cmd.Process.Pid)
+		t = max(t, r)
+	}
+	return t
+}
+
+func (s *servers) stop() {
+	for _, p := range s.procs {
+		p.stop()
+	}
+}
+
+// measure runs one client process against srv and returns its result with
+// the CPU the servers and the broker used in its window.
+func measure(impl, variant string, srv *servers, inflight int, d time.Duration, latency bool, broker int) (result, error) {
+	args := []string{"client", "-impl", impl, "-variant", variant, "-topic", srv.topic, "-inflight", strconv.Itoa(inflight), "-duration", d.String()}
+	if latency {
+		args = append(args, "-latency")
+	}
+	p, err := start(args...)
+	if err != nil {
+		return result{}, err
+	}
+	defer p.stop()
+	if err := p.expect("start"); err != nil {
+		return result{}, err
+	}
+	s0, b0 := srv.cpu(), mustCPU(broker)
+	if !p.lines.Scan() {
+		return result{}, fmt.Errorf("client %s: no result", impl)
+	}
+	s1, b1 := srv.cpu(), mustCPU(broker)
+	var r result
+	if err := json.Unmarshal(p.lines.Bytes(), &r); err != nil {
+		return result{}, fmt.Errorf("client %s: %v: %s", impl, err, p.lines.Text())
+	}
+	r.ServerCPU, r.BrokerCPU = s1-s0, b1-b0
+	if r.Errors > 0 {
+		log.Printf("%s %s inflight %d: %d errors, e.g. %s", impl, variant, inflight, r.Errors, r.FirstErr)
+	}
+	return r, nil
+}
+
+func mustCPU(pid int) float64 {
+	c, err := cpuSeconds(pid)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return c
+}
+
+// cleanup deletes the queues and exchanges the benchmark declared.
+func cleanup(topics []string) {
+	conn, err := amqp.Dial(brokerURL())
+	if err != nil {
+		log.Printf("cleanup: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	for _, t := range topics {
+		ch.QueueDelete(t, false, false, false)
+		ch.ExchangeDelete(t+"_fanout", false, false)
+	}
+	ch.ExchangeDelete(baselineExchange, false, false)
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func fmtRate(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
+
+func fmtMicros(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) + "µs" }
+

@@ -1,0 +1,326 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// config of a benchmark run.
+type config struct {
+	reps     int
+	duration time.Duration
+	out      string
+	quick    bool // a smoke run: the comparison only, at 1 and 64 in flight
+}
+
+var allImpls = []string{"amqprpc", "baseline", "floor"}
+
+// measurement names what one client process measures.
+type measurement struct {
+	name     string
+	inflight int
+	latency  bool
+}
+
+func runMain(args []string) {
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	var cfg config
+	fs.IntVar(&cfg.reps, "reps", 3, "repetitions of each measurement; the table shows medians")
+	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured window of each run, after a 1s warm-up")
+	fs.StringVar(&cfg.out, "out", "bench/RESULTS.md", "where to write the results; empty for nowhere")
+	fs.BoolVar(&cfg.quick, "quick", false, "a short smoke run")
+	fs.Parse(args)
+	report, err := run(cfg, os.Stdout)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if cfg.out != "" {
+		if err := os.WriteFile(cfg.out, []byte(report), 0o666); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("\nwrote %s\n", cfg.out)
+	}
+}
+
+// run runs the benchmark, printing progress and tables to w, and returns
+// the Markdown report.
+func run(cfg config, w io.Writer) (string, error) {
+	broker, err := brokerPID()
+	if err != nil {
+		return "", err
+	}
+	stamp := time.Now().UnixNano()
+	var topics []string
+	topic := func(name string) string {
+		t := fmt.Sprintf("bench.%s.%d", name, stamp)
+		topics = append(topics, t)
+		return t
+	}
+	defer func() { cleanup(topics) }()
+
+	measurements := []measurement{{"latency", 1, true}, {"tp1", 1, false}, {"tp8", 8, false}, {"tp64", 64, false}, {"tp256", 256, false}}
+	if cfg.quick {
+		measurements = []measurement{{"latency", 1, true}, {"tp64", 64, false}}
+	}
+
+	var md strings.Builder
+	fmt.Fprintf(&md, "# amqprpc benchmark\n\n`make bench` (`go run ./bench -reps %d -duration %v`), %s.\n\n", cfg.reps, cfg.duration, time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&md, "Machine: %s.\n\n", machine())
+	fmt.Fprintf(&md, "Each number is the median of %d runs, interleaved (A B C A B C ...); each run is a client process "+
+		"and server processes of their own, against the local broker: %v measured after a 1s warm-up. "+
+		"CPU per call is the CPU time of each process in the measured window over the calls made, at 64 calls in flight.\n\n", cfg.reps, cfg.duration)
+
+	// 1. amqprpc, baseline and floor.
+	srv := make(map[string]*servers)
+	defer func() {
+		for _, s := range srv {
+			s.stop()
+		}
+	}()
+	for _, impl := range allImpls {
+		s, err := startServers(impl, "default", topic(impl), 1, 0)
+		if err != nil {
+			return "", fmt.Errorf("start %s server: %w", impl, err)
+		}
+		srv[impl] = s
+	}
+	res := make(map[string]map[string][]result)
+	for _, impl := range allImpls {
+		res[impl] = make(map[string][]result)
+	}
+	for rep := range cfg.reps {
+		for _, m := range measurements {
+			for _, impl := range allImpls {
+				fmt.Fprintf(w, "rep %d/%d %-8s %-8s ", rep+1, cfg.reps, m.name, impl)
+				r, err := measure(impl, "default", srv[impl], m.inflight, cfg.duration, m.latency, broker)
+				if err != nil {
+					return "", err
+				}
+				fmt.Fprintf(w, "%8.0f calls/s\n", float64(r.Calls)/r.Seconds)
+				res[impl][m.name] = append(res[impl][m.name], r)
+			}
+		}
+	}
+	for _, s := range srv {
+		s.stop()
+	}
+	clear(srv)
+	writeComparison(&md, w, res, measurements)
+	if cfg.quick {
+		return md.String(), nil
+	}
+
+	// 2. amqprpc with each delivery guarantee on and off.
+	variantNames := []string{"safe", "safe-no-request-confirms", "safe-no-reply-confirms", "fast", "fast-no-ack-after-reply"}
+	vres := make(map[string]map[string][]result)
+	for _, v := range variantNames {
+		s, err := startServers("amqprpc", v, topic("v-"+v), 1, 0)
+		if err != nil {
+			return "", err
+		}
+		srv[v] = s
+		vres[v] = make(map[string][]result)
+	}
+	vms := []measurement{{"latency", 1, true}, {"tp64", 64, false}, {"tp256", 256, false}}
+	for rep := range cfg.reps {
+		for _, m := range vms {
+			for _, v := range variantNames {
+				fmt.Fprintf(w, "rep %d/%d %-8s %-26s ", rep+1, cfg.reps, m.name, v)
+				r, err := measure("amqprpc", v, srv[v], m.inflight, cfg.duration, m.latency, broker)
+				if err != nil {
+					return "", err
+				}
+				fmt.Fprintf(w, "%8.0f calls/s\n", float64(r.Calls)/r.Seconds)
+				vres[v][m.name] = append(vres[v][m.name], r)
+			}
+		}
+	}
+	for _, s := range srv {
+		s.stop()
+	}
+	clear(srv)
+	writeVariants(&md, w, vres, variantNames)
+
+	// 3. Scale-out: two and four server processes on one topic.
+	type so struct {
+		impl string
+		n    int
+	}
+	var scale []so
+	for _, n := range []int{1, 2, 4} {
+		for _, impl := range []string{"amqprpc", "baseline"} {
+			scale = append(scale, so{impl, n})
+		}
+	}
+	sres := make(map[so]map[string][]result)
+	for _, c := range scale {
+		s, err := startServers(c.impl, "default", topic(fmt.Sprintf("scale-%s-%d", c.impl, c.n)), c.n, 0)
+		if err != nil {
+			return "", err
+		}
+		srv[fmt.Sprint(c)] = s
+		sres[c] = make(map[string][]result)
+	}
+	sms := []measurement{{"latency", 1, true}, {"tp64", 64, false}}
+	for rep := range cfg.reps {
+		for _, m := range sms {
+			for _, c := range scale {
+				fmt.Fprintf(w, "rep %d/%d %-8s %-8s x%d ", rep+1, cfg.reps, m.name, c.impl, c.n)
+				r, err := measure(c.impl, "default", srv[fmt.Sprint(c)], m.inflight, cfg.duration, m.latency, broker)
+				if err != nil {
+					return "", err
+				}
+				fmt.Fprintf(w, "%8.0f calls/s\n", float64(r.Calls)/r.Seconds)
+				sres[c][m.name] = append(sres[c][m.name], r)
+			}
+		}
+	}
+	for _, s := range srv {
+		s.stop()
+	}
+	clear(srv)
+	fmt.Fprintf(&md, "## Scale-out\n\nServer processes on one topic, one client; on 2 cores they share the CPU with the client and the broker.\n\n")
+	fmt.Fprintf(&md, "| implementation | servers | p50 | calls/s at 64 in flight |\n|---|---|---|---|\n")
+	for _, c := range scale {
+		fmt.Fprintf(&md, "| %s | %d | %s | %s |\n", c.impl, c.n, fmtMicros(median(field(sres[c]["latency"], p50))), fmtRate(median(field(sres[c]["tp64"], rate))))
+	}
+	md.WriteString("\n")
+
+	// 4. Memory: 10,000 calls in flight from one client, a server with prefetch 1,000.
+	s, err := startServers("amqprpc", "default", topic("memory"), 1, 1000)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(w, "memory: 10000 in flight ")
+	r, err := measure("amqprpc", "default", s, 10000, cfg.duration, false, broker)
+	serverRSS := s.rss()
+	s.stop()
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(w, "%8.0f calls/s, client %.0f MiB, server %.0f MiB\n", float64(r.Calls)/r.Seconds, r.MaxRSS, serverRSS)
+	fmt.Fprintf(&md, "## Memory\n\nOne amqprpc client with 10,000 calls in flight (10,000 goroutines calling), one server with prefetch 1,000: "+
+		"%s calls/s, %d errors; resident size at the end of the window: client %.0f MiB, server %.0f MiB.\n",
+		fmtRate(float64(r.Calls)/r.Seconds), r.Errors, r.MaxRSS, serverRSS)
+	return md.String(), nil
+}
+
+// field extracts a number from each result.
+func field(rs []result, f func(result) float64) []float64 {
+	xs := make([]float64, len(rs))
+	for i, r := range rs {
+		xs[i] = f(r)
+	}
+	return xs
+}
+
+func rate(r result) float64 { return float64(r.Calls) / r.Seconds }
+func p50(r result) float64  { return r.P50 }
+func p90(r result) float64  { return r.P90 }
+func p99(r result) float64  { return r.P99 }
+
+func perCall(cpu func(result) float64) func(result) float64 {
+	return func(r result) float64 { return cpu(r) / float64(max(r.Calls, 1)) * 1e6 }
+}
+
+var (
+	clientCPU = perCall(func(r result) float64 { return r.CPU })
+	serverCPU = perCall(func(r result) float64 { return r.ServerCPU })
+	brokerCPU = perCall(func(r result) float64 { return r.BrokerCPU })
+)
+
+func writeComparison(md *strings.Builder, w io.Writer, res map[string]map[string][]result, ms []measurement) {
+	med := func(impl, m string, f func(result) float64) float64 { return median(field(res[impl][m], f)) }
+	fmt.Fprintf(md, "## amqprpc, baseline, floor\n\n")
+	fmt.Fprintf(md, "- **amqprpc**: the generated Calculator client and server (`Add`), default options.\n")
+	fmt.Fprintf(md, "- **baseline**: a hand-written amqp091-go RPC of the same call: one connection, requests to a topic exchange, replies over direct reply-to matched by correlation id, a server acking after replying, prefetch 256 (`bench/impls.go`).\n")
+	fmt.Fprintf(md, "- **floor**: a ping-pong of two 8-byte messages through the broker: no JSON, no acks, default exchange.\n\n")
+	header := "| | p50 | p90 | p99 |"
+	sep := "|---|---|---|---|"
+	for _, m := range ms {
+		if !m.latency {
+			header += fmt.Sprintf(" calls/s at %d |", m.inflight)
+			sep += "---|"
+		}
+	}
+	header += " CPU/call client | server | broker |"
+	sep += "---|---|---|"
+	fmt.Fprintf(md, "%s\n%s\n", header, sep)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\nimpl\tp50\tp90\tp99\t"+strings.Join(tpNames(ms), "\t")+"\tcpu/call client\tserver\tbroker\t")
+	cpuAt := "tp64"
+	for _, impl := range allImpls {
+		row := []string{impl, fmtMicros(med(impl, "latency", p50)), fmtMicros(med(impl, "latency", p90)), fmtMicros(med(impl, "latency", p99))}
+		for _, m := range ms {
+			if !m.latency {
+				row = append(row, fmtRate(med(impl, m.name, rate)))
+			}
+		}
+		row = append(row, fmtMicros(med(impl, cpuAt, clientCPU)), fmtMicros(med(impl, cpuAt, serverCPU)), fmtMicros(med(impl, cpuAt, brokerCPU)))
+		fmt.Fprintf(md, "| %s |\n", strings.Join(row, " | "))
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	tw.Flush()
+
+	ratio := func(a, b string, m string, f func(result) float64) float64 { return med(a, m, f) / med(b, m, f) }
+	fmt.Fprintf(md, "\nRatios, from this run:\n\n| | amqprpc/baseline | amqprpc/floor | baseline/floor |\n|---|---|---|---|\n")
+	fmt.Fprintf(w, "\nratio\tamqprpc/baseline\tamqprpc/floor\tbaseline/floor\n")
+	for _, m := range ms {
+		if m.latency {
+			continue
+		}
+		line := fmt.Sprintf("throughput at %d in flight | %.2f | %.2f | %.2f", m.inflight, ratio("amqprpc", "baseline", m.name, rate), ratio("amqprpc", "floor", m.name, rate), ratio("baseline", "floor", m.name, rate))
+		fmt.Fprintf(md, "| %s |\n", line)
+		fmt.Fprintln(w, strings.ReplaceAll(line, " | ", "\t"))
+	}
+	lines := []string{
+		fmt.Sprintf("sequential p50 latency | %.2f | %.2f | %.2f", ratio("amqprpc", "baseline", "latency", p50), ratio("amqprpc", "floor", "latency", p50), ratio("baseline", "floor", "latency", p50)),
+		fmt.Sprintf("CPU per call, client + server | %.2f | %.2f | %.2f",
+			(med("amqprpc", cpuAt, clientCPU)+med("amqprpc", cpuAt, serverCPU))/(med("baseline", cpuAt, clientCPU)+med("baseline", cpuAt, serverCPU)),
+			(med("amqprpc", cpuAt, clientCPU)+med("amqprpc", cpuAt, serverCPU))/(med("floor", cpuAt, clientCPU)+med("floor", cpuAt, serverCPU)),
+			(med("baseline", cpuAt, clientCPU)+med("baseline", cpuAt, serverCPU))/(med("floor", cpuAt, clientCPU)+med("floor", cpuAt, serverCPU))),
+		fmt.Sprintf("CPU per call, broker | %.2f | %.2f | %.2f", ratio("amqprpc", "baseline", cpuAt, brokerCPU), ratio("amqprpc", "floor", cpuAt, brokerCPU), ratio("baseline", "floor", cpuAt, brokerCPU)),
+	}
+	for _, line := range lines {
+		fmt.Fprintf(md, "| %s |\n", line)
+		fmt.Fprintln(w, strings.ReplaceAll(line, " | ", "\t"))
+	}
+	md.WriteString("\n")
+}
+
+func tpNames(ms []measurement) []string {
+	var names []string
+	for _, m := range ms {
+		if !m.latency {
+			names = append(names, fmt.Sprintf("tp@%d", m.inflight))
+		}
+	}
+	return names
+}
+
+func writeVariants(md *strings.Builder, w io.Writer, res map[string]map[string][]result, names []string) {
+	med := func(v, m string, f func(result) float64) float64 { return median(field(res[v][m], f)) }
+	fmt.Fprintf(md, "## What each delivery guarantee costs\n\namqprpc with its guarantees on and off (`runtime.WithProfile`, `WithRequestConfirms`, `WithReplyConfirms`, `WithAckAfterReply`); CPU per call at 64 in flight.\n\n")
+	fmt.Fprintf(md, "| variant | request confirms | reply confirms | ack after reply | p50 | calls/s at 64 | calls/s at 256 | CPU/call client + server | broker |\n|---|---|---|---|---|---|---|---|---|\n")
+	knobs := map[string]string{
+		"safe":                     "yes | yes | yes",
+		"safe-no-request-confirms": "no | yes | yes",
+		"safe-no-reply-confirms":   "yes | no | yes",
+		"fast":                     "no | no | yes",
+		"fast-no-ack-after-reply":  "no | no | no",
+	}
+	fmt.Fprintf(w, "\nvariant\tp50\ttp@64\ttp@256\n")
+	for _, v := range names {
+		fmt.Fprintf(md, "| %s | %s | %s | %s | %s | %s | %s |\n", v, knobs[v], fmtMicros(med(v, "latency", p50)),
+			fmtRate(med(v, "tp64", rate)), fmtRate(med(v, "tp256", rate)),
+			fmtMicros(med(v, "tp64", clientCPU)+med(v, "tp64", serverCPU)), fmtMicros(med(v, "tp64", brokerCPU)))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", v, fmtMicros(med(v, "latency", p50)), fmtRate(med(v, "tp64", rate)), fmtRate(med(v, "tp256", rate)))
+	}
+	md.WriteString("\n")
+}
