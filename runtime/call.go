@@ -146,8 +146,9 @@ func (c *Client) InvokeAll(ctx context.Context, req Request, want int, each func
 type outgoing struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
-	id      string
-	pub     amqp.Publishing
+	req     outRequest      // encoded for each session it is sent on
+	reply   bool            // it wants replies
+	pub     amqp.Publishing // req, encoded for sess
 	sess    *session
 	pending *pending
 	release func()
@@ -155,17 +156,17 @@ type outgoing struct {
 
 func (o *outgoing) end(c *Client) {
 	if o.pending != nil {
-		c.unregister(o.id)
+		c.unregister(o.req.msgID)
 	}
 	o.release()
 	o.cancel()
 }
 
 // start prepares req: it bounds ctx by the client's timeout, checks the
-// version cap, encodes the request with a new id (replyTo is "" for a
-// cast) and takes an in-flight slot. The caller must call end.
-func (c *Client) start(ctx context.Context, req *Request, replyTo string) (*outgoing, error) {
-	o := &outgoing{cancel: func() {}, release: func() {}}
+// version cap, gives the request a new id and takes an in-flight slot.
+// reply says whether it wants replies. The caller must call end.
+func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing, error) {
+	o := &outgoing{cancel: func() {}, release: func() {}, reply: reply}
 	if _, ok := ctx.Deadline(); !ok {
 		ctx, o.cancel = context.WithTimeout(ctx, c.cfg.timeout)
 	}
@@ -174,22 +175,13 @@ func (c *Client) start(ctx context.Context, req *Request, replyTo string) (*outg
 		return o, fmt.Errorf("%w: the method needs %s, the cap is %s", ErrVersionCap, versionOr1(req.Since), req.VersionCap)
 	}
 	deadline, _ := ctx.Deadline()
-	ttl := time.Until(deadline)
-	if ttl <= 0 {
+	if time.Until(deadline) <= 0 {
 		return o, context.DeadlineExceeded
 	}
 	if err := ctx.Err(); err != nil {
 		return o, err
 	}
-	o.id = uuid.NewString()
-	o.pub.Expiration = expiration(ttl)
-	err := c.format.encodeRequest(&o.pub, &outRequest{msgID: o.id, method: req.Method, version: req.Since, args: req.Args, replyTo: replyTo, deadline: deadline})
-	if err != nil {
-		return o, err
-	}
-	if len(o.pub.Body) > c.cfg.maxBody {
-		return o, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(o.pub.Body), c.cfg.maxBody)
-	}
+	o.req = outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline}
 	if c.inFlight != nil {
 		select {
 		case c.inFlight <- struct{}{}:
@@ -203,6 +195,23 @@ func (c *Client) start(ctx context.Context, req *Request, replyTo string) (*outg
 	return o, nil
 }
 
+// encodeFor encodes o for session s: its replies go to s's reply queue,
+// and it expires at its deadline. A body over the client's limit is
+// ErrTooLarge.
+func (c *Client) encodeFor(o *outgoing, s *session) error {
+	if o.reply {
+		o.req.replyTo = s.replyTo
+	}
+	o.pub = amqp.Publishing{Expiration: expiration(time.Until(o.req.deadline))}
+	if err := c.format.encodeRequest(&o.pub, &o.req); err != nil {
+		return err
+	}
+	if len(o.pub.Body) > c.cfg.maxBody {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(o.pub.Body), c.cfg.maxBody)
+	}
+	return nil
+}
+
 // destination says where a request goes in a session: the channel, and
 // the exchange, to publish it on.
 type destination func(s *session) (*channel, string, error)
@@ -214,11 +223,14 @@ type destination func(s *session) (*channel, string, error)
 // o's deadline.
 func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*channel, *amqp.DeferredConfirmation, error) {
 	for {
-		s, p, err := c.register(o.ctx, o.id, multi)
+		s, p, err := c.register(o.ctx, o.req.msgID, multi)
 		if err != nil {
 			return nil, nil, err
 		}
 		o.sess, o.pending = s, p
+		if err := c.encodeFor(o, s); err != nil {
+			return nil, nil, err
+		}
 		k, exchange, err := to(s)
 		if err == nil {
 			if err = s.waitUnblocked(o.ctx); err == nil {
@@ -235,7 +247,7 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 		if !s.conn.IsClosed() && !errors.Is(err, ErrConnectionLost) {
 			return nil, nil, fmt.Errorf("publish: %w", err)
 		}
-		c.unregister(o.id)
+		c.unregister(o.req.msgID)
 		o.pending = nil
 		select {
 		case <-s.lost:
@@ -254,7 +266,7 @@ func (c *Client) toCalls(s *session) (*channel, string, error) {
 
 // call publishes a request on the calls channel and waits for its reply.
 func (c *Client) call(ctx context.Context, req *Request, reply any) error {
-	o, err := c.start(ctx, req, replyToQueue)
+	o, err := c.start(ctx, req, true)
 	defer o.end(c)
 	if err != nil {
 		return err
@@ -320,7 +332,7 @@ func (c *Client) decodeReply(d *amqp.Delivery, v any, svc *ServiceDesc) error {
 // cast publishes a request that wants no reply on the casts channel and
 // waits until the broker has taken it.
 func (c *Client) cast(ctx context.Context, req *Request) error {
-	o, err := c.start(ctx, req, "")
+	o, err := c.start(ctx, req, false)
 	defer o.end(c)
 	if err != nil {
 		return err
@@ -361,7 +373,7 @@ func (c *Client) cast(ctx context.Context, req *Request) error {
 // gather publishes a request to every server of its topic and hands each
 // reply to each.
 func (c *Client) gather(ctx context.Context, req *Request, want int, each func(string, func(any) error)) error {
-	o, err := c.start(ctx, req, replyToQueue)
+	o, err := c.start(ctx, req, true)
 	defer o.end(c)
 	if err != nil {
 		return err

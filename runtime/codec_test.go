@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,4 +239,63 @@ func TestDedupe(t *testing.T) {
 	if len(dd.entries) != 2 {
 		t.Fatalf("%d entries remembered; want at most 2", len(dd.entries))
 	}
+}
+
+// fakeAcknowledger records the acks an acker sends, standing in for a
+// channel.
+type fakeAcknowledger struct {
+	mu   sync.Mutex
+	acks []string
+}
+
+func (f *fakeAcknowledger) Ack(tag uint64, multiple bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acks = append(f.acks, fmt.Sprintf("%d%s", tag, map[bool]string{true: "+", false: ""}[multiple]))
+	return nil
+}
+
+func (f *fakeAcknowledger) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return fmt.Sprint(f.acks)
+}
+
+func TestAcker(t *testing.T) {
+	f := new(fakeAcknowledger)
+	a := newAcker(f, 16) // batch 4, behind 8
+	// 2 finishes before 1; nothing is acked until the run from 1 is complete.
+	a.finish(2, true)
+	time.Sleep(5 * ackDelay)
+	if f.String() != "[]" {
+		t.Fatalf("acked %v with tag 1 still running", f)
+	}
+	a.finish(1, true)
+	a.finish(3, false) // settled by the worker (a nack): not acked
+	a.finish(4, true)  // the run 1..4 makes a batch: one multiple ack up to 4, at once
+	if want := "[4+]"; f.String() != want {
+		t.Fatalf("acks %v; want %s", f, want)
+	}
+	a.finish(5, true) // less than a batch: acked within ackDelay
+	if want := "[4+]"; f.String() != want {
+		t.Fatalf("acks %v; want %s until ackDelay passes", f, want)
+	}
+	time.Sleep(5 * ackDelay)
+	if want := "[4+ 5+]"; f.String() != want {
+		t.Fatalf("acks %v; want %s after ackDelay", f, want)
+	}
+
+	// A slow request (6) does not hold back the acks of those after it.
+	for tag := uint64(7); tag < 15; tag++ {
+		a.finish(tag, true)
+	}
+	if n := strings.Count(f.String(), " "); n != 1+8 {
+		t.Fatalf("acks %v; want the 8 finished behind tag 6 acked one by one", f)
+	}
+	a.finish(6, true)
+	time.Sleep(5 * ackDelay)
+	if s := f.String(); !strings.HasSuffix(s, " 6+]") {
+		t.Fatalf("acks %v; want 6+ last, which covers no tag acked already but 6", s)
+	}
+	a.stop()
 }

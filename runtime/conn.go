@@ -77,6 +77,7 @@ func dial(rawURL string, cfg *config, name string) (*amqp.Connection, error) {
 	if _, ok := acfg.Properties["connection_name"]; !ok {
 		acfg.Properties.SetClientConnectionName(name)
 	}
+	acfg.Dial = coalescingDial(&acfg)
 	conn, err := amqp.DialConfig(rawURL, acfg)
 	if err != nil {
 		return nil, fmt.Errorf("amqprpc: dial %s: %w", redact(rawURL), err)

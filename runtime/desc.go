@@ -93,6 +93,9 @@ type MethodDesc struct {
 	// Handler decodes the arguments with dec, calls the method on impl and
 	// returns the value to send as the result.
 	Handler MethodHandler
+	// IgnoresContext says that the method takes no context.Context, so
+	// the server need not make one with the request's deadline for it.
+	IgnoresContext bool
 }
 
 // MethodHandler is the generated glue between a request and a method of the

@@ -189,7 +189,7 @@ const (
 	// once with ErrNacked. Casts are always confirmed.
 	Fast Profile = "fast"
 	// DefaultProfile is the profile of a client or server given none.
-	DefaultProfile = Safe
+	DefaultProfile = Fast
 )
 
 // WithProfile sets the delivery guarantees to those of p.

@@ -56,13 +56,15 @@ type method struct {
 	desc    *ServiceDesc
 	handler MethodHandler
 	impl    any
+	noCtx   bool // the method ignores its context
 }
 
 // serverSession is one connection of a Server and what it consumes on it.
 type serverSession struct {
 	conn   *amqp.Connection
-	ch     *amqp.Channel // consumes the queues, publishes replies in confirm mode
+	ch     *amqp.Channel // consumes the queues, publishes replies
 	queues queues
+	acker  *acker           // nil without WithAckAfterReply
 	closed chan *amqp.Error // the channel's, or the connection's, end
 
 	classicMu sync.Mutex
@@ -126,7 +128,7 @@ func (s *Server) RegisterService(desc *ServiceDesc, impl any) {
 		if prev, ok := s.methods[m.Name]; ok {
 			panic(fmt.Sprintf("amqprpc: method %q of %s is already registered by %s", m.Name, desc.ServiceName, prev.desc.ServiceName))
 		}
-		s.methods[m.Name] = method{desc: desc, handler: m.Handler, impl: impl}
+		s.methods[m.Name] = method{desc: desc, handler: m.Handler, impl: impl, noCtx: m.IgnoresContext}
 	}
 }
 
@@ -202,6 +204,9 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		return false
 	case aerr := <-sess.closed:
 		sess.conn.Close()
+		if sess.acker != nil {
+			sess.acker.stop()
+		}
 		if s.closing.Load() { // Shutdown gave up waiting and closed the connection
 			return false
 		}
@@ -297,6 +302,9 @@ func (s *Server) consume(sess *serverSession) error {
 	if err := ch.Qos(s.cfg.prefetch, 0, false); err != nil { // prefetch size, global
 		return fmt.Errorf("amqprpc: set prefetch: %w", err)
 	}
+	if s.cfg.ackAfterReply {
+		sess.acker = newAcker(ch, s.cfg.prefetch)
+	}
 	q := &sess.queues
 	for _, c := range []struct {
 		queue string
@@ -375,7 +383,7 @@ func (s *Server) work(sess *serverSession) {
 			fanout = true
 		}
 		if s.closing.Load() {
-			s.settle(&d, nil, false)
+			s.settle(sess, &d, nil, false)
 			continue
 		}
 		s.handle(sess, &d, fanout)
@@ -396,16 +404,17 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 	if err := s.decode(d, &req); err != nil {
 		s.log.Warn("amqprpc: rejecting malformed request", "msg_id", req.msgID, "error", err.Message)
 		s.reply(sess, &req, s.encode(&req, from, nil, err))
-		if s.cfg.ackAfterReply {
+		if sess.acker != nil {
 			if err := d.Reject(false); err != nil { // requeue
 				s.log.Warn("amqprpc: reject request", "msg_id", req.msgID, "error", err)
 			}
+			sess.acker.finish(d.DeliveryTag, false)
 		}
 		return
 	}
 	if !req.deadline.IsZero() && time.Now().After(req.deadline) {
 		s.log.Debug("amqprpc: dropping a request past its deadline", "msg_id", req.msgID, "method", req.method, "deadline", req.deadline)
-		s.settle(d, &req, true)
+		s.settle(sess, d, &req, true)
 		return
 	}
 
@@ -416,7 +425,7 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 			s.log.Info("amqprpc: request delivered again; answering with the first reply", "msg_id", req.msgID, "method", req.method)
 			select {
 			case <-entry.done:
-				s.settle(d, &req, s.reply(sess, &req, entry.reply))
+				s.settle(sess, d, &req, s.reply(sess, &req, entry.reply))
 			case <-s.ctx.Done():
 			}
 			return
@@ -430,28 +439,27 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 	if entry != nil {
 		entry.finish(pub)
 	}
-	s.settle(d, &req, s.reply(sess, &req, pub))
+	s.settle(sess, d, &req, s.reply(sess, &req, pub))
 }
 
 // settle acknowledges a request that was answered (or had nothing to
-// answer), and requeues one whose reply the broker did not take; req is nil
-// for a request not even decoded. Without WithAckAfterReply, the broker
-// has forgotten the request already.
-func (s *Server) settle(d *amqp.Delivery, req *inRequest, replied bool) {
-	if !s.cfg.ackAfterReply {
+// answer), through the acker, and requeues one whose reply the broker did
+// not take; req is nil for a request not even decoded. Without
+// WithAckAfterReply, the broker has forgotten the request already.
+func (s *Server) settle(sess *serverSession, d *amqp.Delivery, req *inRequest, replied bool) {
+	if sess.acker == nil {
 		return
 	}
 	if req == nil {
 		req = &inRequest{}
 	}
-	var err error
-	if replied {
-		err = d.Ack(false) // multiple
-	} else {
-		err = d.Nack(false, true) // multiple, requeue
+	if !replied {
+		if err := d.Nack(false, true); err != nil { // multiple, requeue
+			s.log.Warn("amqprpc: requeue request", "msg_id", req.msgID, "method", req.method, "error", err)
+		}
 	}
-	if err != nil { // the channel is gone: the broker will deliver it again
-		s.log.Warn("amqprpc: settle request", "msg_id", req.msgID, "method", req.method, "error", err)
+	if err := sess.acker.finish(d.DeliveryTag, replied); err != nil { // the channel is gone: the broker will deliver it again
+		s.log.Warn("amqprpc: acknowledge requests", "msg_id", req.msgID, "method", req.method, "error", err)
 	}
 }
 
@@ -487,7 +495,7 @@ func (s *Server) dispatch(req *inRequest) (result any, failure *Error) {
 		}
 	}()
 	ctx := s.ctx
-	if !req.deadline.IsZero() {
+	if !req.deadline.IsZero() && !m.noCtx {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, req.deadline)
 		defer cancel()

@@ -12,9 +12,10 @@ import (
 // session is one connection of a Client and what the client built on it.
 // A lost session is never reused: the client opens a new one.
 type session struct {
-	c     *Client
-	conn  *amqp.Connection
-	calls *channel // requests that want replies; it consumes direct reply-to
+	c       *Client
+	conn    *amqp.Connection
+	calls   *channel // requests that want replies; it consumes the reply queue
+	replyTo string   // the reply queue: exclusive to this connection
 
 	castMu sync.Mutex
 	casts  *channel // casts and declarations; opened on demand, reopened once closed
@@ -59,16 +60,25 @@ func (s *session) open() error {
 	if err := declareExchange(calls.ch, s.c.cfg.exchange); err != nil {
 		return err
 	}
-	replies, err := calls.ch.Consume(replyToQueue, "", // consumer tag: generated
-		true,  // autoAck: required by direct reply-to
+	q, err := calls.ch.QueueDeclare("", // a name made by the broker
+		false, // durable
+		true,  // autoDelete
+		true,  // exclusive: gone with the connection, as its replies would be
+		false, // noWait
+		nil)
+	if err != nil {
+		return fmt.Errorf("amqprpc: declare the reply queue: %w", err)
+	}
+	replies, err := calls.ch.Consume(q.Name, "", // consumer tag: generated
+		true,  // autoAck
 		true,  // exclusive
 		false, // noLocal
 		false, // noWait
 		nil)
 	if err != nil {
-		return fmt.Errorf("amqprpc: consume %s: %w", replyToQueue, err)
+		return fmt.Errorf("amqprpc: consume the reply queue: %w", err)
 	}
-	s.calls = calls
+	s.calls, s.replyTo = calls, q.Name
 	blocks := s.conn.NotifyBlocked(make(chan amqp.Blocking, 1))
 	s.c.wg.Add(2)
 	go s.readReplies(replies)

@@ -89,8 +89,8 @@ func TestRequestOnTheWire(t *testing.T) {
 	if d.ContentType != "application/json" {
 		t.Errorf("content_type = %q; want application/json", d.ContentType)
 	}
-	if !strings.HasPrefix(d.ReplyTo, "amq.rabbitmq.reply-to.") {
-		t.Errorf("reply_to = %q; want a direct reply-to address", d.ReplyTo)
+	if !strings.HasPrefix(d.ReplyTo, "amq.gen-") {
+		t.Errorf("reply_to = %q; want the client's own reply queue", d.ReplyTo)
 	}
 	if d.Exchange != runtime.DefaultExchange || d.RoutingKey != topic {
 		t.Errorf("published to exchange %q with key %q; want %q, %q", d.Exchange, d.RoutingKey, runtime.DefaultExchange, topic)

@@ -1,0 +1,128 @@
+package runtime
+
+import (
+	"net"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// coalescer is the net.Conn under amqp091-go: writes are appended to a
+// buffer that one flusher goroutine writes out, so that frames written
+// close together share one write system call. amqp091-go flushes after
+// every message (a request, a reply, an ack); at 64 calls in flight this
+// takes a client and a server from 2.4 write system calls per call to 0.5,
+// for 16% more calls per second, with no measurable cost to the latency
+// of a lone call (see bench/RESULTS.md). Writing directly when the
+// connection was idle, and only queueing behind a write under way, was
+// tried: writes then almost never overlap and nothing coalesces.
+type coalescer struct {
+	net.Conn
+	mu      sync.Mutex
+	pending []byte     // written, not yet out
+	spare   []byte     // the flusher's last buffer, reused
+	drained *sync.Cond // signalled when pending has been taken
+	err     error      // the first write error, returned by every later Write
+	wake    chan struct{}
+	closed  chan struct{}
+}
+
+// maxPending bounds what writers may queue before they wait for the
+// flusher, so that a slow network still slows them down.
+const maxPending = 1 << 20
+
+func newCoalescer(conn net.Conn) *coalescer {
+	c := &coalescer{Conn: conn, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	c.drained = sync.NewCond(&c.mu)
+	go c.flush()
+	return c
+}
+
+// Write queues p for the flusher, or returns the error of an earlier
+// write.
+func (c *coalescer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	for len(c.pending) >= maxPending && c.err == nil {
+		c.drained.Wait()
+	}
+	if c.err != nil {
+		c.mu.Unlock()
+		return 0, c.err
+	}
+	c.pending = append(c.pending, p...)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // the flusher is already due
+	}
+	return len(p), nil
+}
+
+// flush writes out what writers queued, all at once, until the connection
+// closes or a write fails.
+func (c *coalescer) flush() {
+	for {
+		select {
+		case <-c.wake:
+		case <-c.closed:
+			return
+		}
+		// Let writers that are ready to run queue their frames first;
+		// when none is, this returns at once.
+		goruntime.Gosched()
+		c.mu.Lock()
+		out := c.pending
+		c.pending, c.spare = c.spare[:0], nil
+		c.drained.Broadcast()
+		c.mu.Unlock()
+		if len(out) == 0 {
+			continue
+		}
+		_, err := c.Conn.Write(out)
+		c.mu.Lock()
+		c.spare = out
+		if err != nil && c.err == nil {
+			c.err = err
+			c.drained.Broadcast()
+		}
+		c.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Close stops the flusher and closes the connection; what is still queued
+// is dropped, as the connection is going.
+func (c *coalescer) Close() error {
+	c.mu.Lock()
+	select {
+	case <-c.closed:
+	default:
+		close(c.closed)
+	}
+	if c.err == nil {
+		c.err = net.ErrClosed
+	}
+	c.drained.Broadcast()
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// coalescingDial wraps the dialer of cfg, or amqp091-go's default, so that
+// every connection it makes coalesces its writes.
+func coalescingDial(cfg *amqp.Config) func(network, addr string) (net.Conn, error) {
+	dial := cfg.Dial
+	if dial == nil {
+		dial = amqp.DefaultDial(30 * time.Second)
+	}
+	return func(network, addr string) (net.Conn, error) {
+		conn, err := dial(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newCoalescer(conn), nil
+	}
+}
