@@ -18,7 +18,11 @@ on s, usually a *runtime.Server.`, registerFunc(svc), svc.name),
 
 	methods := make([]jen.Code, len(svc.methods))
 	for i, m := range svc.methods {
-		methods[i] = jen.Values(jen.Id("Name").Op(":").Lit(m.wire), jen.Id("Handler").Op(":").Id(handlerFunc(svc, m)))
+		fields := []jen.Code{jen.Id("Name").Op(":").Lit(m.wire), jen.Id("Handler").Op(":").Id(handlerFunc(svc, m))}
+		if !m.hasCtx {
+			fields = append(fields, jen.Id("IgnoresContext").Op(":").True())
+		}
+		methods[i] = jen.Values(fields...)
 	}
 	fields := []jen.Code{jen.Id("ServiceName").Op(":").Lit(svc.name)}
 	if svc.version != "" {

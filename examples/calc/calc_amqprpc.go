@@ -128,11 +128,11 @@ var Calculator_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Calculator",
 	Version:     "1.1",
 	Methods: []runtime.MethodDesc{
-		{Name: "add", Handler: _Calculator_Add_Handler},
-		{Name: "clear", Handler: _Calculator_Clear_Handler},
-		{Name: "div", Handler: _Calculator_Div_Handler},
-		{Name: "memory", Handler: _Calculator_Memory_Handler},
-		{Name: "store", Handler: _Calculator_Store_Handler},
+		{Name: "add", Handler: _Calculator_Add_Handler, IgnoresContext: true},
+		{Name: "clear", Handler: _Calculator_Clear_Handler, IgnoresContext: true},
+		{Name: "div", Handler: _Calculator_Div_Handler, IgnoresContext: true},
+		{Name: "memory", Handler: _Calculator_Memory_Handler, IgnoresContext: true},
+		{Name: "store", Handler: _Calculator_Store_Handler, IgnoresContext: true},
 	},
 	Errors: []runtime.ErrorDesc{
 		runtime.SentinelError("github.com/amqprpc/amqprpc/examples/calc.ErrDivideByZero", ErrDivideByZero),

@@ -148,15 +148,15 @@ func RegisterArithServer(s runtime.ServiceRegistrar, impl Arith) {
 var Arith_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Arith",
 	Methods: []runtime.MethodDesc{
-		{Name: "add", Handler: _Arith_Add_Handler},
-		{Name: "crash", Handler: _Arith_Crash_Handler},
+		{Name: "add", Handler: _Arith_Add_Handler, IgnoresContext: true},
+		{Name: "crash", Handler: _Arith_Crash_Handler, IgnoresContext: true},
 		{Name: "deadline", Handler: _Arith_Deadline_Handler},
-		{Name: "div", Handler: _Arith_Div_Handler},
-		{Name: "echo", Handler: _Arith_Echo_Handler},
+		{Name: "div", Handler: _Arith_Div_Handler, IgnoresContext: true},
+		{Name: "echo", Handler: _Arith_Echo_Handler, IgnoresContext: true},
 		{Name: "sleep", Handler: _Arith_Sleep_Handler},
-		{Name: "sum", Handler: _Arith_Sum_Handler},
-		{Name: "swallow", Handler: _Arith_Swallow_Handler},
-		{Name: "work", Handler: _Arith_Work_Handler},
+		{Name: "sum", Handler: _Arith_Sum_Handler, IgnoresContext: true},
+		{Name: "swallow", Handler: _Arith_Swallow_Handler, IgnoresContext: true},
+		{Name: "work", Handler: _Arith_Work_Handler, IgnoresContext: true},
 	},
 }
 

@@ -150,12 +150,12 @@ var Fleet_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Fleet",
 	Version:     "1.2",
 	Methods: []runtime.MethodDesc{
-		{Name: "check", Handler: _Fleet_Check_Handler},
-		{Name: "divide", Handler: _Fleet_Divide_Handler},
-		{Name: "name", Handler: _Fleet_Name_Handler},
-		{Name: "newer", Handler: _Fleet_Newer_Handler},
-		{Name: "record", Handler: _Fleet_Record_Handler},
-		{Name: "reset", Handler: _Fleet_Reset_Handler},
+		{Name: "check", Handler: _Fleet_Check_Handler, IgnoresContext: true},
+		{Name: "divide", Handler: _Fleet_Divide_Handler, IgnoresContext: true},
+		{Name: "name", Handler: _Fleet_Name_Handler, IgnoresContext: true},
+		{Name: "newer", Handler: _Fleet_Newer_Handler, IgnoresContext: true},
+		{Name: "record", Handler: _Fleet_Record_Handler, IgnoresContext: true},
+		{Name: "reset", Handler: _Fleet_Reset_Handler, IgnoresContext: true},
 		{Name: "total", Handler: _Fleet_Total_Handler},
 	},
 	Errors: []runtime.ErrorDesc{
