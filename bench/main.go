@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	goruntime "runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -49,6 +50,15 @@ func brokerURL() string {
 
 func main() {
 	log.SetFlags(0)
+	if path := os.Getenv("BENCH_CPUPROFILE"); path != "" && len(os.Args) > 1 {
+		// Profile this process (a server or a client) into path.role.pid.
+		f, err := os.Create(fmt.Sprintf("%s.%s.%d", path, os.Args[1], os.Getpid()))
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "serve":
