@@ -6,7 +6,7 @@ export AMQP_URL
 
 GO ?= go
 
-.PHONY: all broker broker-tls generate check-generated lint test chaos fuzz demo
+.PHONY: all broker broker-tls generate check-generated lint test chaos fuzz bench demo
 
 all: lint test
 
@@ -40,6 +40,15 @@ test: broker broker-tls lint check-generated
 ## (run on their own: they close every connection of the broker)
 chaos: broker
 	$(GO) test -tags chaos -count=1 -v -timeout 10m ./chaos
+
+## bench: amqprpc against a hand-written amqp091-go RPC and a broker ping-pong, in one
+## interleaved run (a few minutes), then the runtime's micro-benchmarks; writes bench/RESULTS.md
+bench: broker
+	$(GO) run ./bench -out bench/RESULTS.md
+	@{ printf '\n## Micro-benchmarks\n\nThe per-call work of the runtime without the network (`go test -bench . -benchmem ./runtime`):\n\n```\n'; \
+	  $(GO) test -run '^$$' -bench . -benchmem -count 3 ./runtime | grep -E '^(Benchmark|goos|goarch|cpu)'; \
+	  printf '```\n'; } >> bench/RESULTS.md
+	@cat bench/RESULTS.md
 
 ## fuzz: fuzz the request decoder for a minute (the seed corpus runs in make test)
 fuzz:

@@ -294,8 +294,9 @@ func (s *servers) stop() {
 
 // measure runs one client process against srv and returns its result with
 // the CPU the servers and the broker used in its window.
-func measure(impl, variant string, srv *servers, inflight int, d time.Duration, latency bool, broker int) (result, error) {
-	args := []string{"client", "-impl", impl, "-variant", variant, "-topic", srv.topic, "-inflight", strconv.Itoa(inflight), "-duration", d.String()}
+func measure(impl, variant string, srv *servers, inflight int, cfg config, latency bool, broker int) (result, error) {
+	args := []string{"client", "-impl", impl, "-variant", variant, "-topic", srv.topic, "-inflight", strconv.Itoa(inflight),
+		"-duration", cfg.duration.String(), "-warmup", cfg.warmup.String()}
 	if latency {
 		args = append(args, "-latency")
 	}

@@ -15,6 +15,7 @@ import (
 type config struct {
 	reps     int
 	duration time.Duration
+	warmup   time.Duration
 	out      string
 	quick    bool // a smoke run: the comparison only, at 1 and 64 in flight
 }
@@ -32,7 +33,8 @@ func runMain(args []string) {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	var cfg config
 	fs.IntVar(&cfg.reps, "reps", 3, "repetitions of each measurement; the table shows medians")
-	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured window of each run, after a 1s warm-up")
+	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured window of each run, after the warm-up")
+	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "warm-up of each run")
 	fs.StringVar(&cfg.out, "out", "bench/RESULTS.md", "where to write the results; empty for nowhere")
 	fs.BoolVar(&cfg.quick, "quick", false, "a short smoke run")
 	fs.Parse(args)
@@ -73,8 +75,8 @@ func run(cfg config, w io.Writer) (string, error) {
 	fmt.Fprintf(&md, "# amqprpc benchmark\n\n`make bench` (`go run ./bench -reps %d -duration %v`), %s.\n\n", cfg.reps, cfg.duration, time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&md, "Machine: %s.\n\n", machine())
 	fmt.Fprintf(&md, "Each number is the median of %d runs, interleaved (A B C A B C ...); each run is a client process "+
-		"and server processes of their own, against the local broker: %v measured after a 1s warm-up. "+
-		"CPU per call is the CPU time of each process in the measured window over the calls made, at 64 calls in flight.\n\n", cfg.reps, cfg.duration)
+		"and server processes of their own, against the local broker: %v measured after a %v warm-up. "+
+		"CPU per call is the CPU time of each process in the measured window over the calls made, at 64 calls in flight.\n\n", cfg.reps, cfg.duration, cfg.warmup)
 
 	// 1. amqprpc, baseline and floor.
 	srv := make(map[string]*servers)
@@ -98,7 +100,7 @@ func run(cfg config, w io.Writer) (string, error) {
 		for _, m := range measurements {
 			for _, impl := range allImpls {
 				fmt.Fprintf(w, "rep %d/%d %-8s %-8s ", rep+1, cfg.reps, m.name, impl)
-				r, err := measure(impl, "default", srv[impl], m.inflight, cfg.duration, m.latency, broker)
+				r, err := measure(impl, "default", srv[impl], m.inflight, cfg, m.latency, broker)
 				if err != nil {
 					return "", err
 				}
@@ -132,7 +134,7 @@ func run(cfg config, w io.Writer) (string, error) {
 		for _, m := range vms {
 			for _, v := range variantNames {
 				fmt.Fprintf(w, "rep %d/%d %-8s %-26s ", rep+1, cfg.reps, m.name, v)
-				r, err := measure("amqprpc", v, srv[v], m.inflight, cfg.duration, m.latency, broker)
+				r, err := measure("amqprpc", v, srv[v], m.inflight, cfg, m.latency, broker)
 				if err != nil {
 					return "", err
 				}
@@ -172,7 +174,7 @@ func run(cfg config, w io.Writer) (string, error) {
 		for _, m := range sms {
 			for _, c := range scale {
 				fmt.Fprintf(w, "rep %d/%d %-8s %-8s x%d ", rep+1, cfg.reps, m.name, c.impl, c.n)
-				r, err := measure(c.impl, "default", srv[fmt.Sprint(c)], m.inflight, cfg.duration, m.latency, broker)
+				r, err := measure(c.impl, "default", srv[fmt.Sprint(c)], m.inflight, cfg, m.latency, broker)
 				if err != nil {
 					return "", err
 				}
@@ -198,7 +200,7 @@ func run(cfg config, w io.Writer) (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(w, "memory: 10000 in flight ")
-	r, err := measure("amqprpc", "default", s, 10000, cfg.duration, false, broker)
+	r, err := measure("amqprpc", "default", s, 10000, cfg, false, broker)
 	serverRSS := s.rss()
 	s.stop()
 	if err != nil {

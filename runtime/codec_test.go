@@ -18,13 +18,13 @@ func TestClassicEncodeRequest(t *testing.T) {
 		V1 int `json:"v1"`
 		V2 int `json:"v2"`
 	}{2, 3}
-	if err := (classic{}).encodeRequest(&pub, &outRequest{msgID: "id-1", method: "add", args: &args, replyTo: replyToQueue}); err != nil {
+	if err := (classic{}).encodeRequest(&pub, &outRequest{msgID: "id-1", method: "add", args: &args, replyTo: "amq.gen-reply"}); err != nil {
 		t.Fatal(err)
 	}
 	if want := `{"method":"add","args":{"v1":2,"v2":3},"msg_id":"id-1"}`; string(pub.Body) != want {
 		t.Errorf("body = %s; want %s", pub.Body, want)
 	}
-	if pub.CorrelationId != "id-1" || pub.ReplyTo != replyToQueue || pub.ContentType != "application/json" {
+	if pub.CorrelationId != "id-1" || pub.ReplyTo != "amq.gen-reply" || pub.ContentType != "application/json" {
 		t.Errorf("properties = correlation_id %q, reply_to %q, content_type %q", pub.CorrelationId, pub.ReplyTo, pub.ContentType)
 	}
 

@@ -29,14 +29,10 @@ import (
 //   - It gives up after a fixed number of attempts at a fixed interval; a
 //     server must keep trying, backing off, until it is shut down.
 //
-// What is RPC-specific is built on top either way: replies over direct
-// reply-to cannot outlive their connection, so pending calls fail at once
-// (ErrConnectionLost), and calls made meanwhile wait for the new one.
-
-// replyToQueue is RabbitMQ's direct reply-to pseudo-queue: a client consumes
-// it (no-ack) and names it in reply_to; replies come straight back on the
-// channel that published the request, with no queue declared.
-const replyToQueue = "amq.rabbitmq.reply-to"
+// What is RPC-specific is built on top either way: replies go to a queue
+// exclusive to the client's connection, which cannot outlive it, so pending
+// calls fail at once (ErrConnectionLost), and calls made meanwhile wait
+// for the new one.
 
 // connector connects to the first broker of urls that answers.
 type connector struct {

@@ -2,7 +2,7 @@
 // over RabbitMQ in the style of OpenStack's RPC.
 //
 // A Client publishes requests to a topic exchange with the topic as routing
-// key and receives their replies over RabbitMQ's direct reply-to; a Server
+// key and receives their replies on a queue of its own; a Server
 // consumes the topic's queue, calls the method a request names, and
 // publishes the result back. Generated code sits on top: a typed client
 // (New<Interface>Client) wraps a Client, and Register<Interface>Server

@@ -17,8 +17,8 @@ var (
 
 	// ErrConnectionLost is returned by calls that were waiting for a reply
 	// when the client's connection or channel to the broker closed, and by
-	// calls made afterwards. A reply sent over direct reply-to cannot
-	// survive the loss of the connection that asked for it.
+	// calls made afterwards. A reply goes to a queue exclusive to the
+	// connection that asked for it, and cannot survive its loss.
 	ErrConnectionLost = errors.New("amqprpc: connection to the broker lost")
 
 	// ErrClosed is returned by calls on a Client that has been closed,

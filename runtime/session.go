@@ -211,7 +211,8 @@ func (c *Client) maintain(s *session) {
 }
 
 // lose forgets the lost session s and fails every pending request: their
-// replies, over direct reply-to, cannot reach a new connection.
+// replies, sent to the lost connection's exclusive queue, cannot reach a
+// new one.
 func (c *Client) lose(s *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
