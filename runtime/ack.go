@@ -84,8 +84,9 @@ func (a *acker) finish(tag uint64, ack bool) error {
 	return nil
 }
 
-// flush acks what is due once ackDelay has passed. An error means the
-// channel is gone, and the broker will deliver its requests again.
+// flush acks what is due: once ackDelay has passed, and when the server
+// shuts down. An error means the channel is gone, and the broker will
+// deliver its requests again.
 func (a *acker) flush() {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -280,3 +280,24 @@ func sleepInFlight(t *testing.T, srv *testServer, arith *testsvc.ArithClient, d 
 	}
 	return done
 }
+
+func TestServerRunsRequestsConcurrently(t *testing.T) {
+	topic := newTopic(t)
+	serve(t, topic, runtime.WithPrefetch(8))
+	arith := testsvc.NewArithClient(dial(t), topic)
+
+	const n, d = 8, 300 * time.Millisecond
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if err := arith.Sleep(ctxTimeout(t, 10*time.Second), d); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if elapsed := time.Since(start); elapsed > 3*d {
+		t.Fatalf("%d calls of %v took %v with a prefetch of %d; they must run at once", n, d, elapsed, n)
+	}
+}

@@ -61,11 +61,13 @@ type method struct {
 
 // serverSession is one connection of a Server and what it consumes on it.
 type serverSession struct {
-	conn   *amqp.Connection
-	ch     *amqp.Channel // consumes the queues, publishes replies
-	queues queues
-	acker  *acker           // nil without WithAckAfterReply
-	closed chan *amqp.Error // the channel's, or the connection's, end
+	conn    *amqp.Connection
+	ch      *amqp.Channel // consumes the queues, publishes replies
+	queues  queues
+	workers atomic.Int32     // started, at most the prefetch count
+	idle    atomic.Int32     // waiting for a request
+	acker   *acker           // nil without WithAckAfterReply
+	closed  chan *amqp.Error // the channel's, or the connection's, end
 
 	classicMu sync.Mutex
 	classicCh *amqp.Channel // for replies to classic (msg_id only) requests
@@ -176,10 +178,9 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		sess.conn.Close()
 		return false
 	}
-	for range s.cfg.prefetch {
-		s.handlers.Add(1)
-		go s.work(sess)
-	}
+	sess.workers.Add(1)
+	s.handlers.Add(1)
+	go s.work(sess)
 	s.log.Info("amqprpc: serving", "exchange", s.cfg.exchange, "prefetch", s.cfg.prefetch)
 
 	select {
@@ -198,6 +199,9 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		}()
 		select {
 		case <-drained:
+			if sess.acker != nil { // the acks of the last requests, before the connection goes
+				sess.acker.flush()
+			}
 		case <-sess.closed: // Shutdown gave up waiting and closed the connection
 		}
 		sess.conn.Close()
@@ -357,30 +361,43 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // work handles deliveries from the three queues of sess until there are
-// no more.
+// no more. Workers start on demand: when a worker takes a request and no
+// other is idle, it starts another, up to the prefetch count, so that a
+// lightly loaded server keeps a few warm workers rather than cycling
+// through many.
 func (s *Server) work(sess *serverSession) {
 	defer s.handlers.Done()
 	q := sess.queues
 	for q.shared != nil || q.own != nil || q.fanout != nil {
+		sess.idle.Add(1)
 		var d amqp.Delivery
 		var ok, fanout bool
 		select {
 		case d, ok = <-q.shared:
 			if !ok {
 				q.shared = nil
-				continue
 			}
 		case d, ok = <-q.own:
 			if !ok {
 				q.own = nil
-				continue
 			}
 		case d, ok = <-q.fanout:
 			if !ok {
 				q.fanout = nil
-				continue
 			}
 			fanout = true
+		}
+		if !ok {
+			sess.idle.Add(-1)
+			continue
+		}
+		if sess.idle.Add(-1) == 0 {
+			if sess.workers.Add(1) <= int32(s.cfg.prefetch) {
+				s.handlers.Add(1)
+				go s.work(sess)
+			} else {
+				sess.workers.Add(-1)
+			}
 		}
 		if s.closing.Load() {
 			s.settle(sess, &d, nil, false)
