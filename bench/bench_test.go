@@ -11,17 +11,9 @@ import (
 // TestMain lets the test binary act as the benchmark's server and client
 // processes, which the driver starts as os.Args[0] serve|client ....
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "serve":
-			serveMain(os.Args[2:])
-			return
-		case "client":
-			clientMain(os.Args[2:])
-			return
-		}
+	if !subcommand() {
+		os.Exit(m.Run())
 	}
-	os.Exit(m.Run())
 }
 
 // TestSmoke runs the driver briefly: every implementation must make calls

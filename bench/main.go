@@ -59,17 +59,25 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
+	if !subcommand() {
+		runMain(os.Args[1:])
+	}
+}
+
+// subcommand runs this process as a server or a client of the benchmark,
+// as the orchestrator starts them, and reports whether it did.
+func subcommand() bool {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "serve":
 			serveMain(os.Args[2:])
-			return
+			return true
 		case "client":
 			clientMain(os.Args[2:])
-			return
+			return true
 		}
 	}
-	runMain(os.Args[1:])
+	return false
 }
 
 // serveMain is a server process: serve -impl NAME -topic T -name N.
@@ -363,4 +371,3 @@ func median(xs []float64) float64 {
 func fmtRate(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
 
 func fmtMicros(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) + "µs" }
-

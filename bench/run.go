@@ -92,22 +92,11 @@ func run(cfg config, w io.Writer) (string, error) {
 		}
 		srv[impl] = s
 	}
-	res := make(map[string]map[string][]result)
-	for _, impl := range allImpls {
-		res[impl] = make(map[string][]result)
-	}
-	for rep := range cfg.reps {
-		for _, m := range measurements {
-			for _, impl := range allImpls {
-				fmt.Fprintf(w, "rep %d/%d %-8s %-8s ", rep+1, cfg.reps, m.name, impl)
-				r, err := measure(impl, "default", srv[impl], m.inflight, cfg, m.latency, broker)
-				if err != nil {
-					return "", err
-				}
-				fmt.Fprintf(w, "%8.0f calls/s\n", float64(r.Calls)/r.Seconds)
-				res[impl][m.name] = append(res[impl][m.name], r)
-			}
-		}
+	res, err := series(cfg, w, measurements, allImpls, func(impl string, m measurement) (result, error) {
+		return measure(impl, "default", srv[impl], m.inflight, cfg, m.latency, broker)
+	})
+	if err != nil {
+		return "", err
 	}
 	writeComparison(&md, w, res, measurements)
 	if !cfg.quick {
@@ -132,28 +121,19 @@ func run(cfg config, w io.Writer) (string, error) {
 
 	// 2. amqprpc with each delivery guarantee on and off.
 	variantNames := []string{"safe", "safe-no-request-confirms", "safe-no-reply-confirms", "fast", "fast-no-ack-after-reply"}
-	vres := make(map[string]map[string][]result)
 	for _, v := range variantNames {
 		s, err := startServers("amqprpc", v, topic("v-"+v), 1, 0)
 		if err != nil {
 			return "", err
 		}
 		srv[v] = s
-		vres[v] = make(map[string][]result)
 	}
 	vms := []measurement{{"latency", 1, true}, {"tp64", 64, false}, {"tp256", 256, false}}
-	for rep := range cfg.reps {
-		for _, m := range vms {
-			for _, v := range variantNames {
-				fmt.Fprintf(w, "rep %d/%d %-8s %-26s ", rep+1, cfg.reps, m.name, v)
-				r, err := measure("amqprpc", v, srv[v], m.inflight, cfg, m.latency, broker)
-				if err != nil {
-					return "", err
-				}
-				fmt.Fprintf(w, "%8.0f calls/s\n", float64(r.Calls)/r.Seconds)
-				vres[v][m.name] = append(vres[v][m.name], r)
-			}
-		}
+	vres, err := series(cfg, w, vms, variantNames, func(v string, m measurement) (result, error) {
+		return measure("amqprpc", v, srv[v], m.inflight, cfg, m.latency, broker)
+	})
+	if err != nil {
+		return "", err
 	}
 	for _, s := range srv {
 		s.stop()
@@ -162,38 +142,25 @@ func run(cfg config, w io.Writer) (string, error) {
 	writeVariants(&md, w, vres, variantNames)
 
 	// 3. Scale-out: two and four server processes on one topic.
-	type so struct {
-		impl string
-		n    int
-	}
-	var scale []so
+	var scale []string // "impl xN"
 	for _, n := range []int{1, 2, 4} {
 		for _, impl := range []string{"amqprpc", "baseline"} {
-			scale = append(scale, so{impl, n})
+			name := fmt.Sprintf("%s x%d", impl, n)
+			s, err := startServers(impl, "default", topic(fmt.Sprintf("scale-%s-%d", impl, n)), n, 0)
+			if err != nil {
+				return "", err
+			}
+			srv[name] = s
+			scale = append(scale, name)
 		}
-	}
-	sres := make(map[so]map[string][]result)
-	for _, c := range scale {
-		s, err := startServers(c.impl, "default", topic(fmt.Sprintf("scale-%s-%d", c.impl, c.n)), c.n, 0)
-		if err != nil {
-			return "", err
-		}
-		srv[fmt.Sprint(c)] = s
-		sres[c] = make(map[string][]result)
 	}
 	sms := []measurement{{"latency", 1, true}, {"tp64", 64, false}}
-	for rep := range cfg.reps {
-		for _, m := range sms {
-			for _, c := range scale {
-				fmt.Fprintf(w, "rep %d/%d %-8s %-8s x%d ", rep+1, cfg.reps, m.name, c.impl, c.n)
-				r, err := measure(c.impl, "default", srv[fmt.Sprint(c)], m.inflight, cfg, m.latency, broker)
-				if err != nil {
-					return "", err
-				}
-				fmt.Fprintf(w, "%8.0f calls/s\n", float64(r.Calls)/r.Seconds)
-				sres[c][m.name] = append(sres[c][m.name], r)
-			}
-		}
+	sres, err := series(cfg, w, sms, scale, func(name string, m measurement) (result, error) {
+		impl, _, _ := strings.Cut(name, " ")
+		return measure(impl, "default", srv[name], m.inflight, cfg, m.latency, broker)
+	})
+	if err != nil {
+		return "", err
 	}
 	for _, s := range srv {
 		s.stop()
@@ -201,8 +168,9 @@ func run(cfg config, w io.Writer) (string, error) {
 	clear(srv)
 	fmt.Fprintf(&md, "## Scale-out\n\nServer processes on one topic, one client; on 2 cores they share the CPU with the client and the broker.\n\n")
 	fmt.Fprintf(&md, "| implementation | servers | p50 | calls/s at 64 in flight |\n|---|---|---|---|\n")
-	for _, c := range scale {
-		fmt.Fprintf(&md, "| %s | %d | %s | %s |\n", c.impl, c.n, fmtMicros(median(field(sres[c]["latency"], p50))), fmtRate(median(field(sres[c]["tp64"], rate))))
+	for _, name := range scale {
+		impl, n, _ := strings.Cut(name, " x")
+		fmt.Fprintf(&md, "| %s | %s | %s | %s |\n", impl, n, fmtMicros(median(field(sres[name]["latency"], p50))), fmtRate(median(field(sres[name]["tp64"], rate))))
 	}
 	md.WriteString("\n")
 
@@ -223,6 +191,30 @@ func run(cfg config, w io.Writer) (string, error) {
 		"%s calls/s, %d errors; resident size at the end of the window: client %.0f MiB, server %.0f MiB.\n",
 		fmtRate(float64(r.Calls)/r.Seconds), r.Errors, r.MaxRSS, serverRSS)
 	return md.String(), nil
+}
+
+// series measures each of ms against each of names, reps times,
+// interleaved (A B C A B C ...), printing progress to w; measure runs one
+// client process. It returns the results by name and measurement.
+func series(cfg config, w io.Writer, ms []measurement, names []string, measure func(name string, m measurement) (result, error)) (map[string]map[string][]result, error) {
+	res := make(map[string]map[string][]result)
+	for _, n := range names {
+		res[n] = make(map[string][]result)
+	}
+	for rep := range cfg.reps {
+		for _, m := range ms {
+			for _, n := range names {
+				fmt.Fprintf(w, "rep %d/%d %-8s %-26s ", rep+1, cfg.reps, m.name, n)
+				r, err := measure(n, m)
+				if err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(w, "%8.0f calls/s\n", rate(r))
+				res[n][m.name] = append(res[n][m.name], r)
+			}
+		}
+	}
+	return res, nil
 }
 
 // field extracts a number from each result.
