@@ -99,9 +99,10 @@ func routingKey(t *Target) string {
 // an error at its deadline: the context's, else the client's timeout
 // (WithTimeout). The deadline also becomes the request's expiration, so the
 // broker drops a request that no server took in time, and travels with the
-// request, so the server's method sees it. A request the broker refuses
-// fails at once with ErrNacked, one it cannot route with ErrNoServer. A
-// Cast or a Fanout ends when the broker has confirmed that it took the
+// request, so the server's method sees it. A request the broker cannot
+// route fails at once with ErrNoServer; one it refuses fails at once with
+// ErrNacked when it is confirmed (casts, and calls with the Safe profile).
+// A Cast or a Fanout ends when the broker has confirmed that it took the
 // request.
 func (c *Client) Invoke(ctx context.Context, req Request, reply any) error {
 	var err error

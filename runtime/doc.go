@@ -46,10 +46,11 @@
 // # Failures
 //
 // Clients and servers reconnect by themselves when their connection is
-// lost, to the brokers they were given in turn. Requests are published in
-// confirm mode; servers acknowledge a request after its reply is confirmed,
-// so requests on a topic's queue are served at least once (see
-// WithDeduplication); the deadline of a call travels with it to the method.
+// lost, to the brokers they were given in turn. Servers acknowledge a
+// request after its reply, so requests on a topic's queue are served at
+// least once (see WithDeduplication); casts are confirmed by the broker, and
+// so are calls and replies with the Safe profile (see Profile); the
+// deadline of a call travels with it to the method.
 //
 // # Versions
 //
