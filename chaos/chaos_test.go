@@ -309,15 +309,24 @@ func TestFaults(t *testing.T) {
 	}, {
 		name:    "broker blocks publishers (memory alarm)",
 		servers: 1,
+		// The broker blocks a connection when it publishes during the
+		// alarm: calls published before the client is told end at their
+		// deadline; calls made after wait and fail with ErrBlocked. The
+		// alarm lasts several call timeouts, so that the latter come.
 		inject: func(t *testing.T, e *env) {
 			rabbitmqctl(t, "set_vm_memory_high_watermark", "0.0000001")
-			time.Sleep(4 * time.Second)
+			time.Sleep(3*callTimeout + time.Second)
 			rabbitmqctl(t, "set_vm_memory_high_watermark", watermark)
 		},
 		check: func(t *testing.T, r *report) {
 			noneTwice(t, r)
 			if r.failed["blocked"] == 0 {
 				t.Errorf("no call failed with ErrBlocked during the alarm")
+			}
+			for kind, n := range r.failed {
+				if kind != "blocked" && kind != "deadline" {
+					t.Errorf("%d calls failed with %s during the alarm; want ErrBlocked or their deadline", n, kind)
+				}
 			}
 		},
 	}} {
