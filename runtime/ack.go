@@ -23,6 +23,7 @@ type acker struct {
 	behind    int
 	next      uint64          // the lowest tag not yet finished
 	finished  map[uint64]bool // tags > next that finished: true when their ack is due
+	waiting   int             // entries of finished whose ack is due
 	due       uint64          // the highest tag < next whose ack is due, 0 if none
 	lastAcked uint64          // the tag of the last multiple ack
 	timer     *time.Timer     // acks what is due after ackDelay; nil when not set
@@ -52,6 +53,9 @@ func (a *acker) finish(tag uint64, ack bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.finished[tag] = ack
+	if ack {
+		a.waiting++
+	}
 	for {
 		due, ok := a.finished[a.next]
 		if !ok {
@@ -59,11 +63,12 @@ func (a *acker) finish(tag uint64, ack bool) error {
 		}
 		if due {
 			a.due = a.next
+			a.waiting--
 		}
 		delete(a.finished, a.next)
 		a.next++
 	}
-	if len(a.finished) >= a.behind { // finished behind a slow request: ack them alone
+	if a.waiting >= a.behind { // finished behind a slow request: ack them alone
 		for t, due := range a.finished {
 			if due {
 				if err := a.ch.Ack(t, false); err != nil { // multiple
@@ -72,6 +77,7 @@ func (a *acker) finish(tag uint64, ack bool) error {
 				a.finished[t] = false
 			}
 		}
+		a.waiting = 0
 	}
 	switch {
 	case a.due == 0:

@@ -120,19 +120,6 @@ func (c *Client) Invoke(ctx context.Context, req Request, reply any) error {
 	return nil
 }
 
-// String returns the mode's name: call, cast or fanout.
-func (m Mode) String() string {
-	switch m {
-	case Call:
-		return "call"
-	case Cast:
-		return "cast"
-	case Fanout:
-		return "fanout"
-	}
-	return "mode(" + strconv.Itoa(int(m)) + ")"
-}
-
 // InvokeAll sends req to every server of its topic and calls each with
 // every reply as it comes, until want replies have come (want > 0) or ctx
 // ends; see Gather, which most code uses instead.
@@ -286,7 +273,7 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 			return c.decodeReply(&r.reply, reply, req.Service)
 		case <-confirmed:
 			if !confirm.Acked() {
-				return c.refused(o)
+				return refused(o.sess.calls)
 			}
 			confirmed = nil // taken: wait for the reply
 		case <-o.ctx.Done():
@@ -306,18 +293,14 @@ func confirmed(confirm *amqp.DeferredConfirmation) <-chan struct{} {
 	return confirm.Done()
 }
 
-// refused explains a nacked confirm: the broker refused the message, or
-// the connection closed before the broker confirmed it.
-func (c *Client) refused(o *outgoing) error {
-	select {
-	case <-o.sess.lost:
-		return ErrConnectionLost
-	default:
-		if o.sess.conn.IsClosed() {
-			return ErrConnectionLost
-		}
-		return ErrNacked
+// refused explains a nacked confirm on k: the broker refused the message,
+// or the channel closed, alone or with its connection, before the broker
+// confirmed it (amqp091-go nacks what is unconfirmed when a channel closes).
+func refused(k *channel) error {
+	if k.ch.IsClosed() {
+		return fmt.Errorf("%w: the channel closed before the broker confirmed", ErrConnectionLost)
 	}
+	return ErrNacked
 }
 
 // decodeReply decodes a reply's result into v, or returns the server's
@@ -357,10 +340,7 @@ func (c *Client) cast(ctx context.Context, req *Request) error {
 		return ErrClosed
 	}
 	if !confirm.Acked() {
-		if k.ch.IsClosed() {
-			return fmt.Errorf("%w: the channel closed before the broker confirmed", ErrConnectionLost)
-		}
-		return ErrNacked
+		return refused(k)
 	}
 	k.flush() // a return comes before its confirm: make sure it was handled
 	select {
@@ -397,7 +377,7 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 			each(c.format.replyServer(&r.reply), func(v any) error { return c.decodeReply(&r.reply, v, req.Service) })
 		case <-confirmed:
 			if !confirm.Acked() {
-				return c.refused(o)
+				return refused(o.sess.calls)
 			}
 			confirmed = nil
 		case <-o.ctx.Done():

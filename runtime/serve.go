@@ -401,7 +401,7 @@ func (s *Server) work(sess *serverSession) {
 			}
 		}
 		if s.closing.Load() {
-			s.settle(sess, &d, nil, false)
+			s.settle(sess, &d, nil, retry)
 			continue
 		}
 		s.handle(sess, &d, fanout)
@@ -422,17 +422,12 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 	if err := s.decode(d, &req); err != nil {
 		s.log.Warn("amqprpc: rejecting malformed request", "msg_id", req.msgID, "error", err.Message)
 		s.reply(sess, &req, s.encode(&req, from, nil, err))
-		if sess.acker != nil {
-			if err := d.Reject(false); err != nil { // requeue
-				s.log.Warn("amqprpc: reject request", "msg_id", req.msgID, "error", err)
-			}
-			sess.acker.finish(d.DeliveryTag, false)
-		}
+		s.settle(sess, d, &req, discard)
 		return
 	}
 	if !req.deadline.IsZero() && time.Now().After(req.deadline) {
 		s.log.Debug("amqprpc: dropping a request past its deadline", "msg_id", req.msgID, "method", req.method, "deadline", req.deadline)
-		s.settle(sess, d, &req, true)
+		s.settle(sess, d, &req, answered)
 		return
 	}
 
@@ -443,7 +438,7 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 			s.log.Info("amqprpc: request delivered again; answering with the first reply", "msg_id", req.msgID, "method", req.method)
 			select {
 			case <-entry.done:
-				s.settle(sess, d, &req, s.reply(sess, &req, entry.reply))
+				s.settle(sess, d, &req, answeredIf(s.reply(sess, &req, entry.reply)))
 			case <-s.ctx.Done():
 			}
 			return
@@ -457,27 +452,49 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 	if entry != nil {
 		entry.finish(pub)
 	}
-	s.settle(sess, d, &req, s.reply(sess, &req, pub))
+	s.settle(sess, d, &req, answeredIf(s.reply(sess, &req, pub)))
 }
 
-// settle acknowledges a request that was answered (or had nothing to
-// answer), through the acker, and requeues one whose reply the broker did
-// not take; req is nil for a request not even decoded. Without
-// WithAckAfterReply, the broker has forgotten the request already.
-func (s *Server) settle(sess *serverSession, d *amqp.Delivery, req *inRequest, replied bool) {
+// outcome is what becomes of a request taken from the broker.
+type outcome int
+
+const (
+	answered outcome = iota // acknowledged: it is done
+	retry                   // requeued, for this or another server
+	discard                 // rejected without requeue: it cannot be served
+)
+
+// answeredIf is answered when the reply went out, and retry otherwise.
+func answeredIf(replied bool) outcome {
+	if replied {
+		return answered
+	}
+	return retry
+}
+
+// settle tells the broker the outcome of a request: an ack through the
+// acker, a nack or a rejection at once; req is nil for a request not even
+// decoded. Without WithAckAfterReply, the broker has forgotten the request
+// already.
+func (s *Server) settle(sess *serverSession, d *amqp.Delivery, req *inRequest, o outcome) {
 	if sess.acker == nil {
 		return
 	}
 	if req == nil {
 		req = &inRequest{}
 	}
-	if !replied {
-		if err := d.Nack(false, true); err != nil { // multiple, requeue
-			s.log.Warn("amqprpc: requeue request", "msg_id", req.msgID, "method", req.method, "error", err)
-		}
+	var err error
+	switch o {
+	case retry:
+		err = d.Nack(false, true) // multiple, requeue
+	case discard:
+		err = d.Reject(false) // requeue
 	}
-	if err := sess.acker.finish(d.DeliveryTag, replied); err != nil { // the channel is gone: the broker will deliver it again
-		s.log.Warn("amqprpc: acknowledge requests", "msg_id", req.msgID, "method", req.method, "error", err)
+	if err == nil {
+		err = sess.acker.finish(d.DeliveryTag, o == answered)
+	}
+	if err != nil { // the channel is gone: the broker will deliver it again
+		s.log.Warn("amqprpc: settle request", "msg_id", req.msgID, "method", req.method, "error", err)
 	}
 }
 

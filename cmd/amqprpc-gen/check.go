@@ -183,10 +183,6 @@ func (c *checker) errorRef(iface string, pos, ifacePos token.Pos, arg string) (e
 			return errorRef{}, false
 		}
 		ref.typed = true
-		if ref.path != c.pkg.Path() {
-			c.imports[ref.path] = obj.Pkg().Name()
-		}
-		return ref, true
 	default:
 		c.errorf(pos, "%s: //amqprpc:errors %s: not an error variable or type", iface, arg)
 		return errorRef{}, false
