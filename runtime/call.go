@@ -169,7 +169,8 @@ func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing
 	if err := ctx.Err(); err != nil {
 		return o, err
 	}
-	o.req = outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline}
+	o.req = outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline,
+		batchReplies: req.Mode == Call}
 	if c.inFlight != nil {
 		select {
 		case c.inFlight <- struct{}{}:

@@ -25,6 +25,14 @@ type wireFormat interface {
 	// either result or, when it is not nil, failure; server, when set, is
 	// the name of the server replying.
 	encodeReply(pub *amqp.Publishing, msgID, server string, result any, failure *Error) error
+	// encodeReplies fills pub with the replies to several requests of one
+	// caller that accepts them together (batchReplies); one reply is
+	// encoded as encodeReply would.
+	encodeReplies(pub *amqp.Publishing, replies []batchedReply) error
+	// splitReplies reports whether d carries several replies and, if it
+	// does, hands each to each as a reply of its own, as encodeReply makes
+	// them. A malformed batch is an error.
+	splitReplies(d *amqp.Delivery, each func(reply *amqp.Delivery)) (bool, error)
 	// replyID returns the id of the request that d answers.
 	replyID(d *amqp.Delivery) string
 	// replyServer returns the name of the server that sent reply d, if
@@ -43,6 +51,9 @@ type outRequest struct {
 	args     any
 	replyTo  string // "" for a cast: no reply is wanted
 	deadline time.Time
+	// batchReplies says the caller accepts its reply together with
+	// others (see encodeReplies).
+	batchReplies bool
 }
 
 // inRequest is a request as a server receives it.
@@ -53,6 +64,14 @@ type inRequest struct {
 	args     json.RawMessage // the arguments object, as sent
 	reply    route           // where the reply goes; the zero route when nowhere
 	deadline time.Time       // when the caller stops waiting; zero when it did not say
+	batch    bool            // the caller accepts its reply together with others
+}
+
+// batchedReply is one reply of several published together: the request's
+// id and the body encodeReply made for it.
+type batchedReply struct {
+	msgID string
+	body  []byte
 }
 
 // route is where a server publishes a reply.
@@ -74,7 +93,12 @@ const contentTypeJSON = "application/json"
 //	reply:   {"result": 5}  or  {"failure": {"code": "...", "message": "..."}}
 //
 // The version is left out when it is 1.0, and the msg_id from casts, which
-// want no reply. The id is also the correlation_id property. A request that
+// want no reply. A caller that adds "batch_replies": true accepts replies
+// published together, several in one message of type batchType:
+//
+//	[{"id": "<msg_id>", "reply": {"result": 5}}, {"id": "<msg_id>", "reply": {"failure": {...}}}]
+//
+// The id is also the correlation_id property. A request that
 // names a reply_to is answered there through the default exchange; one that
 // only has a msg_id in its body is answered the old way, on a direct
 // exchange named after the msg_id with the msg_id as routing key. A reply
@@ -86,22 +110,28 @@ type classic struct{}
 // request sent to every server of a topic.
 const serverHeader = "amqprpc-server"
 
+// batchType is the type property of a message that carries several
+// replies.
+const batchType = "amqprpc.replies"
+
 // deadlineHeader is the request header that carries the caller's deadline,
 // in milliseconds since the Unix epoch.
 const deadlineHeader = "amqprpc-deadline"
 
 type classicRequest struct {
-	Method  string          `json:"method"`
-	Args    json.RawMessage `json:"args"`
-	Version string          `json:"version"`
-	MsgID   string          `json:"msg_id"`
+	Method       string          `json:"method"`
+	Args         json.RawMessage `json:"args"`
+	Version      string          `json:"version"`
+	MsgID        string          `json:"msg_id"`
+	BatchReplies bool            `json:"batch_replies"`
 }
 
 type classicOutRequest struct {
-	Method  string `json:"method"`
-	Args    any    `json:"args"`
-	Version string `json:"version,omitempty"`
-	MsgID   string `json:"msg_id,omitempty"`
+	Method       string `json:"method"`
+	Args         any    `json:"args"`
+	Version      string `json:"version,omitempty"`
+	MsgID        string `json:"msg_id,omitempty"`
+	BatchReplies bool   `json:"batch_replies,omitempty"`
 }
 
 type classicResult struct {
@@ -121,6 +151,7 @@ func (classic) encodeRequest(pub *amqp.Publishing, r *outRequest) error {
 	m := classicOutRequest{Method: r.method, Args: r.args, Version: r.version}
 	if r.replyTo != "" {
 		m.MsgID = r.msgID
+		m.BatchReplies = r.batchReplies
 	}
 	body, err := json.Marshal(m)
 	if err != nil {
@@ -165,6 +196,7 @@ func (classic) decodeRequest(d *amqp.Delivery, r *inRequest) error {
 	}
 	r.method = m.Method
 	r.version = m.Version
+	r.batch = m.BatchReplies
 	if a := bytes.TrimLeft(m.Args, " \t\r\n"); len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
 		return errBadArgs
 	}
@@ -190,6 +222,68 @@ func (classic) encodeReply(pub *amqp.Publishing, msgID, server string, result an
 		pub.Headers = amqp.Table{serverHeader: server}
 	}
 	return nil
+}
+
+func (f classic) encodeReplies(pub *amqp.Publishing, replies []batchedReply) error {
+	if len(replies) == 1 {
+		pub.ContentType = contentTypeJSON
+		pub.CorrelationId = replies[0].msgID
+		pub.Body = replies[0].body
+		return nil
+	}
+	n := 2
+	for _, r := range replies {
+		n += len(r.msgID) + len(r.body) + len(`{"id":"","reply":},`)
+	}
+	body := make([]byte, 0, n)
+	body = append(body, '[')
+	for i, r := range replies {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `{"id":`...)
+		body = appendJSONString(body, r.msgID)
+		body = append(body, `,"reply":`...)
+		body = append(body, r.body...)
+		body = append(body, '}')
+	}
+	body = append(body, ']')
+	pub.ContentType = contentTypeJSON
+	pub.Type = batchType
+	pub.Body = body
+	return nil
+}
+
+// appendJSONString appends s to b as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+type classicBatchEntry struct {
+	ID    string          `json:"id"`
+	Reply json.RawMessage `json:"reply"`
+}
+
+func (classic) splitReplies(d *amqp.Delivery, each func(*amqp.Delivery)) (bool, error) {
+	if d.Type != batchType {
+		return false, nil
+	}
+	var entries []classicBatchEntry
+	if err := json.Unmarshal(d.Body, &entries); err != nil {
+		return true, fmt.Errorf("%w: batch: %v", ErrMalformedReply, err)
+	}
+	for _, e := range entries {
+		each(&amqp.Delivery{ContentType: d.ContentType, CorrelationId: e.ID, Body: e.Reply})
+	}
+	return true, nil
 }
 
 func (classic) replyID(d *amqp.Delivery) string { return d.CorrelationId }

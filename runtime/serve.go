@@ -68,6 +68,7 @@ type serverSession struct {
 	workers atomic.Int32     // started, at most the prefetch count
 	idle    atomic.Int32     // waiting for a request
 	acker   *acker           // nil without WithAckAfterReply
+	replier *replier         // publishes replies to callers that accept them batched
 	closed  chan *amqp.Error // the channel's, or the connection's, end
 
 	classicMu sync.Mutex
@@ -196,6 +197,7 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		drained := make(chan struct{})
 		go func() {
 			s.handlers.Wait()
+			sess.replier.drain()
 			close(drained)
 		}()
 		select {
@@ -206,9 +208,11 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		case <-sess.closed: // Shutdown gave up waiting and closed the connection
 		}
 		sess.conn.Close()
+		sess.replier.stop()
 		return false
 	case aerr := <-sess.closed:
 		sess.conn.Close()
+		sess.replier.stop()
 		if sess.acker != nil {
 			sess.acker.stop()
 		}
@@ -310,6 +314,10 @@ func (s *Server) consume(sess *serverSession) error {
 	if s.cfg.ackAfterReply {
 		sess.acker = newAcker(ch, s.cfg.prefetch)
 	}
+	sess.replier = newReplier(
+		func(key string, pub amqp.Publishing) bool { return s.publishReply(sess.ch, "", key, pub) },
+		func(q *queuedReply, o outcome) { s.settle(sess, q.d, q.req, o) },
+		s.format.encodeReplies)
 	q := &sess.queues
 	for _, c := range []struct {
 		queue string
@@ -452,6 +460,10 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 	if entry != nil {
 		entry.finish(pub)
 	}
+	if req.batch && from == "" && req.reply.ok() && !req.reply.declare {
+		sess.replier.send(queuedReply{key: req.reply.key, reply: batchedReply{msgID: req.msgID, body: pub.Body}, d: d, req: &req})
+		return
+	}
 	s.settle(sess, d, &req, answeredIf(s.reply(sess, &req, pub)))
 }
 
@@ -580,12 +592,19 @@ func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing)
 			return true
 		}
 	}
-	confirm, err := ch.PublishWithDeferredConfirmWithContext(s.ctx, req.reply.exchange, req.reply.key,
+	return s.publishReply(ch, req.reply.exchange, req.reply.key, pub)
+}
+
+// publishReply publishes pub, a reply or several, on ch and, with reply
+// confirms, waits for the broker to confirm it; it reports whether it
+// went out.
+func (s *Server) publishReply(ch *amqp.Channel, exchange, key string, pub amqp.Publishing) bool {
+	confirm, err := ch.PublishWithDeferredConfirmWithContext(s.ctx, exchange, key,
 		false, // mandatory
 		false, // immediate
 		pub)
 	if err != nil {
-		s.log.Warn("amqprpc: publish reply", "msg_id", req.msgID, "method", req.method, "error", err)
+		s.log.Warn("amqprpc: publish reply", "reply_to", key, "correlation_id", pub.CorrelationId, "error", err)
 		return false
 	}
 	if confirm == nil { // the channel is not in confirm mode
@@ -593,7 +612,7 @@ func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing)
 	}
 	acked, err := confirm.WaitContext(s.ctx)
 	if err != nil || !acked {
-		s.log.Warn("amqprpc: the broker did not confirm a reply; the request goes back to the queue", "msg_id", req.msgID, "method", req.method)
+		s.log.Warn("amqprpc: the broker did not confirm a reply; its requests go back to the queue", "reply_to", key, "correlation_id", pub.CorrelationId)
 		return false
 	}
 	return true

@@ -146,13 +146,24 @@ func (s *session) castChannel(fanout bool, topic string) (*channel, error) {
 func (s *session) readReplies(replies <-chan amqp.Delivery) {
 	defer s.c.wg.Done()
 	for d := range replies {
-		id := s.c.format.replyID(&d)
-		if !s.c.resolve(id, callResult{reply: d}) {
-			s.c.cfg.logger.Debug("amqprpc: dropping reply nobody waits for", "correlation_id", id)
+		batch, err := s.c.format.splitReplies(&d, s.c.deliver)
+		switch {
+		case err != nil:
+			s.c.cfg.logger.Warn("amqprpc: dropping malformed replies", "error", err)
+		case !batch:
+			s.c.deliver(&d)
 		}
 	}
 	s.conn.Close()
 	close(s.lost)
+}
+
+// deliver hands reply d to its request, or drops it when none waits.
+func (c *Client) deliver(d *amqp.Delivery) {
+	id := c.format.replyID(d)
+	if !c.resolve(id, callResult{reply: *d}) {
+		c.cfg.logger.Debug("amqprpc: dropping reply nobody waits for", "correlation_id", id)
+	}
 }
 
 // watchBlocked follows the broker's connection.blocked and unblocked.

@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,7 +83,7 @@ func TestRequestOnTheWire(t *testing.T) {
 	if d.CorrelationId == "" || uuid.Validate(d.CorrelationId) != nil {
 		t.Errorf("correlation_id = %q; want a UUID", d.CorrelationId)
 	}
-	want := `{"method":"add","args":{"v1":2,"v2":3},"msg_id":"` + d.CorrelationId + `"}`
+	want := `{"method":"add","args":{"v1":2,"v2":3},"msg_id":"` + d.CorrelationId + `","batch_replies":true}`
 	if string(d.Body) != want {
 		t.Errorf("body = %s\nwant   %s", d.Body, want)
 	}
@@ -122,6 +123,59 @@ func TestPlainAMQPClient(t *testing.T) {
 	d = receive(t, replies)
 	if string(d.Body) != `{"failure":{"code":"unknown","message":"divide by zero"}}` || d.CorrelationId != "call-2" {
 		t.Fatalf("reply %s with correlation_id %q; want a failure for call-2", d.Body, d.CorrelationId)
+	}
+}
+
+// TestBatchedReplies calls as a plain client that accepts batched replies
+// would, many requests at once, and checks that each gets its one reply,
+// alone or in a batch as docs/PROTOCOL.md describes; a client that does
+// not say it accepts them gets each reply alone.
+func TestBatchedReplies(t *testing.T) {
+	topic := newTopic(t)
+	serve(t, topic)
+	ch := rawChannel(t)
+	queue, replies := replyQueue(t, ch)
+	const n = 500
+	for _, accepts := range []bool{true, false} {
+		for i := range n {
+			body := fmt.Sprintf(`{"method": "add", "args": {"v1": %d, "v2": 1}}`, i)
+			if accepts {
+				body = fmt.Sprintf(`{"method": "add", "args": {"v1": %d, "v2": 1}, "batch_replies": true}`, i)
+			}
+			publish(t, ch, topic, amqp.Publishing{CorrelationId: "call-" + strconv.Itoa(i), ReplyTo: queue, Body: []byte(body)})
+		}
+		got := make(map[string]string)
+		messages := 0
+		for len(got) < n {
+			d := receive(t, replies)
+			messages++
+			if d.Type != "amqprpc.replies" {
+				got[d.CorrelationId] = string(d.Body)
+				continue
+			}
+			if !accepts {
+				t.Fatalf("a batch of replies to a client that did not accept them: %s", d.Body)
+			}
+			var batch []struct {
+				ID    string          `json:"id"`
+				Reply json.RawMessage `json:"reply"`
+			}
+			if err := json.Unmarshal(d.Body, &batch); err != nil || len(batch) < 2 || d.CorrelationId != "" {
+				t.Fatalf("batch %s with correlation_id %q: %v; want 2 replies or more, no correlation_id", d.Body, d.CorrelationId, err)
+			}
+			for _, r := range batch {
+				if _, dup := got[r.ID]; dup {
+					t.Fatalf("a second reply to %s", r.ID)
+				}
+				got[r.ID] = string(r.Reply)
+			}
+		}
+		for i := range n {
+			if id, want := "call-"+strconv.Itoa(i), fmt.Sprintf(`{"result":%d}`, i+1); got[id] != want {
+				t.Fatalf("reply to %s = %s; want %s", id, got[id], want)
+			}
+		}
+		t.Logf("batch_replies %v: %d replies in %d messages", accepts, n, messages)
 	}
 }
 
