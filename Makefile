@@ -50,9 +50,10 @@ bench: broker
 	  printf '```\n'; } >> bench/RESULTS.md
 	@cat bench/RESULTS.md
 
-## fuzz: fuzz the request decoder for a minute (the seed corpus runs in make test)
+## fuzz: fuzz the request decoders for a minute each (the seed corpus runs in make test)
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s ./runtime
+	$(GO) test -run '^$$' -fuzz FuzzSplitRequests -fuzztime 60s ./runtime
 
 ## demo: run the calc example: a server, and a client that prints 2 + 3
 demo: broker

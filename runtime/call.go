@@ -169,8 +169,7 @@ func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing
 	if err := ctx.Err(); err != nil {
 		return o, err
 	}
-	o.req = outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline,
-		batchReplies: req.Mode == Call}
+	o.req = outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline}
 	if c.inFlight != nil {
 		select {
 		case c.inFlight <- struct{}{}:
@@ -223,6 +222,10 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 		k, exchange, err := to(s)
 		if err == nil {
 			if err = s.waitUnblocked(o.ctx); err == nil {
+				if o.req.batchReplies && s.requests != nil && !s.conn.IsClosed() { // a call: it may go with others
+					s.requests.send(key, o)
+					return k, nil, nil
+				}
 				var confirm *amqp.DeferredConfirmation
 				confirm, err = k.ch.PublishWithDeferredConfirmWithContext(o.ctx, exchange, key,
 					true,  // mandatory
@@ -260,6 +263,7 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 	if err != nil {
 		return err
 	}
+	o.req.batchReplies = true // and it may go out with other calls
 	_, confirm, err := c.send(o, false, c.toCalls, routingKey(&req.Target))
 	if err != nil {
 		return err
@@ -473,7 +477,9 @@ func (c *Client) readReturns(returns <-chan amqp.Return, flush <-chan chan struc
 			if !ok {
 				return
 			}
-			c.resolve(r.CorrelationId, callResult{err: ErrNoServer})
+			for _, id := range c.format.returnedIDs(&r) {
+				c.resolve(id, callResult{err: ErrNoServer})
+			}
 		case f := <-flush:
 			close(f)
 		}

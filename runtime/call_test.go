@@ -162,6 +162,26 @@ func TestNoServerFailsFast(t *testing.T) {
 	}
 }
 
+// TestNoServerFailsFastInBatches makes many calls at once with no server,
+// so that some go out together: every one fails fast with ErrNoServer.
+func TestNoServerFailsFastInBatches(t *testing.T) {
+	topic := newTopic(t)
+	arith := testsvc.NewArithClient(dial(t, runtime.WithTimeout(30*time.Second)), topic)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			if _, err := arith.Add(context.Background(), 1, 2); !errors.Is(err, runtime.ErrNoServer) {
+				t.Errorf("Add with no server: %v; want ErrNoServer", err)
+			}
+		})
+	}
+	wg.Wait()
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Fatalf("ErrNoServer after %v; it must come from the broker's returns, not the 30s timeout", elapsed)
+	}
+}
+
 func TestSlowServerEndsAtDeadline(t *testing.T) {
 	topic := newTopic(t)
 	serve(t, topic)

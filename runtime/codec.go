@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -18,9 +19,21 @@ import (
 type wireFormat interface {
 	// encodeRequest fills pub with the request r.
 	encodeRequest(pub *amqp.Publishing, r *outRequest) error
+	// encodeRequests fills pub with several requests of one caller to one
+	// topic, each encoded alone before (by encodeRequest), all wanting
+	// their replies at replyTo.
+	encodeRequests(pub *amqp.Publishing, replyTo string, reqs []batchedRequest) error
+	// returnedIDs returns the ids of the requests of a message the broker
+	// returned.
+	returnedIDs(r *amqp.Return) []string
 	// decodeRequest reads a request from d into r. When it fails it still
 	// fills in what it could, so that an error reply can find its way back.
 	decodeRequest(d *amqp.Delivery, r *inRequest) error
+	// splitRequests reports whether d carries several requests and, if it
+	// does, returns them. A malformed batch is an error.
+	splitRequests(d *amqp.Delivery) ([]batchedRequest, bool, error)
+	// decodeBatched reads request e of batch d into r, as decodeRequest.
+	decodeBatched(d *amqp.Delivery, e *batchedRequest, r *inRequest) error
 	// encodeReply fills pub with the reply to request msgID, carrying
 	// either result or, when it is not nil, failure; server, when set, is
 	// the name of the server replying.
@@ -67,6 +80,14 @@ type inRequest struct {
 	batch    bool            // the caller accepts its reply together with others
 }
 
+// batchedRequest is one request of several published together: its id,
+// deadline and body.
+type batchedRequest struct {
+	msgID    string
+	deadline time.Time
+	body     []byte
+}
+
 // batchedReply is one reply of several published together: the request's
 // id and the body encodeReply made for it.
 type batchedReply struct {
@@ -98,6 +119,12 @@ const contentTypeJSON = "application/json"
 //
 //	[{"id": "<msg_id>", "reply": {"result": 5}}, {"id": "<msg_id>", "reply": {"failure": {...}}}]
 //
+// Such a caller may also send several requests to one topic in one message,
+// of type requestsType, each with its deadline in milliseconds since the
+// Unix epoch (0 for none):
+//
+//	[{"id": "<msg_id>", "deadline": 1767225600000, "request": {"method": "add", ...}}, ...]
+//
 // The id is also the correlation_id property. A request that
 // names a reply_to is answered there through the default exchange; one that
 // only has a msg_id in its body is answered the old way, on a direct
@@ -111,8 +138,11 @@ type classic struct{}
 const serverHeader = "amqprpc-server"
 
 // batchType is the type property of a message that carries several
-// replies.
-const batchType = "amqprpc.replies"
+// replies, and requestsType that of one that carries several requests.
+const (
+	batchType    = "amqprpc.replies"
+	requestsType = "amqprpc.requests"
+)
 
 // deadlineHeader is the request header that carries the caller's deadline,
 // in milliseconds since the Unix epoch.
@@ -171,18 +201,30 @@ var (
 	errNotJSON  = errors.New("body is not a JSON object")
 	errNoMethod = errors.New(`no "method" in the body`)
 	errBadArgs  = errors.New(`"args" is not a JSON object`)
+	errNotBatch = errors.New("body is not a JSON array of requests")
 )
 
-func (classic) decodeRequest(d *amqp.Delivery, r *inRequest) error {
+func (f classic) decodeRequest(d *amqp.Delivery, r *inRequest) error {
 	r.msgID = d.CorrelationId
 	if ms, ok := d.Headers[deadlineHeader].(int64); ok {
 		r.deadline = time.UnixMilli(ms)
 	}
-	if d.ReplyTo != "" {
-		r.reply = route{key: d.ReplyTo}
+	return f.decodeBody(d.ReplyTo, d.Body, r)
+}
+
+func (f classic) decodeBatched(d *amqp.Delivery, e *batchedRequest, r *inRequest) error {
+	r.msgID, r.deadline = e.msgID, e.deadline
+	return f.decodeBody(d.ReplyTo, e.body, r)
+}
+
+// decodeBody decodes a request's body into r, whose reply goes to replyTo
+// unless that is empty.
+func (classic) decodeBody(replyTo string, body []byte, r *inRequest) error {
+	if replyTo != "" {
+		r.reply = route{key: replyTo}
 	}
 	var m classicRequest
-	if err := json.Unmarshal(d.Body, &m); err != nil {
+	if err := json.Unmarshal(body, &m); err != nil {
 		return fmt.Errorf("%w: %v", errNotJSON, err)
 	}
 	if r.msgID == "" {
@@ -222,6 +264,81 @@ func (classic) encodeReply(pub *amqp.Publishing, msgID, server string, result an
 		pub.Headers = amqp.Table{serverHeader: server}
 	}
 	return nil
+}
+
+type classicRequestEntry struct {
+	ID       string          `json:"id"`
+	Deadline int64           `json:"deadline"`
+	Request  json.RawMessage `json:"request"`
+}
+
+func (classic) encodeRequests(pub *amqp.Publishing, replyTo string, reqs []batchedRequest) error {
+	n := 2
+	var latest time.Time
+	for _, r := range reqs {
+		n += len(r.msgID) + len(r.body) + len(`{"id":"","deadline":1767225600000,"request":},`)
+		if r.deadline.After(latest) {
+			latest = r.deadline
+		}
+	}
+	body := make([]byte, 0, n)
+	body = append(body, '[')
+	for i, r := range reqs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `{"id":`...)
+		body = appendJSONString(body, r.msgID)
+		body = append(body, `,"deadline":`...)
+		var ms int64
+		if !r.deadline.IsZero() {
+			ms = r.deadline.UnixMilli()
+		}
+		body = strconv.AppendInt(body, ms, 10)
+		body = append(body, `,"request":`...)
+		body = append(body, r.body...)
+		body = append(body, '}')
+	}
+	body = append(body, ']')
+	pub.ContentType = contentTypeJSON
+	pub.Type = requestsType
+	pub.ReplyTo = replyTo
+	pub.Body = body
+	if !latest.IsZero() {
+		pub.Headers = amqp.Table{deadlineHeader: latest.UnixMilli()}
+	}
+	return nil
+}
+
+func (classic) returnedIDs(r *amqp.Return) []string {
+	if r.Type != requestsType {
+		return []string{r.CorrelationId}
+	}
+	var entries []classicRequestEntry
+	json.Unmarshal(r.Body, &entries) // our own: it decodes
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	return ids
+}
+
+func (classic) splitRequests(d *amqp.Delivery) ([]batchedRequest, bool, error) {
+	if d.Type != requestsType {
+		return nil, false, nil
+	}
+	var entries []classicRequestEntry
+	if err := json.Unmarshal(d.Body, &entries); err != nil {
+		return nil, true, fmt.Errorf("%w: %v", errNotBatch, err)
+	}
+	reqs := make([]batchedRequest, len(entries))
+	for i, e := range entries {
+		reqs[i] = batchedRequest{msgID: e.ID, body: e.Request}
+		if e.Deadline > 0 {
+			reqs[i].deadline = time.UnixMilli(e.Deadline)
+		}
+	}
+	return reqs, true, nil
 }
 
 func (f classic) encodeReplies(pub *amqp.Publishing, replies []batchedReply) error {

@@ -55,3 +55,39 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSplitRequests feeds arbitrary bodies to the server's decoding of a
+// batch of requests: it must never panic, and each request it accepts must
+// decode as a request alone would, or fail.
+func FuzzSplitRequests(f *testing.F) {
+	for _, body := range []string{
+		`[{"id":"a","deadline":1767225600000,"request":{"method":"add","args":{"v1":2,"v2":3}}},{"id":"b","deadline":0,"request":{"method":"ping"}}]`,
+		`[{"id":"a","request":null},{}]`,
+		`[{"id":1}]`,
+		`[]`,
+		`{}`,
+		`[{"id":"a","deadline":-5,"request":"x"}]`,
+		``,
+	} {
+		f.Add([]byte(body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		d := amqp.Delivery{Type: requestsType, Body: body, ReplyTo: "reply"}
+		reqs, batch, err := (classic{}).splitRequests(&d)
+		if !batch {
+			t.Fatal("a message of type amqprpc.requests is not a batch")
+		}
+		if err != nil {
+			return
+		}
+		for i := range reqs {
+			var r inRequest
+			if err := (classic{}).decodeBatched(&d, &reqs[i], &r); err != nil {
+				continue
+			}
+			if r.method == "" || r.msgID != reqs[i].msgID || r.reply.key != "reply" {
+				t.Fatalf("request %d of %q decoded as %+v", i, body, r)
+			}
+		}
+	})
+}

@@ -84,8 +84,9 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
-// WithPrefetch sets how many requests a server takes from the broker before
-// acknowledging them, which is also how many handlers run at once.
+// WithPrefetch sets how many messages a server takes from the broker before
+// acknowledging them, which is also how many handlers run at once, or up to
+// twice as many when requests come in batches (docs/PROTOCOL.md).
 // Values <= 0 are ignored. Default: DefaultPrefetch (64). Server only.
 func WithPrefetch(n int) Option {
 	return func(c *config) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -96,23 +97,23 @@ func (f *fakeReplyChannel) settle(q *queuedReply, o outcome) {
 	f.settled[q.reply.msgID] = o
 }
 
-func reply(key, id string) queuedReply {
-	return queuedReply{key: key, reply: batchedReply{id, []byte(`{"result":1}`)}}
+func reply(id string) queuedReply {
+	return queuedReply{reply: batchedReply{id, []byte(`{"result":1}`)}}
 }
 
 func TestReplierBatchesWhileBusy(t *testing.T) {
 	f := newFakeReplyChannel()
-	r := newReplier(f.publish, f.settle, classic{}.encodeReplies)
+	r := newReplier(classic{}.encodeReplies, f.publish, f.settle)
 	defer r.stop()
 
 	f.hold = true
-	go r.send(reply("q1", "first")) // an idle session: published at once, held there
+	go r.send("q1", reply("first")) // an idle session: published at once, held there
 	<-f.held
 	for i := range 5 {
-		r.send(reply("q1", fmt.Sprint("a", i)))
+		r.send("q1", reply(fmt.Sprint("a", i)))
 	}
-	r.send(reply("q2", "b0"))
-	r.send(reply("q2", "b1"))
+	r.send("q2", reply("b0"))
+	r.send("q2", reply("b1"))
 	close(f.release)
 	r.drain()
 
@@ -143,13 +144,13 @@ func TestReplierBatchesWhileBusy(t *testing.T) {
 func TestReplierRetriesWhatDidNotGoOut(t *testing.T) {
 	f := newFakeReplyChannel()
 	f.fail = true
-	r := newReplier(f.publish, f.settle, classic{}.encodeReplies)
+	r := newReplier(classic{}.encodeReplies, f.publish, f.settle)
 	defer r.stop()
 	f.hold = true
-	go r.send(reply("q1", "first"))
+	go r.send("q1", reply("first"))
 	<-f.held
-	r.send(reply("q1", "second"))
-	r.send(reply("q1", "third"))
+	r.send("q1", reply("second"))
+	r.send("q1", reply("third"))
 	close(f.release)
 	r.drain()
 	f.mu.Lock()
@@ -161,5 +162,45 @@ func TestReplierRetriesWhatDidNotGoOut(t *testing.T) {
 		if o != retry {
 			t.Errorf("request %s settled %v; want retry, as its reply did not go out", id, o)
 		}
+	}
+}
+
+func TestClassicBatchOfRequests(t *testing.T) {
+	deadline := time.UnixMilli(1767225600123)
+	reqs := []batchedRequest{
+		{msgID: "a", deadline: deadline, body: []byte(`{"method":"add","args":{"v1":2,"v2":3},"msg_id":"a","batch_replies":true}`)},
+		{msgID: "b\"", deadline: deadline.Add(time.Second), body: []byte(`{"method":"ping","msg_id":"b\""}`)},
+		{msgID: "c", body: []byte(`{"method":"ping"}`)},
+	}
+	var pub amqp.Publishing
+	if err := (classic{}).encodeRequests(&pub, "amq.gen-q", reqs); err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(pub.Body) || pub.Type != requestsType || pub.ReplyTo != "amq.gen-q" || pub.Headers[deadlineHeader] != deadline.Add(time.Second).UnixMilli() {
+		t.Fatalf("batch = %s, type %q, reply_to %q, headers %v; want the latest deadline in the header", pub.Body, pub.Type, pub.ReplyTo, pub.Headers)
+	}
+	d := amqp.Delivery{Type: pub.Type, ReplyTo: pub.ReplyTo, Headers: pub.Headers, Body: pub.Body}
+	got, batch, err := (classic{}).splitRequests(&d)
+	if !batch || err != nil || len(got) != 3 {
+		t.Fatalf("splitRequests = %d requests, %v, %v; want 3", len(got), batch, err)
+	}
+	var r inRequest
+	if err := (classic{}).decodeBatched(&d, &got[0], &r); err != nil || r.msgID != "a" || !r.deadline.Equal(deadline) || r.method != "add" || !r.batch || r.reply.key != "amq.gen-q" {
+		t.Fatalf("first request = %+v, %v", r, err)
+	}
+	if got[1].msgID != `b"` || !got[2].deadline.IsZero() {
+		t.Fatalf("requests = %+v", got)
+	}
+	if ids := (classic{}).returnedIDs(&amqp.Return{Type: pub.Type, Body: pub.Body}); fmt.Sprint(ids) != fmt.Sprint([]string{"a", `b"`, "c"}) {
+		t.Fatalf("returnedIDs(the batch) = %q", ids)
+	}
+	if ids := (classic{}).returnedIDs(&amqp.Return{CorrelationId: "x"}); fmt.Sprint(ids) != "[x]" {
+		t.Fatalf("returnedIDs(one request) = %q", ids)
+	}
+	if _, batch, err := (classic{}).splitRequests(&amqp.Delivery{Type: requestsType, Body: []byte(`{"method":"add"}`)}); !batch || err == nil {
+		t.Fatalf("splitRequests(not an array) = %v, %v; want an error", batch, err)
+	}
+	if _, batch, _ := (classic{}).splitRequests(&amqp.Delivery{Body: []byte(`[]`)}); batch {
+		t.Fatal("a message without the batch type is a batch")
 	}
 }

@@ -65,11 +65,12 @@ type serverSession struct {
 	conn    *amqp.Connection
 	ch      *amqp.Channel // consumes the queues, publishes replies
 	queues  queues
-	workers atomic.Int32     // started, at most the prefetch count
-	idle    atomic.Int32     // waiting for a request
-	acker   *acker           // nil without WithAckAfterReply
-	replier *replier         // publishes replies to callers that accept them batched
-	closed  chan *amqp.Error // the channel's, or the connection's, end
+	workers atomic.Int32          // started, at most the prefetch count
+	idle    atomic.Int32          // waiting for a request
+	acker   *acker                // nil without WithAckAfterReply
+	replier *batcher[queuedReply] // publishes replies to callers that accept them batched
+	extra   atomic.Int32          // goroutines serving requests of a batch beside its worker
+	closed  chan *amqp.Error      // the channel's, or the connection's, end
 
 	classicMu sync.Mutex
 	classicCh *amqp.Channel // for replies to classic (msg_id only) requests
@@ -142,8 +143,9 @@ func (s *Server) RegisterService(desc *ServiceDesc, impl any) {
 // the brokers it was given in turn (WithURLs), and serves again. It returns
 // ErrServerClosed after Shutdown, or the error of its first connection.
 //
-// At most the prefetch count (WithPrefetch) of requests are handled at
-// once per connection.
+// At most the prefetch count (WithPrefetch) of messages are handled at
+// once per connection, and of requests twice as many, when they come in
+// batches.
 func (s *Server) Serve() error {
 	s.mu.Lock()
 	if s.started {
@@ -314,10 +316,9 @@ func (s *Server) consume(sess *serverSession) error {
 	if s.cfg.ackAfterReply {
 		sess.acker = newAcker(ch, s.cfg.prefetch)
 	}
-	sess.replier = newReplier(
+	sess.replier = newReplier(s.format.encodeReplies,
 		func(key string, pub amqp.Publishing) bool { return s.publishReply(sess.ch, "", key, pub) },
-		func(q *queuedReply, o outcome) { s.settle(sess, q.d, q.req, o) },
-		s.format.encodeReplies)
+		func(q *queuedReply, o outcome) { s.settle(sess, q.t, q.req, o) })
 	q := &sess.queues
 	for _, c := range []struct {
 		queue string
@@ -409,33 +410,82 @@ func (s *Server) work(sess *serverSession) {
 			}
 		}
 		if s.closing.Load() {
-			s.settle(sess, &d, nil, retry)
+			s.settle(sess, newTaken(&d, 1), nil, retry)
 			continue
 		}
 		s.handle(sess, &d, fanout)
 	}
 }
 
-// handle answers one request and then acknowledges it. A request that is
-// malformed or too large is answered where it says how, and rejected
-// without requeueing, so that it can neither stop the server nor loop. A
-// request whose caller's deadline has passed is dropped unrun. A reply to
-// a request sent to every server (fanout) names this server.
+// handle serves the request, or the batch of requests, of delivery d.
+// The requests of a batch beyond the first run in goroutines of their own
+// while the server's prefetch count allows, and otherwise one after the
+// other; the delivery is settled once all have been.
 func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
-	var req inRequest
 	from := ""
 	if fanout {
 		from = s.name
 	}
-	if err := s.decode(d, &req); err != nil {
-		s.log.Warn("amqprpc: rejecting malformed request", "msg_id", req.msgID, "error", err.Message)
-		s.reply(sess, &req, s.encode(&req, from, nil, err))
-		s.settle(sess, d, &req, discard)
+	var batch []batchedRequest
+	if len(d.Body) <= s.cfg.maxBody {
+		var isBatch bool
+		var err error
+		if batch, isBatch, err = s.format.splitRequests(d); err != nil {
+			s.log.Warn("amqprpc: rejecting malformed batch of requests", "error", err)
+			s.settle(sess, newTaken(d, 1), nil, discard)
+			return
+		} else if !isBatch {
+			batch = nil
+		}
+	}
+	if batch == nil {
+		var req inRequest
+		s.serve(sess, newTaken(d, 1), &req, s.decode(d, &req), from)
+		return
+	}
+	if len(batch) == 0 {
+		s.settle(sess, newTaken(d, 1), nil, answered)
+		return
+	}
+	t := newTaken(d, len(batch))
+	for i := range batch {
+		req := new(inRequest)
+		var failure *Error
+		if err := s.format.decodeBatched(d, &batch[i], req); err != nil {
+			failure = &Error{Code: CodeMalformed, Message: err.Error()}
+		}
+		if i < len(batch)-1 && sess.extra.Add(1) <= int32(s.cfg.prefetch) {
+			s.handlers.Add(1)
+			go func() {
+				defer s.handlers.Done()
+				defer sess.extra.Add(-1)
+				s.serve(sess, t, req, failure, from)
+			}()
+			continue
+		}
+		if i < len(batch)-1 {
+			sess.extra.Add(-1)
+		}
+		s.serve(sess, t, req, failure, from)
+	}
+}
+
+// serve answers one request, decoded into req, and then settles it. A
+// request that is malformed or too large (failure) is answered where it
+// says how, and rejected without requeueing, so that it can neither stop
+// the server nor loop. A request whose caller's deadline has passed is
+// dropped unrun. A reply to a request sent to every server (fanout) names
+// this server (from).
+func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *Error, from string) {
+	if failure != nil {
+		s.log.Warn("amqprpc: rejecting malformed request", "msg_id", req.msgID, "error", failure.Message)
+		s.reply(sess, req, s.encode(req, from, nil, failure))
+		s.settle(sess, t, req, discard)
 		return
 	}
 	if !req.deadline.IsZero() && time.Now().After(req.deadline) {
 		s.log.Debug("amqprpc: dropping a request past its deadline", "msg_id", req.msgID, "method", req.method, "deadline", req.deadline)
-		s.settle(sess, d, &req, answered)
+		s.settle(sess, t, req, answered)
 		return
 	}
 
@@ -446,25 +496,39 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 			s.log.Info("amqprpc: request delivered again; answering with the first reply", "msg_id", req.msgID, "method", req.method)
 			select {
 			case <-entry.done:
-				s.settle(sess, d, &req, answeredIf(s.reply(sess, &req, entry.reply)))
+				s.settle(sess, t, req, answeredIf(s.reply(sess, req, entry.reply)))
 			case <-s.ctx.Done():
 			}
 			return
 		}
 	}
-	result, failure := s.dispatch(&req)
+	result, failure := s.dispatch(req)
 	if failure != nil && !req.reply.ok() {
 		s.log.Warn("amqprpc: request failed and names no reply path", "msg_id", req.msgID, "method", req.method, "error", failure)
 	}
-	pub := s.encode(&req, from, result, failure)
+	pub := s.encode(req, from, result, failure)
 	if entry != nil {
 		entry.finish(pub)
 	}
 	if req.batch && from == "" && req.reply.ok() && !req.reply.declare {
-		sess.replier.send(queuedReply{key: req.reply.key, reply: batchedReply{msgID: req.msgID, body: pub.Body}, d: d, req: &req})
+		sess.replier.send(req.reply.key, queuedReply{reply: batchedReply{msgID: req.msgID, body: pub.Body}, t: t, req: req})
 		return
 	}
-	s.settle(sess, d, &req, answeredIf(s.reply(sess, &req, pub)))
+	s.settle(sess, t, req, answeredIf(s.reply(sess, req, pub)))
+}
+
+// taken is a delivery being served: one request, or a batch of them.
+type taken struct {
+	d        *amqp.Delivery
+	left     atomic.Int32 // requests not yet settled
+	answered atomic.Bool  // one of them was answered
+	retry    atomic.Bool  // one of them is to be served again
+}
+
+func newTaken(d *amqp.Delivery, requests int) *taken {
+	t := &taken{d: d}
+	t.left.Store(int32(requests))
+	return t
 }
 
 // outcome is what becomes of a request taken from the broker.
@@ -484,13 +548,32 @@ func answeredIf(replied bool) outcome {
 	return retry
 }
 
-// settle tells the broker the outcome of a request: an ack through the
-// acker, a nack or a rejection at once; req is nil for a request not even
-// decoded. Without WithAckAfterReply, the broker has forgotten the request
-// already.
-func (s *Server) settle(sess *serverSession, d *amqp.Delivery, req *inRequest, o outcome) {
+// settle records the outcome of one request of t and, once every request
+// of t has one, tells the broker what becomes of t's delivery: an ack
+// through the acker, a nack or a rejection at once. A batch goes back to
+// the queue if any of its requests is to be served again, and is rejected
+// only if all were. req is nil for a request not even decoded. Without
+// WithAckAfterReply, the broker has forgotten the delivery already.
+func (s *Server) settle(sess *serverSession, t *taken, req *inRequest, o outcome) {
 	if sess.acker == nil {
 		return
+	}
+	switch o {
+	case answered:
+		t.answered.Store(true)
+	case retry:
+		t.retry.Store(true)
+	}
+	if t.left.Add(-1) > 0 {
+		return
+	}
+	switch {
+	case t.retry.Load():
+		o = retry
+	case t.answered.Load():
+		o = answered
+	default:
+		o = discard
 	}
 	if req == nil {
 		req = &inRequest{}
@@ -498,12 +581,12 @@ func (s *Server) settle(sess *serverSession, d *amqp.Delivery, req *inRequest, o
 	var err error
 	switch o {
 	case retry:
-		err = d.Nack(false, true) // multiple, requeue
+		err = t.d.Nack(false, true) // multiple, requeue
 	case discard:
-		err = d.Reject(false) // requeue
+		err = t.d.Reject(false) // requeue
 	}
 	if err == nil {
-		err = sess.acker.finish(d.DeliveryTag, o == answered)
+		err = sess.acker.finish(t.d.DeliveryTag, o == answered)
 	}
 	if err != nil { // the channel is gone: the broker will deliver it again
 		s.log.Warn("amqprpc: settle request", "msg_id", req.msgID, "method", req.method, "error", err)

@@ -16,6 +16,9 @@ type session struct {
 	conn    *amqp.Connection
 	calls   *channel // requests that want replies; it consumes the reply queue
 	replyTo string   // the reply queue: exclusive to this connection
+	// requests publishes calls on calls, batched; nil when calls are
+	// confirmed one by one (WithRequestConfirms).
+	requests *batcher[*outgoing]
 
 	castMu sync.Mutex
 	casts  *channel // casts and declarations; opened on demand, reopened once closed
@@ -79,6 +82,9 @@ func (s *session) open() error {
 		return fmt.Errorf("amqprpc: consume the reply queue: %w", err)
 	}
 	s.calls, s.replyTo = calls, q.Name
+	if !s.c.cfg.requestConfirms {
+		s.requests = newBatcher(s.publishCalls)
+	}
 	blocks := s.conn.NotifyBlocked(make(chan amqp.Blocking, 1))
 	s.c.wg.Add(2)
 	go s.readReplies(replies)
@@ -115,6 +121,60 @@ func (s *session) openChannel(confirm bool) (*channel, error) {
 			}
 		},
 	}, nil
+}
+
+// maxBatch bounds the body of a batch of requests: a request that would
+// take a batch over it goes in the next.
+const maxBatch = 64 << 10
+
+// publishCalls publishes calls to key on the calls channel, several in a
+// message, and fails those it could not publish with ErrConnectionLost.
+func (s *session) publishCalls(key string, calls []*outgoing) {
+	var reqs []batchedRequest
+	size := 0
+	for i, o := range calls {
+		reqs = append(reqs, batchedRequest{msgID: o.req.msgID, deadline: o.req.deadline, body: o.pub.Body})
+		size += len(o.pub.Body)
+		if i+1 < len(calls) && size+len(calls[i+1].pub.Body) <= maxBatch {
+			continue
+		}
+		var err error
+		if len(reqs) == 1 {
+			err = s.publishCall(key, calls[i].pub)
+		} else {
+			var pub amqp.Publishing
+			latest := reqs[0].deadline
+			for _, r := range reqs {
+				latest = later(latest, r.deadline)
+			}
+			if err = s.c.format.encodeRequests(&pub, s.replyTo, reqs); err == nil {
+				pub.Expiration = expiration(time.Until(latest))
+				err = s.publishCall(key, pub)
+			}
+		}
+		if err != nil {
+			for _, r := range reqs {
+				s.c.resolve(r.msgID, callResult{err: fmt.Errorf("%w: %w", ErrConnectionLost, err)})
+			}
+		}
+		reqs, size = reqs[:0], 0
+	}
+}
+
+// publishCall publishes pub, one call or several, to key with the
+// mandatory flag.
+func (s *session) publishCall(key string, pub amqp.Publishing) error {
+	return s.calls.ch.Publish(s.c.cfg.exchange, key,
+		true,  // mandatory
+		false, // immediate
+		pub)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // castChannel returns the open casts channel, opening one if needed, after
@@ -212,12 +272,21 @@ func (c *Client) maintain(s *session) {
 		case <-s.lost:
 		case <-c.done:
 			s.conn.Close()
+			s.stop()
 			return
 		}
 		c.lose(s)
+		s.stop()
 		if s = c.reconnect(); s == nil {
 			return
 		}
+	}
+}
+
+// stop stops what the session runs beside its connection.
+func (s *session) stop() {
+	if s.requests != nil {
+		s.requests.stop()
 	}
 }
 

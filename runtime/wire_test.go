@@ -179,6 +179,66 @@ func TestBatchedReplies(t *testing.T) {
 	}
 }
 
+// TestBatchOfRequests publishes several requests in one message, as
+// docs/PROTOCOL.md describes: each is answered, or dropped past its
+// deadline, on its own; a malformed one is answered with an error; the
+// slow ones run side by side; and the message is acknowledged.
+func TestBatchOfRequests(t *testing.T) {
+	topic := newTopic(t)
+	srv := serve(t, topic)
+	ch := rawChannel(t)
+	queue, replies := replyQueue(t, ch)
+	now := time.Now()
+	in := func(d time.Duration) int64 { return now.Add(d).UnixMilli() }
+	body := fmt.Sprintf(`[
+		{"id": "add", "deadline": %d, "request": {"method": "add", "args": {"v1": 2, "v2": 3}}},
+		{"id": "sleep-1", "deadline": %d, "request": {"method": "sleep", "args": {"d": 1000000000}}},
+		{"id": "sleep-2", "deadline": %d, "request": {"method": "sleep", "args": {"d": 1000000000}}},
+		{"id": "sleep-3", "deadline": %d, "request": {"method": "sleep", "args": {"d": 1000000000}}},
+		{"id": "expired", "deadline": %d, "request": {"method": "add", "args": {"v1": 1, "v2": 1}}},
+		{"id": "no-method", "deadline": 0, "request": {"args": {}}},
+		{"id": "unknown", "deadline": 0, "request": {"method": "nope"}}
+	]`, in(10*time.Second), in(1500*time.Millisecond), in(1500*time.Millisecond), in(1500*time.Millisecond), in(-time.Second))
+	publish(t, ch, topic, amqp.Publishing{Type: "amqprpc.requests", ContentType: "application/json", ReplyTo: queue, Body: []byte(body)})
+
+	want := map[string]string{
+		"add":       `{"result":5}`,
+		"sleep-1":   `{"result":null}`,
+		"sleep-2":   `{"result":null}`,
+		"sleep-3":   `{"result":null}`,
+		"no-method": `{"failure":{"code":"malformed","message":"no \"method\" in the body"}}`,
+		"unknown":   `{"failure":{"code":"unimplemented","message":"topic \"` + topic + `\" has no method \"nope\""}}`,
+	}
+	got := make(map[string]string)
+	for len(got) < len(want) {
+		d := receive(t, replies)
+		if d.Type == "amqprpc.replies" {
+			t.Fatalf("a batch of replies to requests that did not accept them: %s", d.Body)
+		}
+		got[d.CorrelationId] = string(d.Body)
+	}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("reply to %s = %s; want %s (the sleeps must run side by side to make their deadline)", id, got[id], w)
+		}
+	}
+	select {
+	case d := <-replies:
+		t.Errorf("a reply to %s, past its deadline: %s", d.CorrelationId, d.Body)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// Had the batch not been acknowledged, it would be back on the queue
+	// once its server is gone.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := ch.QueueDeclarePassive(topic, false, false, false, false, nil); err != nil || q.Messages != 0 {
+		t.Fatalf("%d messages on the queue after the server shut down, %v; want the batch acknowledged", q.Messages, err)
+	}
+}
+
 func TestClassicMsgIDRequest(t *testing.T) {
 	topic := newTopic(t)
 	serve(t, topic)

@@ -1,0 +1,144 @@
+package runtime
+
+import (
+	goruntime "runtime"
+	"sync"
+	"time"
+)
+
+// batcher publishes messages of one session, several items to one routing
+// key in a message while the session is busy: clients batch their calls
+// (requester) and servers their replies (replier), which saves the broker,
+// and both ends, a message per item (see bench/RESULTS.md). It works like
+// the coalescer under the connection: an item sent while the session is
+// idle goes out at once, alone, from its sender; items sent while one is
+// being published queue, and one goroutine publishes all that queued, one
+// message per routing key, after letting the senders that are ready to run
+// queue theirs.
+type batcher[T any] struct {
+	// publish publishes items, all for key, in order, as one message or
+	// several, and answers for each of them: it never fails.
+	publish func(key string, items []T)
+
+	mu      sync.Mutex
+	queue   []keyed[T] // items not yet published
+	spare   []keyed[T] // the flusher's last batch, reused
+	group   []T        // the flusher's scratch for one key's items
+	busy    bool       // items are being published
+	last    time.Time  // when the last publish ended
+	drained *sync.Cond // broadcast whenever a publish ends
+	wake    chan struct{}
+	done    chan struct{}
+	ended   chan struct{} // closed when the flusher has returned
+}
+
+type keyed[T any] struct {
+	key  string
+	item T
+}
+
+func newBatcher[T any](publish func(key string, items []T)) *batcher[T] {
+	b := &batcher[T]{publish: publish, wake: make(chan struct{}, 1), done: make(chan struct{}), ended: make(chan struct{})}
+	b.drained = sync.NewCond(&b.mu)
+	go b.flush()
+	return b
+}
+
+// send publishes item to key at once when the session is idle, and
+// otherwise queues it for the flusher.
+func (b *batcher[T]) send(key string, item T) {
+	b.mu.Lock()
+	if !b.busy && len(b.queue) == 0 && time.Since(b.last) > busyWindow {
+		b.busy = true
+		b.mu.Unlock()
+		b.publish(key, []T{item})
+		b.published()
+		return
+	}
+	b.queue = append(b.queue, keyed[T]{key, item})
+	b.mu.Unlock()
+	b.ring()
+}
+
+// published records the end of a publish, and wakes the flusher if items
+// queued meanwhile.
+func (b *batcher[T]) published() {
+	b.mu.Lock()
+	b.busy = false
+	b.last = time.Now()
+	more := len(b.queue) > 0
+	b.drained.Broadcast()
+	b.mu.Unlock()
+	if more {
+		b.ring()
+	}
+}
+
+func (b *batcher[T]) ring() {
+	select {
+	case b.wake <- struct{}{}:
+	default: // the flusher is already due
+	}
+}
+
+// flush publishes what queued, until stop.
+func (b *batcher[T]) flush() {
+	defer close(b.ended)
+	for {
+		select {
+		case <-b.wake:
+		case <-b.done:
+			return
+		}
+		goruntime.Gosched() // let ready senders queue their items first
+		b.mu.Lock()
+		if b.busy || len(b.queue) == 0 { // the publish under way rings when done
+			b.mu.Unlock()
+			continue
+		}
+		batch := b.queue
+		b.queue, b.spare = b.spare[:0], nil
+		b.busy = true
+		b.mu.Unlock()
+		b.publishAll(batch)
+		clear(batch)
+		b.mu.Lock()
+		b.spare = batch[:0]
+		b.mu.Unlock()
+		b.published()
+	}
+}
+
+// publishAll publishes batch, one key's items at a time, in order.
+func (b *batcher[T]) publishAll(batch []keyed[T]) {
+	for len(batch) > 0 {
+		key := batch[0].key
+		group, rest := b.group[:0], batch[:0]
+		for _, k := range batch {
+			if k.key == key {
+				group = append(group, k.item)
+			} else {
+				rest = append(rest, k)
+			}
+		}
+		b.publish(key, group)
+		clear(group)
+		b.group, batch = group[:0], rest
+	}
+}
+
+// drain waits until every item queued has been published.
+func (b *batcher[T]) drain() {
+	b.mu.Lock()
+	for b.busy || len(b.queue) > 0 {
+		b.drained.Wait()
+	}
+	b.mu.Unlock()
+}
+
+// stop ends the flusher; items still queued are dropped: stop is for a
+// session that is gone.
+func (b *batcher[T]) stop() {
+	close(b.done)
+	<-b.ended
+}
