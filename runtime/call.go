@@ -263,7 +263,7 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 	if err != nil {
 		return err
 	}
-	o.req.batchReplies = true // and it may go out with other calls
+	o.req.batchReplies = !c.cfg.noBatching // and it may go out with other calls
 	_, confirm, err := c.send(o, false, c.toCalls, routingKey(&req.Target))
 	if err != nil {
 		return err

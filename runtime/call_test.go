@@ -182,6 +182,30 @@ func TestNoServerFailsFastInBatches(t *testing.T) {
 	}
 }
 
+// TestWithoutBatching makes many calls at once with batching off: each
+// request is a message of its own that does not accept batched replies.
+func TestWithoutBatching(t *testing.T) {
+	topic := newTopic(t)
+	ch := rawChannel(t)
+	requests := standIn(t, ch, topic)
+	arith := testsvc.NewArithClient(dial(t, runtime.WithBatching(false)), topic)
+	ctx := ctxTimeout(t, 10*time.Second)
+	const n = 100
+	for range n {
+		go arith.Add(ctx, 1, 2)
+	}
+	for range n {
+		select {
+		case d := <-requests:
+			if d.Type != "" || strings.Contains(string(d.Body), "batch_replies") || d.CorrelationId == "" {
+				t.Fatalf("request of type %q, correlation_id %q: %s; want one call alone", d.Type, d.CorrelationId, d.Body)
+			}
+		case <-ctx.Done():
+			t.Fatal("fewer requests than calls")
+		}
+	}
+}
+
 func TestSlowServerEndsAtDeadline(t *testing.T) {
 	topic := newTopic(t)
 	serve(t, topic)

@@ -42,6 +42,7 @@ type config struct {
 	maxInFlight  int
 	dedupe       int
 	maxBody      int
+	noBatching   bool
 	// The delivery guarantees (see Profile).
 	requestConfirms bool
 	replyConfirms   bool
@@ -82,6 +83,16 @@ func WithTimeout(d time.Duration) Option {
 			c.timeout = d
 		}
 	}
+}
+
+// WithBatching sets whether a client sends calls that come close together
+// for one topic several to a message, and accepts its replies several to a
+// message (docs/PROTOCOL.md). Off, each call and each reply is a message of
+// its own, as for a server that implements the protocol without batches.
+// Calls are batched only without request confirms. Default: on. Client
+// only: servers answer in batches the calls that accept it.
+func WithBatching(on bool) Option {
+	return func(c *config) { c.noBatching = !on }
 }
 
 // WithPrefetch sets how many messages a server takes from the broker before

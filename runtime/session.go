@@ -82,7 +82,7 @@ func (s *session) open() error {
 		return fmt.Errorf("amqprpc: consume the reply queue: %w", err)
 	}
 	s.calls, s.replyTo = calls, q.Name
-	if !s.c.cfg.requestConfirms {
+	if !s.c.cfg.noBatching && !s.c.cfg.requestConfirms {
 		s.requests = newBatcher(s.publishCalls)
 	}
 	blocks := s.conn.NotifyBlocked(make(chan amqp.Blocking, 1))
