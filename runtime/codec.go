@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -170,11 +172,6 @@ type classicResult struct {
 
 type classicFailure struct {
 	Failure *Error `json:"failure"`
-}
-
-type classicReply struct {
-	Result  json.RawMessage `json:"result"`
-	Failure *Error          `json:"failure"`
 }
 
 func (classic) encodeRequest(pub *amqp.Publishing, r *outRequest) error {
@@ -411,20 +408,31 @@ func (classic) replyServer(d *amqp.Delivery) string {
 }
 
 func (classic) decodeReply(d *amqp.Delivery, result any) error {
-	var m classicReply
-	if err := json.Unmarshal(d.Body, &m); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformedReply, err)
+	// One pass: the result decodes straight into result, which the
+	// interface field holds (or is skipped when result is nil).
+	m := classicReplyInto{Result: result}
+	if result == nil {
+		m.Result = new(json.RawMessage)
 	}
+	err := json.Unmarshal(d.Body, &m)
 	if m.Failure != nil {
 		return m.Failure
 	}
-	if result == nil || len(m.Result) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(m.Result, result); err != nil {
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &typeErr) && strings.HasPrefix(typeErr.Field, "result"):
 		return fmt.Errorf("%w: result: %v", ErrMalformedReply, err)
+	case err != nil:
+		return fmt.Errorf("%w: %v", ErrMalformedReply, err)
 	}
 	return nil
+}
+
+// classicReplyInto is a reply decoded in one pass: Result holds a pointer
+// to where the result goes.
+type classicReplyInto struct {
+	Result  any    `json:"result"`
+	Failure *Error `json:"failure"`
 }
 
 // decodeArgs decodes a request's arguments object into args, the generated
@@ -434,7 +442,28 @@ func decodeArgs(raw json.RawMessage, args any) error {
 	if len(raw) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	return dec.Decode(args)
+	a := argsDecoders.Get().(*argsDecoder)
+	a.r.Reset(raw)
+	start := a.dec.InputOffset()
+	err := a.dec.Decode(args)
+	clean := err == nil && a.dec.InputOffset()-start == int64(len(raw)) && a.dec.Buffered().(*bytes.Reader).Len() == 0
+	a.r.Reset(nil)
+	if clean { // nothing of raw is left in the decoder: it can decode the next
+		argsDecoders.Put(a)
+	}
+	return err
 }
+
+// argsDecoder is a json.Decoder that rejects unknown fields, kept for reuse:
+// making one for each request costs more than decoding small arguments.
+type argsDecoder struct {
+	r   bytes.Reader
+	dec *json.Decoder
+}
+
+var argsDecoders = sync.Pool{New: func() any {
+	a := new(argsDecoder)
+	a.dec = json.NewDecoder(&a.r)
+	a.dec.DisallowUnknownFields()
+	return a
+}}

@@ -299,3 +299,27 @@ func TestAcker(t *testing.T) {
 	}
 	a.stop()
 }
+
+// TestDecodeArgsReusesDecoders decodes arguments one after another,
+// good and bad, as a server's pooled decoders see them: none leaks into
+// the next.
+func TestDecodeArgsReusesDecoders(t *testing.T) {
+	type args struct {
+		V1 int `json:"v1"`
+		V2 int `json:"v2"`
+	}
+	for i := range 50 {
+		var a args
+		if err := decodeArgs([]byte(fmt.Sprintf(`{"v1":%d,"v2":1}`, i)), &a); err != nil || a.V1 != i || a.V2 != 1 {
+			t.Fatalf("decode %d = %+v, %v", i, a, err)
+		}
+		for _, bad := range []string{`{"v1":1,"v3":2}`, `{"v1":"x"}`, `{"v1":1`} {
+			if err := decodeArgs([]byte(bad), &a); err == nil {
+				t.Fatalf("decode %s succeeded", bad)
+			}
+		}
+		// Never an object's arguments, but what is left of them must not
+		// reach the next request.
+		decodeArgs([]byte(`{"v1":1} {"v1":2}`), &a)
+	}
+}
