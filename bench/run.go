@@ -18,6 +18,7 @@ type config struct {
 	warmup   time.Duration
 	out      string
 	quick    bool // a smoke run: the comparison only, at 1 and 64 in flight
+	ab       bool // the sequential latency A/B only, printed
 }
 
 var allImpls = []string{"amqprpc", "baseline", "floor"}
@@ -37,7 +38,14 @@ func runMain(args []string) {
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "warm-up of each run")
 	fs.StringVar(&cfg.out, "out", "bench/RESULTS.md", "where to write the results; empty for nowhere")
 	fs.BoolVar(&cfg.quick, "quick", false, "a short smoke run")
+	fs.BoolVar(&cfg.ab, "ab", false, "measure only the sequential latency A/B of amqprpc and baseline, for 4x the duration, and print it")
 	fs.Parse(args)
+	if cfg.ab {
+		if err := runAB(cfg, os.Stdout); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	report, err := run(cfg, os.Stdout)
 	if err != nil {
 		log.Fatal(err)
@@ -48,6 +56,34 @@ func runMain(args []string) {
 		}
 		fmt.Printf("\nwrote %s\n", cfg.out)
 	}
+}
+
+// runAB measures the sequential latency A/B alone.
+func runAB(cfg config, w io.Writer) error {
+	stamp := time.Now().UnixNano()
+	var topics []string
+	defer func() { cleanup(topics) }()
+	var srv []*servers
+	defer func() {
+		for _, s := range srv {
+			s.stop()
+		}
+	}()
+	for _, impl := range []string{"amqprpc", "baseline"} {
+		t := fmt.Sprintf("bench.ab.%s.%d", impl, stamp)
+		topics = append(topics, t)
+		s, err := startServers(impl, "default", t, 1, 0)
+		if err != nil {
+			return fmt.Errorf("start %s server: %w", impl, err)
+		}
+		srv = append(srv, s)
+	}
+	a, b, n, err := latencyAB(topics[0], topics[1], 4*cfg.duration)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d calls each: amqprpc %s, baseline %s (p50 | p90 | p99), p50 ratio %.3f\n", n, fmtQuantiles(a), fmtQuantiles(b), a[0]/b[0])
+	return nil
 }
 
 // run runs the benchmark, printing progress and tables to w, and returns
