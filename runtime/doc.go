@@ -31,7 +31,9 @@
 // or {"failure": {"code": "<code>", "message": "<text>"}} with the request's
 // correlation_id; it goes to reply_to through the default exchange, or, for
 // a request with only a msg_id, to the direct exchange named after it.
-// docs/PROTOCOL.md in the repository has the whole contract for clients and
+// Under load, an amqprpc client sends the calls that come close together
+// for one topic several to a message, and a server the replies for one
+// client (WithBatching). docs/PROTOCOL.md in the repository has the whole contract for clients and
 // servers in other languages.
 //
 // # Errors
