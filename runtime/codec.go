@@ -281,11 +281,7 @@ func (classic) encodeRequests(pub *amqp.Publishing, replyTo string, reqs []batch
 	body := make([]byte, 0, n)
 	body = append(body, '[')
 	for i, r := range reqs {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, `{"id":`...)
-		body = appendJSONString(body, r.msgID)
+		body = appendEntryID(body, i, r.msgID)
 		body = append(body, `,"deadline":`...)
 		var ms int64
 		if !r.deadline.IsZero() {
@@ -352,11 +348,7 @@ func (f classic) encodeReplies(pub *amqp.Publishing, replies []batchedReply) err
 	body := make([]byte, 0, n)
 	body = append(body, '[')
 	for i, r := range replies {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, `{"id":`...)
-		body = appendJSONString(body, r.msgID)
+		body = appendEntryID(body, i, r.msgID)
 		body = append(body, `,"reply":`...)
 		body = append(body, r.body...)
 		body = append(body, '}')
@@ -366,6 +358,15 @@ func (f classic) encodeReplies(pub *amqp.Publishing, replies []batchedReply) err
 	pub.Type = batchType
 	pub.Body = body
 	return nil
+}
+
+// appendEntryID opens the i-th object of a batch's array with its id.
+func appendEntryID(b []byte, i int, id string) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = append(b, `{"id":`...)
+	return appendJSONString(b, id)
 }
 
 // appendJSONString appends s to b as a JSON string.
