@@ -411,31 +411,32 @@ func (s *Server) work(sess *serverSession, p *pool) {
 }
 
 // handle serves the request, or the batch of requests, of delivery d.
-// The requests of a batch beyond the first run in goroutines of their own
-// while the server's prefetch count allows, and otherwise one after the
-// other; the delivery is settled once all have been.
 func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 	from := ""
 	if fanout {
 		from = s.name
 	}
-	var batch []batchedRequest
 	if len(d.Body) <= s.cfg.maxBody {
-		var isBatch bool
-		var err error
-		if batch, isBatch, err = s.format.splitRequests(d); err != nil {
+		batch, isBatch, err := s.format.splitRequests(d)
+		switch {
+		case err != nil:
 			s.log.Warn("amqprpc: rejecting malformed batch of requests", "error", err)
 			s.settle(sess, newTaken(d, 1), nil, discard)
 			return
-		} else if !isBatch {
-			batch = nil
+		case isBatch:
+			s.serveBatch(sess, d, batch, from)
+			return
 		}
 	}
-	if batch == nil {
-		var req inRequest
-		s.serve(sess, newTaken(d, 1), &req, s.decode(d, &req), from)
-		return
-	}
+	var req inRequest
+	s.serve(sess, newTaken(d, 1), &req, s.decode(d, &req), from)
+}
+
+// serveBatch serves the requests of batch, from delivery d. The requests
+// beyond the first run in goroutines of their own while the server's
+// prefetch count allows, and otherwise one after the other; the delivery
+// is settled once all have been.
+func (s *Server) serveBatch(sess *serverSession, d *amqp.Delivery, batch []batchedRequest, from string) {
 	if len(batch) == 0 {
 		s.settle(sess, newTaken(d, 1), nil, answered)
 		return
@@ -447,7 +448,8 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 		if err := s.format.decodeBatched(d, &batch[i], req); err != nil {
 			failure = &Error{Code: CodeMalformed, Message: err.Error()}
 		}
-		if i < len(batch)-1 && sess.extra.Add(1) <= int32(s.cfg.prefetch) {
+		last := i == len(batch)-1
+		if !last && sess.extra.Add(1) <= int32(s.cfg.prefetch) {
 			s.handlers.Add(1)
 			go func() {
 				defer s.handlers.Done()
@@ -456,7 +458,7 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 			}()
 			continue
 		}
-		if i < len(batch)-1 {
+		if !last {
 			sess.extra.Add(-1)
 		}
 		s.serve(sess, t, req, failure, from)

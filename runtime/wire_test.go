@@ -239,6 +239,36 @@ func TestBatchOfRequests(t *testing.T) {
 	}
 }
 
+// TestMalformedBatches publishes batches that are not arrays of requests,
+// and one of none: the server logs and drops them without a loop, and
+// keeps serving.
+func TestMalformedBatches(t *testing.T) {
+	topic := newTopic(t)
+	srv := serve(t, topic)
+	ch := rawChannel(t)
+	queue, _ := replyQueue(t, ch)
+	for _, body := range []string{`{"method": "add"}`, `not JSON`, `[{"id": 1}]`, `[]`} {
+		publish(t, ch, topic, amqp.Publishing{Type: "amqprpc.requests", ReplyTo: queue, Body: []byte(body)})
+	}
+	arith := testsvc.NewArithClient(dial(t), topic)
+	if sum, err := arith.Add(ctxTimeout(t, 10*time.Second), 20, 22); err != nil || sum != 42 {
+		t.Fatalf("after malformed batches, Add(20, 22) = %d, %v; want 42, nil", sum, err)
+	}
+	// Had any gone back to the queue, it would be there once the server
+	// is gone.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := ch.QueueDeclarePassive(topic, false, false, false, false, nil); err != nil || q.Messages != 0 {
+		t.Fatalf("%d messages on the queue after the server shut down, %v; want every batch settled", q.Messages, err)
+	}
+	if n := strings.Count(srv.logs.String(), "rejecting malformed batch"); n != 3 {
+		t.Errorf("%d log lines for 3 malformed batches; logs:\n%s", n, srv.logs)
+	}
+}
+
 func TestClassicMsgIDRequest(t *testing.T) {
 	topic := newTopic(t)
 	serve(t, topic)
