@@ -24,6 +24,7 @@ type batcher[T any] struct {
 	queue   []keyed[T] // items not yet published
 	spare   []keyed[T] // the flusher's last batch, reused
 	group   []T        // the flusher's scratch for one key's items
+	one     []T        // the scratch of an item sent at once; busy guards it
 	busy    bool       // items are being published
 	last    time.Time  // when the last publish ended
 	drained *sync.Cond // broadcast whenever a publish ends
@@ -38,7 +39,7 @@ type keyed[T any] struct {
 }
 
 func newBatcher[T any](publish func(key string, items []T)) *batcher[T] {
-	b := &batcher[T]{publish: publish, wake: make(chan struct{}, 1), done: make(chan struct{}), ended: make(chan struct{})}
+	b := &batcher[T]{publish: publish, one: make([]T, 1), wake: make(chan struct{}, 1), done: make(chan struct{}), ended: make(chan struct{})}
 	b.drained = sync.NewCond(&b.mu)
 	go b.flush()
 	return b
@@ -51,7 +52,9 @@ func (b *batcher[T]) send(key string, item T) {
 	if !b.busy && len(b.queue) == 0 && time.Since(b.last) > busyWindow {
 		b.busy = true
 		b.mu.Unlock()
-		b.publish(key, []T{item})
+		b.one[0] = item
+		b.publish(key, b.one)
+		clear(b.one)
 		b.published()
 		return
 	}

@@ -23,7 +23,7 @@ type wireFormat interface {
 	encodeRequest(pub *amqp.Publishing, r *outRequest) error
 	// encodeRequests fills pub with several requests of one caller to one
 	// topic, each encoded alone before (by encodeRequest), all wanting
-	// their replies at replyTo.
+	// their replies at replyTo; it expires with the latest of them.
 	encodeRequests(pub *amqp.Publishing, replyTo string, reqs []batchedRequest) error
 	// returnedIDs returns the ids of the requests of a message the broker
 	// returned.
@@ -299,6 +299,7 @@ func (classic) encodeRequests(pub *amqp.Publishing, replyTo string, reqs []batch
 	pub.Body = body
 	if !latest.IsZero() {
 		pub.Headers = amqp.Table{deadlineHeader: latest.UnixMilli()}
+		pub.Expiration = expiration(time.Until(latest))
 	}
 	return nil
 }

@@ -18,18 +18,22 @@ type queuedReply struct {
 // whether they went out; settle settles a reply's request once that is
 // known, so that each request is still acknowledged after its reply.
 func newReplier(encode func(*amqp.Publishing, []batchedReply) error, publish func(key string, pub amqp.Publishing) bool, settle func(*queuedReply, outcome)) *batcher[queuedReply] {
-	var replies []batchedReply // used by one publish at a time
+	// The batcher publishes one key's replies at a time: these are the
+	// scratch of each publish.
+	var replies []batchedReply
+	var pub amqp.Publishing
 	return newBatcher(func(key string, qs []queuedReply) {
 		replies = replies[:0]
 		for _, q := range qs {
 			replies = append(replies, q.reply)
 		}
-		var pub amqp.Publishing
+		pub = amqp.Publishing{}
 		o := retry
 		if encode(&pub, replies) == nil && publish(key, pub) {
 			o = answered
 		}
 		clear(replies)
+		pub = amqp.Publishing{}
 		for i := range qs {
 			settle(&qs[i], o)
 		}

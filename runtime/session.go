@@ -127,38 +127,42 @@ func (s *session) openChannel(confirm bool) (*channel, error) {
 // take a batch over it goes in the next.
 const maxBatch = 64 << 10
 
-// publishCalls publishes calls to key on the calls channel, several in a
-// message, and fails those it could not publish with ErrConnectionLost.
+// publishCalls publishes calls to key on the calls channel, as many in a
+// message as maxBatch allows, and fails those it could not publish with
+// ErrConnectionLost.
 func (s *session) publishCalls(key string, calls []*outgoing) {
-	var reqs []batchedRequest
-	size := 0
-	for i, o := range calls {
-		reqs = append(reqs, batchedRequest{msgID: o.req.msgID, deadline: o.req.deadline, body: o.pub.Body})
-		size += len(o.pub.Body)
-		if i+1 < len(calls) && size+len(calls[i+1].pub.Body) <= maxBatch {
-			continue
+	for len(calls) > 0 {
+		n, size := 1, len(calls[0].pub.Body)
+		for n < len(calls) && size+len(calls[n].pub.Body) <= maxBatch {
+			size += len(calls[n].pub.Body)
+			n++
 		}
-		var err error
-		if len(reqs) == 1 {
-			err = s.publishCall(key, calls[i].pub)
-		} else {
-			var pub amqp.Publishing
-			latest := reqs[0].deadline
-			for _, r := range reqs {
-				latest = later(latest, r.deadline)
-			}
-			if err = s.c.format.encodeRequests(&pub, s.replyTo, reqs); err == nil {
-				pub.Expiration = expiration(time.Until(latest))
-				err = s.publishCall(key, pub)
-			}
-		}
+		batch := calls[:n]
+		calls = calls[n:]
+		err := s.publishBatch(key, batch)
 		if err != nil {
-			for _, r := range reqs {
-				s.c.resolve(r.msgID, callResult{err: fmt.Errorf("%w: %w", ErrConnectionLost, err)})
+			for _, o := range batch {
+				s.c.resolve(o.req.msgID, callResult{err: fmt.Errorf("%w: %w", ErrConnectionLost, err)})
 			}
 		}
-		reqs, size = reqs[:0], 0
 	}
+}
+
+// publishBatch publishes calls, one alone or several in one message, to
+// key with the mandatory flag.
+func (s *session) publishBatch(key string, calls []*outgoing) error {
+	if len(calls) == 1 {
+		return s.publishCall(key, calls[0].pub)
+	}
+	reqs := make([]batchedRequest, len(calls))
+	for i, o := range calls {
+		reqs[i] = batchedRequest{msgID: o.req.msgID, deadline: o.req.deadline, body: o.pub.Body}
+	}
+	var pub amqp.Publishing
+	if err := s.c.format.encodeRequests(&pub, s.replyTo, reqs); err != nil {
+		return err
+	}
+	return s.publishCall(key, pub)
 }
 
 // publishCall publishes pub, one call or several, to key with the
@@ -168,13 +172,6 @@ func (s *session) publishCall(key string, pub amqp.Publishing) error {
 		true,  // mandatory
 		false, // immediate
 		pub)
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // castChannel returns the open casts channel, opening one if needed, after
@@ -205,13 +202,14 @@ func (s *session) castChannel(fanout bool, topic string) (*channel, error) {
 // cannot call, so its connection is closed too.
 func (s *session) readReplies(replies <-chan amqp.Delivery) {
 	defer s.c.wg.Done()
+	deliver := s.c.deliver // made once, not for each reply
 	for d := range replies {
-		batch, err := s.c.format.splitReplies(&d, s.c.deliver)
+		batch, err := s.c.format.splitReplies(&d, deliver)
 		switch {
 		case err != nil:
 			s.c.cfg.logger.Warn("amqprpc: dropping malformed replies", "error", err)
 		case !batch:
-			s.c.deliver(&d)
+			deliver(&d)
 		}
 	}
 	s.conn.Close()
