@@ -227,15 +227,20 @@ func TestBatchOfRequests(t *testing.T) {
 		t.Errorf("a reply to %s, past its deadline: %s", d.CorrelationId, d.Body)
 	case <-time.After(200 * time.Millisecond):
 	}
-	// Had the batch not been acknowledged, it would be back on the queue
-	// once its server is gone.
+	requireSettled(t, srv, ch, topic)
+}
+
+// requireSettled shuts srv down and checks that nothing is left on the
+// topic's queue: a delivery it had not settled would be back there.
+func requireSettled(t *testing.T, srv *testServer, ch *amqp.Channel, topic string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if q, err := ch.QueueDeclarePassive(topic, false, false, false, false, nil); err != nil || q.Messages != 0 {
-		t.Fatalf("%d messages on the queue after the server shut down, %v; want the batch acknowledged", q.Messages, err)
+		t.Fatalf("%d messages on the queue after the server shut down, %v; want every delivery settled", q.Messages, err)
 	}
 }
 
@@ -254,16 +259,7 @@ func TestMalformedBatches(t *testing.T) {
 	if sum, err := arith.Add(ctxTimeout(t, 10*time.Second), 20, 22); err != nil || sum != 42 {
 		t.Fatalf("after malformed batches, Add(20, 22) = %d, %v; want 42, nil", sum, err)
 	}
-	// Had any gone back to the queue, it would be there once the server
-	// is gone.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if q, err := ch.QueueDeclarePassive(topic, false, false, false, false, nil); err != nil || q.Messages != 0 {
-		t.Fatalf("%d messages on the queue after the server shut down, %v; want every batch settled", q.Messages, err)
-	}
+	requireSettled(t, srv, ch, topic)
 	if n := strings.Count(srv.logs.String(), "rejecting malformed batch"); n != 3 {
 		t.Errorf("%d log lines for 3 malformed batches; logs:\n%s", n, srv.logs)
 	}
