@@ -3,6 +3,8 @@ package runtime
 import (
 	"sync"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // acker acknowledges the requests of one server channel several at a time:
@@ -27,6 +29,10 @@ type acker struct {
 	due       uint64          // the highest tag < next whose ack is due, 0 if none
 	lastAcked uint64          // the tag of the last multiple ack
 	timer     *time.Timer     // acks what is due after ackDelay; nil when not set
+	// held is the deliveries taken and not yet acknowledged, nacked or
+	// rejected, when tracked: what the broker delivers again if the
+	// connection is lost now.
+	held map[uint64]*amqp.Delivery
 }
 
 // ackDelay is the longest a finished request waits for its ack. Each ack
@@ -48,7 +54,27 @@ func newAcker(ch acknowledger, prefetch int) *acker {
 		behind:   max(1, prefetch/2),
 		next:     1,
 		finished: make(map[uint64]bool),
+		held:     make(map[uint64]*amqp.Delivery),
 	}
+}
+
+// track records d as taken, until it is acknowledged or settled.
+func (a *acker) track(d *amqp.Delivery) {
+	a.mu.Lock()
+	a.held[d.DeliveryTag] = d
+	a.mu.Unlock()
+}
+
+// unacked returns the deliveries tracked and not yet acknowledged or
+// settled otherwise.
+func (a *acker) unacked() []*amqp.Delivery {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ds := make([]*amqp.Delivery, 0, len(a.held))
+	for _, d := range a.held {
+		ds = append(ds, d)
+	}
+	return ds
 }
 
 // finish records that request tag is done. With ack set it is to be
@@ -59,6 +85,8 @@ func (a *acker) finish(tag uint64, ack bool) error {
 	a.finished[tag] = ack
 	if ack {
 		a.waiting++
+	} else {
+		delete(a.held, tag)
 	}
 	for {
 		due, ok := a.finished[a.next]
@@ -79,6 +107,7 @@ func (a *acker) finish(tag uint64, ack bool) error {
 					return err
 				}
 				a.finished[t] = false
+				delete(a.held, t)
 			}
 		}
 		a.waiting = 0
@@ -111,6 +140,9 @@ func (a *acker) ackDue() error {
 	if a.timer != nil {
 		a.timer.Stop()
 		a.timer = nil
+	}
+	for t := a.lastAcked + 1; t <= a.due; t++ {
+		delete(a.held, t)
 	}
 	a.lastAcked, a.due = a.due, 0
 	return a.ch.Ack(a.lastAcked, true) // multiple

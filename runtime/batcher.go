@@ -27,7 +27,9 @@ type batcher[T any] struct {
 	one     []T        // the scratch of an item sent at once; busy guards it
 	busy    bool       // items are being published
 	last    time.Time  // when the last publish ended
-	drained *sync.Cond // broadcast whenever a publish ends
+	drained *sync.Cond // broadcast whenever a publish ends, and on stop
+	started bool       // the flusher runs, or ran
+	stopped bool       // stop was called: nothing more is queued
 	wake    chan struct{}
 	done    chan struct{}
 	ended   chan struct{} // closed when the flusher has returned
@@ -38,17 +40,30 @@ type keyed[T any] struct {
 	item T
 }
 
+// newBatcher returns a batcher that publishes with publish once started.
 func newBatcher[T any](publish func(key string, items []T)) *batcher[T] {
 	b := &batcher[T]{publish: publish, one: make([]T, 1), wake: make(chan struct{}, 1), done: make(chan struct{}), ended: make(chan struct{})}
 	b.drained = sync.NewCond(&b.mu)
-	go b.flush()
 	return b
+}
+
+// start starts the flusher; its owner stops it with stop.
+func (b *batcher[T]) start() {
+	b.mu.Lock()
+	b.started = true
+	b.mu.Unlock()
+	go b.flush()
 }
 
 // send publishes item to key at once when the session is idle, and
 // otherwise queues it for the flusher.
 func (b *batcher[T]) send(key string, item T) {
 	b.mu.Lock()
+	if b.stopped { // the session is gone: this publish fails, and answers for item
+		b.mu.Unlock()
+		b.publish(key, []T{item})
+		return
+	}
 	if !b.busy && len(b.queue) == 0 && time.Since(b.last) > busyWindow {
 		b.busy = true
 		b.mu.Unlock()
@@ -130,18 +145,36 @@ func (b *batcher[T]) publishAll(batch []keyed[T]) {
 	}
 }
 
-// drain waits until every item queued has been published.
+// drain waits until every item queued has been published, or until stop.
 func (b *batcher[T]) drain() {
 	b.mu.Lock()
-	for b.busy || len(b.queue) > 0 {
+	for (b.busy || len(b.queue) > 0) && !b.stopped {
 		b.drained.Wait()
 	}
 	b.mu.Unlock()
 }
 
-// stop ends the flusher; items still queued are dropped: stop is for a
-// session that is gone.
-func (b *batcher[T]) stop() {
+// stop ends the flusher, once started, and returns the items still queued,
+// which are not published: stop is for a session that is gone. Calls after
+// the first return nothing.
+func (b *batcher[T]) stop() []T {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return nil
+	}
+	b.stopped = true
+	left := make([]T, len(b.queue))
+	for i, k := range b.queue {
+		left[i] = k.item
+	}
+	b.queue = nil
+	b.drained.Broadcast()
+	started := b.started
+	b.mu.Unlock()
 	close(b.done)
-	<-b.ended
+	if started {
+		<-b.ended
+	}
+	return left
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,7 +37,6 @@ type Client struct {
 	pending map[string]*pending // by message id
 	err     error               // ErrClosed once closed
 	done    chan struct{}       // closed when err is set
-	fanouts map[string]bool     // fanout exchanges declared
 }
 
 // pending is a request waiting for its reply, or replies.
@@ -68,7 +68,6 @@ func Dial(url string, opts ...Option) (*Client, error) {
 		pending:   make(map[string]*pending),
 		ready:     make(chan struct{}),
 		done:      make(chan struct{}),
-		fanouts:   make(map[string]bool),
 	}
 	if cfg.maxInFlight > 0 {
 		c.inFlight = make(chan struct{}, cfg.maxInFlight)
@@ -139,15 +138,26 @@ type outgoing struct {
 	pub     amqp.Publishing // req, encoded for sess
 	sess    *session
 	pending *pending
+	// release frees its in-flight slot once both its caller and, when it
+	// was queued to be published with others, the queue are done with it
+	// (refs), so that WithMaxInFlight bounds what waits in the queue too.
 	release func()
+	refs    atomic.Int32
 }
 
 func (o *outgoing) end(c *Client) {
 	if o.pending != nil {
 		c.unregister(o.req.msgID)
 	}
-	o.release()
+	o.unref()
 	o.cancel()
+}
+
+// unref drops one reference to o's in-flight slot.
+func (o *outgoing) unref() {
+	if o.refs.Add(-1) == 0 {
+		o.release()
+	}
 }
 
 // start prepares req: it bounds ctx by the client's timeout, checks the
@@ -155,6 +165,7 @@ func (o *outgoing) end(c *Client) {
 // reply says whether it wants replies. The caller must call end.
 func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing, error) {
 	o := &outgoing{cancel: func() {}, release: func() {}, reply: reply}
+	o.refs.Store(1) // the caller's
 	if _, ok := ctx.Deadline(); !ok {
 		ctx, o.cancel = context.WithTimeout(ctx, c.cfg.timeout)
 	}
@@ -223,6 +234,7 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 		if err == nil {
 			if err = s.waitUnblocked(o.ctx); err == nil {
 				if o.req.batchReplies && s.requests != nil && !s.conn.IsClosed() { // a call: it may go with others
+					o.refs.Add(1) // the queue's, until publishCalls is done with it
 					s.requests.send(key, o)
 					return k, nil, nil
 				}
@@ -484,18 +496,6 @@ func (c *Client) readReturns(returns <-chan amqp.Return, flush <-chan chan struc
 			close(f)
 		}
 	}
-}
-
-func (c *Client) fanoutDeclared(topic string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.fanouts[topic]
-}
-
-func (c *Client) setFanoutDeclared(topic string) {
-	c.mu.Lock()
-	c.fanouts[topic] = true
-	c.mu.Unlock()
 }
 
 // Close fails the pending requests with ErrClosed, closes the connection

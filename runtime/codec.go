@@ -31,9 +31,11 @@ type wireFormat interface {
 	// decodeRequest reads a request from d into r. When it fails it still
 	// fills in what it could, so that an error reply can find its way back.
 	decodeRequest(d *amqp.Delivery, r *inRequest) error
-	// splitRequests reports whether d carries several requests and, if it
-	// does, returns them. A malformed batch is an error.
-	splitRequests(d *amqp.Delivery) ([]batchedRequest, bool, error)
+	// isBatch reports whether d carries several requests.
+	isBatch(d *amqp.Delivery) bool
+	// splitRequests returns the requests of d, a batch. A malformed batch
+	// is an error.
+	splitRequests(d *amqp.Delivery) ([]batchedRequest, error)
 	// decodeBatched reads request e of batch d into r, as decodeRequest.
 	decodeBatched(d *amqp.Delivery, e *batchedRequest, r *inRequest) error
 	// encodeReply fills pub with the reply to request msgID, carrying
@@ -203,10 +205,47 @@ var (
 
 func (f classic) decodeRequest(d *amqp.Delivery, r *inRequest) error {
 	r.msgID = d.CorrelationId
-	if ms, ok := d.Headers[deadlineHeader].(int64); ok {
+	if ms, ok := integer(d.Headers[deadlineHeader]); ok {
 		r.deadline = time.UnixMilli(ms)
 	}
-	return f.decodeBody(d.ReplyTo, d.Body, r)
+	err := f.decodeBody(d.ReplyTo, d.Body, r)
+	if why, ok := d.Headers[unreadableHeader]; ok {
+		return fmt.Errorf("%w: %v", errUnreadableHeaders, why)
+	}
+	return err
+}
+
+var errUnreadableHeaders = errors.New("AMQP headers that no AMQP 0-9-1 client library reads")
+
+// integer returns v, a header's value, as an int64 if it is an integer of
+// any width that AMQP tables carry, as other clients write them.
+func integer(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int32:
+		return int64(n), true
+	case int16:
+		return int64(n), true
+	case int8:
+		return int64(n), true
+	case uint32:
+		return int64(n), true
+	case uint16:
+		return int64(n), true
+	case uint8:
+		return int64(n), true
+	}
+	return 0, false
+}
+
+// clipMessage bounds an error message made from what a caller sent.
+func clipMessage(msg string) string {
+	const most = 256
+	if len(msg) <= most {
+		return msg
+	}
+	return fmt.Sprintf("%s... (%d bytes)", msg[:most], len(msg))
 }
 
 func (f classic) decodeBatched(d *amqp.Delivery, e *batchedRequest, r *inRequest) error {
@@ -317,13 +356,12 @@ func (classic) returnedIDs(r *amqp.Return) []string {
 	return ids
 }
 
-func (classic) splitRequests(d *amqp.Delivery) ([]batchedRequest, bool, error) {
-	if d.Type != requestsType {
-		return nil, false, nil
-	}
+func (classic) isBatch(d *amqp.Delivery) bool { return d.Type == requestsType }
+
+func (classic) splitRequests(d *amqp.Delivery) ([]batchedRequest, error) {
 	var entries []classicRequestEntry
 	if err := json.Unmarshal(d.Body, &entries); err != nil {
-		return nil, true, fmt.Errorf("%w: %v", errNotBatch, err)
+		return nil, fmt.Errorf("%w: %v", errNotBatch, err)
 	}
 	reqs := make([]batchedRequest, len(entries))
 	for i, e := range entries {
@@ -332,7 +370,7 @@ func (classic) splitRequests(d *amqp.Delivery) ([]batchedRequest, bool, error) {
 			reqs[i].deadline = time.UnixMilli(e.Deadline)
 		}
 	}
-	return reqs, true, nil
+	return reqs, nil
 }
 
 func (f classic) encodeReplies(pub *amqp.Publishing, replies []batchedReply) error {

@@ -213,11 +213,12 @@ func TestContextErrorsCrossTheWire(t *testing.T) {
 
 func TestDedupe(t *testing.T) {
 	dd := newDedupe(2)
-	a, first := dd.begin("a")
+	q := route{key: "amq.gen-q"}
+	a, first := dd.begin(q, "a")
 	if !first {
 		t.Fatal("first begin(a) is not first")
 	}
-	again, first := dd.begin("a")
+	again, first := dd.begin(q, "a")
 	if first || again != a {
 		t.Fatal("second begin(a) does not return the first entry")
 	}
@@ -226,18 +227,53 @@ func TestDedupe(t *testing.T) {
 		t.Fatal("entry done before finish")
 	default:
 	}
-	a.finish(amqp.Publishing{Body: []byte("reply")})
+	dd.finish(a, amqp.Publishing{Body: []byte("reply")})
 	<-again.done
 	if string(again.reply.Body) != "reply" {
 		t.Fatalf("remembered reply = %q", again.reply.Body)
 	}
-	dd.begin("b")
-	dd.begin("c") // forgets a, the oldest
-	if _, first := dd.begin("a"); !first {
+	dd.begin(q, "b")
+	dd.begin(q, "c") // forgets a, the oldest
+	if _, first := dd.begin(q, "a"); !first {
 		t.Fatal("a is still remembered beyond the size of 2")
 	}
 	if len(dd.entries) != 2 {
 		t.Fatalf("%d entries remembered; want at most 2", len(dd.entries))
+	}
+}
+
+// TestDedupeKeysOnTheCaller: a second caller that reuses another's request
+// id is another request, and does not get the first caller's reply.
+func TestDedupeKeysOnTheCaller(t *testing.T) {
+	dd := newDedupe(8)
+	first, _ := dd.begin(route{key: "amq.gen-alice"}, "1")
+	dd.finish(first, amqp.Publishing{Body: []byte("alice's reply")})
+	if e, isFirst := dd.begin(route{key: "amq.gen-mallory"}, "1"); !isFirst || e == first {
+		t.Fatal("a request of another caller with the same id is taken for a delivery again of the first")
+	}
+	if _, isFirst := dd.begin(route{exchange: "1", key: "1", declare: true}, "1"); !isFirst {
+		t.Fatal("a classic request with the same id is taken for a delivery again of the first")
+	}
+}
+
+// TestDedupeBoundsItsMemory: the replies kept add up to at most
+// dedupeMaxBytes, whatever their number.
+func TestDedupeBoundsItsMemory(t *testing.T) {
+	dd := newDedupe(1000)
+	big := make([]byte, 1<<20)
+	for i := range 100 {
+		e, _ := dd.begin(route{key: "q"}, fmt.Sprint(i))
+		dd.finish(e, amqp.Publishing{Body: big})
+	}
+	kept := 0
+	for _, e := range dd.entries {
+		kept += len(e.reply.Body)
+	}
+	if kept > dedupeMaxBytes || dd.bytes != kept {
+		t.Fatalf("%d bytes of replies kept (counted %d); want at most %d", kept, dd.bytes, dedupeMaxBytes)
+	}
+	if _, isFirst := dd.begin(route{key: "q"}, "99"); isFirst {
+		t.Fatal("the newest reply was forgotten")
 	}
 }
 

@@ -73,8 +73,12 @@ func dial(rawURL string, cfg *config, name string) (*amqp.Connection, error) {
 	if _, ok := acfg.Properties["connection_name"]; !ok {
 		acfg.Properties.SetClientConnectionName(name)
 	}
-	acfg.Dial = coalescingDial(&acfg)
-	conn, err := amqp.DialConfig(rawURL, acfg)
+	target, tlsConfig, err := tlsTarget(rawURL, acfg.TLSClientConfig)
+	if err != nil {
+		return nil, fmt.Errorf("amqprpc: dial %s: %w", redact(rawURL), err)
+	}
+	acfg.Dial = netDial(acfg.Dial, tlsConfig)
+	conn, err := amqp.DialConfig(target, acfg)
 	if err != nil {
 		return nil, fmt.Errorf("amqprpc: dial %s: %w", redact(rawURL), err)
 	}
@@ -111,7 +115,10 @@ func declareExchange(ch *amqp.Channel, name string) error {
 
 // fanoutExchange is the name of the exchange that delivers to every server
 // of topic.
-func fanoutExchange(topic string) string { return topic + "_fanout" }
+func fanoutExchange(topic string) string { return topic + fanoutSuffix }
+
+// fanoutSuffix ends the name of every fanout exchange.
+const fanoutSuffix = "_fanout"
 
 // declareFanout declares the fanout exchange of a topic. It is not
 // auto-delete: it must not vanish between a client's declaration and its

@@ -73,10 +73,10 @@ func FuzzSplitRequests(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		d := amqp.Delivery{Type: requestsType, Body: body, ReplyTo: "reply"}
-		reqs, batch, err := (classic{}).splitRequests(&d)
-		if !batch {
+		if !(classic{}).isBatch(&d) {
 			t.Fatal("a message of type amqprpc.requests is not a batch")
 		}
+		reqs, err := (classic{}).splitRequests(&d)
 		if err != nil {
 			return
 		}

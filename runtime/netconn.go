@@ -1,8 +1,14 @@
 package runtime
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"net"
+	"net/url"
+	"os"
 	goruntime "runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -153,18 +159,81 @@ func (c *coalescer) Close() error {
 	return c.Conn.Close()
 }
 
-// coalescingDial wraps the dialer of cfg, or amqp091-go's default, so that
-// every connection it makes coalesces its writes.
-func coalescingDial(cfg *amqp.Config) func(network, addr string) (net.Conn, error) {
-	dial := cfg.Dial
+// netDial wraps dial, or amqp091-go's default dialer, so that every
+// connection it makes coalesces its writes (coalescer) and hands
+// amqp091-go only frames it can read (frameReader), over TLS when
+// tlsConfig is set. TLS runs here, between the two, rather than in
+// amqp091-go, so that the frame reader sees frames and not ciphertext.
+func netDial(dial func(network, addr string) (net.Conn, error), tlsConfig *tls.Config) func(network, addr string) (net.Conn, error) {
 	if dial == nil {
 		dial = amqp.DefaultDial(30 * time.Second)
 	}
 	return func(network, addr string) (net.Conn, error) {
-		conn, err := dial(network, addr)
+		raw, err := dial(network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return newCoalescer(conn), nil
+		var conn net.Conn = newCoalescer(raw)
+		if tlsConfig != nil {
+			tconn := tls.Client(conn, tlsConfig)
+			if err := tconn.Handshake(); err != nil { // within the dialer's deadline
+				conn.Close()
+				return nil, err
+			}
+			conn = tconn
+		}
+		return newFrameReader(conn), nil
 	}
+}
+
+// tlsTarget returns the URL to give amqp091-go for rawURL and, for an
+// amqps:// URL, the TLS configuration to dial it with: the URL becomes an
+// amqp:// one with its port (5671 by default), as netDial does the TLS.
+// The configuration is cfg, or else the one the URL's query describes
+// (cacertfile, certfile, keyfile, server_name_indication), as amqp091-go
+// would make it; its ServerName defaults to the URL's host.
+func tlsTarget(rawURL string, cfg *tls.Config) (string, *tls.Config, error) {
+	uri, err := amqp.ParseURI(rawURL)
+	if err != nil || uri.Scheme != "amqps" {
+		return rawURL, nil, nil // amqp091-go reports a bad URL itself
+	}
+	if cfg == nil {
+		if cfg, err = tlsConfigFromURI(uri); err != nil {
+			return "", nil, err
+		}
+	} else {
+		cfg = cfg.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = uri.Host
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Scheme = "amqp"
+	u.Host = net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port))
+	return u.String(), cfg, nil
+}
+
+// tlsConfigFromURI makes the TLS configuration of an amqps:// URL that
+// comes without one.
+func tlsConfigFromURI(uri amqp.URI) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: uri.ServerName, MinVersion: tls.VersionTLS12}
+	if uri.CACertFile != "" {
+		pem, err := os.ReadFile(uri.CACertFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA certificate: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		cfg.RootCAs.AppendCertsFromPEM(pem)
+	}
+	if uri.CertFile != "" && uri.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(uri.CertFile, uri.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }

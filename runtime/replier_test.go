@@ -104,6 +104,7 @@ func reply(id string) queuedReply {
 func TestReplierBatchesWhileBusy(t *testing.T) {
 	f := newFakeReplyChannel()
 	r := newReplier(classic{}.encodeReplies, f.publish, f.settle)
+	r.start()
 	defer r.stop()
 
 	f.hold = true
@@ -145,6 +146,7 @@ func TestReplierRetriesWhatDidNotGoOut(t *testing.T) {
 	f := newFakeReplyChannel()
 	f.fail = true
 	r := newReplier(classic{}.encodeReplies, f.publish, f.settle)
+	r.start()
 	defer r.stop()
 	f.hold = true
 	go r.send("q1", reply("first"))
@@ -165,6 +167,38 @@ func TestReplierRetriesWhatDidNotGoOut(t *testing.T) {
 	}
 }
 
+// TestReplierDrainEndsAtStop: a drain that waits for replies that will
+// never go out (Shutdown gave up and closed the connection) returns once
+// the replier is stopped, rather than block a goroutine forever.
+func TestReplierDrainEndsAtStop(t *testing.T) {
+	f := newFakeReplyChannel()
+	r := newReplier(classic{}.encodeReplies, f.publish, f.settle)
+	r.start()
+	f.hold = true
+	go r.send("q1", reply("first"))
+	<-f.held
+	r.send("q1", reply("queued"))
+	drained := make(chan struct{})
+	go func() {
+		r.drain()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+		t.Fatal("drain returned with a reply still queued")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if left := r.stop(); len(left) != 1 || left[0].reply.msgID != "queued" {
+		t.Errorf("stop returned %v; want the queued reply", left)
+	}
+	select {
+	case <-drained:
+	case <-time.After(5 * time.Second):
+		t.Fatal("drain still waits after stop")
+	}
+	close(f.release)
+}
+
 func TestClassicBatchOfRequests(t *testing.T) {
 	deadline := time.UnixMilli(1767225600123)
 	reqs := []batchedRequest{
@@ -180,9 +214,9 @@ func TestClassicBatchOfRequests(t *testing.T) {
 		t.Fatalf("batch = %s, type %q, reply_to %q, headers %v; want the latest deadline in the header", pub.Body, pub.Type, pub.ReplyTo, pub.Headers)
 	}
 	d := amqp.Delivery{Type: pub.Type, ReplyTo: pub.ReplyTo, Headers: pub.Headers, Body: pub.Body}
-	got, batch, err := (classic{}).splitRequests(&d)
-	if !batch || err != nil || len(got) != 3 {
-		t.Fatalf("splitRequests = %d requests, %v, %v; want 3", len(got), batch, err)
+	got, err := (classic{}).splitRequests(&d)
+	if !(classic{}).isBatch(&d) || err != nil || len(got) != 3 {
+		t.Fatalf("splitRequests = %d requests, %v; want 3", len(got), err)
 	}
 	var r inRequest
 	if err := (classic{}).decodeBatched(&d, &got[0], &r); err != nil || r.msgID != "a" || !r.deadline.Equal(deadline) || r.method != "add" || !r.batch || r.reply.key != "amq.gen-q" {
@@ -197,10 +231,10 @@ func TestClassicBatchOfRequests(t *testing.T) {
 	if ids := (classic{}).returnedIDs(&amqp.Return{CorrelationId: "x"}); fmt.Sprint(ids) != "[x]" {
 		t.Fatalf("returnedIDs(one request) = %q", ids)
 	}
-	if _, batch, err := (classic{}).splitRequests(&amqp.Delivery{Type: requestsType, Body: []byte(`{"method":"add"}`)}); !batch || err == nil {
-		t.Fatalf("splitRequests(not an array) = %v, %v; want an error", batch, err)
+	if _, err := (classic{}).splitRequests(&amqp.Delivery{Type: requestsType, Body: []byte(`{"method":"add"}`)}); err == nil {
+		t.Fatal("splitRequests(not an array) succeeded; want an error")
 	}
-	if _, batch, _ := (classic{}).splitRequests(&amqp.Delivery{Body: []byte(`[]`)}); batch {
+	if (classic{}).isBatch(&amqp.Delivery{Body: []byte(`[]`)}) {
 		t.Fatal("a message without the batch type is a batch")
 	}
 }

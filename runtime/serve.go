@@ -39,7 +39,10 @@ type Server struct {
 	format    wireFormat
 	log       *slog.Logger
 	connector *connector
-	dedupe    *dedupe // nil unless WithDeduplication
+	dedupe    *dedupe        // nil unless WithDeduplication
+	direct    *directReplies // replies to direct reply-to addresses
+	suspects  *quarantine    // requests in flight when connections were lost
+	stats     serverStats
 
 	mu       sync.Mutex
 	methods  map[string]method // by wire name; read-only once serving
@@ -66,8 +69,8 @@ type serverSession struct {
 	ch      *amqp.Channel // consumes the queues, publishes replies
 	queues  queues
 	workers atomic.Int32          // started: at most the prefetch count, and one per queue at least
-	acker   *acker                // nil without WithAckAfterReply
-	replier *batcher[queuedReply] // publishes replies to callers that accept them batched
+	acker   *acker                // acknowledges deliveries, tracking them with WithAckAfterReply
+	replier *batcher[queuedReply] // publishes replies to callers that accept them batched; run owns it
 	extra   atomic.Int32          // goroutines serving requests of a batch beside its worker
 	closed  chan *amqp.Error      // the channel's, or the connection's, end
 
@@ -106,6 +109,8 @@ func NewServer(url, topic string, opts ...Option) *Server {
 		log:       cfg.logger.With("topic", topic, "server", name),
 		connector: newConnector(url, &cfg, "amqprpc server "+topic),
 		methods:   make(map[string]method),
+		direct:    &directReplies{connector: newConnector(url, &cfg, "amqprpc server "+topic+" direct replies")},
+		suspects:  newQuarantine(),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -162,7 +167,9 @@ func (s *Server) Serve() error {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Unlock()
 	defer close(s.done)
+	defer s.direct.close()
 	defer s.cancel()
+	defer s.handlers.Wait() // those of a session lost just before Shutdown too
 	if s.closing.Load() {
 		return ErrServerClosed
 	}
@@ -188,6 +195,11 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		sess.conn.Close()
 		return false
 	}
+	sess.replier = newReplier(s.format.encodeReplies,
+		func(key string, pub amqp.Publishing) bool { return s.publishReply(sess.ch, "", key, pub) },
+		func(q *queuedReply, o outcome) { s.settle(sess, q.t, q.req, o) })
+	sess.replier.start()
+	defer sess.replier.stop()
 	for _, p := range []*pool{{deliveries: sess.queues.shared}, {deliveries: sess.queues.own}, {deliveries: sess.queues.fanout, fanout: true}} {
 		sess.workers.Add(1)
 		s.handlers.Add(1)
@@ -212,22 +224,21 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		}()
 		select {
 		case <-drained:
-			if sess.acker != nil { // the acks of the last requests, before the connection goes
-				sess.acker.flush()
-			}
+			sess.acker.flush() // the acks of the last requests, before the connection goes
 		case <-sess.closed: // Shutdown gave up waiting and closed the connection
 		}
 		sess.conn.Close()
-		sess.replier.stop()
+		sess.replier.stop() // ends a drain still waiting
+		<-drained
 		return false
 	case aerr := <-sess.closed:
 		sess.conn.Close()
-		sess.replier.stop()
-		if sess.acker != nil {
-			sess.acker.stop()
-		}
+		sess.acker.stop()
 		if s.closing.Load() { // Shutdown gave up waiting and closed the connection
 			return false
+		}
+		if held := sess.acker.unacked(); len(held) > 0 && s.cfg.ackAfterReply {
+			s.suspects.lost(held)
 		}
 		s.mu.Lock()
 		s.sess = nil
@@ -321,23 +332,20 @@ func (s *Server) consume(sess *serverSession) error {
 	if err := ch.Qos(s.cfg.prefetch, 0, false); err != nil { // prefetch size, global
 		return fmt.Errorf("amqprpc: set prefetch: %w", err)
 	}
-	if s.cfg.ackAfterReply {
-		sess.acker = newAcker(ch, s.cfg.prefetch)
-	}
-	sess.replier = newReplier(s.format.encodeReplies,
-		func(key string, pub amqp.Publishing) bool { return s.publishReply(sess.ch, "", key, pub) },
-		func(q *queuedReply, o outcome) { s.settle(sess, q.t, q.req, o) })
+	sess.acker = newAcker(ch, s.cfg.prefetch)
 	q := &sess.queues
 	for _, c := range []struct {
 		queue string
 		to    *<-chan amqp.Delivery
 	}{{s.topic, &q.shared}, {own, &q.own}, {fanout, &q.fanout}} {
 		tag := "amqprpc-" + uuid.NewString()
+		// Acknowledged by the server, even without WithAckAfterReply, so
+		// that the prefetch count bounds what the broker pushes.
 		deliveries, err := ch.Consume(c.queue, tag,
-			!s.cfg.ackAfterReply, // autoAck
-			false,                // exclusive
-			false,                // noLocal
-			false,                // noWait
+			false, // autoAck
+			false, // exclusive
+			false, // noLocal
+			false, // noWait
 			nil)
 		if err != nil {
 			return fmt.Errorf("amqprpc: consume queue %q: %w", c.queue, err)
@@ -402,6 +410,9 @@ func (s *Server) work(sess *serverSession, p *pool) {
 				sess.workers.Add(-1)
 			}
 		}
+		if !s.take(sess, &d) {
+			continue
+		}
 		if s.closing.Load() {
 			s.settle(sess, newTaken(&d, 1), nil, retry)
 			continue
@@ -410,23 +421,50 @@ func (s *Server) work(sess *serverSession, p *pool) {
 	}
 }
 
+// take takes delivery d from the broker, and reports whether to serve it.
+// Without WithAckAfterReply it is acknowledged at once; with, it is
+// tracked until it is, and quarantined when it comes back after too many
+// lost connections.
+func (s *Server) take(sess *serverSession, d *amqp.Delivery) bool {
+	if !s.cfg.ackAfterReply {
+		if err := sess.acker.finish(d.DeliveryTag, true); err != nil {
+			s.log.Warn("amqprpc: acknowledge request", "error", err)
+		}
+		return true
+	}
+	if d.Redelivered {
+		if n := s.suspects.losses(d); n >= quarantineLosses {
+			s.stats.quarantined.Add(1)
+			s.log.Error("amqprpc: quarantining a request: it was in flight each time the connection was lost", "losses", n,
+				"correlation_id", clip(d.CorrelationId), "message_id", clip(d.MessageId), "reply_to", clip(d.ReplyTo), "body_bytes", len(d.Body))
+			s.settle(sess, newTaken(d, 1), nil, discard)
+			return false
+		}
+	}
+	sess.acker.track(d)
+	return true
+}
+
 // handle serves the request, or the batch of requests, of delivery d.
 func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 	from := ""
 	if fanout {
 		from = s.name
 	}
-	if len(d.Body) <= s.cfg.maxBody {
-		batch, isBatch, err := s.format.splitRequests(d)
-		switch {
-		case err != nil:
+	if s.format.isBatch(d) {
+		var batch []batchedRequest
+		err := fmt.Errorf("batch of %d bytes is larger than the server's limit of %d", len(d.Body), s.cfg.maxBody)
+		if len(d.Body) <= s.cfg.maxBody {
+			batch, err = s.format.splitRequests(d)
+		}
+		if err != nil { // nothing to answer each caller by: unanswered
+			s.stats.malformed.Add(1)
 			s.log.Warn("amqprpc: rejecting malformed batch of requests", "error", err)
 			s.settle(sess, newTaken(d, 1), nil, discard)
 			return
-		case isBatch:
-			s.serveBatch(sess, d, batch, from)
-			return
 		}
+		s.serveBatch(sess, d, batch, from)
+		return
 	}
 	var req inRequest
 	s.serve(sess, newTaken(d, 1), &req, s.decode(d, &req), from)
@@ -446,7 +484,7 @@ func (s *Server) serveBatch(sess *serverSession, d *amqp.Delivery, batch []batch
 		req := new(inRequest)
 		var failure *Error
 		if err := s.format.decodeBatched(d, &batch[i], req); err != nil {
-			failure = &Error{Code: CodeMalformed, Message: err.Error()}
+			failure = &Error{Code: CodeMalformed, Message: clipMessage(err.Error())}
 		}
 		last := i == len(batch)-1
 		if !last && sess.extra.Add(1) <= int32(s.cfg.prefetch) {
@@ -472,14 +510,19 @@ func (s *Server) serveBatch(sess *serverSession, d *amqp.Delivery, batch []batch
 // dropped unrun. A reply to a request sent to every server (fanout) names
 // this server (from).
 func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *Error, from string) {
+	if err := s.checkReply(req); err != nil {
+		s.unanswerable(sess, t, req, err)
+		return
+	}
 	if failure != nil {
-		s.log.Warn("amqprpc: rejecting malformed request", "msg_id", req.msgID, "error", failure.Message)
+		s.stats.malformed.Add(1)
+		s.log.Warn("amqprpc: rejecting malformed request", "msg_id", clip(req.msgID), "error", failure.Message)
 		s.reply(sess, req, s.encode(req, from, nil, failure))
 		s.settle(sess, t, req, discard)
 		return
 	}
 	if !req.deadline.IsZero() && time.Now().After(req.deadline) {
-		s.log.Debug("amqprpc: dropping a request past its deadline", "msg_id", req.msgID, "method", req.method, "deadline", req.deadline)
+		s.log.Debug("amqprpc: dropping a request past its deadline", "msg_id", req.msgID, "method", clip(req.method), "deadline", req.deadline)
 		s.settle(sess, t, req, answered)
 		return
 	}
@@ -487,11 +530,11 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 	var entry *dedupeEntry
 	if s.dedupe != nil && req.msgID != "" {
 		var first bool
-		if entry, first = s.dedupe.begin(req.msgID); !first {
+		if entry, first = s.dedupe.begin(req.reply, req.msgID); !first {
 			s.log.Info("amqprpc: request delivered again; answering with the first reply", "msg_id", req.msgID, "method", req.method)
 			select {
 			case <-entry.done:
-				s.settle(sess, t, req, answeredIf(s.reply(sess, req, entry.reply)))
+				s.settle(sess, t, req, s.reply(sess, req, entry.reply))
 			case <-s.ctx.Done():
 			}
 			return
@@ -499,17 +542,17 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 	}
 	result, failure := s.dispatch(req)
 	if failure != nil && !req.reply.ok() {
-		s.log.Warn("amqprpc: request failed and names no reply path", "msg_id", req.msgID, "method", req.method, "error", failure)
+		s.log.Warn("amqprpc: request failed and names no reply path", "msg_id", req.msgID, "method", clip(req.method), "error", failure)
 	}
 	pub := s.encode(req, from, result, failure)
 	if entry != nil {
-		entry.finish(pub)
+		s.dedupe.finish(entry, pub)
 	}
 	if req.batch && from == "" && req.reply.ok() && !req.reply.declare {
 		sess.replier.send(req.reply.key, queuedReply{reply: batchedReply{msgID: req.msgID, body: pub.Body}, t: t, req: req})
 		return
 	}
-	s.settle(sess, t, req, answeredIf(s.reply(sess, req, pub)))
+	s.settle(sess, t, req, s.reply(sess, req, pub))
 }
 
 // taken is a delivery being served: one request, or a batch of them.
@@ -550,7 +593,7 @@ func answeredIf(replied bool) outcome {
 // only if all were. req is nil for a request not even decoded. Without
 // WithAckAfterReply, the broker has forgotten the delivery already.
 func (s *Server) settle(sess *serverSession, t *taken, req *inRequest, o outcome) {
-	if sess.acker == nil {
+	if !s.cfg.ackAfterReply { // acknowledged when taken
 		return
 	}
 	switch o {
@@ -597,7 +640,7 @@ func (s *Server) decode(d *amqp.Delivery, req *inRequest) *Error {
 		return &Error{Code: CodeResourceExhausted, Message: fmt.Sprintf("request body of %d bytes is larger than the server's limit of %d", len(d.Body), s.cfg.maxBody)}
 	}
 	if err := s.format.decodeRequest(d, req); err != nil {
-		return &Error{Code: CodeMalformed, Message: err.Error()}
+		return &Error{Code: CodeMalformed, Message: clipMessage(err.Error())}
 	}
 	return nil
 }
@@ -607,7 +650,7 @@ func (s *Server) decode(d *amqp.Delivery, req *inRequest) *Error {
 func (s *Server) dispatch(req *inRequest) (result any, failure *Error) {
 	m, ok := s.methods[req.method]
 	if !ok {
-		return nil, &Error{Code: CodeUnimplemented, Message: fmt.Sprintf("topic %q has no method %q", s.topic, req.method)}
+		return nil, &Error{Code: CodeUnimplemented, Message: fmt.Sprintf("topic %q has no method %s", s.topic, clip(req.method))}
 	}
 	if !compatible(m.desc.Version, req.version) {
 		return nil, &Error{Code: CodeUnsupportedVersion, Message: fmt.Sprintf("%s on topic %q is version %s; %q needs %s",
@@ -633,7 +676,7 @@ func (s *Server) dispatch(req *inRequest) (result any, failure *Error) {
 	result, err := m.handler(m.impl, ctx, dec)
 	switch {
 	case decodeErr != nil:
-		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("arguments of %q: %v", req.method, decodeErr)}
+		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("arguments of %q: %s", req.method, clipMessage(decodeErr.Error()))}
 	case err != nil:
 		return nil, toError(err, m.desc)
 	}
@@ -643,7 +686,7 @@ func (s *Server) dispatch(req *inRequest) (result any, failure *Error) {
 // encode makes the reply to req; from, when set, names this server in it.
 func (s *Server) encode(req *inRequest, from string, result any, failure *Error) amqp.Publishing {
 	var pub amqp.Publishing
-	if err := s.format.encodeReply(&pub, req.msgID, from, result, failure); err != nil {
+	if err := s.encodeSafely(&pub, req.msgID, from, result, failure); err != nil {
 		failure = &Error{Code: CodeInternal, Message: fmt.Sprintf("encode result of %q: %v", req.method, err)}
 		s.log.Error("amqprpc: encode reply", "msg_id", req.msgID, "method", req.method, "error", err)
 		if err := s.format.encodeReply(&pub, req.msgID, from, nil, failure); err != nil {
@@ -653,24 +696,73 @@ func (s *Server) encode(req *inRequest, from string, result any, failure *Error)
 	return pub
 }
 
+// encodeSafely encodes a reply as the wire format does, and returns an
+// error rather than panic when a result's MarshalJSON, or a declared
+// error's, panics: that is the method's failure, not the server's.
+func (s *Server) encodeSafely(pub *amqp.Publishing, msgID, from string, result any, failure *Error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return s.format.encodeReply(pub, msgID, from, result, failure)
+}
+
 // reply publishes pub where req asks for its reply and, with reply
 // confirms (WithReplyConfirms), waits for the broker to confirm it. It
-// reports whether the request is answered: true
-// also when there is nowhere to answer, or when the classic caller is
-// gone, as trying again would not help.
-func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing) bool {
-	if !req.reply.ok() {
-		return true
+// returns what becomes of the request: answered also when there is
+// nowhere to answer, or when the classic caller is gone, as trying again
+// would not help; discard when the reply path turns out to be one the
+// server must not, or cannot, publish to.
+func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing) outcome {
+	r := req.reply
+	switch {
+	case !r.ok():
+		return answered
+	case r.declare:
+		ch, err := s.classicChannel(sess, r.exchange)
+		if err == nil {
+			return answeredIf(s.confirmed(ch, r.exchange, r.key, pub))
+		}
+		if errors.Is(err, errUnanswerable) {
+			s.stats.unanswerable.Add(1)
+			s.log.Warn("amqprpc: rejecting a request that cannot be answered where it asks", "msg_id", clip(req.msgID), "method", clip(req.method), "error", err)
+			return discard
+		}
+		s.log.Warn("amqprpc: drop classic reply", "msg_id", clip(req.msgID), "method", clip(req.method), "error", err)
+		return answered
+	case strings.HasPrefix(r.key, directReplyTo):
+		o, err := s.direct.publish(s.ctx, r.key, pub)
+		switch {
+		case o == discard:
+			s.stats.unanswerable.Add(1)
+			s.log.Warn("amqprpc: rejecting a request that cannot be answered where it asks", "msg_id", clip(req.msgID), "method", clip(req.method), "error", err)
+		case err != nil:
+			s.log.Warn("amqprpc: publish reply", "reply_to", r.key, "correlation_id", pub.CorrelationId, "error", err)
+		}
+		return o
 	}
-	ch := sess.ch
-	if req.reply.declare {
-		var err error
-		if ch, err = s.classicChannel(sess, req.reply.exchange); err != nil {
-			s.log.Warn("amqprpc: drop classic reply", "msg_id", req.msgID, "method", req.method, "error", err)
-			return true
+	return answeredIf(s.publishReply(sess.ch, "", r.key, pub))
+}
+
+// confirmed publishes pub on ch, a channel in confirm mode, and reports
+// whether the broker confirmed it.
+func (s *Server) confirmed(ch *amqp.Channel, exchange, key string, pub amqp.Publishing) bool {
+	confirm, err := ch.PublishWithDeferredConfirmWithContext(s.ctx, exchange, key,
+		false, // mandatory
+		false, // immediate
+		pub)
+	if err == nil {
+		var acked bool
+		if acked, err = confirm.WaitContext(s.ctx); err == nil && !acked {
+			err = ErrNacked
 		}
 	}
-	return s.publishReply(ch, req.reply.exchange, req.reply.key, pub)
+	if err != nil {
+		s.log.Warn("amqprpc: publish reply", "exchange", exchange, "correlation_id", pub.CorrelationId, "error", err)
+		return false
+	}
+	return true
 }
 
 // publishReply publishes pub, a reply or several, on ch and, with reply
@@ -696,23 +788,31 @@ func (s *Server) publishReply(ch *amqp.Channel, exchange, key string, pub amqp.P
 	return true
 }
 
-// classicChannel returns the channel for a reply to a classic caller,
-// after checking that the direct exchange the caller declared for it
-// exists. Publishing to a missing exchange is a channel error; the check
-// closes the dedicated channel it runs on instead, which is reopened for
-// the next reply.
-func (s *Server) classicChannel(sess *serverSession, exchange string) (*amqp.Channel, error) {
-	sess.classicMu.Lock()
-	defer sess.classicMu.Unlock()
-	if sess.classicCh == nil || sess.classicCh.IsClosed() {
-		ch, err := sess.conn.Channel()
-		if err != nil {
-			return nil, fmt.Errorf("open channel: %w", err)
-		}
-		sess.classicCh = ch
+// ServerStats counts the requests a server did not serve as they asked.
+type ServerStats struct {
+	// Malformed is the requests answered with a failure (CodeMalformed,
+	// CodeResourceExhausted) without running, then rejected without
+	// requeue: not JSON, no method, over the body limit, headers no AMQP
+	// client could read.
+	Malformed uint64
+	// Unanswerable is the requests rejected without requeue, unanswered,
+	// because their reply could not go where they asked
+	// (docs/PROTOCOL.md, Replies).
+	Unanswerable uint64
+	// Quarantined is the requests rejected without requeue when delivered
+	// again after they were in flight at two lost connections.
+	Quarantined uint64
+}
+
+type serverStats struct {
+	malformed, unanswerable, quarantined atomic.Uint64
+}
+
+// Stats returns the server's counts since NewServer.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		Malformed:    s.stats.malformed.Load(),
+		Unanswerable: s.stats.unanswerable.Load(),
+		Quarantined:  s.stats.quarantined.Load(),
 	}
-	if err := sess.classicCh.ExchangeDeclarePassive(exchange, amqp.ExchangeDirect, false, true, false, false, nil); err != nil {
-		return nil, fmt.Errorf("no caller waits on exchange %q: %w", exchange, err)
-	}
-	return sess.classicCh, nil
 }

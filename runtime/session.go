@@ -20,8 +20,9 @@ type session struct {
 	// confirmed one by one (WithRequestConfirms).
 	requests *batcher[*outgoing]
 
-	castMu sync.Mutex
-	casts  *channel // casts and declarations; opened on demand, reopened once closed
+	castMu  sync.Mutex
+	casts   *channel        // casts and declarations; opened on demand, reopened once closed
+	fanouts map[string]bool // fanout exchanges declared on this connection
 
 	blockMu sync.Mutex
 	blocked chan struct{} // while the broker blocks publishers: closed when it stops
@@ -47,7 +48,7 @@ func (c *Client) openSession() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{c: c, conn: conn, lost: make(chan struct{})}
+	s := &session{c: c, conn: conn, lost: make(chan struct{}), fanouts: make(map[string]bool)}
 	if err := s.open(); err != nil {
 		conn.Close()
 		return nil, err
@@ -84,6 +85,7 @@ func (s *session) open() error {
 	s.calls, s.replyTo = calls, q.Name
 	if !s.c.cfg.noBatching && !s.c.cfg.requestConfirms {
 		s.requests = newBatcher(s.publishCalls)
+		s.requests.start() // stopped by stop
 	}
 	blocks := s.conn.NotifyBlocked(make(chan amqp.Blocking, 1))
 	s.c.wg.Add(2)
@@ -129,9 +131,18 @@ const maxBatch = 64 << 10
 
 // publishCalls publishes calls to key on the calls channel, as many in a
 // message as maxBatch allows, and fails those it could not publish with
-// ErrConnectionLost.
+// ErrConnectionLost. Calls whose caller gave up while they waited are
+// dropped. Each call then leaves the queue (outgoing.unref).
 func (s *session) publishCalls(key string, calls []*outgoing) {
-	for len(calls) > 0 {
+	live := calls[:0] // calls is the batcher's scratch: filtered in place
+	for _, o := range calls {
+		if o.ctx.Err() != nil {
+			o.unref()
+			continue
+		}
+		live = append(live, o)
+	}
+	for calls = live; len(calls) > 0; {
 		n, size := 1, len(calls[0].pub.Body)
 		for n < len(calls) && size+len(calls[n].pub.Body) <= maxBatch {
 			size += len(calls[n].pub.Body)
@@ -140,10 +151,11 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 		batch := calls[:n]
 		calls = calls[n:]
 		err := s.publishBatch(key, batch)
-		if err != nil {
-			for _, o := range batch {
+		for _, o := range batch {
+			if err != nil {
 				s.c.resolve(o.req.msgID, callResult{err: fmt.Errorf("%w: %w", ErrConnectionLost, err)})
 			}
+			o.unref()
 		}
 	}
 }
@@ -188,11 +200,14 @@ func (s *session) castChannel(fanout bool, topic string) (*channel, error) {
 		}
 		s.casts = k
 	}
-	if fanout && !s.c.fanoutDeclared(topic) {
+	// Declared once a connection: a broker that restarted has forgotten
+	// its transient exchanges, and a publication to one it does not have
+	// would close the channel.
+	if fanout && !s.fanouts[topic] {
 		if err := declareFanout(s.casts.ch, topic); err != nil {
 			return nil, err
 		}
-		s.c.setFanoutDeclared(topic)
+		s.fanouts[topic] = true
 	}
 	return s.casts, nil
 }
@@ -281,10 +296,14 @@ func (c *Client) maintain(s *session) {
 	}
 }
 
-// stop stops what the session runs beside its connection.
+// stop stops what the session runs beside its connection; calls still
+// queued to be published leave the queue unpublished (lose has failed
+// them).
 func (s *session) stop() {
 	if s.requests != nil {
-		s.requests.stop()
+		for _, o := range s.requests.stop() {
+			o.unref()
+		}
 	}
 }
 
@@ -324,6 +343,7 @@ func (c *Client) reconnect() *session {
 		}
 		if !c.install(s) {
 			s.conn.Close()
+			s.stop()
 			return nil
 		}
 		c.cfg.logger.Info("amqprpc: reconnected", "attempts", attempt+1, "after", time.Since(start))

@@ -1,0 +1,338 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+)
+
+// frameReader is the reading side of every connection under amqp091-go: it
+// hands on the broker's frames as they come, except that it makes each
+// content header, the one frame whose content another client wrote, one
+// that amqp091-go can parse. amqp091-go fails the whole connection on a
+// header table it cannot read, and RabbitMQ delivers tables that other
+// clients write and amqp091-go cannot read: field type 'L' (py-amqp, and so
+// kombu and oslo.messaging, writes every integer outside int32 so), tables
+// and arrays nested more than maxTableDepth deep or of more than
+// maxTableEntries entries, and field types it does not know. An 'L' becomes
+// an 'l' (the same 8 bytes, read as a signed integer, as py-amqp writes
+// them); a table that cannot be read otherwise is replaced by the stand-in
+// {unreadableHeader: "<why>"}, which servers answer as malformed and
+// clients ignore. Nothing else of a message changes.
+//
+// It reads the connection in large chunks and scans each frame's 7-byte
+// header; only content headers, a few dozen bytes each, are read whole.
+type frameReader struct {
+	net.Conn
+	buf     []byte // buf[r:w] is read from the connection and not yet handed on
+	r, w    int
+	vetted  int  // bytes from buf[r] on, read or still to come, of frames already checked
+	started bool // the first frame has been seen
+}
+
+// unreadableHeader is the only header of a message whose headers
+// amqp091-go could not have read; its value says why.
+const unreadableHeader = "amqprpc-unreadable-headers"
+
+// What amqp091-go v1.16 reads of a field table: tables and arrays nested at
+// most maxTableDepth deep, of at most maxTableEntries entries each.
+const (
+	maxTableDepth   = 32
+	maxTableEntries = 8192
+)
+
+const (
+	frameHeaderLen  = 7 // type, channel, size
+	frameTypeHeader = 2 // a content header
+	frameEndLen     = 1
+	readChunk       = 64 << 10
+)
+
+func newFrameReader(conn net.Conn) *frameReader {
+	return &frameReader{Conn: conn, buf: make([]byte, readChunk)}
+}
+
+// Read hands on checked bytes: from the buffer, or, for a large frame that
+// needs no check, straight from the connection.
+func (f *frameReader) Read(p []byte) (int, error) {
+	for f.vetted == 0 {
+		if err := f.vet(); err != nil {
+			return 0, err
+		}
+	}
+	if f.r == f.w {
+		if f.vetted >= readChunk/2 && len(p) >= readChunk/2 { // a large body: no copy
+			n, err := f.Conn.Read(p[:min(len(p), f.vetted)])
+			f.vetted -= n
+			return n, err
+		}
+		if err := f.fill(1); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, f.buf[f.r:min(f.w, f.r+f.vetted)])
+	f.r += n
+	f.vetted -= n
+	return n, nil
+}
+
+// vet checks the frame that starts at buf[r].
+func (f *frameReader) vet() error {
+	if err := f.fill(frameHeaderLen); err != nil {
+		return err
+	}
+	head := f.buf[f.r:]
+	if !f.started && head[0] == 'A' { // "AMQP": the broker refuses our protocol version
+		f.vetted = f.w - f.r
+		return nil
+	}
+	f.started = true
+	size := frameHeaderLen + int(binary.BigEndian.Uint32(head[3:7])) + frameEndLen
+	if head[0] != frameTypeHeader {
+		f.vetted = size
+		return nil
+	}
+	if err := f.fill(size); err != nil {
+		return err
+	}
+	frame := f.buf[f.r : f.r+size]
+	fixed := sanitizeHeaderFrame(frame)
+	if len(fixed) != size { // the table was replaced: splice the new frame in
+		rest := f.buf[f.r+size : f.w]
+		buf := make([]byte, max(len(fixed)+len(rest), readChunk))
+		copy(buf[copy(buf, fixed):], rest)
+		f.buf, f.r, f.w = buf, 0, len(fixed)+len(rest)
+	}
+	f.vetted = len(fixed)
+	return nil
+}
+
+// fill reads until buf[r:w] holds at least n bytes, growing the buffer for
+// a content header larger than it.
+func (f *frameReader) fill(n int) error {
+	if f.w-f.r >= n {
+		return nil
+	}
+	if len(f.buf)-f.r < n || f.r == f.w {
+		buf := f.buf
+		if len(buf) < n {
+			buf = make([]byte, n)
+		}
+		f.w = copy(buf, f.buf[f.r:f.w])
+		f.buf, f.r = buf, 0
+	}
+	for f.w-f.r < n {
+		m, err := f.Conn.Read(f.buf[f.w:])
+		f.w += m
+		if err != nil && f.w-f.r < n {
+			return err
+		}
+	}
+	return nil
+}
+
+// Content header properties, by flag bit, and what each holds.
+const (
+	propHeaders   = 0x2000
+	propMoreFlags = 0x0001 // another flags word follows: never for class basic
+)
+
+// propertyKinds lists the properties of class basic in the order of their
+// flag bits, from 0x8000 down: 's' a short string, 't' a table, 'o' an
+// octet, 'T' a timestamp.
+const propertyKinds = "sstoossssTssss"
+
+// sanitizeHeaderFrame returns frame, a whole content header frame, as it
+// is when amqp091-go can read it, patched in place when only 'L' fields
+// stand in the way, and otherwise a new frame whose headers table is a
+// stand-in that says why.
+func sanitizeHeaderFrame(frame []byte) []byte {
+	payload := frame[frameHeaderLen : len(frame)-frameEndLen]
+	start, end, why := scanProperties(payload)
+	switch {
+	case why == nil:
+		return frame
+	case start < 0: // the properties themselves do not parse: keep only the stand-in
+		const flagsAt = frameHeaderLen + 12 // after class, weight and body size
+		head := binary.BigEndian.AppendUint16(append([]byte(nil), frame[:flagsAt]...), propHeaders)
+		return standIn(head, frame[len(frame)-frameEndLen:], why)
+	}
+	return standIn(frame[:frameHeaderLen+start], frame[frameHeaderLen+end:], why)
+}
+
+// standIn returns the content header frame made of head, the stand-in
+// headers table that says why, and tail, with its size set.
+func standIn(head, tail []byte, why error) []byte {
+	msg := why.Error()
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	table := make([]byte, 0, 64+len(msg))
+	table = append(table, byte(len(unreadableHeader)))
+	table = append(table, unreadableHeader...)
+	table = append(table, 'S')
+	table = binary.BigEndian.AppendUint32(table, uint32(len(msg)))
+	table = append(table, msg...)
+
+	out := make([]byte, 0, len(head)+4+len(table)+len(tail))
+	out = append(out, head...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(table)))
+	out = append(out, table...)
+	out = append(out, tail...)
+	binary.BigEndian.PutUint32(out[3:7], uint32(len(out)-frameHeaderLen-frameEndLen))
+	return out
+}
+
+// scanProperties checks the properties of a content header payload. It
+// patches 'L' fields of the headers table to 'l' in place; when something
+// else is in the way of amqp091-go, it returns why, with the bounds of the
+// headers table (length field included) or, when the properties do not
+// parse at all, start < 0.
+func scanProperties(p []byte) (start, end int, why error) {
+	if len(p) < 14 {
+		return -1, -1, errors.New("content header too short")
+	}
+	flags := binary.BigEndian.Uint16(p[12:14])
+	if flags&propMoreFlags != 0 {
+		return -1, -1, errors.New("content header with more than one flags word")
+	}
+	at := 14
+	start, end = -1, -1
+	for i, kind := range []byte(propertyKinds) {
+		if flags&(0x8000>>i) == 0 {
+			continue
+		}
+		var err error
+		switch kind {
+		case 's':
+			at, err = skip(p, at, 1, int(at8(p, at)))
+		case 'o':
+			at, err = skip(p, at, 1, 0)
+		case 'T':
+			at, err = skip(p, at, 8, 0)
+		case 't':
+			start = at
+			var n int
+			if n, err = length32(p, at); err == nil {
+				why = scanTable(p[at+4:at+4+n], 0)
+				at += 4 + n
+			}
+			end = at
+		}
+		if err != nil {
+			return -1, -1, err
+		}
+	}
+	return start, end, why
+}
+
+var errTruncated = errors.New("truncated")
+
+// skip returns the offset after a field of fixed bytes and then n more,
+// starting at at.
+func skip(p []byte, at, fixed, n int) (int, error) {
+	if at+fixed+n > len(p) {
+		return 0, errTruncated
+	}
+	return at + fixed + n, nil
+}
+
+func at8(p []byte, at int) byte {
+	if at < len(p) {
+		return p[at]
+	}
+	return 0
+}
+
+// length32 reads a 4-byte length at p[at] and checks that what it counts
+// follows.
+func length32(p []byte, at int) (int, error) {
+	if at+4 > len(p) {
+		return 0, errTruncated
+	}
+	n := binary.BigEndian.Uint32(p[at:])
+	if n > uint32(len(p)-at-4) {
+		return 0, errTruncated
+	}
+	return int(n), nil
+}
+
+// scanTable checks the entries of a field table, at nesting depth depth,
+// patching 'L' to 'l', and returns what amqp091-go could not read.
+func scanTable(t []byte, depth int) error {
+	if depth > maxTableDepth {
+		return fmt.Errorf("tables nested more than %d deep", maxTableDepth)
+	}
+	entries := 0
+	for at := 0; at < len(t); {
+		if entries++; entries > maxTableEntries {
+			return fmt.Errorf("a table of more than %d entries", maxTableEntries)
+		}
+		n := int(t[at])
+		if at+1+n >= len(t) {
+			return errTruncated
+		}
+		var err error
+		if at, err = scanField(t, at+1+n, depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanArray checks the fields of a field array, as scanTable.
+func scanArray(a []byte, depth int) error {
+	if depth > maxTableDepth {
+		return fmt.Errorf("arrays nested more than %d deep", maxTableDepth)
+	}
+	fields := 0
+	for at := 0; at < len(a); {
+		if fields++; fields > maxTableEntries {
+			return fmt.Errorf("an array of more than %d fields", maxTableEntries)
+		}
+		var err error
+		if at, err = scanField(a, at, depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fixedFieldSizes is the size of the value of each fixed-size field type
+// that amqp091-go reads.
+var fixedFieldSizes = [256]int8{'t': 1, 'B': 1, 'b': 1, 's': 2, 'u': 2, 'I': 4, 'i': 4, 'f': 4, 'l': 8, 'd': 8, 'T': 8, 'D': 5, 'V': 0, 'L': 8}
+
+// scanField checks the field whose type byte is b[at] and returns the
+// offset after it.
+func scanField(b []byte, at, depth int) (int, error) {
+	typ := b[at]
+	at++
+	switch typ {
+	case 'S', 'x':
+		n, err := length32(b, at)
+		return at + 4 + n, err
+	case 'F', 'A':
+		n, err := length32(b, at)
+		if err != nil {
+			return 0, err
+		}
+		inner := b[at+4 : at+4+n]
+		if typ == 'F' {
+			err = scanTable(inner, depth+1)
+		} else {
+			err = scanArray(inner, depth+1)
+		}
+		return at + 4 + n, err
+	case 'L':
+		b[at-1] = 'l'
+	}
+	size := fixedFieldSizes[typ]
+	if size == 0 && typ != 'V' {
+		return 0, fmt.Errorf("field type %q", typ)
+	}
+	if at+int(size) > len(b) {
+		return 0, errTruncated
+	}
+	return at + int(size), nil
+}

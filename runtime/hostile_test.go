@@ -1,0 +1,363 @@
+package runtime_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+// The hostile-peer suite: a plain AMQP client, with no amqprpc code, sends
+// a server each message that once cost it its connection, and each bad
+// input docs/PROTOCOL.md covers. For each, the server answers as the
+// protocol says or rejects the message, keeps its connection, answers a
+// normal call right after, and publishes nothing outside reply paths.
+
+// patchConn is a connection to the broker whose outgoing bytes pass through
+// patch: a peer that writes what amqp091-go itself never writes.
+type patchConn struct {
+	net.Conn
+	patch func([]byte) []byte
+}
+
+func (c patchConn) Write(p []byte) (int, error) {
+	if _, err := c.Conn.Write(c.patch(bytes.Clone(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// peerChannel opens a channel of a plain amqp091-go connection whose
+// frames patch may rewrite (nil leaves them alone).
+func peerChannel(t *testing.T, patch func([]byte) []byte) *amqp.Channel {
+	t.Helper()
+	cfg := amqp.Config{}
+	if patch != nil {
+		cfg.Dial = func(network, addr string) (net.Conn, error) {
+			c, err := net.Dial(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return patchConn{c, patch}, nil
+		}
+	}
+	conn, err := amqp.DialConfig(brokerURL(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// asLongLongU turns every header named key, written by amqp091-go as a
+// signed 64-bit integer ('l'), into an 'L' one, as py-amqp (kombu,
+// oslo.messaging) writes every integer outside int32.
+func asLongLongU(key string) func([]byte) []byte {
+	field := append([]byte{byte(len(key))}, key...)
+	return func(b []byte) []byte {
+		return bytes.ReplaceAll(b, append(field, 'l'), append(field, 'L'))
+	}
+}
+
+// nested returns a header table nested depth deep.
+func nested(depth int) amqp.Table {
+	t := amqp.Table{"leaf": "x"}
+	for range depth {
+		t = amqp.Table{"n": t}
+	}
+	return t
+}
+
+func wide(n int) amqp.Table {
+	t := make(amqp.Table, n)
+	for i := range n {
+		t[fmt.Sprint("k", i)] = int32(i)
+	}
+	return t
+}
+
+// stillServing fails the test unless the server kept its connection and
+// answers a normal call; it returns how long the call took.
+func stillServing(t *testing.T, ts *testServer, arith *testsvc.ArithClient) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if sum, err := arith.Add(ctxTimeout(t, 5*time.Second), 2, 3); err != nil || sum != 5 {
+		t.Fatalf("Add after the message = %d, %v", sum, err)
+	}
+	took := time.Since(start)
+	if logs := ts.logs.String(); strings.Contains(logs, "connection to the broker lost") {
+		t.Fatalf("the server lost its connection:\n%s", logs)
+	}
+	return took
+}
+
+// failureOf decodes a reply that must be a failure.
+func failureOf(t *testing.T, d amqp.Delivery) *runtime.Error {
+	t.Helper()
+	var reply struct{ Failure *runtime.Error }
+	if err := json.Unmarshal(d.Body, &reply); err != nil || reply.Failure == nil {
+		t.Fatalf("reply %s; want a failure", d.Body)
+	}
+	return reply.Failure
+}
+
+// waitStats waits until the server's counts reach want.
+func waitStats(t *testing.T, ts *testServer, want func(runtime.ServerStats) bool) runtime.ServerStats {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := ts.Stats()
+		if want(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server stats %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHostileHeaders(t *testing.T) {
+	topic := newTopic(t)
+	ts := serve(t, topic)
+	arith := testsvc.NewArithClient(dial(t), topic)
+	queue, replies := replyQueue(t, rawChannel(t))
+	add := []byte(`{"method": "add", "args": {"v1": 2, "v2": 3}}`)
+
+	for _, tc := range []struct {
+		name    string
+		patch   func([]byte) []byte
+		headers amqp.Table
+		failure string // "" for the result 5
+	}{
+		{"the deadline header as 'L', as py-amqp writes it", asLongLongU("amqprpc-deadline"),
+			amqp.Table{"amqprpc-deadline": time.Now().Add(time.Minute).UnixMilli()}, ""},
+		{"an integer header outside int32 as 'L'", asLongLongU("x-count"), amqp.Table{"x-count": int64(1) << 40}, ""},
+		{"the deadline header as an int32", nil, amqp.Table{"amqprpc-deadline": int32(1)}, "drop"},
+		{"headers nested 40 deep", nil, amqp.Table{"deep": nested(40)}, "nested more than 32 deep"},
+		{"a header table of 10000 entries", nil, amqp.Table{"wide": wide(10000)}, "more than 8192 entries"},
+		{"a header array of 10000 fields", nil, amqp.Table{"long": make([]any, 10000)}, "more than 8192 fields"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "hostile-" + strings.ReplaceAll(tc.name, " ", "-")[:20]
+			ch := peerChannel(t, tc.patch)
+			publish(t, ch, topic, amqp.Publishing{CorrelationId: id, ReplyTo: queue, Headers: tc.headers, Body: add})
+			switch tc.failure {
+			case "drop": // a deadline in 1970 is read, in any width, and the request dropped
+				select {
+				case d := <-replies:
+					t.Fatalf("a request past its deadline was answered: %s", d.Body)
+				case <-time.After(300 * time.Millisecond):
+				}
+			case "":
+				if d := receive(t, replies); d.CorrelationId != id || string(d.Body) != `{"result":5}` {
+					t.Fatalf("reply %q %s; want %q {\"result\":5}", d.CorrelationId, d.Body, id)
+				}
+			default:
+				d := receive(t, replies)
+				if f := failureOf(t, d); d.CorrelationId != id || f.Code != runtime.CodeMalformed || !strings.Contains(f.Message, tc.failure) {
+					t.Fatalf("reply %q %+v; want %q, code malformed, saying %q", d.CorrelationId, f, id, tc.failure)
+				}
+			}
+			t.Logf("a normal call after it: %v", stillServing(t, ts, arith))
+		})
+	}
+	requireSettled(t, ts, rawChannel(t), topic)
+}
+
+// TestClientSurvivesHostileReplies: whatever can publish to a client's
+// reply queue cannot take the client's connection, nor fail its calls in
+// flight, with headers the client's AMQP library cannot read.
+func TestClientSurvivesHostileReplies(t *testing.T) {
+	topic := newTopic(t)
+	peer := peerChannel(t, asLongLongU("x-big"))
+	requests := standIn(t, peer, topic)
+	go func() {
+		for d := range requests {
+			var req struct {
+				MsgID string `json:"msg_id"`
+			}
+			json.Unmarshal(d.Body, &req)
+			for _, headers := range []amqp.Table{{"x-big": int64(1) << 40}, {"deep": nested(40)}, {"wide": wide(10000)}} {
+				// a stray reply, then the call's own, each with headers
+				// amqp091-go cannot read
+				peer.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: "stray", Headers: headers, Body: []byte(`{"result":1}`)})
+			}
+			peer.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Headers: amqp.Table{"deep": nested(40), "x-big": int64(1) << 40}, Body: []byte(`{"result":5}`)})
+		}
+	}()
+	arith := testsvc.NewArithClient(dial(t, runtime.WithBatching(false)), topic)
+	for i := range 3 {
+		if sum, err := arith.Add(ctxTimeout(t, 5*time.Second), 2, 3); err != nil || sum != 5 {
+			t.Fatalf("call %d: Add = %d, %v; want 5", i, sum, err)
+		}
+	}
+}
+
+func TestHostileReplyPaths(t *testing.T) {
+	topic := newTopic(t)
+	ts := serve(t, topic)
+	arith := testsvc.NewArithClient(dial(t), topic)
+	ch := rawChannel(t)
+	queue, replies := replyQueue(t, ch)
+	long := strings.Repeat("x", 300)
+	add := func(msgID string) []byte {
+		return fmt.Appendf(nil, `{"method": "add", "args": {"v1": 2, "v2": 3}, "msg_id": %q}`, msgID)
+	}
+
+	// Spies on every exchange a classic reply must not reach: what they
+	// receive was published outside reply paths.
+	if err := ch.ExchangeDeclare("test.hostile.topic", "topic", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare("test.hostile.durable-direct", "direct", true, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitServing(t, topic, "main") // the fanout exchange exists
+	spies := map[string]string{   // exchange: the routing key a reply through it would have
+		"amq.topic": "amq.topic", "amq.direct": "amq.direct", runtime.DefaultExchange: runtime.DefaultExchange,
+		topic + "_fanout": "", "test.hostile.topic": "test.hostile.topic", "test.hostile.durable-direct": "test.hostile.durable-direct",
+	}
+	var spied []<-chan amqp.Delivery
+	for exchange, key := range spies {
+		q, err := ch.QueueDeclare("", false, true, true, false, nil)
+		if err == nil {
+			err = ch.QueueBind(q.Name, key, exchange, false, nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spied = append(spied, msgs)
+	}
+
+	cases := []struct {
+		name string
+		pub  amqp.Publishing
+	}{
+		{"a direct reply-to address naming an unknown node", amqp.Publishing{CorrelationId: "drt", ReplyTo: "amq.rabbitmq.reply-to.g2dkAA5yYWJiaXRAbm9ub2RlAAAAAAAAAAAAAAAA.abc", Body: add("")}},
+		{"a msg_id of 300 bytes for a correlation_id", amqp.Publishing{ReplyTo: queue, Body: add(long)}},
+		{"a classic msg_id of 300 bytes", amqp.Publishing{Body: add(long)}},
+		{"a batch entry id of 300 bytes", amqp.Publishing{Type: "amqprpc.requests", ReplyTo: queue,
+			Body: fmt.Appendf(nil, `[{"id": %q, "deadline": 0, "request": {"method": "add", "args": {"v1": 2, "v2": 3}}}]`, long)}},
+	}
+	for exchange := range spies {
+		cases = append(cases, struct {
+			name string
+			pub  amqp.Publishing
+		}{"a classic msg_id naming exchange " + exchange, amqp.Publishing{Body: add(exchange)}})
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			publish(t, peerChannel(t, nil), topic, tc.pub)
+			st := waitStats(t, ts, func(st runtime.ServerStats) bool { return st.Unanswerable >= uint64(i+1) })
+			t.Logf("a normal call after it: %v", stillServing(t, ts, arith))
+			if st = ts.Stats(); st.Unanswerable != uint64(i+1) {
+				t.Fatalf("%d requests counted unanswerable; want %d: the request came back", st.Unanswerable, i+1)
+			}
+		})
+	}
+	// Refused before running: all but the requests whose reply path only
+	// the broker can judge: the direct reply-to address, and the two
+	// exchanges that exist but are not classic reply exchanges (and the
+	// normal call after each case).
+	if calls := ts.arith.Calls.Load() - int64(len(cases)); calls != 3 {
+		t.Errorf("the method ran %d times for requests that could not be answered; want 3", calls)
+	}
+	select {
+	case d := <-replies:
+		t.Errorf("a reply to a request that cannot be answered: %s", d.Body)
+	default:
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, msgs := range spied {
+		select {
+		case d := <-msgs:
+			t.Errorf("published outside reply paths, to %q with key %q: %s", d.Exchange, d.RoutingKey, d.Body)
+		default:
+		}
+	}
+	requireSettled(t, ts, rawChannel(t), topic)
+}
+
+// TestDirectReplyTo: a caller that asks for its reply through RabbitMQ's
+// direct reply-to gets it, as one that asks for it on a queue does.
+func TestDirectReplyTo(t *testing.T) {
+	topic := newTopic(t)
+	ts := serve(t, topic)
+	ch := rawChannel(t)
+	replies, err := ch.Consume("amq.rabbitmq.reply-to", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		id := fmt.Sprint("direct-", i)
+		publish(t, ch, topic, amqp.Publishing{CorrelationId: id, ReplyTo: "amq.rabbitmq.reply-to", Body: []byte(`{"method": "add", "args": {"v1": 2, "v2": 3}}`)})
+		if d := receive(t, replies); d.CorrelationId != id || string(d.Body) != `{"result":5}` {
+			t.Fatalf("reply %q %s", d.CorrelationId, d.Body)
+		}
+	}
+	if st := ts.Stats(); st != (runtime.ServerStats{}) {
+		t.Fatalf("stats %+v; want none rejected", st)
+	}
+}
+
+// TestFailuresDoNotEchoWhatTheyWereSent: a failure quotes what the caller
+// sent, bounded: 1 MB in is not 1 MB out.
+func TestFailuresDoNotEchoWhatTheyWereSent(t *testing.T) {
+	topic := newTopic(t)
+	ts := serve(t, topic)
+	ch := rawChannel(t)
+	queue, replies := replyQueue(t, ch)
+	huge := strings.Repeat("m", 1<<20)
+	for _, body := range []string{
+		fmt.Sprintf(`{"method": %q, "args": {}}`, huge),
+		fmt.Sprintf(`{"method": "add", "args": {%q: 1}}`, huge),
+		fmt.Sprintf(`{"method": "add", "args": {"v1": %q}}`, huge),
+		fmt.Sprintf(`{"method": "add", "args": %q}`, huge),
+		fmt.Sprintf(`[%q]`, huge),
+	} {
+		publish(t, ch, topic, amqp.Publishing{CorrelationId: "echo", ReplyTo: queue, Body: []byte(body)})
+		d := receive(t, replies)
+		if f := failureOf(t, d); len(d.Body) > 1024 {
+			t.Errorf("a failure of %d bytes (%.80s...) for a request of %d bytes", len(d.Body), f.Message, len(body))
+		}
+	}
+	stillServing(t, ts, testsvc.NewArithClient(dial(t), topic))
+}
+
+// TestBatchOverTheBodyLimit: a batch of requests larger than the server's
+// limit is rejected unanswered, as docs/PROTOCOL.md says: no caller could
+// match an answer.
+func TestBatchOverTheBodyLimit(t *testing.T) {
+	topic := newTopic(t)
+	ts := serve(t, topic, runtime.WithMaxBodySize(4096))
+	ch := rawChannel(t)
+	queue, replies := replyQueue(t, ch)
+	entry := `{"id": "e", "deadline": 0, "request": {"method": "add", "args": {"v1": 2, "v2": 3}}}`
+	body := "[" + strings.Repeat(entry+",", 100) + entry + "]"
+	publish(t, ch, topic, amqp.Publishing{Type: "amqprpc.requests", ReplyTo: queue, Body: []byte(body)})
+	waitStats(t, ts, func(st runtime.ServerStats) bool { return st.Malformed == 1 })
+	select {
+	case d := <-replies:
+		t.Fatalf("an answer no caller can match: %q %s", d.CorrelationId, d.Body)
+	case <-time.After(200 * time.Millisecond):
+	}
+	stillServing(t, ts, testsvc.NewArithClient(dial(t), topic))
+	requireSettled(t, ts, rawChannel(t), topic)
+}
