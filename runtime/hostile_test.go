@@ -361,3 +361,45 @@ func TestBatchOverTheBodyLimit(t *testing.T) {
 	stillServing(t, ts, testsvc.NewArithClient(dial(t), topic))
 	requireSettled(t, ts, rawChannel(t), topic)
 }
+
+// TestQuarantineAfterTwoLostConnections: a request in flight each time the
+// server's connection is lost, for whatever reason (here the network; in
+// life, a broker or a library that closes the connection over something
+// no check foresaw), is rejected when it comes back after the second
+// loss, rather than cost the server its connection forever; the server
+// serves other requests again soon after each loss.
+func TestQuarantineAfterTwoLostConnections(t *testing.T) {
+	topic := newTopic(t)
+	p, url := proxy(t)
+	srv := serveVia(t, url, topic, "main", fastReconnect)
+	arith := testsvc.NewArithClient(dial(t), topic)
+	go arith.Work(ctxTimeout(t, 8*time.Second), 7, time.Second) // ends at its deadline, or when the test ends
+
+	for loss := 1; loss <= quarantineLosses; loss++ {
+		// Work runs: first alone, then delivered again beside the Add
+		eventually(t, "Work runs", func() bool { return srv.arith.Calls.Load() >= int64(2*loss-1) })
+		cut := time.Now()
+		p.Cut()
+		if sum, err := arith.Add(ctxTimeout(t, 5*time.Second), 2, 3); err != nil || sum != 5 {
+			t.Fatalf("Add after loss %d = %d, %v", loss, sum, err)
+		}
+		took := time.Since(cut)
+		t.Logf("loss %d: a normal call answered %v after it", loss, took)
+		if took > 2*time.Second {
+			t.Errorf("loss %d: the server served again %v after it; want within 2s", loss, took)
+		}
+	}
+	waitStats(t, srv, func(st runtime.ServerStats) bool { return st.Quarantined == 1 })
+	time.Sleep(1500 * time.Millisecond) // longer than Work takes: a third run would have ended
+	if runs := srv.arith.Executions(7); runs != quarantineLosses {
+		t.Fatalf("Work ran %d times; want %d: it ran again after its second lost connection\n%s", runs, quarantineLosses, srv.logs)
+	}
+	if !strings.Contains(srv.logs.String(), "quarantining a request") {
+		t.Errorf("no log line for the quarantined request:\n%s", srv.logs)
+	}
+	requireSettled(t, srv, rawChannel(t), topic)
+}
+
+// quarantineLosses is how many lost connections docs/PROTOCOL.md lets a
+// request be in flight at before it is quarantined.
+const quarantineLosses = 2
