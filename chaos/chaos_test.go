@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/amqprpc/amqprpc/internal/faultproxy"
+	"github.com/amqprpc/amqprpc/internal/hostile"
 	"github.com/amqprpc/amqprpc/internal/testsvc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
@@ -327,6 +328,57 @@ func TestFaults(t *testing.T) {
 				if kind != "blocked" && kind != "deadline" {
 					t.Errorf("%d calls failed with %s during the alarm; want ErrBlocked or their deadline", n, kind)
 				}
+			}
+		},
+	}, {
+		name:    "hostile peers publish to the topic under load",
+		servers: 2,
+		// Each message that once cost a server its connection, again and
+		// again: now each costs at most itself, and the load nothing.
+		inject: func(t *testing.T, e *env) {
+			conn, err := hostile.Dial(e.url, hostile.LongLongU(hostile.BigHeader))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ch, err := conn.Channel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := ch.QueueDeclare("", false, true, true, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const rounds = 5
+			for range rounds {
+				for name, pub := range hostile.Messages(q.Name) {
+					if err := ch.Publish(runtime.DefaultExchange, e.topic, false, false, pub); err != nil {
+						t.Fatalf("publish %s: %v", name, err)
+					}
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			var st runtime.ServerStats
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				st = runtime.ServerStats{}
+				for _, srv := range e.servers {
+					s := srv.Stats()
+					st.Malformed += s.Malformed
+					st.Unanswerable += s.Unanswerable
+					st.Quarantined += s.Quarantined
+				}
+				if st.Unanswerable >= rounds*hostile.Unanswerable {
+					break
+				}
+			}
+			if st != (runtime.ServerStats{Malformed: rounds * hostile.Malformed, Unanswerable: rounds * hostile.Unanswerable}) {
+				t.Errorf("servers' stats %+v; want each hostile message rejected once", st)
+			}
+		},
+		check: func(t *testing.T, r *report) {
+			noneTwice(t, r)
+			if n := r.attempted.Load() - r.succeeded.Load(); n > 0 {
+				t.Errorf("%d calls failed while hostile peers published", n)
 			}
 		},
 	}} {

@@ -1,16 +1,15 @@
 package runtime_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/amqprpc/amqprpc/internal/hostile"
 	"github.com/amqprpc/amqprpc/internal/testsvc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
@@ -21,35 +20,11 @@ import (
 // protocol says or rejects the message, keeps its connection, answers a
 // normal call right after, and publishes nothing outside reply paths.
 
-// patchConn is a connection to the broker whose outgoing bytes pass through
-// patch: a peer that writes what amqp091-go itself never writes.
-type patchConn struct {
-	net.Conn
-	patch func([]byte) []byte
-}
-
-func (c patchConn) Write(p []byte) (int, error) {
-	if _, err := c.Conn.Write(c.patch(bytes.Clone(p))); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
 // peerChannel opens a channel of a plain amqp091-go connection whose
 // frames patch may rewrite (nil leaves them alone).
 func peerChannel(t *testing.T, patch func([]byte) []byte) *amqp.Channel {
 	t.Helper()
-	cfg := amqp.Config{}
-	if patch != nil {
-		cfg.Dial = func(network, addr string) (net.Conn, error) {
-			c, err := net.Dial(network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return patchConn{c, patch}, nil
-		}
-	}
-	conn, err := amqp.DialConfig(brokerURL(), cfg)
+	conn, err := hostile.Dial(brokerURL(), patch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,33 +34,6 @@ func peerChannel(t *testing.T, patch func([]byte) []byte) *amqp.Channel {
 		t.Fatal(err)
 	}
 	return ch
-}
-
-// asLongLongU turns every header named key, written by amqp091-go as a
-// signed 64-bit integer ('l'), into an 'L' one, as py-amqp (kombu,
-// oslo.messaging) writes every integer outside int32.
-func asLongLongU(key string) func([]byte) []byte {
-	field := append([]byte{byte(len(key))}, key...)
-	return func(b []byte) []byte {
-		return bytes.ReplaceAll(b, append(field, 'l'), append(field, 'L'))
-	}
-}
-
-// nested returns a header table nested depth deep.
-func nested(depth int) amqp.Table {
-	t := amqp.Table{"leaf": "x"}
-	for range depth {
-		t = amqp.Table{"n": t}
-	}
-	return t
-}
-
-func wide(n int) amqp.Table {
-	t := make(amqp.Table, n)
-	for i := range n {
-		t[fmt.Sprint("k", i)] = int32(i)
-	}
-	return t
 }
 
 // stillServing fails the test unless the server kept its connection and
@@ -142,12 +90,12 @@ func TestHostileHeaders(t *testing.T) {
 		headers amqp.Table
 		failure string // "" for the result 5
 	}{
-		{"the deadline header as 'L', as py-amqp writes it", asLongLongU("amqprpc-deadline"),
+		{"the deadline header as 'L', as py-amqp writes it", hostile.LongLongU("amqprpc-deadline"),
 			amqp.Table{"amqprpc-deadline": time.Now().Add(time.Minute).UnixMilli()}, ""},
-		{"an integer header outside int32 as 'L'", asLongLongU("x-count"), amqp.Table{"x-count": int64(1) << 40}, ""},
+		{"an integer header outside int32 as 'L'", hostile.LongLongU("x-count"), amqp.Table{"x-count": int64(1) << 40}, ""},
 		{"the deadline header as an int32", nil, amqp.Table{"amqprpc-deadline": int32(1)}, "drop"},
-		{"headers nested 40 deep", nil, amqp.Table{"deep": nested(40)}, "nested more than 32 deep"},
-		{"a header table of 10000 entries", nil, amqp.Table{"wide": wide(10000)}, "more than 8192 entries"},
+		{"headers nested 40 deep", nil, amqp.Table{"deep": hostile.Nested(40)}, "nested more than 32 deep"},
+		{"a header table of 10000 entries", nil, amqp.Table{"wide": hostile.Wide(10000)}, "more than 8192 entries"},
 		{"a header array of 10000 fields", nil, amqp.Table{"long": make([]any, 10000)}, "more than 8192 fields"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,7 +130,7 @@ func TestHostileHeaders(t *testing.T) {
 // flight, with headers the client's AMQP library cannot read.
 func TestClientSurvivesHostileReplies(t *testing.T) {
 	topic := newTopic(t)
-	peer := peerChannel(t, asLongLongU("x-big"))
+	peer := peerChannel(t, hostile.LongLongU("x-big"))
 	requests := standIn(t, peer, topic)
 	go func() {
 		for d := range requests {
@@ -190,12 +138,12 @@ func TestClientSurvivesHostileReplies(t *testing.T) {
 				MsgID string `json:"msg_id"`
 			}
 			json.Unmarshal(d.Body, &req)
-			for _, headers := range []amqp.Table{{"x-big": int64(1) << 40}, {"deep": nested(40)}, {"wide": wide(10000)}} {
+			for _, headers := range []amqp.Table{{"x-big": int64(1) << 40}, {"deep": hostile.Nested(40)}, {"wide": hostile.Wide(10000)}} {
 				// a stray reply, then the call's own, each with headers
 				// amqp091-go cannot read
 				peer.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: "stray", Headers: headers, Body: []byte(`{"result":1}`)})
 			}
-			peer.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Headers: amqp.Table{"deep": nested(40), "x-big": int64(1) << 40}, Body: []byte(`{"result":5}`)})
+			peer.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Headers: amqp.Table{"deep": hostile.Nested(40), "x-big": int64(1) << 40}, Body: []byte(`{"result":5}`)})
 		}
 	}()
 	arith := testsvc.NewArithClient(dial(t, runtime.WithBatching(false)), topic)
@@ -250,7 +198,7 @@ func TestHostileReplyPaths(t *testing.T) {
 		name string
 		pub  amqp.Publishing
 	}{
-		{"a direct reply-to address naming an unknown node", amqp.Publishing{CorrelationId: "drt", ReplyTo: "amq.rabbitmq.reply-to.g2dkAA5yYWJiaXRAbm9ub2RlAAAAAAAAAAAAAAAA.abc", Body: add("")}},
+		{"a direct reply-to address naming an unknown node", amqp.Publishing{CorrelationId: "drt", ReplyTo: hostile.UnknownNode, Body: add("")}},
 		{"a msg_id of 300 bytes for a correlation_id", amqp.Publishing{ReplyTo: queue, Body: add(long)}},
 		{"a classic msg_id of 300 bytes", amqp.Publishing{Body: add(long)}},
 		{"a batch entry id of 300 bytes", amqp.Publishing{Type: "amqprpc.requests", ReplyTo: queue,
