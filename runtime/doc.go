@@ -19,7 +19,7 @@
 //	sum, err := calc.Add(ctx, 2, 3)
 //
 //	srv := runtime.NewServer("amqp://guest:guest@127.0.0.1:5672/", "calc")
-//	calc.RegisterCalculatorServer(srv, calc.Adder{})
+//	calc.RegisterCalculatorServer(srv, new(calc.Machine))
 //	err := srv.Serve()
 //
 // # Wire contract
@@ -48,7 +48,11 @@
 // # Failures
 //
 // Clients and servers reconnect by themselves when their connection is
-// lost, to the brokers they were given in turn. Servers acknowledge a
+// lost, to the brokers they were given in turn. No single message costs
+// either its connection: headers that AMQP libraries cannot read are made
+// readable or replaced, a reply path that is not one is refused, and a
+// request in flight at two lost connections is quarantined (Server.Stats
+// counts them; docs/PROTOCOL.md says how). Servers acknowledge a
 // request after its reply, so requests on a topic's queue are served at
 // least once (see WithDeduplication); casts are confirmed by the broker, and
 // so are calls and replies with the Safe profile (see Profile); the

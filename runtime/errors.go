@@ -16,9 +16,10 @@ var (
 	ErrNoServer = errors.New("amqprpc: no server is bound to the topic")
 
 	// ErrConnectionLost is returned by calls that were waiting for a reply
-	// when the client's connection or channel to the broker closed, and by
-	// calls made afterwards. A reply goes to a queue exclusive to the
-	// connection that asked for it, and cannot survive its loss.
+	// when the client's connection or channel to the broker closed: a
+	// reply goes to a queue exclusive to the connection that asked for it,
+	// and cannot survive its loss. Calls made afterwards wait for the
+	// client to reconnect, until their deadline (ErrReconnecting).
 	ErrConnectionLost = errors.New("amqprpc: connection to the broker lost")
 
 	// ErrClosed is returned by calls on a Client that has been closed,
@@ -39,7 +40,9 @@ var (
 	// client's limit (WithMaxBodySize); nothing is sent.
 	ErrTooLarge = errors.New("amqprpc: request body too large")
 
-	// ErrNacked is returned by a cast that the broker refused to take.
+	// ErrNacked is returned by a request that the broker refused to take,
+	// when it was published in confirm mode: a cast, and a call with
+	// request confirms (the Safe profile, WithRequestConfirms).
 	ErrNacked = errors.New("amqprpc: the broker refused the message")
 
 	// ErrMalformedReply is returned when a reply arrives but cannot be

@@ -95,10 +95,11 @@ func WithBatching(on bool) Option {
 	return func(c *config) { c.noBatching = !on }
 }
 
-// WithPrefetch sets how many messages a server takes from the broker before
-// acknowledging them, which is also how many handlers run at once, or up to
-// twice as many when requests come in batches (docs/PROTOCOL.md).
-// Values <= 0 are ignored. Default: DefaultPrefetch (64). Server only.
+// WithPrefetch sets how many messages a server takes from each of its
+// three queues (the topic's, its own, its fanout queue) before
+// acknowledging them, and how many handlers run at once, or up to twice as
+// many when requests come in batches (docs/PROTOCOL.md). Values <= 0 are
+// ignored. Default: DefaultPrefetch (64). Server only.
 func WithPrefetch(n int) Option {
 	return func(c *config) {
 		if n > 0 {
@@ -156,17 +157,20 @@ func WithReconnectBackoff(first, most time.Duration) Option {
 }
 
 // WithMaxInFlight bounds how many requests a client has in flight at once;
-// one more waits for a slot until its deadline. 0 means no bound.
-// Default: 0. Client only.
+// one more waits for a slot until its deadline. A call queued to be
+// published with others keeps its slot until it leaves the queue, even once
+// its caller gave up, so that the bound holds while the connection cannot
+// take more. 0 means no bound. Default: 0. Client only.
 func WithMaxInFlight(n int) Option {
 	return func(c *config) { c.maxInFlight = max(n, 0) }
 }
 
-// WithDeduplication makes a server remember the ids of the last n requests
-// it took, and their replies: a request delivered again (after a lost
-// connection, say) is answered with the remembered reply instead of running
-// the method twice. It guards against redelivery to the same server
-// process, not to another. 0 turns it off. Default: 0. Server only.
+// WithDeduplication makes a server remember the last n requests it took,
+// by id and reply path, and their replies: a request delivered again (after
+// a lost connection, say) is answered with the remembered reply instead of
+// running the method twice. It guards against redelivery to the same server
+// process, not to another, and forgets the oldest replies when those it
+// keeps pass 32 MiB. 0 turns it off. Default: 0. Server only.
 func WithDeduplication(n int) Option {
 	return func(c *config) { c.dedupe = max(n, 0) }
 }
@@ -236,9 +240,10 @@ func WithReplyConfirms(on bool) Option {
 
 // WithAckAfterReply sets whether a server acknowledges each request after
 // replying to it, so that a request in flight when the server dies is
-// delivered again (at least once). Off, the broker forgets a request once
-// it delivers it (at most once): faster, but a server that dies loses the
-// requests it holds, up to its prefetch count. Server only.
+// delivered again (at least once). Off, a server acknowledges each request
+// when a handler takes it, before running it (at most once): a server that
+// dies loses the requests it runs, up to its prefetch count, and the
+// prefetch count still bounds what the broker hands it. Server only.
 func WithAckAfterReply(on bool) Option {
 	return func(c *config) { c.ackAfterReply = on }
 }
