@@ -106,9 +106,16 @@ type route struct {
 	// declare says the exchange must be declared (direct, auto-delete)
 	// before publishing, as classic callers expect.
 	declare bool
+	// direct says key is a direct reply-to address, which only the broker
+	// can judge (see directReplies).
+	direct bool
 }
 
 func (r route) ok() bool { return r.key != "" }
+
+// batchable reports whether replies to r may share a message: only those
+// to a queue.
+func (r route) batchable() bool { return r.ok() && !r.declare && !r.direct }
 
 const contentTypeJSON = "application/json"
 
@@ -257,7 +264,7 @@ func (f classic) decodeBatched(d *amqp.Delivery, e *batchedRequest, r *inRequest
 // unless that is empty.
 func (classic) decodeBody(replyTo string, body []byte, r *inRequest) error {
 	if replyTo != "" {
-		r.reply = route{key: replyTo}
+		r.reply = route{key: replyTo, direct: strings.HasPrefix(replyTo, directReplyTo)}
 	}
 	var m classicRequest
 	if err := json.Unmarshal(body, &m); err != nil {

@@ -199,6 +199,7 @@ func TestHostileReplyPaths(t *testing.T) {
 		pub  amqp.Publishing
 	}{
 		{"a direct reply-to address naming an unknown node", amqp.Publishing{CorrelationId: "drt", ReplyTo: hostile.UnknownNode, Body: add("")}},
+		{"the same, accepting batched replies", amqp.Publishing{CorrelationId: "drt", ReplyTo: hostile.UnknownNode, Body: []byte(`{"method": "add", "batch_replies": true}`)}},
 		{"a msg_id of 300 bytes for a correlation_id", amqp.Publishing{ReplyTo: queue, Body: add(long)}},
 		{"a classic msg_id of 300 bytes", amqp.Publishing{Body: add(long)}},
 		{"a batch entry id of 300 bytes", amqp.Publishing{Type: "amqprpc.requests", ReplyTo: queue,
@@ -221,11 +222,11 @@ func TestHostileReplyPaths(t *testing.T) {
 		})
 	}
 	// Refused before running: all but the requests whose reply path only
-	// the broker can judge: the direct reply-to address, and the two
+	// the broker can judge: the two direct reply-to ones, and the two
 	// exchanges that exist but are not classic reply exchanges (and the
 	// normal call after each case).
-	if calls := ts.arith.Calls.Load() - int64(len(cases)); calls != 3 {
-		t.Errorf("the method ran %d times for requests that could not be answered; want 3", calls)
+	if calls := ts.arith.Calls.Load() - int64(len(cases)); calls != 4 {
+		t.Errorf("the method ran %d times for requests that could not be answered; want 4", calls)
 	}
 	select {
 	case d := <-replies:

@@ -548,7 +548,7 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 	if entry != nil {
 		s.dedupe.finish(entry, pub)
 	}
-	if req.batch && from == "" && req.reply.ok() && !req.reply.declare {
+	if req.batch && from == "" && req.reply.batchable() {
 		sess.replier.send(req.reply.key, queuedReply{reply: batchedReply{msgID: req.msgID, body: pub.Body}, t: t, req: req})
 		return
 	}
@@ -731,7 +731,7 @@ func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing)
 		}
 		s.log.Warn("amqprpc: drop classic reply", "msg_id", clip(req.msgID), "method", clip(req.method), "error", err)
 		return answered
-	case strings.HasPrefix(r.key, directReplyTo):
+	case r.direct:
 		o, err := s.direct.publish(s.ctx, r.key, pub)
 		switch {
 		case o == discard:

@@ -81,7 +81,7 @@ const UnknownNode = "amq.rabbitmq.reply-to.g2dkAA5yYWJiaXRAbm9ub2RlAAAAAAAAAAAAA
 // answered where they ask, and the rest are served.
 const (
 	Malformed    = 2
-	Unanswerable = 5
+	Unanswerable = 6
 )
 
 // Messages are, by name, requests for the method add that each made an
@@ -94,13 +94,14 @@ func Messages(replyTo string) map[string]amqp.Publishing {
 	}
 	long := strings.Repeat("x", 300)
 	return map[string]amqp.Publishing{
-		"an 'L' header":           {CorrelationId: "l", ReplyTo: replyTo, Headers: amqp.Table{BigHeader: int64(1) << 40}, Body: add("")},
-		"headers nested 40 deep":  {CorrelationId: "deep", ReplyTo: replyTo, Headers: amqp.Table{"deep": Nested(40)}, Body: add("")},
-		"10000 headers":           {CorrelationId: "wide", ReplyTo: replyTo, Headers: Wide(10000), Body: add("")},
-		"an unknown node":         {CorrelationId: "node", ReplyTo: UnknownNode, Body: add("")},
-		"a 300-byte msg_id":       {ReplyTo: replyTo, Body: add(long)},
-		"a classic amq.topic":     {Body: add("amq.topic")},
-		"a 300-byte batch id":     {Type: "amqprpc.requests", ReplyTo: replyTo, Body: fmt.Appendf(nil, `[{"id": %q, "deadline": 0, "request": {"method": "add"}}]`, long)},
-		"a classic 300-byte name": {Body: add(long)},
+		"an 'L' header":            {CorrelationId: "l", ReplyTo: replyTo, Headers: amqp.Table{BigHeader: int64(1) << 40}, Body: add("")},
+		"headers nested 40 deep":   {CorrelationId: "deep", ReplyTo: replyTo, Headers: amqp.Table{"deep": Nested(40)}, Body: add("")},
+		"10000 headers":            {CorrelationId: "wide", ReplyTo: replyTo, Headers: Wide(10000), Body: add("")},
+		"an unknown node":          {CorrelationId: "node", ReplyTo: UnknownNode, Body: add("")},
+		"an unknown node, batched": {CorrelationId: "node", ReplyTo: UnknownNode, Body: []byte(`{"method": "add", "batch_replies": true}`)},
+		"a 300-byte msg_id":        {ReplyTo: replyTo, Body: add(long)},
+		"a classic amq.topic":      {Body: add("amq.topic")},
+		"a 300-byte batch id":      {Type: "amqprpc.requests", ReplyTo: replyTo, Body: fmt.Appendf(nil, `[{"id": %q, "deadline": 0, "request": {"method": "add"}}]`, long)},
+		"a classic 300-byte name":  {Body: add(long)},
 	}
 }
