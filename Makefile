@@ -50,10 +50,11 @@ bench: broker
 	  printf '```\n'; } >> bench/RESULTS.md
 	@cat bench/RESULTS.md
 
-## fuzz: fuzz the request decoders for a minute each (the seed corpus runs in make test)
+## fuzz: fuzz the request decoders and the header reader for a minute each (the seed corpus runs in make test)
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s ./runtime
 	$(GO) test -run '^$$' -fuzz FuzzSplitRequests -fuzztime 60s ./runtime
+	$(GO) test -run '^$$' -fuzz FuzzSanitizeHeaderFrame -fuzztime 60s ./runtime
 
 ## demo: run the calc example: a server, and a client that prints 2 + 3
 demo: broker

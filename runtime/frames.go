@@ -47,6 +47,10 @@ const (
 	frameTypeHeader = 2 // a content header
 	frameEndLen     = 1
 	readChunk       = 64 << 10
+	// maxHeaderFrame is the largest content header read whole: larger
+	// than any frame RabbitMQ sends (its frame_max is at most 1 MiB), so
+	// that a peer that is not one cannot make the reader buffer more.
+	maxHeaderFrame = 4 << 20
 )
 
 func newFrameReader(conn net.Conn) *frameReader {
@@ -89,7 +93,7 @@ func (f *frameReader) vet() error {
 	}
 	f.started = true
 	size := frameHeaderLen + int(binary.BigEndian.Uint32(head[3:7])) + frameEndLen
-	if head[0] != frameTypeHeader {
+	if head[0] != frameTypeHeader || size > maxHeaderFrame {
 		f.vetted = size
 		return nil
 	}
@@ -149,6 +153,9 @@ const propertyKinds = "sstoossssTssss"
 // stand-in that says why.
 func sanitizeHeaderFrame(frame []byte) []byte {
 	payload := frame[frameHeaderLen : len(frame)-frameEndLen]
+	if len(payload) < 12 { // no class, weight and body size: no broker sends it
+		return frame
+	}
 	start, end, why := scanProperties(payload)
 	switch {
 	case why == nil:
@@ -258,41 +265,28 @@ func length32(p []byte, at int) (int, error) {
 	return int(n), nil
 }
 
-// scanTable checks the entries of a field table, at nesting depth depth,
+// scanTable checks the entries of a field table at nesting depth depth,
 // patching 'L' to 'l', and returns what amqp091-go could not read.
-func scanTable(t []byte, depth int) error {
-	if depth > maxTableDepth {
-		return fmt.Errorf("tables nested more than %d deep", maxTableDepth)
-	}
-	entries := 0
-	for at := 0; at < len(t); {
-		if entries++; entries > maxTableEntries {
-			return fmt.Errorf("a table of more than %d entries", maxTableEntries)
-		}
-		n := int(t[at])
-		if at+1+n >= len(t) {
-			return errTruncated
-		}
-		var err error
-		if at, err = scanField(t, at+1+n, depth); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func scanTable(t []byte, depth int) error { return scanContainer(t, depth, true) }
 
-// scanArray checks the fields of a field array, as scanTable.
-func scanArray(a []byte, depth int) error {
+// scanContainer checks a field table (keyed) or a field array, as
+// scanTable.
+func scanContainer(b []byte, depth int, keyed bool) error {
 	if depth > maxTableDepth {
-		return fmt.Errorf("arrays nested more than %d deep", maxTableDepth)
+		return fmt.Errorf("tables or arrays nested more than %d deep", maxTableDepth)
 	}
-	fields := 0
-	for at := 0; at < len(a); {
-		if fields++; fields > maxTableEntries {
-			return fmt.Errorf("an array of more than %d fields", maxTableEntries)
+	for at, n := 0, 0; at < len(b); n++ {
+		if n == maxTableEntries {
+			return fmt.Errorf("a table or array of more than %d entries", maxTableEntries)
+		}
+		if keyed { // a short string: the entry's name
+			at += 1 + int(b[at])
+			if at >= len(b) {
+				return errTruncated
+			}
 		}
 		var err error
-		if at, err = scanField(a, at, depth); err != nil {
+		if at, err = scanField(b, at, depth); err != nil {
 			return err
 		}
 	}
@@ -317,13 +311,7 @@ func scanField(b []byte, at, depth int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		inner := b[at+4 : at+4+n]
-		if typ == 'F' {
-			err = scanTable(inner, depth+1)
-		} else {
-			err = scanArray(inner, depth+1)
-		}
-		return at + 4 + n, err
+		return at + 4 + n, scanContainer(b[at+4:at+4+n], depth+1, typ == 'F')
 	case 'L':
 		b[at-1] = 'l'
 	}

@@ -96,7 +96,7 @@ func TestHostileHeaders(t *testing.T) {
 		{"the deadline header as an int32", nil, amqp.Table{"amqprpc-deadline": int32(1)}, "drop"},
 		{"headers nested 40 deep", nil, amqp.Table{"deep": hostile.Nested(40)}, "nested more than 32 deep"},
 		{"a header table of 10000 entries", nil, amqp.Table{"wide": hostile.Wide(10000)}, "more than 8192 entries"},
-		{"a header array of 10000 fields", nil, amqp.Table{"long": make([]any, 10000)}, "more than 8192 fields"},
+		{"a header array of 10000 fields", nil, amqp.Table{"long": make([]any, 10000)}, "more than 8192 entries"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := "hostile-" + strings.ReplaceAll(tc.name, " ", "-")[:20]

@@ -1,0 +1,133 @@
+package runtime
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// headerFrame returns a content header frame of class basic on channel 1
+// with the given headers table (its entries, without the length) and a
+// correlation_id.
+func headerFrame(table []byte, correlationID string) []byte {
+	p := []byte{0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5} // class basic, weight, body size 5
+	p = binary.BigEndian.AppendUint16(p, propHeaders|0x0400)
+	p = binary.BigEndian.AppendUint32(p, uint32(len(table)))
+	p = append(p, table...)
+	p = append(p, byte(len(correlationID)))
+	p = append(p, correlationID...)
+	return frame(frameTypeHeader, p)
+}
+
+func frame(typ byte, payload []byte) []byte {
+	f := []byte{typ, 0, 1}
+	f = binary.BigEndian.AppendUint32(f, uint32(len(payload)))
+	return append(append(f, payload...), 0xCE)
+}
+
+// entry returns a table entry of name, type typ and value.
+func entry(name string, typ byte, value []byte) []byte {
+	return append(append(append([]byte{byte(len(name))}, name...), typ), value...)
+}
+
+// dribble is a connection that hands out at most n bytes a read.
+type dribble struct {
+	net.Conn
+	r io.Reader
+	n int
+}
+
+func (d *dribble) Read(p []byte) (int, error) { return d.r.Read(p[:min(len(p), d.n)]) }
+
+func TestFrameReader(t *testing.T) {
+	big := make([]byte, 8)
+	binary.BigEndian.PutUint64(big, 1<<40)
+	deep := entry("leaf", 'S', []byte{0, 0, 0, 1, 'x'})
+	for range maxTableDepth + 1 {
+		deep = append(entry("n", 'F', binary.BigEndian.AppendUint32(nil, uint32(len(deep)))), deep...)
+	}
+	method := frame(1, []byte{0, 60, 0, 60, 1, 2, 3})
+	body := frame(3, bytes.Repeat([]byte("b"), 100<<10))
+	stream := bytes.Join([][]byte{
+		method,
+		headerFrame(entry("x-big", 'L', big), "id-1"), body,
+		headerFrame(deep, "id-2"), body,
+		headerFrame(entry("x-odd", 'Z', big), "id-3"),
+	}, nil)
+	want := bytes.Join([][]byte{
+		method,
+		headerFrame(entry("x-big", 'l', big), "id-1"), body,
+	}, nil)
+	for _, n := range []int{1, 7, 4096, 1 << 20} {
+		fr := newFrameReader(&dribble{r: bytes.NewReader(bytes.Clone(stream)), n: n})
+		got, err := io.ReadAll(fr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(got, want) {
+			t.Fatalf("reads of %d: the 'L' header is not an 'l' one, or frames changed", n)
+		}
+		// The rest: the deep table and the unknown type replaced by the
+		// stand-in, the correlation_id kept.
+		rest := got[len(want):]
+		for _, id := range []string{"id-2", "id-3"} {
+			size := int(binary.BigEndian.Uint32(rest[3:7]))
+			h := rest[:frameHeaderLen+size+frameEndLen]
+			if h[0] != frameTypeHeader || h[len(h)-1] != 0xCE || !bytes.Contains(h, []byte(unreadableHeader)) || !bytes.HasSuffix(h, append([]byte(id), 0xCE)) {
+				t.Fatalf("reads of %d: header frame %q; want the stand-in and correlation_id %s", n, h, id)
+			}
+			if _, _, why := scanProperties(h[frameHeaderLen : len(h)-frameEndLen]); why != nil {
+				t.Fatalf("the stand-in does not read: %v", why)
+			}
+			rest = rest[len(h):]
+			if id == "id-2" {
+				if !bytes.HasPrefix(rest, body) {
+					t.Fatalf("reads of %d: the body after the stand-in changed", n)
+				}
+				rest = rest[len(body):]
+			}
+		}
+		if len(rest) != 0 {
+			t.Fatalf("reads of %d: %d bytes more than sent", n, len(rest))
+		}
+	}
+}
+
+func TestFrameReaderTimesOut(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	fr := newFrameReader(a)
+	fr.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	if _, err := fr.Read(make([]byte, 10)); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("Read with a deadline and nothing to read = %v; want a timeout", err)
+	}
+}
+
+// FuzzSanitizeHeaderFrame: whatever a content header holds, the frame
+// the reader hands on is one whose properties amqp091-go reads.
+func FuzzSanitizeHeaderFrame(f *testing.F) {
+	big := binary.BigEndian.AppendUint64(nil, 1<<40)
+	f.Add(headerFrame(entry("amqprpc-deadline", 'L', big), "id")[frameHeaderLen:])
+	f.Add(headerFrame(entry("a", 'A', []byte{0, 0, 0, 2, 'V', 'V'}), "id")[frameHeaderLen:])
+	f.Add(headerFrame(entry("d", 'D', []byte{1, 0, 0, 0, 1}), "")[frameHeaderLen:])
+	f.Add([]byte{0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff})
+	f.Add([]byte{0, 60}) // shorter than class, weight and body size
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		in := frame(frameTypeHeader, payload)
+		out := sanitizeHeaderFrame(in)
+		if len(payload) < 12 {
+			return
+		}
+		if size := int(binary.BigEndian.Uint32(out[3:7])); size != len(out)-frameHeaderLen-frameEndLen || out[len(out)-1] != 0xCE {
+			t.Fatalf("frame size %d for %d bytes", size, len(out))
+		}
+		if _, _, why := scanProperties(out[frameHeaderLen : len(out)-frameEndLen]); why != nil {
+			t.Fatalf("sanitized properties still unreadable: %v", why)
+		}
+	})
+}
