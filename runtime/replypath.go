@@ -54,9 +54,14 @@ func (s *Server) checkReply(req *inRequest) error {
 // unanswerable rejects req, whose reply cannot go where it asks, without
 // requeue.
 func (s *Server) unanswerable(sess *serverSession, t *taken, req *inRequest, why error) {
+	s.refused(req, why)
+	s.settle(sess, t, req, discard)
+}
+
+// refused logs and counts req, whose reply cannot go where it asks, once.
+func (s *Server) refused(req *inRequest, why error) {
 	s.stats.unanswerable.Add(1)
 	s.log.Warn("amqprpc: rejecting a request that cannot be answered where it asks", "msg_id", clip(req.msgID), "method", clip(req.method), "error", why)
-	s.settle(sess, t, req, discard)
 }
 
 // clip returns s, or its first bytes and how long it was, for an error

@@ -410,11 +410,11 @@ func (s *Server) work(sess *serverSession, p *pool) {
 				sess.workers.Add(-1)
 			}
 		}
-		if !s.take(sess, &d) {
+		if s.closing.Load() { // for another server, unserved
+			s.requeue(sess, &d)
 			continue
 		}
-		if s.closing.Load() {
-			s.settle(sess, newTaken(&d, 1), nil, retry)
+		if !s.take(sess, &d) {
 			continue
 		}
 		s.handle(sess, &d, p.fanout)
@@ -443,6 +443,17 @@ func (s *Server) take(sess *serverSession, d *amqp.Delivery) bool {
 	}
 	sess.acker.track(d)
 	return true
+}
+
+// requeue gives d back to the broker unserved.
+func (s *Server) requeue(sess *serverSession, d *amqp.Delivery) {
+	err := d.Nack(false, true) // multiple, requeue
+	if err == nil {
+		err = sess.acker.finish(d.DeliveryTag, false)
+	}
+	if err != nil { // the channel is gone: the broker will deliver it again
+		s.log.Warn("amqprpc: requeue request", "error", err)
+	}
 }
 
 // handle serves the request, or the batch of requests, of delivery d.
@@ -722,11 +733,10 @@ func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing)
 	case r.declare:
 		ch, err := s.classicChannel(sess, r.exchange)
 		if err == nil {
-			return answeredIf(s.confirmed(ch, r.exchange, r.key, pub))
+			return answeredIf(s.publishReply(ch, r.exchange, r.key, pub))
 		}
 		if errors.Is(err, errUnanswerable) {
-			s.stats.unanswerable.Add(1)
-			s.log.Warn("amqprpc: rejecting a request that cannot be answered where it asks", "msg_id", clip(req.msgID), "method", clip(req.method), "error", err)
+			s.refused(req, err)
 			return discard
 		}
 		s.log.Warn("amqprpc: drop classic reply", "msg_id", clip(req.msgID), "method", clip(req.method), "error", err)
@@ -735,8 +745,7 @@ func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing)
 		o, err := s.direct.publish(s.ctx, r.key, pub)
 		switch {
 		case o == discard:
-			s.stats.unanswerable.Add(1)
-			s.log.Warn("amqprpc: rejecting a request that cannot be answered where it asks", "msg_id", clip(req.msgID), "method", clip(req.method), "error", err)
+			s.refused(req, err)
 		case err != nil:
 			s.log.Warn("amqprpc: publish reply", "reply_to", r.key, "correlation_id", pub.CorrelationId, "error", err)
 		}
@@ -745,29 +754,9 @@ func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing)
 	return answeredIf(s.publishReply(sess.ch, "", r.key, pub))
 }
 
-// confirmed publishes pub on ch, a channel in confirm mode, and reports
-// whether the broker confirmed it.
-func (s *Server) confirmed(ch *amqp.Channel, exchange, key string, pub amqp.Publishing) bool {
-	confirm, err := ch.PublishWithDeferredConfirmWithContext(s.ctx, exchange, key,
-		false, // mandatory
-		false, // immediate
-		pub)
-	if err == nil {
-		var acked bool
-		if acked, err = confirm.WaitContext(s.ctx); err == nil && !acked {
-			err = ErrNacked
-		}
-	}
-	if err != nil {
-		s.log.Warn("amqprpc: publish reply", "exchange", exchange, "correlation_id", pub.CorrelationId, "error", err)
-		return false
-	}
-	return true
-}
-
-// publishReply publishes pub, a reply or several, on ch and, with reply
-// confirms, waits for the broker to confirm it; it reports whether it
-// went out.
+// publishReply publishes pub, a reply or several, on ch and, when ch is in
+// confirm mode (reply confirms, or the classic channel), waits for the
+// broker to confirm it; it reports whether it went out.
 func (s *Server) publishReply(ch *amqp.Channel, exchange, key string, pub amqp.Publishing) bool {
 	confirm, err := ch.PublishWithDeferredConfirmWithContext(s.ctx, exchange, key,
 		false, // mandatory
