@@ -62,8 +62,8 @@ func BenchmarkDecodeRequest(b *testing.B) {
 }
 
 // BenchmarkServe is the server's whole path for one request, without the
-// network: decode, dispatch to the method (arguments decoded by generated
-// code's dec), encode the reply.
+// network: decode, check the reply path, dispatch to the method (arguments
+// decoded by generated code's dec), encode the reply.
 func BenchmarkServe(b *testing.B) {
 	s := NewServer("amqp://unused", "calc", WithLogger(nil))
 	s.RegisterService(benchDesc, struct{}{})
@@ -73,6 +73,9 @@ func BenchmarkServe(b *testing.B) {
 	for b.Loop() {
 		var req inRequest
 		if err := s.decode(&d, &req); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.checkReply(&req); err != nil {
 			b.Fatal(err)
 		}
 		result, failure := s.dispatch(&req)

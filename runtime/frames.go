@@ -57,8 +57,9 @@ func newFrameReader(conn net.Conn) *frameReader {
 	return &frameReader{Conn: conn, buf: make([]byte, readChunk)}
 }
 
-// Read hands on checked bytes: from the buffer, or, for a large frame that
-// needs no check, straight from the connection.
+// Read hands on checked bytes: from the buffer, as many frames as are
+// there and fit, or, for a large frame that needs no check, straight from
+// the connection.
 func (f *frameReader) Read(p []byte) (int, error) {
 	for f.vetted == 0 {
 		if err := f.vet(); err != nil {
@@ -75,10 +76,28 @@ func (f *frameReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n := copy(p, f.buf[f.r:min(f.w, f.r+f.vetted)])
-	f.r += n
-	f.vetted -= n
-	return n, nil
+	n := 0
+	for {
+		m := copy(p[n:], f.buf[f.r:min(f.w, f.r+f.vetted)])
+		n += m
+		f.r += m
+		f.vetted -= m
+		if n == len(p) || f.vetted > 0 || !f.buffered() {
+			return n, nil
+		}
+		f.vet() // cannot fail: the frame is in the buffer
+	}
+}
+
+// buffered reports whether the next frame can be checked without reading:
+// its header is in the buffer and, for a content header, all of it.
+func (f *frameReader) buffered() bool {
+	if f.w-f.r < frameHeaderLen {
+		return false
+	}
+	head := f.buf[f.r:]
+	size := frameHeaderLen + int(binary.BigEndian.Uint32(head[3:7])) + frameEndLen
+	return head[0] != frameTypeHeader || size > maxHeaderFrame || f.w-f.r >= size
 }
 
 // vet checks the frame that starts at buf[r].
