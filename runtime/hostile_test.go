@@ -3,6 +3,8 @@ package runtime_test
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -315,10 +317,12 @@ func TestBatchOverTheBodyLimit(t *testing.T) {
 // server's connection is lost, for whatever reason (here the network; in
 // life, a broker or a library that closes the connection over something
 // no check foresaw), is rejected when it comes back after the second
-// loss, rather than cost the server its connection forever; the server
+// loss, rather than cost the server its connection forever, and
+// dead-lettered where its queue has a dead-letter exchange; the server
 // serves other requests again soon after each loss.
 func TestQuarantineAfterTwoLostConnections(t *testing.T) {
 	topic := newTopic(t)
+	dead := deadLetters(t, topic)
 	p, url := proxy(t)
 	srv := serveVia(t, url, topic, "main", fastReconnect)
 	arith := testsvc.NewArithClient(dial(t), topic)
@@ -346,7 +350,39 @@ func TestQuarantineAfterTwoLostConnections(t *testing.T) {
 	if !strings.Contains(srv.logs.String(), "quarantining a request") {
 		t.Errorf("no log line for the quarantined request:\n%s", srv.logs)
 	}
+	if dead != nil {
+		if d := receive(t, dead); !strings.Contains(string(d.Body), `"method":"work"`) {
+			t.Errorf("dead-lettered %s; want the Work request", d.Body)
+		}
+	}
 	requireSettled(t, srv, rawChannel(t), topic)
+}
+
+// deadLetters gives the queue of topic a dead-letter exchange, by a policy
+// of the local broker's, and returns the messages dead-lettered; nil, and
+// nothing checked, when the broker is not one rabbitmqctl can reach.
+func deadLetters(t *testing.T, topic string) <-chan amqp.Delivery {
+	t.Helper()
+	if _, err := exec.LookPath("rabbitmqctl"); err != nil || !strings.Contains(brokerURL(), "127.0.0.1") {
+		t.Log("no local broker to set a policy on: dead-lettering not checked")
+		return nil
+	}
+	ch := rawChannel(t)
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := "amqprpc-test-" + topic
+	definition := fmt.Sprintf(`{"dead-letter-exchange": "", "dead-letter-routing-key": %q}`, q.Name)
+	if out, err := exec.Command("rabbitmqctl", "set_policy", "--apply-to", "queues", policy, "^"+regexp.QuoteMeta(topic)+"$", definition).CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl set_policy: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("rabbitmqctl", "clear_policy", policy).Run() })
+	return dead
 }
 
 // quarantineLosses is how many lost connections docs/PROTOCOL.md lets a
