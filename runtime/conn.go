@@ -134,7 +134,7 @@ func declare(ch *amqp.Channel, name, kind string, durable bool) error {
 		false, // noWait
 		nil)
 	if err != nil {
-		return fmt.Errorf("amqprpc: declare exchange %q: %w", name, err)
+		return declareError("exchange", name, err)
 	}
 	return nil
 }

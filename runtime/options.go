@@ -23,6 +23,11 @@ const (
 	// second.
 	DefaultReconnectMin = 100 * time.Millisecond
 	DefaultReconnectMax = 5 * time.Second
+	// DefaultQueueType is the kind of a topic's queue: see WithQueueType.
+	DefaultQueueType = QueueQuorum
+	// DefaultDeliveryLimit is how often a quorum topic queue delivers a
+	// request before the broker drops it (or dead-letters it).
+	DefaultDeliveryLimit = 10
 )
 
 // An Option configures a Client (Dial) or a Server (NewServer). Each option
@@ -43,6 +48,11 @@ type config struct {
 	dedupe       int
 	maxBody      int
 	noBatching   bool
+	// The topic's queue (see topology.go).
+	queueType          QueueType
+	queueExpiry        time.Duration
+	deliveryLimit      int
+	deadLetterExchange string
 	// The delivery guarantees (see Profile).
 	requestConfirms bool
 	replyConfirms   bool
@@ -51,13 +61,15 @@ type config struct {
 
 func newConfig(opts []Option) config {
 	c := config{
-		exchange:     DefaultExchange,
-		timeout:      DefaultTimeout,
-		prefetch:     DefaultPrefetch,
-		logger:       slog.Default(),
-		reconnectMin: DefaultReconnectMin,
-		reconnectMax: DefaultReconnectMax,
-		maxBody:      DefaultMaxBodySize,
+		exchange:      DefaultExchange,
+		timeout:       DefaultTimeout,
+		prefetch:      DefaultPrefetch,
+		logger:        slog.Default(),
+		reconnectMin:  DefaultReconnectMin,
+		reconnectMax:  DefaultReconnectMax,
+		maxBody:       DefaultMaxBodySize,
+		queueType:     DefaultQueueType,
+		deliveryLimit: DefaultDeliveryLimit,
 	}
 	WithProfile(DefaultProfile)(&c)
 	for _, opt := range opts {
@@ -185,6 +197,47 @@ func WithMaxBodySize(n int) Option {
 			c.maxBody = n
 		}
 	}
+}
+
+// WithQueueType sets the kind of queue the topic's requests wait in:
+// QueueQuorum, replicated over a cluster's nodes, whose broker drops a
+// request delivered more than WithDeliveryLimit times; or QueueClassic, a
+// durable queue on one node. Servers of one topic must agree on it, and
+// with the queue's arguments below: a server that finds the queue declared
+// otherwise fails with ErrTopologyMismatch. Either is durable, as
+// RabbitMQ 4.3 requires of a queue that is not exclusive. Default:
+// DefaultQueueType (QueueQuorum; bench/RESULTS.md has what each costs).
+// Server only.
+func WithQueueType(t QueueType) Option {
+	return func(c *config) { c.queueType = t }
+}
+
+// WithQueueExpiry makes the broker delete the topic's queue, and the
+// requests in it, once it has had no consumer, and no declaration, for d
+// (the queue argument x-expires): for topics that come and go. 0 keeps it
+// until it is deleted by hand. Default: 0. Server only.
+func WithQueueExpiry(d time.Duration) Option {
+	return func(c *config) { c.queueExpiry = max(d, 0) }
+}
+
+// WithDeliveryLimit sets how often a quorum topic queue delivers one
+// request before the broker drops it, or dead-letters it
+// (WithDeadLetterExchange): the cluster's bound on a request that keeps
+// failing, besides each server's own quarantine (docs/PROTOCOL.md). A
+// request is delivered again when a server dies or loses its connection
+// with it in flight, or gives it back unserved. 0 leaves it to the broker
+// (unlimited before RabbitMQ 4.0, 20 since). Default: DefaultDeliveryLimit
+// (10). Server only; classic queues have no such limit.
+func WithDeliveryLimit(n int) Option {
+	return func(c *config) { c.deliveryLimit = max(n, 0) }
+}
+
+// WithDeadLetterExchange names the exchange that the broker publishes the
+// topic's dead requests to: quarantined by a server, over the delivery
+// limit, or expired in the queue (x-dead-letter-exchange). "" drops them.
+// Default: "". Server only.
+func WithDeadLetterExchange(name string) Option {
+	return func(c *config) { c.deadLetterExchange = name }
 }
 
 // Profile presets the delivery guarantees of clients and servers, each of

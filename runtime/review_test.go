@@ -77,24 +77,22 @@ func TestShutdownWaitsForHandlersAfterALostConnection(t *testing.T) {
 	}
 }
 
-// TestFailedServeLeaksNothing: a server whose consumers cannot start
-// returns the error and leaves no goroutine behind.
+// TestFailedServeLeaksNothing: a server that cannot serve returns the
+// error, here that the topic's queue exists with other settings than its
+// options make, and leaves no goroutine behind.
 func TestFailedServeLeaksNothing(t *testing.T) {
 	topic := newTopic(t)
-	ch := rawChannel(t)
-	own := topic + ".main"
-	if _, err := ch.QueueDeclare(own, false, true, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.Consume(own, "", true, true, false, false, nil); err != nil { // exclusive: the server cannot consume it
+	if _, err := rawChannel(t).QueueDeclare(topic, true, false, false, false, amqp.Table{"x-queue-type": "classic"}); err != nil {
 		t.Fatal(err)
 	}
 	before := goleak.IgnoreCurrent()
 	srv := runtime.NewServer(brokerURL(), topic, runtime.WithServerName("main"))
 	testsvc.RegisterArithServer(srv, new(testsvc.ArithImpl))
-	if err := srv.Serve(); err == nil || errors.Is(err, runtime.ErrServerClosed) {
-		t.Fatalf("Serve = %v; want the error of consuming a queue another connection holds", err)
+	err := srv.Serve()
+	if !errors.Is(err, runtime.ErrTopologyMismatch) || !strings.Contains(err.Error(), "x-queue-type") || !strings.Contains(err.Error(), "WithQueueType") {
+		t.Fatalf("Serve = %v; want ErrTopologyMismatch that names x-queue-type and the option that sets it", err)
 	}
+	t.Log(err)
 	goleak.VerifyNone(t, before)
 }
 

@@ -152,7 +152,10 @@ func (s *Server) RegisterService(desc *ServiceDesc, impl any) {
 // their bindings, and serves requests until Shutdown is called. When the
 // connection is lost it reconnects, backing off (WithReconnectBackoff), to
 // the brokers it was given in turn (WithURLs), and serves again. It returns
-// ErrServerClosed after Shutdown, or the error of its first connection.
+// ErrServerClosed after Shutdown, the error of its first connection, or an
+// ErrTopologyMismatch met when reconnecting: the broker has the topic's
+// queue with other settings than the server's options, which no further
+// attempt would change.
 //
 // At most the prefetch count (WithPrefetch) of messages are handled at
 // once per connection, and of requests twice as many, when they come in
@@ -182,8 +185,8 @@ func (s *Server) Serve() error {
 		if !s.run(sess) {
 			return ErrServerClosed
 		}
-		if sess = s.reconnect(); sess == nil {
-			return ErrServerClosed
+		if sess, err = s.reconnect(); sess == nil {
+			return err
 		}
 	}
 }
@@ -205,7 +208,7 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		s.handlers.Add(1)
 		go s.work(sess, p)
 	}
-	s.log.Info("amqprpc: serving", "exchange", s.cfg.exchange, "prefetch", s.cfg.prefetch)
+	s.log.Info("amqprpc: serving", "exchange", s.cfg.exchange, "queue_type", s.cfg.queueType, "queue_args", queueArgs(topicQueue(s.topic, &s.cfg)), "prefetch", s.cfg.prefetch)
 
 	select {
 	case <-s.quit:
@@ -259,23 +262,28 @@ func (s *Server) install(sess *serverSession) bool {
 	return true
 }
 
-// reconnect opens a new session, backing off between attempts; it returns
-// nil once Shutdown has begun.
-func (s *Server) reconnect() *serverSession {
+// reconnect opens a new session, backing off between attempts. It
+// returns ErrServerClosed once Shutdown has begun, and gives up on an
+// ErrTopologyMismatch, which no attempt can mend.
+func (s *Server) reconnect() (*serverSession, error) {
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		select {
 		case <-time.After(backoff(attempt, s.cfg.reconnectMin, s.cfg.reconnectMax)):
 		case <-s.quit:
-			return nil
+			return nil, ErrServerClosed
 		}
 		sess, err := s.openSession()
+		if errors.Is(err, ErrTopologyMismatch) {
+			s.log.Error("amqprpc: cannot serve", "error", err)
+			return nil, err
+		}
 		if err != nil {
 			s.log.Warn("amqprpc: reconnect", "attempt", attempt+1, "error", err)
 			continue
 		}
 		s.log.Info("amqprpc: reconnected", "attempts", attempt+1, "after", time.Since(start))
-		return sess
+		return sess, nil
 	}
 }
 
@@ -312,21 +320,22 @@ func (s *Server) consume(sess *serverSession) error {
 	if err := declareFanout(ch, s.topic); err != nil {
 		return err
 	}
-	own := s.topic + "." + s.name
-	fanout := fanoutExchange(s.topic) + "_" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	random := strings.ReplaceAll(uuid.NewString(), "-", "")
+	byName := s.topic + "." + s.name
+	shared, own, fanout := topicQueue(s.topic, &s.cfg), instanceQueue(byName, random), instanceQueue(fanoutExchange(s.topic), random)
 	for _, d := range []struct {
-		queue, exchange, key  string
-		autoDelete, exclusive bool
+		queue         queueSpec
+		exchange, key string
 	}{
-		{s.topic, s.cfg.exchange, s.topic, false, false}, // outlives its servers, like OpenStack's
-		{own, s.cfg.exchange, own, true, false},          // gone with its server: a targeted call fails fast
-		{fanout, fanoutExchange(s.topic), "", true, true},
+		{shared, s.cfg.exchange, s.topic}, // outlives its servers, like OpenStack's
+		{own, s.cfg.exchange, byName},     // gone with its server: a call to it alone fails fast
+		{fanout, fanoutExchange(s.topic), ""},
 	} {
-		if _, err := ch.QueueDeclare(d.queue, false, d.autoDelete, d.exclusive, false, nil); err != nil { // durable, noWait
-			return fmt.Errorf("amqprpc: declare queue %q: %w", d.queue, err)
+		if _, err := declareQueue(ch, d.queue); err != nil {
+			return err
 		}
-		if err := ch.QueueBind(d.queue, d.key, d.exchange, false, nil); err != nil { // noWait
-			return fmt.Errorf("amqprpc: bind queue %q to exchange %q: %w", d.queue, d.exchange, err)
+		if err := ch.QueueBind(d.queue.name, d.key, d.exchange, false, nil); err != nil { // noWait
+			return fmt.Errorf("amqprpc: bind queue %q to exchange %q: %w", d.queue.name, d.exchange, err)
 		}
 	}
 	if err := ch.Qos(s.cfg.prefetch, 0, false); err != nil { // prefetch size, global
@@ -337,7 +346,7 @@ func (s *Server) consume(sess *serverSession) error {
 	for _, c := range []struct {
 		queue string
 		to    *<-chan amqp.Delivery
-	}{{s.topic, &q.shared}, {own, &q.own}, {fanout, &q.fanout}} {
+	}{{shared.name, &q.shared}, {own.name, &q.own}, {fanout.name, &q.fanout}} {
 		tag := "amqprpc-" + uuid.NewString()
 		// Acknowledged by the server, even without WithAckAfterReply, so
 		// that the prefetch count bounds what the broker pushes.
@@ -433,6 +442,9 @@ func (s *Server) take(sess *serverSession, d *amqp.Delivery) bool {
 		return true
 	}
 	if d.Redelivered {
+		if n, ok := integer(d.Headers["x-delivery-count"]); ok { // a quorum queue's
+			s.log.Info("amqprpc: request delivered again", "delivery_count", n, "delivery_limit", s.cfg.deliveryLimit, "correlation_id", clip(d.CorrelationId))
+		}
 		if n := s.suspects.losses(d); n >= quarantineLosses {
 			s.stats.quarantined.Add(1)
 			s.log.Error("amqprpc: quarantining a request: it was in flight each time the connection was lost", "losses", n,

@@ -64,14 +64,9 @@ func (s *session) open() error {
 	if err := declareExchange(calls.ch, s.c.cfg.exchange); err != nil {
 		return err
 	}
-	q, err := calls.ch.QueueDeclare("", // a name made by the broker
-		false, // durable
-		true,  // autoDelete
-		true,  // exclusive: gone with the connection, as its replies would be
-		false, // noWait
-		nil)
+	q, err := declareQueue(calls.ch, replyQueue)
 	if err != nil {
-		return fmt.Errorf("amqprpc: declare the reply queue: %w", err)
+		return err
 	}
 	replies, err := calls.ch.Consume(q.Name, "", // consumer tag: generated
 		true,  // autoAck

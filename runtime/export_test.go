@@ -1,0 +1,32 @@
+package runtime
+
+import "sync"
+
+// DeclaredQueue is a queue as amqprpc declared it, for the tests of the
+// topology.
+type DeclaredQueue struct {
+	Name                           string
+	Durable, AutoDelete, Exclusive bool
+	Args                           map[string]any
+}
+
+var (
+	declaredMu sync.Mutex
+	declared   []DeclaredQueue
+)
+
+func init() {
+	declaredQueue = func(q queueSpec) {
+		declaredMu.Lock()
+		defer declaredMu.Unlock()
+		declared = append(declared, DeclaredQueue{q.name, q.durable, q.autoDelete, q.exclusive, q.args})
+	}
+}
+
+// DeclaredQueues returns every queue amqprpc declared in this test binary
+// so far.
+func DeclaredQueues() []DeclaredQueue {
+	declaredMu.Lock()
+	defer declaredMu.Unlock()
+	return append([]DeclaredQueue(nil), declared...)
+}

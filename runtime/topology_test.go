@@ -1,0 +1,152 @@
+package runtime_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+// TestCheckDeclaredQueues: the suite's check of the topology refuses what
+// RabbitMQ 4.3 refuses, amqprpc's topology before 4.3 included.
+func TestCheckDeclaredQueues(t *testing.T) {
+	for _, q := range []runtime.DeclaredQueue{
+		{Name: "calc"},                     // the topic queue before: transient, shared
+		{Name: "calc.a", AutoDelete: true}, // a server's queue before: auto-delete, shared
+		{Name: "lazy", Durable: true, Args: map[string]any{"x-queue-mode": "lazy"}},
+		{Name: "v1", Durable: true, Args: map[string]any{"x-queue-version": int64(1)}},
+	} {
+		if err := checkDeclaredQueues([]runtime.DeclaredQueue{q}); err == nil {
+			t.Errorf("%+v passes the check; RabbitMQ 4.3 refuses it", q)
+		}
+	}
+	ok := []runtime.DeclaredQueue{{Name: "calc", Durable: true, Args: map[string]any{"x-queue-type": "quorum"}}, {Name: "amq.gen-x", Exclusive: true}}
+	if err := checkDeclaredQueues(ok); err != nil {
+		t.Error(err)
+	}
+}
+
+// declaredSince returns the queues declared after the first n.
+func declaredSince(n int) []runtime.DeclaredQueue { return runtime.DeclaredQueues()[n:] }
+
+// TestTopology: what a server and a client declare, by default and with
+// each option, as docs/PROTOCOL.md says, and as the broker has it.
+func TestTopology(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []runtime.Option
+		args string
+	}{
+		{"default", nil, "map[x-delivery-limit:10 x-queue-type:quorum]"},
+		{"classic, expiring, dead-lettering", []runtime.Option{runtime.WithQueueType(runtime.QueueClassic), runtime.WithQueueExpiry(time.Minute), runtime.WithDeadLetterExchange("test.dead")},
+			"map[x-dead-letter-exchange:test.dead x-expires:60000]"},
+		{"quorum without a delivery limit", []runtime.Option{runtime.WithDeliveryLimit(0)}, "map[x-queue-type:quorum]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := len(runtime.DeclaredQueues())
+			topic := newTopic(t)
+			serve(t, topic, tc.opts...)
+			dial(t)
+			byName := map[string]runtime.DeclaredQueue{}
+			for _, q := range declaredSince(n) {
+				switch {
+				case q.Name == topic:
+					byName["topic"] = q
+				case strings.HasPrefix(q.Name, topic+".main_"):
+					byName["own"] = q
+				case strings.HasPrefix(q.Name, topic+"_fanout_"):
+					byName["fanout"] = q
+				case q.Name == "":
+					byName["reply"] = q
+				}
+			}
+			if q := byName["topic"]; !q.Durable || q.Exclusive || q.AutoDelete || fmt.Sprint(q.Args) != tc.args {
+				t.Errorf("topic queue %+v; want durable, shared, with %s", q, tc.args)
+			}
+			for _, kind := range []string{"own", "fanout", "reply"} {
+				if q := byName[kind]; !q.Exclusive {
+					t.Errorf("%s queue %+v; want exclusive", kind, q)
+				}
+			}
+			// The broker has the topic's queue as declared: a declaration
+			// with the same settings passes, with others fails.
+			ch := rawChannel(t)
+			if _, err := ch.QueueDeclare(topic, true, false, false, false, amqp.Table(byName["topic"].Args)); err != nil {
+				t.Fatalf("the broker's queue differs from what the server declared: %v", err)
+			}
+		})
+	}
+}
+
+// TestTopologyMismatchOnReconnect: a server that, reconnecting, finds its
+// topic's queue declared with other settings stops with
+// ErrTopologyMismatch rather than retry forever.
+func TestTopologyMismatchOnReconnect(t *testing.T) {
+	topic := newTopic(t)
+	p, url := proxy(t)
+	srv := serveVia(t, url, topic, "main", fastReconnect)
+	p.Refuse(true)
+	p.Cut()
+	ch := rawChannel(t)
+	if _, err := ch.QueueDelete(topic, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(topic, true, false, false, false, amqp.Table{"x-queue-type": "classic"}); err != nil {
+		t.Fatal(err)
+	}
+	p.Refuse(false)
+	select {
+	case err := <-srv.err:
+		if !errors.Is(err, runtime.ErrTopologyMismatch) {
+			t.Fatalf("Serve = %v; want ErrTopologyMismatch", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server still tries to reconnect to a queue it cannot declare")
+	}
+}
+
+// TestDeliveryLimit: on a quorum queue, the broker drops, or dead-letters,
+// a request delivered more often than the delivery limit, whatever the
+// servers do; the server logs each delivery's count.
+func TestDeliveryLimit(t *testing.T) {
+	topic := newTopic(t)
+	ch := rawChannel(t)
+	dlx := topic + ".dead"
+	if err := ch.ExchangeDeclare(dlx, "fanout", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err == nil {
+		err = ch.QueueBind(q.Name, "", dlx, false, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, url := proxy(t)
+	srv := serveVia(t, url, topic, "main", fastReconnect, runtime.WithDeliveryLimit(1), runtime.WithDeadLetterExchange(dlx))
+	arith := testsvc.NewArithClient(dial(t), topic)
+	go arith.Work(ctxTimeout(t, 8*time.Second), 5, time.Second)
+	for loss := 1; loss <= 2; loss++ { // delivered, delivered again (count 1), then over the limit
+		eventually(t, "Work runs", func() bool { return srv.arith.Calls.Load() == int64(loss) })
+		p.Cut()
+	}
+	if d := receive(t, dead); !strings.Contains(string(d.Body), `"method":"work"`) {
+		t.Fatalf("dead-lettered %s; want the Work request", d.Body)
+	}
+	if st := srv.Stats(); st.Quarantined != 0 {
+		t.Errorf("the server quarantined %d requests; the broker was first", st.Quarantined)
+	}
+	if !strings.Contains(srv.logs.String(), "delivery_count=1") {
+		t.Errorf("no log of the delivery count:\n%s", srv.logs)
+	}
+}
