@@ -46,14 +46,14 @@ var variants = map[string][]runtime.Option{
 	"safe-no-request-confirms": {runtime.WithProfile(runtime.Safe), runtime.WithRequestConfirms(false)},
 	"safe-no-reply-confirms":   {runtime.WithProfile(runtime.Safe), runtime.WithReplyConfirms(false)},
 	"fast-no-ack-after-reply":  {runtime.WithProfile(runtime.Fast), runtime.WithAckAfterReply(false)},
-	"classic":                  {runtime.WithQueueType(runtime.QueueClassic)},
+	"quorum":                   {runtime.WithQueueType(runtime.QueueQuorum)},
 }
 
 var impls = map[string]impl{
 	"amqprpc": {serve: serveAmqprpc, dial: dialAmqprpc},
-	// amqprpc on a durable classic queue: the variant "classic" of amqprpc.
-	"amqprpc-classic": {serve: func(ctx context.Context, url, topic, name string, o options, ready func()) error {
-		o.variant = "classic"
+	// amqprpc on a quorum queue: the variant "quorum" of amqprpc.
+	"amqprpc-quorum": {serve: func(ctx context.Context, url, topic, name string, o options, ready func()) error {
+		o.variant = "quorum"
 		return serveAmqprpc(ctx, url, topic, name, o, ready)
 	}, dial: dialAmqprpc},
 	"baseline": {serve: serveBaseline, dial: dialBaseline},

@@ -21,7 +21,7 @@ type config struct {
 	ab       bool // the sequential latency A/B only, printed
 }
 
-var allImpls = []string{"amqprpc", "amqprpc-classic", "baseline", "floor"}
+var allImpls = []string{"amqprpc", "amqprpc-quorum", "baseline", "floor"}
 
 // measurement names what one client process measures.
 type measurement struct {
@@ -280,8 +280,8 @@ var (
 func writeComparison(md *strings.Builder, w io.Writer, res map[string]map[string][]result, ms []measurement) {
 	med := func(impl, m string, f func(result) float64) float64 { return median(field(res[impl][m], f)) }
 	fmt.Fprintf(md, "## amqprpc, baseline, floor\n\n")
-	fmt.Fprintf(md, "- **amqprpc**: the generated Calculator client and server (`Add`), default options: the topic's queue is a quorum queue.\n")
-	fmt.Fprintf(md, "- **amqprpc-classic**: the same with a durable classic queue (`runtime.WithQueueType(runtime.QueueClassic)`).\n")
+	fmt.Fprintf(md, "- **amqprpc**: the generated Calculator client and server (`Add`), default options: the topic's queue is a durable classic queue.\n")
+	fmt.Fprintf(md, "- **amqprpc-quorum**: the same with a quorum queue (`runtime.WithQueueType(runtime.QueueQuorum)`).\n")
 	fmt.Fprintf(md, "- **baseline**: a hand-written amqp091-go RPC of the same call: one connection, requests to a topic exchange, replies over direct reply-to matched by correlation id, a server acking after replying, prefetch 256 (`bench/impls.go`).\n")
 	fmt.Fprintf(md, "- **floor**: a ping-pong of two 8-byte messages through the broker: no JSON, no acks, default exchange.\n\n")
 	header := "| | p50 | p90 | p99 |"
@@ -312,25 +312,25 @@ func writeComparison(md *strings.Builder, w io.Writer, res map[string]map[string
 	tw.Flush()
 
 	ratio := func(a, b string, m string, f func(result) float64) float64 { return med(a, m, f) / med(b, m, f) }
-	fmt.Fprintf(md, "\nRatios, from this run:\n\n| | amqprpc/baseline | amqprpc/floor | baseline/floor | amqprpc-classic/baseline |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(w, "\nratio\tamqprpc/baseline\tamqprpc/floor\tbaseline/floor\tamqprpc-classic/baseline\n")
+	fmt.Fprintf(md, "\nRatios, from this run:\n\n| | amqprpc/baseline | amqprpc/floor | baseline/floor | amqprpc-quorum/baseline |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "\nratio\tamqprpc/baseline\tamqprpc/floor\tbaseline/floor\tamqprpc-quorum/baseline\n")
 	for _, m := range ms {
 		if m.latency {
 			continue
 		}
-		line := fmt.Sprintf("throughput at %d in flight | %.2f | %.2f | %.2f | %.2f", m.inflight, ratio("amqprpc", "baseline", m.name, rate), ratio("amqprpc", "floor", m.name, rate), ratio("baseline", "floor", m.name, rate), ratio("amqprpc-classic", "baseline", m.name, rate))
+		line := fmt.Sprintf("throughput at %d in flight | %.2f | %.2f | %.2f | %.2f", m.inflight, ratio("amqprpc", "baseline", m.name, rate), ratio("amqprpc", "floor", m.name, rate), ratio("baseline", "floor", m.name, rate), ratio("amqprpc-quorum", "baseline", m.name, rate))
 		fmt.Fprintf(md, "| %s |\n", line)
 		fmt.Fprintln(w, strings.ReplaceAll(line, " | ", "\t"))
 	}
 	lines := []string{
-		fmt.Sprintf("sequential p50 latency | %.2f | %.2f | %.2f | %.2f", ratio("amqprpc", "baseline", "latency", p50), ratio("amqprpc", "floor", "latency", p50), ratio("baseline", "floor", "latency", p50), ratio("amqprpc-classic", "baseline", "latency", p50)),
-		fmt.Sprintf("sequential p99 latency | %.2f | %.2f | %.2f | %.2f", ratio("amqprpc", "baseline", "latency", p99), ratio("amqprpc", "floor", "latency", p99), ratio("baseline", "floor", "latency", p99), ratio("amqprpc-classic", "baseline", "latency", p99)),
+		fmt.Sprintf("sequential p50 latency | %.2f | %.2f | %.2f | %.2f", ratio("amqprpc", "baseline", "latency", p50), ratio("amqprpc", "floor", "latency", p50), ratio("baseline", "floor", "latency", p50), ratio("amqprpc-quorum", "baseline", "latency", p50)),
+		fmt.Sprintf("sequential p99 latency | %.2f | %.2f | %.2f | %.2f", ratio("amqprpc", "baseline", "latency", p99), ratio("amqprpc", "floor", "latency", p99), ratio("baseline", "floor", "latency", p99), ratio("amqprpc-quorum", "baseline", "latency", p99)),
 		fmt.Sprintf("CPU per call, client + server | %.2f | %.2f | %.2f | %.2f",
 			(med("amqprpc", cpuAt, clientCPU)+med("amqprpc", cpuAt, serverCPU))/(med("baseline", cpuAt, clientCPU)+med("baseline", cpuAt, serverCPU)),
 			(med("amqprpc", cpuAt, clientCPU)+med("amqprpc", cpuAt, serverCPU))/(med("floor", cpuAt, clientCPU)+med("floor", cpuAt, serverCPU)),
 			(med("baseline", cpuAt, clientCPU)+med("baseline", cpuAt, serverCPU))/(med("floor", cpuAt, clientCPU)+med("floor", cpuAt, serverCPU)),
-			(med("amqprpc-classic", cpuAt, clientCPU)+med("amqprpc-classic", cpuAt, serverCPU))/(med("baseline", cpuAt, clientCPU)+med("baseline", cpuAt, serverCPU))),
-		fmt.Sprintf("CPU per call, broker | %.2f | %.2f | %.2f | %.2f", ratio("amqprpc", "baseline", cpuAt, brokerCPU), ratio("amqprpc", "floor", cpuAt, brokerCPU), ratio("baseline", "floor", cpuAt, brokerCPU), ratio("amqprpc-classic", "baseline", cpuAt, brokerCPU)),
+			(med("amqprpc-quorum", cpuAt, clientCPU)+med("amqprpc-quorum", cpuAt, serverCPU))/(med("baseline", cpuAt, clientCPU)+med("baseline", cpuAt, serverCPU))),
+		fmt.Sprintf("CPU per call, broker | %.2f | %.2f | %.2f | %.2f", ratio("amqprpc", "baseline", cpuAt, brokerCPU), ratio("amqprpc", "floor", cpuAt, brokerCPU), ratio("baseline", "floor", cpuAt, brokerCPU), ratio("amqprpc-quorum", "baseline", cpuAt, brokerCPU)),
 	}
 	for _, line := range lines {
 		fmt.Fprintf(md, "| %s |\n", line)

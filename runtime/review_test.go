@@ -82,7 +82,7 @@ func TestShutdownWaitsForHandlersAfterALostConnection(t *testing.T) {
 // options make, and leaves no goroutine behind.
 func TestFailedServeLeaksNothing(t *testing.T) {
 	topic := newTopic(t)
-	if _, err := rawChannel(t).QueueDeclare(topic, true, false, false, false, amqp.Table{"x-queue-type": "classic"}); err != nil {
+	if _, err := rawChannel(t).QueueDeclare(topic, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
 		t.Fatal(err)
 	}
 	before := goleak.IgnoreCurrent()

@@ -43,10 +43,11 @@ func TestTopology(t *testing.T) {
 		opts []runtime.Option
 		args string
 	}{
-		{"default", nil, "map[x-delivery-limit:10 x-queue-type:quorum]"},
+		{"default", nil, "map[]"},
+		{"quorum", []runtime.Option{runtime.WithQueueType(runtime.QueueQuorum)}, "map[x-delivery-limit:10 x-queue-type:quorum]"},
 		{"classic, expiring, dead-lettering", []runtime.Option{runtime.WithQueueType(runtime.QueueClassic), runtime.WithQueueExpiry(time.Minute), runtime.WithDeadLetterExchange("test.dead")},
 			"map[x-dead-letter-exchange:test.dead x-expires:60000]"},
-		{"quorum without a delivery limit", []runtime.Option{runtime.WithDeliveryLimit(0)}, "map[x-queue-type:quorum]"},
+		{"quorum without a delivery limit", []runtime.Option{runtime.WithQueueType(runtime.QueueQuorum), runtime.WithDeliveryLimit(0)}, "map[x-queue-type:quorum]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := len(runtime.DeclaredQueues())
@@ -97,7 +98,7 @@ func TestTopologyMismatchOnReconnect(t *testing.T) {
 	if _, err := ch.QueueDelete(topic, false, false, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ch.QueueDeclare(topic, true, false, false, false, amqp.Table{"x-queue-type": "classic"}); err != nil {
+	if _, err := ch.QueueDeclare(topic, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
 		t.Fatal(err)
 	}
 	p.Refuse(false)
@@ -133,7 +134,7 @@ func TestDeliveryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, url := proxy(t)
-	srv := serveVia(t, url, topic, "main", fastReconnect, runtime.WithDeliveryLimit(1), runtime.WithDeadLetterExchange(dlx))
+	srv := serveVia(t, url, topic, "main", fastReconnect, runtime.WithQueueType(runtime.QueueQuorum), runtime.WithDeliveryLimit(1), runtime.WithDeadLetterExchange(dlx))
 	arith := testsvc.NewArithClient(dial(t), topic)
 	go arith.Work(ctxTimeout(t, 8*time.Second), 5, time.Second)
 	for loss := 1; loss <= 2; loss++ { // delivered, delivered again (count 1), then over the limit
