@@ -6,7 +6,7 @@ export AMQP_URL
 
 GO ?= go
 
-.PHONY: all broker broker-tls generate check-generated lint test chaos fuzz bench demo
+.PHONY: all broker broker-tls generate check-generated lint test chaos cluster-test fuzz bench demo
 
 all: lint test
 
@@ -31,6 +31,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: not formatted:" $$out >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags chaos ./chaos
+	$(GO) vet -tags cluster ./cluster
 
 ## test: lint, check-generated and every test (with the race detector) against the broker
 test: broker broker-tls lint check-generated
@@ -49,6 +50,13 @@ bench: broker
 	  $(GO) test -run '^$$' -bench . -benchmem -count 3 ./runtime | grep -E '^(Benchmark|goos|goarch|cpu)'; \
 	  printf '```\n'; } >> bench/RESULTS.md
 	@cat bench/RESULTS.md
+
+## cluster-test: start three RabbitMQ nodes of the project's own (scripts/cluster.sh),
+## lose nodes under load (stop, kill -9, pause, rolling restart), and remove the nodes
+cluster-test:
+	@scripts/cluster.sh stop
+	@scripts/cluster.sh start
+	@trap 'scripts/cluster.sh stop' EXIT; $(GO) test -tags cluster -count=1 -v -timeout 20m ./cluster
 
 ## fuzz: fuzz the request decoders and the header reader for a minute each (the seed corpus runs in make test)
 fuzz:

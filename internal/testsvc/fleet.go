@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/amqprpc/amqprpc/runtime"
@@ -24,6 +25,10 @@ type Fleet interface {
 	//
 	//amqprpc:cast
 	Record(v int) error
+	// Note counts one execution of the cast numbered id.
+	//
+	//amqprpc:cast
+	Note(id int) error
 	// Reset sets every server's total to zero.
 	//
 	//amqprpc:fanout
@@ -55,6 +60,9 @@ type FleetImpl struct {
 	name  string
 	total atomic.Int64
 	Calls atomic.Int64 // methods run
+
+	mu    sync.Mutex
+	notes map[int]int // executions of Note, by id
 }
 
 // NewFleet returns the Fleet of the server named name.
@@ -72,6 +80,24 @@ func (f *FleetImpl) Record(v int) error {
 	f.Calls.Add(1)
 	f.total.Add(int64(v))
 	return nil
+}
+
+func (f *FleetImpl) Note(id int) error {
+	f.Calls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.notes == nil {
+		f.notes = make(map[int]int)
+	}
+	f.notes[id]++
+	return nil
+}
+
+// Notes returns how many times Note(id) ran on this server.
+func (f *FleetImpl) Notes(id int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notes[id]
 }
 
 func (f *FleetImpl) Reset() error {

@@ -91,6 +91,17 @@ func (c *FleetClient) Newer(ctx context.Context) (string, error) {
 	return out, err
 }
 
+// Note counts one execution of the cast numbered id.
+func (c *FleetClient) Note(ctx context.Context, id int) error {
+	return c.inv.Invoke(ctx, runtime.Request{
+		Target:  c.target,
+		Service: &Fleet_ServiceDesc,
+		Method:  "note",
+		Mode:    runtime.Cast,
+		Args:    &_Fleet_Note_Args{Id: id},
+	}, nil)
+}
+
 // Record adds v to the server's total.
 func (c *FleetClient) Record(ctx context.Context, v int) error {
 	return c.inv.Invoke(ctx, runtime.Request{
@@ -154,6 +165,7 @@ var Fleet_ServiceDesc = runtime.ServiceDesc{
 		{Name: "divide", Handler: _Fleet_Divide_Handler, IgnoresContext: true},
 		{Name: "name", Handler: _Fleet_Name_Handler, IgnoresContext: true},
 		{Name: "newer", Handler: _Fleet_Newer_Handler, IgnoresContext: true},
+		{Name: "note", Handler: _Fleet_Note_Handler, IgnoresContext: true},
 		{Name: "record", Handler: _Fleet_Record_Handler, IgnoresContext: true},
 		{Name: "reset", Handler: _Fleet_Reset_Handler, IgnoresContext: true},
 		{Name: "total", Handler: _Fleet_Total_Handler},
@@ -215,6 +227,18 @@ func _Fleet_Newer_Handler(impl any, ctx context.Context, dec func(any) error) (a
 		return nil, err
 	}
 	return impl.(Fleet).Newer(), nil
+}
+
+type _Fleet_Note_Args struct {
+	Id int `json:"id"`
+}
+
+func _Fleet_Note_Handler(impl any, ctx context.Context, dec func(any) error) (any, error) {
+	var args _Fleet_Note_Args
+	if err := dec(&args); err != nil {
+		return nil, err
+	}
+	return nil, impl.(Fleet).Note(args.Id)
 }
 
 type _Fleet_Record_Args struct {
