@@ -6,17 +6,13 @@ export AMQP_URL
 
 GO ?= go
 
-.PHONY: all broker broker-tls generate check-generated lint test chaos cluster-test fuzz bench demo
+.PHONY: all broker generate check-generated lint test chaos cluster-test fuzz bench demo
 
 all: lint test
 
 ## broker: make sure a RabbitMQ answers at AMQP_URL (start or install it if local)
 broker:
 	@scripts/broker.sh
-
-## broker-tls: give a local broker a TLS listener (5671) with a test CA, for the TLS tests
-broker-tls: broker
-	@scripts/broker-tls.sh
 
 ## generate: run every go:generate line
 generate:
@@ -33,14 +29,28 @@ lint:
 	$(GO) vet -tags chaos ./chaos
 	$(GO) vet -tags cluster ./cluster
 
-## test: lint, check-generated and every test (with the race detector) against the broker
-test: broker broker-tls lint check-generated
-	$(GO) test -race -count=1 ./...
+# The broker nodes that tests start for themselves (scripts/cluster.sh), each
+# with its own name, ports, data and Erlang cookie under /tmp, removed after:
+# make test and make chaos never reconfigure or disturb a broker the machine runs.
+TEST_NODE = AMQPRPC_CLUSTER_DIR=/tmp/amqprpc-test-node AMQPRPC_CLUSTER_PORT=5801 AMQPRPC_CLUSTER_TLS=1
+CHAOS_NODE = AMQPRPC_CLUSTER_DIR=/tmp/amqprpc-chaos-node AMQPRPC_CLUSTER_PORT=5811
 
-## chaos: fault tests: load while the broker drops, stops, stalls, alarms, and servers die
-## (run on their own: they close every connection of the broker)
-chaos: broker
-	$(GO) test -tags chaos -count=1 -v -timeout 10m ./chaos
+## test: lint, check-generated and every test (with the race detector), against a broker
+## node of their own (AMQP on 5801, over TLS on 5901)
+test: lint check-generated
+	@$(TEST_NODE) scripts/cluster.sh stop
+	@$(TEST_NODE) scripts/cluster.sh start 1
+	@trap '$(TEST_NODE) scripts/cluster.sh stop' EXIT; \
+	  $(TEST_NODE) AMQP_URL=amqp://guest:guest@127.0.0.1:5801/ AMQPRPC_TLS_ADDR=localhost:5901 AMQPRPC_TLS_DIR=/tmp/amqprpc-test-node/tls \
+	  $(GO) test -race -count=1 ./...
+
+## chaos: fault tests: load while the broker drops, stops, stalls, alarms, and servers die,
+## against a broker node of their own (5811)
+chaos:
+	@$(CHAOS_NODE) scripts/cluster.sh stop
+	@$(CHAOS_NODE) scripts/cluster.sh start 1
+	@trap '$(CHAOS_NODE) scripts/cluster.sh stop' EXIT; \
+	  $(CHAOS_NODE) AMQP_URL=amqp://guest:guest@127.0.0.1:5811/ $(GO) test -tags chaos -count=1 -v -timeout 10m ./chaos
 
 ## bench: amqprpc against a hand-written amqp091-go RPC and a broker ping-pong, in one
 ## interleaved run (a few minutes), then the runtime's micro-benchmarks; writes bench/RESULTS.md

@@ -72,6 +72,10 @@ func TestMain(m *testing.M) {
 		serveProcess(topic, name)
 		return
 	}
+	if os.Getenv("AMQPRPC_CLUSTER_DIR") == "" {
+		fmt.Fprintln(os.Stderr, "chaos: the fault tests break their broker: run them with make chaos, on a node of their own")
+		os.Exit(1)
+	}
 	os.Exit(m.Run())
 }
 
@@ -570,7 +574,7 @@ func waitServing(t *testing.T, c *runtime.Client, topic string) {
 
 func rabbitmqctl(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput()
+	out, err := exec.Command("../scripts/cluster.sh", append([]string{"ctl", "1", "-q"}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("rabbitmqctl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -359,12 +360,13 @@ func TestQuarantineAfterTwoLostConnections(t *testing.T) {
 }
 
 // deadLetters gives the queue of topic a dead-letter exchange, by a policy
-// of the local broker's, and returns the messages dead-lettered; nil, and
-// nothing checked, when the broker is not one rabbitmqctl can reach.
+// of the test node's (scripts/cluster.sh, AMQPRPC_CLUSTER_DIR), and returns
+// the messages dead-lettered; nil, and nothing checked, when the tests run
+// against a broker that is not theirs to configure.
 func deadLetters(t *testing.T, topic string) <-chan amqp.Delivery {
 	t.Helper()
-	if _, err := exec.LookPath("rabbitmqctl"); err != nil || !strings.Contains(brokerURL(), "127.0.0.1") {
-		t.Log("no local broker to set a policy on: dead-lettering not checked")
+	if os.Getenv("AMQPRPC_CLUSTER_DIR") == "" {
+		t.Log("not the tests' own broker node: dead-lettering not checked")
 		return nil
 	}
 	ch := rawChannel(t)
@@ -378,10 +380,10 @@ func deadLetters(t *testing.T, topic string) <-chan amqp.Delivery {
 	}
 	policy := "amqprpc-test-" + topic
 	definition := fmt.Sprintf(`{"dead-letter-exchange": "", "dead-letter-routing-key": %q}`, q.Name)
-	if out, err := exec.Command("rabbitmqctl", "set_policy", "--apply-to", "queues", policy, "^"+regexp.QuoteMeta(topic)+"$", definition).CombinedOutput(); err != nil {
+	if out, err := exec.Command("../scripts/cluster.sh", "ctl", "1", "set_policy", "--apply-to", "queues", policy, "^"+regexp.QuoteMeta(topic)+"$", definition).CombinedOutput(); err != nil {
 		t.Fatalf("rabbitmqctl set_policy: %v: %s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("rabbitmqctl", "clear_policy", policy).Run() })
+	t.Cleanup(func() { exec.Command("../scripts/cluster.sh", "ctl", "1", "clear_policy", policy).Run() })
 	return dead
 }
 

@@ -15,8 +15,12 @@
 # Node I is amqprpc-I@localhost, with AMQP on 127.0.0.1:$((PORT+I-1)) and
 # Erlang distribution on $((PORT+20000+I-1)), PORT being AMQPRPC_CLUSTER_PORT
 # (5701). Its data, logs and configuration live under AMQPRPC_CLUSTER_DIR
-# (/tmp/amqprpc-cluster); the nodes share one Erlang cookie there. Nothing
-# of /etc/rabbitmq or /var/lib/rabbitmq is read or written.
+# (/tmp/amqprpc-cluster); the nodes share one Erlang cookie there. With
+# AMQPRPC_CLUSTER_TLS, each node also listens for AMQP over TLS on
+# $((PORT+100+I-1)), requiring a client certificate, with a test CA made there
+# (internal/tlsgen). Nothing of /etc/rabbitmq or /var/lib/rabbitmq is read
+# or written: several clusters of different directories and ports run side
+# by side, and beside the machine's own broker.
 set -euo pipefail
 
 dir=${AMQPRPC_CLUSTER_DIR:-/tmp/amqprpc-cluster}
@@ -61,6 +65,9 @@ prepare() {
 	mkdir -p "$dir"
 	[ -f "$dir/.erlang.cookie" ] || { head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/.erlang.cookie"; chmod 400 "$dir/.erlang.cookie"; }
 	echo '[].' >"$dir/enabled_plugins"
+	if [ -n "${AMQPRPC_CLUSTER_TLS:-}" ] && [ ! -f "$dir/tls/ca.pem" ]; then
+		(cd "$(dirname "$0")/.." && go run ./internal/tlsgen -dir "$dir/tls")
+	fi
 	echo 'export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"' >"$dir/rabbitmq-env.conf"
 }
 
@@ -73,6 +80,16 @@ start_node() {
 			loopback_users = none
 			cluster_partition_handling = pause_minority
 		EOF
+		if [ -n "${AMQPRPC_CLUSTER_TLS:-}" ]; then
+			cat >>"$dir/node$i/rabbitmq.conf" <<-EOF
+				listeners.ssl.default = 127.0.0.1:$((port + 100 + i - 1))
+				ssl_options.cacertfile = $dir/tls/ca.pem
+				ssl_options.certfile = $dir/tls/server.pem
+				ssl_options.keyfile = $dir/tls/server-key.pem
+				ssl_options.verify = verify_peer
+				ssl_options.fail_if_no_peer_cert = true
+			EOF
+		fi
 		echo '[].' >"$dir/node$i/advanced.config"
 	fi
 	env_of "$i" "$bin/rabbitmq-server" -detached
