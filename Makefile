@@ -53,9 +53,12 @@ chaos:
 	  $(CHAOS_NODE) AMQP_URL=amqp://guest:guest@127.0.0.1:5811/ $(GO) test -tags chaos -count=1 -v -timeout 10m ./chaos
 
 ## bench: amqprpc against a hand-written amqp091-go RPC and a broker ping-pong, in one
-## interleaved run (a few minutes), then the runtime's micro-benchmarks; writes bench/RESULTS.md
+## interleaved run (a few minutes), on the local broker and on a three-node cluster of its
+## own, then the runtime's micro-benchmarks; writes bench/RESULTS.md
 bench: broker
-	$(GO) run ./bench -out bench/RESULTS.md
+	@scripts/cluster.sh stop
+	@scripts/cluster.sh start
+	@trap 'scripts/cluster.sh stop' EXIT; $(GO) run ./bench -out bench/RESULTS.md -cluster $$(scripts/cluster.sh urls | paste -sd, -)
 	@{ printf '\n## Micro-benchmarks\n\nThe per-call work of the runtime without the network (`go test -bench . -benchmem ./runtime`):\n\n```\n'; \
 	  $(GO) test -run '^$$' -bench . -benchmem -count 3 ./runtime | grep -E '^(Benchmark|goos|goarch|cpu)'; \
 	  printf '```\n'; } >> bench/RESULTS.md

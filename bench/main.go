@@ -88,6 +88,7 @@ func serveMain(args []string) {
 	server := fs.String("name", "s1", "server name")
 	variant := fs.String("variant", "default", "amqprpc variant")
 	prefetch := fs.Int("prefetch", 0, "prefetch")
+	url := fs.String("url", brokerURL(), "broker")
 	fs.Parse(args)
 	im, ok := impls[*name]
 	if !ok {
@@ -95,7 +96,7 @@ func serveMain(args []string) {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	err := im.serve(ctx, brokerURL(), *topic, *server, options{variant: *variant, prefetch: *prefetch}, func() { fmt.Println("ready") })
+	err := im.serve(ctx, *url, *topic, *server, options{variant: *variant, prefetch: *prefetch}, func() { fmt.Println("ready") })
 	if err != nil && ctx.Err() == nil {
 		log.Fatalf("serve %s: %v", *name, err)
 	}
@@ -126,9 +127,10 @@ func clientMain(args []string) {
 	warmup := fs.Duration("warmup", time.Second, "warm-up")
 	duration := fs.Duration("duration", 3*time.Second, "measured window")
 	latency := fs.Bool("latency", false, "record each call's latency")
+	url := fs.String("url", brokerURL(), "broker")
 	fs.Parse(args)
 	im := impls[*name]
-	call, closeFn, err := im.dial(brokerURL(), *topic, options{variant: *variant})
+	call, closeFn, err := im.dial(*url, *topic, options{variant: *variant})
 	if err != nil {
 		log.Fatalf("client %s: %v", *name, err)
 	}
@@ -260,9 +262,14 @@ type servers struct {
 }
 
 func startServers(impl, variant, topic string, n, prefetch int) (*servers, error) {
+	return startServersAt(brokerURL(), impl, variant, topic, n, prefetch)
+}
+
+// startServersAt starts servers connected to the broker at url.
+func startServersAt(url, impl, variant, topic string, n, prefetch int) (*servers, error) {
 	s := &servers{topic: topic}
 	for i := range n {
-		p, err := start("serve", "-impl", impl, "-variant", variant, "-topic", topic, "-name", fmt.Sprintf("s%d", i+1), "-prefetch", strconv.Itoa(prefetch))
+		p, err := start("serve", "-impl", impl, "-variant", variant, "-topic", topic, "-name", fmt.Sprintf("s%d", i+1), "-prefetch", strconv.Itoa(prefetch), "-url", url)
 		if err != nil {
 			s.stop()
 			return nil, err
@@ -303,8 +310,14 @@ func (s *servers) stop() {
 // measure runs one client process against srv and returns its result with
 // the CPU the servers and the broker used in its window.
 func measure(impl, variant string, srv *servers, inflight int, cfg config, latency bool, broker int) (result, error) {
+	return measureAt(brokerURL(), impl, variant, srv, inflight, cfg, latency, func() float64 { return mustCPU(broker) })
+}
+
+// measureAt is measure with a client connected to the broker at url, and
+// the brokers' CPU seconds from brokerCPU.
+func measureAt(url, impl, variant string, srv *servers, inflight int, cfg config, latency bool, brokerCPU func() float64) (result, error) {
 	args := []string{"client", "-impl", impl, "-variant", variant, "-topic", srv.topic, "-inflight", strconv.Itoa(inflight),
-		"-duration", cfg.duration.String(), "-warmup", cfg.warmup.String()}
+		"-duration", cfg.duration.String(), "-warmup", cfg.warmup.String(), "-url", url}
 	if latency {
 		args = append(args, "-latency")
 	}
@@ -316,11 +329,11 @@ func measure(impl, variant string, srv *servers, inflight int, cfg config, laten
 	if err := p.expect("start"); err != nil {
 		return result{}, err
 	}
-	s0, b0 := srv.cpu(), mustCPU(broker)
+	s0, b0 := srv.cpu(), brokerCPU()
 	if !p.lines.Scan() {
 		return result{}, fmt.Errorf("client %s: no result", impl)
 	}
-	s1, b1 := srv.cpu(), mustCPU(broker)
+	s1, b1 := srv.cpu(), brokerCPU()
 	var r result
 	if err := json.Unmarshal(p.lines.Bytes(), &r); err != nil {
 		return result{}, fmt.Errorf("client %s: %v: %s", impl, err, p.lines.Text())
@@ -341,8 +354,11 @@ func mustCPU(pid int) float64 {
 }
 
 // cleanup deletes the queues and exchanges the benchmark declared.
-func cleanup(topics []string) {
-	conn, err := amqp.Dial(brokerURL())
+func cleanup(topics []string) { cleanupAt(brokerURL(), topics) }
+
+// cleanupAt deletes topics' queues and exchanges on the broker at url.
+func cleanupAt(url string, topics []string) {
+	conn, err := amqp.Dial(url)
 	if err != nil {
 		log.Printf("cleanup: %v", err)
 		return

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,6 +21,7 @@ type config struct {
 	out      string
 	quick    bool // a smoke run: the comparison only, at 1 and 64 in flight
 	ab       bool // the sequential latency A/B only, printed
+	cluster  []string
 }
 
 var allImpls = []string{"amqprpc", "amqprpc-quorum", "baseline", "floor"}
@@ -39,7 +42,11 @@ func runMain(args []string) {
 	fs.StringVar(&cfg.out, "out", "bench/RESULTS.md", "where to write the results; empty for nowhere")
 	fs.BoolVar(&cfg.quick, "quick", false, "a short smoke run")
 	fs.BoolVar(&cfg.ab, "ab", false, "measure only the sequential latency A/B of amqprpc and baseline, for 4x the duration, and print it")
+	clusterURLs := fs.String("cluster", "", "the AMQP URLs of a cluster's nodes, comma-separated (scripts/cluster.sh urls), for the cluster section")
 	fs.Parse(args)
+	if *clusterURLs != "" {
+		cfg.cluster = strings.Split(*clusterURLs, ",")
+	}
 	if cfg.ab {
 		if err := runAB(cfg, os.Stdout); err != nil {
 			log.Fatal(err)
@@ -151,11 +158,18 @@ func run(cfg config, w io.Writer) (string, error) {
 		s.stop()
 	}
 	clear(srv)
+
+	// 2. A cluster: servers on one node, clients on another.
+	if len(cfg.cluster) >= 2 {
+		if err := runCluster(cfg, w, &md, stamp); err != nil {
+			return "", err
+		}
+	}
 	if cfg.quick {
 		return md.String(), nil
 	}
 
-	// 2. amqprpc with each delivery guarantee on and off.
+	// 3. amqprpc with each delivery guarantee on and off.
 	variantNames := []string{"safe", "safe-no-request-confirms", "safe-no-reply-confirms", "fast", "fast-no-ack-after-reply"}
 	for _, v := range variantNames {
 		s, err := startServers("amqprpc", v, topic("v-"+v), 1, 0)
@@ -177,7 +191,7 @@ func run(cfg config, w io.Writer) (string, error) {
 	clear(srv)
 	writeVariants(&md, w, vres, variantNames)
 
-	// 3. Scale-out: two and four server processes on one topic.
+	// 4. Scale-out: two and four server processes on one topic.
 	var scale []string // "impl xN"
 	for _, n := range []int{1, 2, 4} {
 		for _, impl := range []string{"amqprpc", "baseline"} {
@@ -210,7 +224,7 @@ func run(cfg config, w io.Writer) (string, error) {
 	}
 	md.WriteString("\n")
 
-	// 4. Memory: 10,000 calls in flight from one client, a server with prefetch 1,000.
+	// 5. Memory: 10,000 calls in flight from one client, a server with prefetch 1,000.
 	s, err := startServers("amqprpc", "default", topic("memory"), 1, 1000)
 	if err != nil {
 		return "", err
@@ -368,4 +382,76 @@ func writeVariants(md *strings.Builder, w io.Writer, res map[string]map[string][
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", v, fmtMicros(med(v, "latency", p50)), fmtRate(med(v, "tp64", rate)), fmtRate(med(v, "tp256", rate)))
 	}
 	md.WriteString("\n")
+}
+
+// runCluster measures every implementation with its servers on the
+// cluster's second node and its clients on the first, so that each request
+// and reply crosses between nodes, and writes the section.
+func runCluster(cfg config, w io.Writer, md *strings.Builder, stamp int64) error {
+	serverURL, clientURL := cfg.cluster[1], cfg.cluster[0]
+	var topics []string
+	defer func() { cleanupAt(serverURL, topics) }()
+	srv := make(map[string]*servers)
+	defer func() {
+		for _, s := range srv {
+			s.stop()
+		}
+	}()
+	for _, impl := range allImpls {
+		t := fmt.Sprintf("bench.cluster-%s.%d", impl, stamp)
+		topics = append(topics, t)
+		s, err := startServersAt(serverURL, impl, "default", t, 1, 0)
+		if err != nil {
+			return fmt.Errorf("start %s server on the cluster: %w", impl, err)
+		}
+		srv[impl] = s
+	}
+	pids, err := clusterPIDs(len(cfg.cluster))
+	if err != nil {
+		return err
+	}
+	brokers := func() float64 {
+		var t float64
+		for _, pid := range pids {
+			t += mustCPU(pid)
+		}
+		return t
+	}
+	ms := []measurement{{"latency", 1, true}, {"tp64", 64, false}}
+	res, err := series(cfg, w, ms, allImpls, func(impl string, m measurement) (result, error) {
+		return measureAt(clientURL, impl, "default", srv[impl], m.inflight, cfg, m.latency, brokers)
+	})
+	if err != nil {
+		return err
+	}
+	med := func(impl, m string, f func(result) float64) float64 { return median(field(res[impl][m], f)) }
+	fmt.Fprintf(md, "## A cluster\n\nThe same, on a three-node cluster of the machine's own (`scripts/cluster.sh`): every server on the second node, every client on the first, so that each request and each reply crosses from node to node; a queue lives on the node of the server that declared it (a quorum queue's leader, with followers on the other two). Broker CPU is the three nodes'.\n\n")
+	fmt.Fprintf(md, "| | p50 | p90 | p99 | calls/s at 64 | CPU/call client | server | brokers |\n|---|---|---|---|---|---|---|---|\n")
+	for _, impl := range allImpls {
+		fmt.Fprintf(md, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", impl, fmtMicros(med(impl, "latency", p50)), fmtMicros(med(impl, "latency", p90)), fmtMicros(med(impl, "latency", p99)),
+			fmtRate(med(impl, "tp64", rate)), fmtMicros(med(impl, "tp64", clientCPU)), fmtMicros(med(impl, "tp64", serverCPU)), fmtMicros(med(impl, "tp64", brokerCPU)))
+	}
+	ratio := func(a, b, m string, f func(result) float64) float64 { return med(a, m, f) / med(b, m, f) }
+	fmt.Fprintf(md, "\n| on the cluster | amqprpc/baseline | amqprpc-quorum/baseline | amqprpc/floor |\n|---|---|---|---|\n")
+	fmt.Fprintf(md, "| throughput at 64 in flight | %.2f | %.2f | %.2f |\n", ratio("amqprpc", "baseline", "tp64", rate), ratio("amqprpc-quorum", "baseline", "tp64", rate), ratio("amqprpc", "floor", "tp64", rate))
+	fmt.Fprintf(md, "| sequential p50 latency | %.2f | %.2f | %.2f |\n", ratio("amqprpc", "baseline", "latency", p50), ratio("amqprpc-quorum", "baseline", "latency", p50), ratio("amqprpc", "floor", "latency", p50))
+	fmt.Fprintf(md, "| sequential p99 latency | %.2f | %.2f | %.2f |\n\n", ratio("amqprpc", "baseline", "latency", p99), ratio("amqprpc-quorum", "baseline", "latency", p99), ratio("amqprpc", "floor", "latency", p99))
+	return nil
+}
+
+// clusterPIDs returns the operating system pids of the cluster's n nodes.
+func clusterPIDs(n int) ([]int, error) {
+	var pids []int
+	for i := 1; i <= n; i++ {
+		out, err := exec.Command("scripts/cluster.sh", "pid", strconv.Itoa(i)).Output()
+		if err != nil {
+			return nil, fmt.Errorf("the pid of cluster node %d: %w", i, err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+		if err != nil {
+			return nil, err
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
 }
