@@ -137,26 +137,6 @@ func (r *report) String() string {
 		r.attempted.Load(), r.succeeded.Load(), strings.Join(kinds, " "), r.hung, r.twice, r.recover.Round(time.Millisecond))
 }
 
-// kind classifies a failed call.
-func kind(err error) string {
-	var rerr *runtime.Error
-	switch {
-	case errors.Is(err, runtime.ErrConnectionLost):
-		return "connection_lost"
-	case errors.Is(err, runtime.ErrReconnecting):
-		return "reconnecting"
-	case errors.Is(err, runtime.ErrBlocked):
-		return "blocked"
-	case errors.Is(err, runtime.ErrNoServer):
-		return "no_server"
-	case errors.As(err, &rerr):
-		return "remote_" + string(rerr.Code)
-	case errors.Is(err, context.DeadlineExceeded):
-		return "deadline"
-	}
-	return "other"
-}
-
 // load calls Work from workers goroutines until stop, numbering the jobs.
 type load struct {
 	arith   *testsvc.ArithClient
@@ -196,7 +176,7 @@ func (l *load) run(stop <-chan struct{}, wg *sync.WaitGroup) {
 			l.r.fail("wrong_result", fmt.Errorf("Work(%d) = %d", id, got))
 			l.lastBad.Store(time.Now().UnixNano())
 		default:
-			l.r.fail(kind(err), err)
+			l.r.fail(testsvc.ErrorKind(err), err)
 			l.lastBad.Store(time.Now().UnixNano())
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, runtime.ErrReconnecting) {
 				continue

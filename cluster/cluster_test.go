@@ -9,7 +9,6 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -105,25 +104,6 @@ type report struct {
 	gap                      time.Duration // the longest time without a call succeeding
 }
 
-func kind(err error) string {
-	var rerr *runtime.Error
-	switch {
-	case errors.Is(err, runtime.ErrConnectionLost):
-		return "connection_lost"
-	case errors.Is(err, runtime.ErrReconnecting):
-		return "reconnecting"
-	case errors.Is(err, runtime.ErrNoServer):
-		return "no_server"
-	case errors.Is(err, runtime.ErrNacked):
-		return "nacked"
-	case errors.As(err, &rerr):
-		return "remote_" + string(rerr.Code)
-	case errors.Is(err, context.DeadlineExceeded):
-		return "deadline"
-	}
-	return "other: " + err.Error()
-}
-
 // done records a request that ended after start, with err.
 func (r *report) done(errs map[string]int, start time.Time, err error) {
 	r.mu.Lock()
@@ -132,7 +112,7 @@ func (r *report) done(errs map[string]int, start time.Time, err error) {
 		r.hung++
 	}
 	if err != nil {
-		errs[kind(err)]++
+		errs[testsvc.ErrorKind(err)]++
 		r.lastBad = time.Now()
 		return
 	}
