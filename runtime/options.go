@@ -140,8 +140,9 @@ func WithAMQPConfig(cfg amqp.Config) Option {
 
 // WithServerName sets the server's name: a client reaches this server alone
 // by naming it (Target.Server; generated clients: ToServer), through the
-// queue <topic>.<name>, and its replies to a Gather carry it. Servers of one
-// topic should have different names. Default: the host name. Server only.
+// routing key <topic>.<name>, and its replies to a Gather carry it. Servers
+// of one topic should have different names: two of one name would each
+// receive the requests sent to it. Default: the host name. Server only.
 func WithServerName(name string) Option {
 	return func(c *config) { c.serverName = name }
 }
