@@ -35,6 +35,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/runtime"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -370,7 +372,7 @@ func cleanupAt(url string, topics []string) {
 	}
 	for _, t := range topics {
 		ch.QueueDelete(t, false, false, false)
-		ch.ExchangeDelete(t+"_fanout", false, false)
+		ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, t), false, false)
 	}
 	ch.ExchangeDelete(baselineExchange, false, false)
 }

@@ -576,5 +576,5 @@ func cleanBroker(t *testing.T, topic string) {
 		return
 	}
 	ch.QueueDelete(topic, false, false, false)
-	ch.ExchangeDelete(topic+"_fanout", false, false)
+	ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, topic), false, false)
 }

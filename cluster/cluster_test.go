@@ -220,7 +220,7 @@ func (e *env) stop(t *testing.T) {
 	if conn, err := amqp.Dial(e.urls[0]); err == nil {
 		if ch, err := conn.Channel(); err == nil {
 			ch.QueueDelete(e.topic, false, false, false)
-			ch.ExchangeDelete(e.topic+"_fanout", false, false)
+			ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, e.topic), false, false)
 			ch.ExchangeDelete(e.topic+".dead", false, false)
 		}
 		conn.Close()

@@ -342,7 +342,7 @@ func (c *Client) cast(ctx context.Context, req *Request) error {
 	k, confirm, err := c.send(o, false, func(s *session) (*channel, string, error) {
 		k, err := s.castChannel(everyServer, req.Topic)
 		if everyServer {
-			return k, fanoutExchange(req.Topic), err
+			return k, FanoutExchange(c.cfg.exchange, req.Topic), err
 		}
 		return k, c.cfg.exchange, err
 	}, routingKey(&req.Target))
@@ -378,7 +378,7 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 	}
 	_, confirm, err := c.send(o, true, func(s *session) (*channel, string, error) {
 		_, err := s.castChannel(true, req.Topic) // declares the fanout exchange
-		return s.calls, fanoutExchange(req.Topic), err
+		return s.calls, FanoutExchange(c.cfg.exchange, req.Topic), err
 	}, req.Topic)
 	if err != nil {
 		return err

@@ -113,18 +113,19 @@ func declareExchange(ch *amqp.Channel, name string) error {
 	return declare(ch, name, amqp.ExchangeTopic, true)
 }
 
-// fanoutExchange is the name of the exchange that delivers to every server
-// of topic.
-func fanoutExchange(topic string) string { return topic + fanoutSuffix }
-
-// fanoutSuffix ends the name of every fanout exchange.
-const fanoutSuffix = "_fanout"
+// FanoutExchange returns the name of the exchange that delivers a request
+// to every server of topic, for clients and servers whose requests go to
+// the exchange named exchange (WithExchange): "<exchange>.fanout.<topic>",
+// e.g. "amqprpc.fanout.calc". It is amqprpc's own, apart from
+// OpenStack's "<topic>_fanout", which oslo.messaging declares with other
+// flags: the two never meet on a broker.
+func FanoutExchange(exchange, topic string) string { return exchange + ".fanout." + topic }
 
 // declareFanout declares the fanout exchange of a topic. It is not
 // auto-delete: it must not vanish between a client's declaration and its
 // publication, which would close the channel.
-func declareFanout(ch *amqp.Channel, topic string) error {
-	return declare(ch, fanoutExchange(topic), amqp.ExchangeFanout, false)
+func declareFanout(ch *amqp.Channel, exchange, topic string) error {
+	return declare(ch, FanoutExchange(exchange, topic), amqp.ExchangeFanout, false)
 }
 
 func declare(ch *amqp.Channel, name, kind string, durable bool) error {

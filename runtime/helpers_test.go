@@ -58,7 +58,7 @@ func newTopic(t *testing.T) string {
 			return
 		}
 		ch.QueueDelete(topic, false, false, false)
-		ch.ExchangeDelete(topic+"_fanout", false, false)
+		ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, topic), false, false)
 	})
 	return topic
 }

@@ -179,7 +179,7 @@ func TestHostileReplyPaths(t *testing.T) {
 	waitServing(t, topic, "main") // the fanout exchange exists
 	spies := map[string]string{   // exchange: the routing key a reply through it would have
 		"amq.topic": "amq.topic", "amq.direct": "amq.direct", runtime.DefaultExchange: runtime.DefaultExchange,
-		topic + "_fanout": "", "test.hostile.topic": "test.hostile.topic", "test.hostile.durable-direct": "test.hostile.durable-direct",
+		runtime.FanoutExchange(runtime.DefaultExchange, topic): "", "test.hostile.topic": "test.hostile.topic", "test.hostile.durable-direct": "test.hostile.durable-direct",
 	}
 	var spied []<-chan amqp.Delivery
 	for exchange, key := range spies {

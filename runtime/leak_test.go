@@ -31,7 +31,7 @@ func TestNoPerCallLeaks(t *testing.T) {
 		if c, err := Dial(brokerURL()); err == nil {
 			s := c.sess
 			s.calls.ch.QueueDelete(topic, false, false, false)
-			s.calls.ch.ExchangeDelete(topic+"_fanout", false, false)
+			s.calls.ch.ExchangeDelete(FanoutExchange(DefaultExchange, topic), false, false)
 			c.Close()
 		}
 	}()

@@ -269,3 +269,36 @@ func TestVersions(t *testing.T) {
 		t.Fatalf("a method no server has: %v; want code %s", err, runtime.CodeUnimplemented)
 	}
 }
+
+// TestFanoutBesideOpenStack: amqprpc's fanout exchange is its own, so that
+// an OpenStack service on the same topic, whose oslo.messaging declares
+// "<topic>_fanout" auto-delete, starts whether amqprpc ran first or not.
+func TestFanoutBesideOpenStack(t *testing.T) {
+	topic := newTopic(t)
+	ch := rawChannel(t)
+	declareOslo := func() error { // as oslo.messaging declares it, and binds a queue
+		if err := ch.ExchangeDeclare(topic+"_fanout", "fanout", false, true, false, false, nil); err != nil {
+			return err
+		}
+		q, err := ch.QueueDeclare("", false, true, true, false, nil)
+		if err == nil {
+			err = ch.QueueBind(q.Name, topic, topic+"_fanout", false, nil)
+		}
+		return err
+	}
+	if err := declareOslo(); err != nil { // the OpenStack service first
+		t.Fatal(err)
+	}
+	servers := fleet(t, topic, "a", "b")
+	client := testsvc.NewFleetClient(dial(t), topic)
+	if err := client.Reset(ctxTimeout(t, 5*time.Second)); err != nil {
+		t.Fatalf("a fanout beside OpenStack's fanout exchange: %v", err)
+	}
+	replies, err := client.GatherTotal(ctxTimeout(t, 5*time.Second), len(servers))
+	if err != nil || len(replies) != len(servers) {
+		t.Fatalf("a gather beside OpenStack's fanout exchange: %d replies, %v", len(replies), err)
+	}
+	if err := declareOslo(); err != nil { // and the OpenStack service after amqprpc
+		t.Fatalf("OpenStack's declaration after amqprpc's: %v", err)
+	}
+}

@@ -45,7 +45,7 @@ func (s *Server) checkReply(req *inRequest) error {
 	switch x := r.exchange; {
 	case strings.HasPrefix(x, "amq."):
 		return fmt.Errorf("%w: exchange %s belongs to the broker", errUnanswerable, clip(x))
-	case x == s.cfg.exchange, strings.HasSuffix(x, fanoutSuffix):
+	case x == s.cfg.exchange, strings.HasPrefix(x, s.cfg.exchange+".fanout."), strings.HasSuffix(x, "_fanout"): // amqprpc's, or another system's (OpenStack's)
 		return fmt.Errorf("%w: exchange %s carries requests, not replies", errUnanswerable, clip(x))
 	}
 	return nil

@@ -36,7 +36,7 @@ func TestGatherAfterTheBrokerForgotItsFanoutExchange(t *testing.T) {
 	}
 	// What a broker restart does to the client: its connection goes, and
 	// so does the exchange.
-	if err := rawChannel(t).ExchangeDelete(topic+"_fanout", false, false); err != nil {
+	if err := rawChannel(t).ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, topic), false, false); err != nil {
 		t.Fatal(err)
 	}
 	p.Cut()

@@ -317,19 +317,19 @@ func (s *Server) consume(sess *serverSession) error {
 	if err := declareExchange(ch, s.cfg.exchange); err != nil {
 		return err
 	}
-	if err := declareFanout(ch, s.topic); err != nil {
+	if err := declareFanout(ch, s.cfg.exchange, s.topic); err != nil {
 		return err
 	}
 	random := strings.ReplaceAll(uuid.NewString(), "-", "")
 	byName := s.topic + "." + s.name
-	shared, own, fanout := topicQueue(s.topic, &s.cfg), instanceQueue(byName, random), instanceQueue(fanoutExchange(s.topic), random)
+	shared, own, fanout := topicQueue(s.topic, &s.cfg), instanceQueue(byName, random), instanceQueue(FanoutExchange(s.cfg.exchange, s.topic), random)
 	for _, d := range []struct {
 		queue         queueSpec
 		exchange, key string
 	}{
 		{shared, s.cfg.exchange, s.topic}, // outlives its servers, like OpenStack's
 		{own, s.cfg.exchange, byName},     // gone with its server: a call to it alone fails fast
-		{fanout, fanoutExchange(s.topic), ""},
+		{fanout, FanoutExchange(s.cfg.exchange, s.topic), ""},
 	} {
 		if _, err := declareQueue(ch, d.queue); err != nil {
 			return err

@@ -199,7 +199,7 @@ func (s *session) castChannel(fanout bool, topic string) (*channel, error) {
 	// its transient exchanges, and a publication to one it does not have
 	// would close the channel.
 	if fanout && !s.fanouts[topic] {
-		if err := declareFanout(s.casts.ch, topic); err != nil {
+		if err := declareFanout(s.casts.ch, s.c.cfg.exchange, topic); err != nil {
 			return nil, err
 		}
 		s.fanouts[topic] = true

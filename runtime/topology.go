@@ -18,7 +18,7 @@ import (
 //     (WithQueueExpiry);
 //   - a server's own queue, for requests sent to it by name, and its queue
 //     on the topic's fanout exchange are exclusive to its connection, named
-//     <topic>.<server>_<random> and <topic>_fanout_<random>;
+//     <topic>.<server>_<random> and <exchange>.fanout.<topic>_<random>;
 //   - a client's reply queue is exclusive to its connection, named by the
 //     broker.
 

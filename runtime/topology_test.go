@@ -61,7 +61,7 @@ func TestTopology(t *testing.T) {
 					byName["topic"] = q
 				case strings.HasPrefix(q.Name, topic+".main_"):
 					byName["own"] = q
-				case strings.HasPrefix(q.Name, topic+"_fanout_"):
+				case strings.HasPrefix(q.Name, runtime.FanoutExchange(runtime.DefaultExchange, topic)+"_"):
 					byName["fanout"] = q
 				case q.Name == "":
 					byName["reply"] = q
