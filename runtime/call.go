@@ -31,6 +31,11 @@ type Client struct {
 	inFlight  chan struct{} // a token per request in flight (WithMaxInFlight); nil for no bound
 	wg        sync.WaitGroup
 
+	// batching holds the routing keys whose servers said they read
+	// batches of requests (wireFormat.acceptsBatches): only calls to those
+	// go out several to a message.
+	batching sync.Map
+
 	mu      sync.Mutex
 	sess    *session            // nil while reconnecting
 	ready   chan struct{}       // closed when a session is installed
@@ -42,7 +47,8 @@ type Client struct {
 // pending is a request waiting for its reply, or replies.
 type pending struct {
 	result chan callResult
-	multi  bool // takes every reply, not only the first
+	multi  bool   // takes every reply, not only the first
+	key    string // where it went: its replies say whether that takes batches
 }
 
 // callResult is what ends a pending call: its reply, or an error.
@@ -222,7 +228,7 @@ type destination func(s *session) (*channel, string, error)
 // o's deadline.
 func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*channel, *amqp.DeferredConfirmation, error) {
 	for {
-		s, p, err := c.register(o.ctx, o.req.msgID, multi)
+		s, p, err := c.register(o.ctx, o.req.msgID, key, multi)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -233,7 +239,7 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 		k, exchange, err := to(s)
 		if err == nil {
 			if err = s.waitUnblocked(o.ctx); err == nil {
-				if o.req.batchReplies && s.requests != nil && !s.conn.IsClosed() { // a call: it may go with others
+				if o.req.batchReplies && s.requests != nil && !s.conn.IsClosed() && c.batches(key) { // a call: it may go with others
 					o.refs.Add(1) // the queue's, until publishCalls is done with it
 					s.requests.send(key, o)
 					return k, nil, nil
@@ -418,12 +424,12 @@ func expiration(ttl time.Duration) string {
 
 // register waits until the client has a session, or ctx ends, and records
 // the request id as pending on it.
-func (c *Client) register(ctx context.Context, id string, multi bool) (*session, *pending, error) {
+func (c *Client) register(ctx context.Context, id, key string, multi bool) (*session, *pending, error) {
 	size := 1
 	if multi {
 		size = gatherBuffer
 	}
-	p := &pending{result: make(chan callResult, size), multi: multi}
+	p := &pending{result: make(chan callResult, size), multi: multi, key: key}
 	for {
 		c.mu.Lock()
 		if c.err != nil {
@@ -453,8 +459,16 @@ func (c *Client) unregister(id string) {
 	c.mu.Unlock()
 }
 
+// batches reports whether calls to key may go several to a message: a
+// reply from there said that its server reads them.
+func (c *Client) batches(key string) bool {
+	_, ok := c.batching.Load(key)
+	return ok
+}
+
 // resolve hands r to the pending request id and reports whether there was
-// one. A request that takes one reply is then no longer pending.
+// one. A request that takes one reply is then no longer pending; a reply
+// that says its server reads batches of requests opens its key to them.
 func (c *Client) resolve(id string, r callResult) bool {
 	c.mu.Lock()
 	p, ok := c.pending[id]
@@ -462,6 +476,9 @@ func (c *Client) resolve(id string, r callResult) bool {
 		delete(c.pending, id)
 	}
 	c.mu.Unlock()
+	if ok && r.err == nil && !c.batches(p.key) && c.format.acceptsBatches(&r.reply) {
+		c.batching.Store(p.key, struct{}{})
+	}
 	switch {
 	case !ok:
 	case !p.multi:

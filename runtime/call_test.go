@@ -166,7 +166,17 @@ func TestNoServerFailsFast(t *testing.T) {
 // so that some go out together: every one fails fast with ErrNoServer.
 func TestNoServerFailsFastInBatches(t *testing.T) {
 	topic := newTopic(t)
+	srv := serve(t, topic)
 	arith := testsvc.NewArithClient(dial(t, runtime.WithTimeout(30*time.Second)), topic)
+	// A server answers once, which opens the topic to batches of calls,
+	// and goes, with its queue.
+	if _, err := arith.Add(ctxTimeout(t, 5*time.Second), 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown(ctxTimeout(t, 5*time.Second))
+	if _, err := rawChannel(t).QueueDelete(topic, false, false, false); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range 200 {

@@ -55,6 +55,9 @@ type wireFormat interface {
 	// replyServer returns the name of the server that sent reply d, if
 	// it says.
 	replyServer(d *amqp.Delivery) string
+	// acceptsBatches reports whether reply d says that its server reads
+	// several requests in a message.
+	acceptsBatches(d *amqp.Delivery) bool
 	// decodeReply decodes the result of reply d into result (unless result
 	// is nil), or returns the *Error it carries.
 	decodeReply(d *amqp.Delivery, result any) error
@@ -149,9 +152,13 @@ type classic struct{}
 const serverHeader = "amqprpc-server"
 
 // batchType is the type property of a message that carries several
-// replies, and requestsType that of one that carries several requests.
+// replies, replyType that of one reply alone, and requestsType that of a
+// message that carries several requests. A reply of either type says that
+// its server reads batches of requests: a client sends batches to a topic
+// (or server) only once a reply from it has said so.
 const (
 	batchType    = "amqprpc.replies"
+	replyType    = "amqprpc.reply"
 	requestsType = "amqprpc.requests"
 )
 
@@ -301,6 +308,7 @@ func (classic) encodeReply(pub *amqp.Publishing, msgID, server string, result an
 		return err
 	}
 	pub.ContentType = contentTypeJSON
+	pub.Type = replyType
 	pub.CorrelationId = msgID
 	pub.Body = body
 	if server != "" {
@@ -383,6 +391,7 @@ func (classic) splitRequests(d *amqp.Delivery) ([]batchedRequest, error) {
 func (f classic) encodeReplies(pub *amqp.Publishing, replies []batchedReply) error {
 	if len(replies) == 1 {
 		pub.ContentType = contentTypeJSON
+		pub.Type = replyType
 		pub.CorrelationId = replies[0].msgID
 		pub.Body = replies[0].body
 		return nil
@@ -442,12 +451,16 @@ func (classic) splitReplies(d *amqp.Delivery, each func(*amqp.Delivery)) (bool, 
 		return true, fmt.Errorf("%w: batch: %v", ErrMalformedReply, err)
 	}
 	for _, e := range entries {
-		each(&amqp.Delivery{ContentType: d.ContentType, CorrelationId: e.ID, Body: e.Reply})
+		each(&amqp.Delivery{ContentType: d.ContentType, Type: d.Type, CorrelationId: e.ID, Body: e.Reply})
 	}
 	return true, nil
 }
 
 func (classic) replyID(d *amqp.Delivery) string { return d.CorrelationId }
+
+func (classic) acceptsBatches(d *amqp.Delivery) bool {
+	return d.Type == replyType || d.Type == batchType
+}
 
 func (classic) replyServer(d *amqp.Delivery) string {
 	name, _ := d.Headers[serverHeader].(string)

@@ -99,10 +99,11 @@ func WithTimeout(d time.Duration) Option {
 
 // WithBatching sets whether a client sends calls that come close together
 // for one topic several to a message, and accepts its replies several to a
-// message (docs/PROTOCOL.md). Off, each call and each reply is a message of
-// its own, as for a server that implements the protocol without batches.
-// Calls are batched only without request confirms. Default: on. Client
-// only: servers answer in batches the calls that accept it.
+// message (docs/PROTOCOL.md). Calls go several to a message only to a topic
+// whose replies said that its servers read them, as amqprpc servers' do, and
+// only without request confirms. Off, each call and each reply is a message
+// of its own. Default: on. Client only: servers answer in batches the calls
+// that accept it.
 func WithBatching(on bool) Option {
 	return func(c *config) { c.noBatching = !on }
 }

@@ -42,7 +42,7 @@ func TestClassicBatchOfReplies(t *testing.T) {
 
 	// One reply goes alone, as encodeReply makes it.
 	pub = amqp.Publishing{}
-	if err := (classic{}).encodeReplies(&pub, replies[:1]); err != nil || pub.Type != "" || pub.CorrelationId != "c1" || string(pub.Body) != `{"result":5}` {
+	if err := (classic{}).encodeReplies(&pub, replies[:1]); err != nil || pub.Type != replyType || pub.CorrelationId != "c1" || string(pub.Body) != `{"result":5}` {
 		t.Fatalf("a batch of one = %s, type %q, correlation_id %q, %v; want the reply alone", pub.Body, pub.Type, pub.CorrelationId, err)
 	}
 	if batch, err := (classic{}).splitReplies(&amqp.Delivery{CorrelationId: "c1", Body: pub.Body}, nil); batch || err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -404,5 +406,62 @@ func TestPoisonMessageDoesNotLoop(t *testing.T) {
 	}
 	if sum, err := testsvc.NewArithClient(dial(t), topic).Add(ctxTimeout(t, 5*time.Second), 1, 2); err != nil || sum != 3 {
 		t.Fatalf("after a poison message, Add = %d, %v", sum, err)
+	}
+}
+
+// TestBatchesOnlyToServersThatSaySo: a client sends a topic several calls
+// in a message only once a reply from it has said that its server reads
+// them (type amqprpc.reply or amqprpc.replies): a server that implements
+// the protocol without batches never gets one.
+func TestBatchesOnlyToServersThatSaySo(t *testing.T) {
+	topic := newTopic(t)
+	ch := rawChannel(t)
+	requests := standIn(t, ch, topic)
+	var announce atomic.Bool
+	var batches atomic.Int64
+	go func() { // a server of its own: it answers every request, in a batch or not
+		for d := range requests {
+			type entry struct {
+				ID      string          `json:"id"`
+				Request json.RawMessage `json:"request"`
+			}
+			entries := []entry{{ID: d.CorrelationId}}
+			if d.Type == "amqprpc.requests" {
+				batches.Add(1)
+				entries = nil
+				json.Unmarshal(d.Body, &entries)
+			}
+			typ := ""
+			if announce.Load() {
+				typ = "amqprpc.reply"
+			}
+			for _, e := range entries {
+				ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{ContentType: "application/json", Type: typ, CorrelationId: e.ID, Body: []byte(`{"result":3}`)})
+			}
+		}
+	}()
+	arith := testsvc.NewArithClient(dial(t), topic)
+	burst := func() {
+		var wg sync.WaitGroup
+		for range 200 {
+			wg.Go(func() {
+				if sum, err := arith.Add(ctxTimeout(t, 10*time.Second), 1, 2); err != nil || sum != 3 {
+					t.Errorf("Add = %d, %v", sum, err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	burst()
+	if n := batches.Load(); n != 0 {
+		t.Fatalf("%d batches of calls to a server that never said it reads them", n)
+	}
+	announce.Store(true)
+	arith.Add(ctxTimeout(t, 10*time.Second), 1, 2) // its reply says so
+	for i := 0; i < 10 && batches.Load() == 0; i++ {
+		burst()
+	}
+	if batches.Load() == 0 {
+		t.Fatal("no batch of calls after the server said it reads them, in 2000 calls at once")
 	}
 }
