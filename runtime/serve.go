@@ -208,7 +208,7 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		s.handlers.Add(1)
 		go s.work(sess, p)
 	}
-	s.log.Info("amqprpc: serving", "exchange", s.cfg.exchange, "queue_type", s.cfg.queueType, "queue_args", queueArgs(topicQueue(s.topic, &s.cfg)), "prefetch", s.cfg.prefetch)
+	s.log.Info("amqprpc: serving", "exchange", s.cfg.exchange, "queue_type", s.cfg.queueType, "queue_args", topicQueue(s.topic, &s.cfg).args, "prefetch", s.cfg.prefetch)
 
 	select {
 	case <-s.quit:

@@ -123,17 +123,3 @@ func instanceQueue(name, random string) queueSpec {
 // replyQueue is a client's queue for replies: named by the broker,
 // exclusive to the connection, as its replies cannot outlive it.
 var replyQueue = queueSpec{autoDelete: true, exclusive: true}
-
-// queueArgs says, for logs and errors, what a queue's arguments are.
-func queueArgs(q queueSpec) string {
-	if len(q.args) == 0 {
-		return "none"
-	}
-	var b strings.Builder
-	for _, k := range []string{"x-queue-type", "x-delivery-limit", "x-expires", "x-dead-letter-exchange"} {
-		if v, ok := q.args[k]; ok {
-			fmt.Fprintf(&b, "%s=%v ", k, v)
-		}
-	}
-	return strings.TrimSpace(b.String())
-}
