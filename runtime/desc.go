@@ -94,6 +94,11 @@ type ServiceDesc struct {
 	ServiceName string
 	// Version is the interface's version, "major.minor"; "" means "1.0".
 	Version string
+	// Namespace is the interface's namespace, "" for none
+	// (//amqprpc:namespace). Only the oslo.messaging protocol carries it
+	// (WithOslo): requests name it and servers dispatch on it, as
+	// oslo.messaging's Target.namespace.
+	Namespace string
 	// Methods lists the interface's methods by wire name.
 	Methods []MethodDesc
 	// Errors lists the errors whose identity crosses the wire: a client

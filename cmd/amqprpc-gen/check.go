@@ -80,8 +80,14 @@ func (c *checker) service(name string, pos token.Pos) *service {
 					svc.errors = append(svc.errors, ref)
 				}
 			}
+		case "namespace":
+			if len(d.args) != 1 || strings.ContainsFunc(d.args[0], func(r rune) bool { return r <= ' ' || r == '"' }) {
+				c.errorf(d.pos, "%s: //amqprpc:namespace wants one name without spaces, control characters or quotes", name)
+				continue
+			}
+			svc.namespace = d.args[0]
 		default:
-			c.errorf(d.pos, "%s: unknown directive //amqprpc:%s on an interface (want version or errors)", name, d.name)
+			c.errorf(d.pos, "%s: unknown directive //amqprpc:%s on an interface (want version, namespace or errors)", name, d.name)
 		}
 	}
 

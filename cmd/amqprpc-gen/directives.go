@@ -11,6 +11,7 @@ import (
 //
 //	//amqprpc:version 1.2          interface: its version
 //	//amqprpc:errors ErrX *TypeErr interface: errors whose identity crosses the wire
+//	//amqprpc:namespace admin      interface: its namespace (oslo.messaging's Target.namespace)
 //	//amqprpc:cast                 method: send, wait for the broker, not for a reply
 //	//amqprpc:fanout               method: a cast to every server of the topic
 //	//amqprpc:gather               method: also generate Gather<Method>

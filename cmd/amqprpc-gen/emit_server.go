@@ -28,6 +28,9 @@ on s, usually a *runtime.Server.`, registerFunc(svc), svc.name),
 	if svc.version != "" {
 		fields = append(fields, jen.Id("Version").Op(":").Lit(svc.version))
 	}
+	if svc.namespace != "" {
+		fields = append(fields, jen.Id("Namespace").Op(":").Lit(svc.namespace))
+	}
 	fields = append(fields, jen.Id("Methods").Op(":").Index().Qual(runtimePath, "MethodDesc").Values(lines(methods...)...))
 	if len(svc.errors) > 0 {
 		errs := make([]jen.Code, len(svc.errors))

@@ -20,6 +20,9 @@ type file struct {
 type service struct {
 	name    string
 	version string // "major.minor", or "" when the interface is not versioned
+	// namespace is the interface's namespace, or "" for none: oslo.messaging
+	// peers dispatch on it (runtime.ServiceDesc.Namespace).
+	namespace string
 	errors  []errorRef
 	methods []*method
 	// clientImplements says that every method is already context-first and
