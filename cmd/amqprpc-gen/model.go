@@ -23,8 +23,8 @@ type service struct {
 	// namespace is the interface's namespace, or "" for none: oslo.messaging
 	// peers dispatch on it (runtime.ServiceDesc.Namespace).
 	namespace string
-	errors  []errorRef
-	methods []*method
+	errors    []errorRef
+	methods   []*method
 	// clientImplements says that every method is already context-first and
 	// error-last, so the generated client implements the interface itself.
 	clientImplements bool
