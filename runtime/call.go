@@ -26,7 +26,7 @@ import (
 // meanwhile wait for it until their deadline.
 type Client struct {
 	cfg       config
-	format    wireFormat
+	proto     protocol
 	connector *connector
 	inFlight  chan struct{} // a token per request in flight (WithMaxInFlight); nil for no bound
 	wg        sync.WaitGroup
@@ -47,8 +47,9 @@ type Client struct {
 // pending is a request waiting for its reply, or replies.
 type pending struct {
 	result chan callResult
-	multi  bool   // takes every reply, not only the first
-	key    string // where it went: its replies say whether that takes batches
+	multi  bool          // takes every reply, not only the first
+	key    string        // where it went: its replies say whether that takes batches
+	beats  chan struct{} // a heartbeat came: the server still runs it
 }
 
 // callResult is what ends a pending call: its reply, or an error.
@@ -69,12 +70,12 @@ func Dial(url string, opts ...Option) (*Client, error) {
 	cfg := newConfig(opts)
 	c := &Client{
 		cfg:       cfg,
-		format:    classic{},
 		connector: newConnector(url, &cfg, "amqprpc client"),
 		pending:   make(map[string]*pending),
 		ready:     make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	c.proto = newProtocol(&c.cfg)
 	if cfg.maxInFlight > 0 {
 		c.inFlight = make(chan struct{}, cfg.maxInFlight)
 	}
@@ -186,7 +187,10 @@ func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing
 	if err := ctx.Err(); err != nil {
 		return o, err
 	}
-	o.req = outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline}
+	o.req = outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline, context: OsloContext(ctx)}
+	if req.Service != nil {
+		o.req.namespace = req.Service.Namespace
+	}
 	if c.inFlight != nil {
 		select {
 		case c.inFlight <- struct{}{}:
@@ -208,7 +212,7 @@ func (c *Client) encodeFor(o *outgoing, s *session) error {
 		o.req.replyTo = s.replyTo
 	}
 	o.pub = amqp.Publishing{Expiration: expiration(time.Until(o.req.deadline))}
-	if err := c.format.encodeRequest(&o.pub, &o.req); err != nil {
+	if err := c.proto.encodeRequest(&o.pub, &o.req); err != nil {
 		return err
 	}
 	if len(o.pub.Body) > c.cfg.maxBody {
@@ -282,11 +286,21 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 		return err
 	}
 	o.req.batchReplies = !c.cfg.noBatching // and it may go out with other calls
+	o.req.heartbeat = c.cfg.callMonitor
 	_, confirm, err := c.send(o, false, c.toCalls, routingKey(&req.Target))
 	if err != nil {
 		return err
 	}
 	confirmed := confirmed(confirm)
+	// With a call monitor, the call fails once its server has been silent
+	// that long: no heartbeat, no reply.
+	var monitor *time.Timer
+	var silent <-chan time.Time
+	if c.cfg.callMonitor > 0 {
+		monitor = time.NewTimer(c.cfg.callMonitor)
+		defer monitor.Stop()
+		silent = monitor.C
+	}
 	for {
 		select {
 		case r := <-o.pending.result:
@@ -294,6 +308,10 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 				return r.err
 			}
 			return c.decodeReply(&r.reply, reply, req.Service)
+		case <-o.pending.beats:
+			monitor.Reset(c.cfg.callMonitor)
+		case <-silent:
+			return fmt.Errorf("%w: no heartbeat for %v", ErrServerSilent, c.cfg.callMonitor)
 		case <-confirmed:
 			if !confirm.Acked() {
 				return refused(o.sess.calls)
@@ -329,7 +347,7 @@ func refused(k *channel) error {
 // decodeReply decodes a reply's result into v, or returns the server's
 // error with the identity of the declared error it names.
 func (c *Client) decodeReply(d *amqp.Delivery, v any, svc *ServiceDesc) error {
-	err := c.format.decodeReply(d, v)
+	err := c.proto.decodeReply(d, v)
 	if rerr, ok := err.(*Error); ok {
 		return fromError(rerr, svc)
 	}
@@ -346,9 +364,9 @@ func (c *Client) cast(ctx context.Context, req *Request) error {
 	}
 	everyServer := req.Mode == Fanout && req.Server == "" // a fanout to one server is a cast to it
 	k, confirm, err := c.send(o, false, func(s *session) (*channel, string, error) {
-		k, err := s.castChannel(everyServer, req.Topic)
+		k, fanout, err := s.castChannel(everyServer, req.Topic)
 		if everyServer {
-			return k, FanoutExchange(c.cfg.exchange, req.Topic), err
+			return k, fanout, err
 		}
 		return k, c.cfg.exchange, err
 	}, routingKey(&req.Target))
@@ -377,14 +395,17 @@ func (c *Client) cast(ctx context.Context, req *Request) error {
 // gather publishes a request to every server of its topic and hands each
 // reply to each.
 func (c *Client) gather(ctx context.Context, req *Request, want int, each func(string, func(any) error)) error {
+	if err := c.proto.gathers(); err != nil {
+		return err
+	}
 	o, err := c.start(ctx, req, true)
 	defer o.end(c)
 	if err != nil {
 		return err
 	}
 	_, confirm, err := c.send(o, true, func(s *session) (*channel, string, error) {
-		_, err := s.castChannel(true, req.Topic) // declares the fanout exchange
-		return s.calls, FanoutExchange(c.cfg.exchange, req.Topic), err
+		_, fanout, err := s.castChannel(true, req.Topic) // declares the fanout exchange
+		return s.calls, fanout, err
 	}, req.Topic)
 	if err != nil {
 		return err
@@ -397,7 +418,7 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 				return r.err
 			}
 			got++
-			each(c.format.replyServer(&r.reply), func(v any) error { return c.decodeReply(&r.reply, v, req.Service) })
+			each(c.proto.replyServer(&r.reply), func(v any) error { return c.decodeReply(&r.reply, v, req.Service) })
 		case <-confirmed:
 			if !confirm.Acked() {
 				return refused(o.sess.calls)
@@ -429,7 +450,7 @@ func (c *Client) register(ctx context.Context, id, key string, multi bool) (*ses
 	if multi {
 		size = gatherBuffer
 	}
-	p := &pending{result: make(chan callResult, size), multi: multi, key: key}
+	p := &pending{result: make(chan callResult, size), multi: multi, key: key, beats: make(chan struct{}, 1)}
 	for {
 		c.mu.Lock()
 		if c.err != nil {
@@ -476,7 +497,7 @@ func (c *Client) resolve(id string, r callResult) bool {
 		delete(c.pending, id)
 	}
 	c.mu.Unlock()
-	if ok && r.err == nil && !c.batches(p.key) && c.format.acceptsBatches(&r.reply) {
+	if ok && r.err == nil && !c.batches(p.key) && c.proto.acceptsBatches(&r.reply) {
 		c.batching.Store(p.key, struct{}{})
 	}
 	switch {
@@ -493,6 +514,20 @@ func (c *Client) resolve(id string, r callResult) bool {
 	return ok
 }
 
+// heartbeat tells the pending request id, if any, that its server sent a
+// heartbeat: it still runs the method.
+func (c *Client) heartbeat(id string) {
+	c.mu.Lock()
+	p, ok := c.pending[id]
+	c.mu.Unlock()
+	if ok {
+		select {
+		case p.beats <- struct{}{}:
+		default: // one is enough
+		}
+	}
+}
+
 // readReturns fails the requests that the broker could not route. Each
 // receive on flush is a caller waiting until every return received before
 // it has been handled; it is answered by closing the channel it sent, and
@@ -506,7 +541,7 @@ func (c *Client) readReturns(returns <-chan amqp.Return, flush <-chan chan struc
 			if !ok {
 				return
 			}
-			for _, id := range c.format.returnedIDs(&r) {
+			for _, id := range c.proto.returnedIDs(&r) {
 				c.resolve(id, callResult{err: ErrNoServer})
 			}
 		case f := <-flush:

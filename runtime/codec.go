@@ -74,6 +74,9 @@ type outRequest struct {
 	// batchReplies says the caller accepts its reply together with
 	// others (see encodeReplies).
 	batchReplies bool
+	namespace    string         // the interface's namespace (ServiceDesc.Namespace)
+	context      map[string]any // the caller's request context (WithOsloContext)
+	heartbeat    time.Duration  // asks for heartbeats every half of it while the method runs
 }
 
 // inRequest is a request as a server receives it.
@@ -85,6 +88,16 @@ type inRequest struct {
 	reply    route           // where the reply goes; the zero route when nowhere
 	deadline time.Time       // when the caller stops waiting; zero when it did not say
 	batch    bool            // the caller accepts its reply together with others
+	// namespace is the interface's namespace the request names, if any.
+	namespace string
+	// context is the caller's request context, if it sent one.
+	context map[string]any
+	// heartbeat, when set, is how often the caller wants a heartbeat
+	// while the method runs.
+	heartbeat time.Duration
+	// uniqueID, when set, is the request's own id, new for each message,
+	// by which a server drops a message it was given twice.
+	uniqueID string
 }
 
 // batchedRequest is one request of several published together: its id,

@@ -107,12 +107,6 @@ func redact(rawURL string) string {
 	return u.Redacted()
 }
 
-// declareExchange declares the durable topic exchange requests are
-// published to.
-func declareExchange(ch *amqp.Channel, name string) error {
-	return declare(ch, name, amqp.ExchangeTopic, true)
-}
-
 // FanoutExchange returns the name of the exchange that delivers a request
 // to every server of topic, for clients and servers whose requests go to
 // the exchange named exchange (WithExchange): "<exchange>.fanout.<topic>",
@@ -120,22 +114,3 @@ func declareExchange(ch *amqp.Channel, name string) error {
 // OpenStack's "<topic>_fanout", which oslo.messaging declares with other
 // flags: the two never meet on a broker.
 func FanoutExchange(exchange, topic string) string { return exchange + ".fanout." + topic }
-
-// declareFanout declares the fanout exchange of a topic. It is not
-// auto-delete: it must not vanish between a client's declaration and its
-// publication, which would close the channel.
-func declareFanout(ch *amqp.Channel, exchange, topic string) error {
-	return declare(ch, FanoutExchange(exchange, topic), amqp.ExchangeFanout, false)
-}
-
-func declare(ch *amqp.Channel, name, kind string, durable bool) error {
-	err := ch.ExchangeDeclare(name, kind, durable,
-		false, // autoDelete
-		false, // internal
-		false, // noWait
-		nil)
-	if err != nil {
-		return declareError("exchange", name, err)
-	}
-	return nil
-}

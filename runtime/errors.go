@@ -54,6 +54,11 @@ var (
 	// version cap (Target.VersionCap) allows.
 	ErrVersionCap = errors.New("amqprpc: method is newer than the client's version cap")
 
+	// ErrServerSilent is returned by a call whose server sent neither a
+	// heartbeat nor the reply for as long as the call monitor allows
+	// (OsloConfig.CallMonitorTimeout): it died, or lost the request.
+	ErrServerSilent = errors.New("amqprpc: the server stopped sending heartbeats")
+
 	// ErrServerClosed is returned by Server.Serve after Server.Shutdown.
 	ErrServerClosed = errors.New("amqprpc: server closed")
 )
@@ -128,6 +133,13 @@ type Error struct {
 	Type string `json:"type,omitempty"`
 	// Detail is the JSON form of a declared error type's value.
 	Detail json.RawMessage `json:"detail,omitempty"`
+	// Module and Class name the Python exception that an oslo.messaging
+	// peer sent or is sent (WithOslo, OsloException), such as "builtins"
+	// and "ValueError", and Traceback is its traceback, as Python formats
+	// it. amqprpc's own protocol does not carry them.
+	Module    string   `json:"-"`
+	Class     string   `json:"-"`
+	Traceback []string `json:"-"`
 
 	cause error
 }
@@ -143,6 +155,9 @@ func Errorf(code Code, format string, args ...any) error {
 
 // Error implements the error interface.
 func (e *Error) Error() string {
+	if e.Class != "" {
+		return fmt.Sprintf("amqprpc: remote error: %s: %s.%s: %s", e.Code, e.Module, e.Class, e.Message)
+	}
 	return fmt.Sprintf("amqprpc: remote error: %s: %s", e.Code, e.Message)
 }
 
@@ -216,7 +231,7 @@ func TypedError[E error](name string) ErrorDesc {
 // anything else gets CodeUnknown and err's message. A declared error of
 // desc is named.
 func toError(err error, desc *ServiceDesc) *Error {
-	wire := &Error{Code: CodeUnknown, Message: err.Error()}
+	wire := &Error{Code: CodeUnknown, Message: err.Error(), cause: err} // the cause stays on the server
 	if rerr, ok := errors.AsType[*Error](err); ok {
 		wire.Code, wire.Message = rerr.Code, rerr.Message
 	} else if errors.Is(err, context.DeadlineExceeded) {

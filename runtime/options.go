@@ -53,6 +53,9 @@ type config struct {
 	queueExpiry        time.Duration
 	deliveryLimit      int
 	deadLetterExchange string
+	// oslo, when set, makes the protocol oslo.messaging's (WithOslo).
+	oslo        *OsloConfig
+	callMonitor time.Duration
 	// The delivery guarantees (see Profile).
 	requestConfirms bool
 	replyConfirms   bool

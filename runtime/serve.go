@@ -36,12 +36,13 @@ type Server struct {
 	topic     string
 	name      string
 	cfg       config
-	format    wireFormat
+	proto     protocol
 	log       *slog.Logger
 	connector *connector
 	dedupe    *dedupe        // nil unless WithDeduplication
 	direct    *directReplies // replies to direct reply-to addresses
 	suspects  *quarantine    // requests in flight when connections were lost
+	seen      recentIDs      // the unique ids of the last requests that had one
 	stats     serverStats
 
 	mu       sync.Mutex
@@ -68,6 +69,7 @@ type serverSession struct {
 	conn    *amqp.Connection
 	ch      *amqp.Channel // consumes the queues, publishes replies
 	queues  queues
+	shared  queueSpec             // the topic's queue, as declared
 	workers atomic.Int32          // started: at most the prefetch count, and one per queue at least
 	acker   *acker                // acknowledges deliveries, tracking them with WithAckAfterReply
 	replier *batcher[queuedReply] // publishes replies to callers that accept them batched; run owns it
@@ -105,7 +107,6 @@ func NewServer(url, topic string, opts ...Option) *Server {
 		topic:     topic,
 		name:      name,
 		cfg:       cfg,
-		format:    classic{},
 		log:       cfg.logger.With("topic", topic, "server", name),
 		connector: newConnector(url, &cfg, "amqprpc server "+topic),
 		methods:   make(map[string]method),
@@ -114,6 +115,7 @@ func NewServer(url, topic string, opts ...Option) *Server {
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	s.proto = newProtocol(&s.cfg)
 	if cfg.dedupe > 0 {
 		s.dedupe = newDedupe(cfg.dedupe)
 	}
@@ -198,7 +200,7 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		sess.conn.Close()
 		return false
 	}
-	sess.replier = newReplier(s.format.encodeReplies,
+	sess.replier = newReplier(s.proto.encodeReplies,
 		func(key string, pub amqp.Publishing) bool { return s.publishReply(sess.ch, "", key, pub) },
 		func(q *queuedReply, o outcome) { s.settle(sess, q.t, q.req, o) })
 	sess.replier.start()
@@ -208,7 +210,7 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 		s.handlers.Add(1)
 		go s.work(sess, p)
 	}
-	s.log.Info("amqprpc: serving", "exchange", s.cfg.exchange, "queue_type", s.cfg.queueType, "queue_args", topicQueue(s.topic, &s.cfg).args, "prefetch", s.cfg.prefetch)
+	s.log.Info("amqprpc: serving", "exchange", s.cfg.exchange, "queue", sess.shared.name, "durable", sess.shared.durable, "queue_args", sess.shared.args, "prefetch", s.cfg.prefetch)
 
 	select {
 	case <-s.quit:
@@ -314,22 +316,21 @@ func (s *Server) consume(sess *serverSession) error {
 			return fmt.Errorf("amqprpc: confirm mode: %w", err)
 		}
 	}
-	if err := declareExchange(ch, s.cfg.exchange); err != nil {
-		return err
+	requests, everyServer := s.proto.requestExchange(), s.proto.fanoutExchange(s.topic)
+	for _, x := range []exchangeSpec{requests, everyServer} {
+		if err := declareExchange(ch, x); err != nil {
+			return err
+		}
 	}
-	if err := declareFanout(ch, s.cfg.exchange, s.topic); err != nil {
-		return err
-	}
-	random := strings.ReplaceAll(uuid.NewString(), "-", "")
-	byName := s.topic + "." + s.name
-	shared, own, fanout := topicQueue(s.topic, &s.cfg), instanceQueue(byName, random), instanceQueue(FanoutExchange(s.cfg.exchange, s.topic), random)
+	shared, own, fanout := s.proto.serverQueues(s.topic, s.name, strings.ReplaceAll(uuid.NewString(), "-", ""))
+	sess.shared = shared
 	for _, d := range []struct {
 		queue         queueSpec
 		exchange, key string
 	}{
-		{shared, s.cfg.exchange, s.topic}, // outlives its servers, like OpenStack's
-		{own, s.cfg.exchange, byName},     // gone with its server: a call to it alone fails fast
-		{fanout, FanoutExchange(s.cfg.exchange, s.topic), ""},
+		{shared, requests.name, s.topic},
+		{own, requests.name, s.topic + "." + s.name},
+		{fanout, everyServer.name, s.topic},
 	} {
 		if _, err := declareQueue(ch, d.queue); err != nil {
 			return err
@@ -474,11 +475,11 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 	if fanout {
 		from = s.name
 	}
-	if s.format.isBatch(d) {
+	if s.proto.isBatch(d) {
 		var batch []batchedRequest
 		err := fmt.Errorf("batch of %d bytes is larger than the server's limit of %d", len(d.Body), s.cfg.maxBody)
 		if len(d.Body) <= s.cfg.maxBody {
-			batch, err = s.format.splitRequests(d)
+			batch, err = s.proto.splitRequests(d)
 		}
 		if err != nil { // nothing to answer each caller by: unanswered
 			s.stats.malformed.Add(1)
@@ -506,7 +507,7 @@ func (s *Server) serveBatch(sess *serverSession, d *amqp.Delivery, batch []batch
 	for i := range batch {
 		req := new(inRequest)
 		var failure *Error
-		if err := s.format.decodeBatched(d, &batch[i], req); err != nil {
+		if err := s.proto.decodeBatched(d, &batch[i], req); err != nil {
 			failure = &Error{Code: CodeMalformed, Message: clipMessage(err.Error())}
 		}
 		last := i == len(batch)-1
@@ -563,7 +564,14 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 			return
 		}
 	}
+	if req.uniqueID != "" && s.seen.repeats(req.uniqueID) {
+		s.log.Info("amqprpc: dropping a message delivered twice", "unique_id", clip(req.uniqueID), "msg_id", clip(req.msgID), "method", clip(req.method))
+		s.settle(sess, t, req, answered)
+		return
+	}
+	stopBeats := s.heartbeats(sess, req)
 	result, failure := s.dispatch(req)
+	stopBeats()
 	if failure != nil && !req.reply.ok() {
 		s.log.Warn("amqprpc: request failed and names no reply path", "msg_id", req.msgID, "method", clip(req.method), "error", failure)
 	}
@@ -576,6 +584,38 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 		return
 	}
 	s.settle(sess, t, req, s.reply(sess, req, pub))
+}
+
+// heartbeats starts sending heartbeats to the caller of req, when it
+// asked for them, until the returned function is called; it returns once
+// the last heartbeat is out.
+func (s *Server) heartbeats(sess *serverSession, req *inRequest) (stop func()) {
+	every := heartbeatInterval(req.heartbeat)
+	if every <= 0 || !req.reply.ok() {
+		return func() {}
+	}
+	var beat amqp.Publishing
+	if err := s.proto.encodeHeartbeat(&beat, req.msgID); err != nil {
+		return func() {}
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				s.reply(sess, req, beat)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
 }
 
 // taken is a delivery being served: one request, or a batch of them.
@@ -659,10 +699,10 @@ func (s *Server) decode(d *amqp.Delivery, req *inRequest) *Error {
 	if len(d.Body) > s.cfg.maxBody {
 		head := *d
 		head.Body = nil
-		s.format.decodeRequest(&head, req) // for the reply path
+		s.proto.decodeRequest(&head, req) // for the reply path
 		return &Error{Code: CodeResourceExhausted, Message: fmt.Sprintf("request body of %d bytes is larger than the server's limit of %d", len(d.Body), s.cfg.maxBody)}
 	}
-	if err := s.format.decodeRequest(d, req); err != nil {
+	if err := s.proto.decodeRequest(d, req); err != nil {
 		return &Error{Code: CodeMalformed, Message: clipMessage(err.Error())}
 	}
 	return nil
@@ -671,13 +711,9 @@ func (s *Server) decode(d *amqp.Delivery, req *inRequest) *Error {
 // dispatch calls the method req names and returns its result or the error
 // to send back.
 func (s *Server) dispatch(req *inRequest) (result any, failure *Error) {
-	m, ok := s.methods[req.method]
-	if !ok {
-		return nil, &Error{Code: CodeUnimplemented, Message: fmt.Sprintf("topic %q has no method %s", s.topic, clip(req.method))}
-	}
-	if !compatible(m.desc.Version, req.version) {
-		return nil, &Error{Code: CodeUnsupportedVersion, Message: fmt.Sprintf("%s on topic %q is version %s; %q needs %s",
-			m.desc.ServiceName, s.topic, versionOr1(m.desc.Version), req.method, versionOr1(req.version))}
+	m, failure := s.proto.find(s.topic, s.methods, req)
+	if failure != nil {
+		return nil, failure
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -686,6 +722,9 @@ func (s *Server) dispatch(req *inRequest) (result any, failure *Error) {
 		}
 	}()
 	ctx := s.ctx
+	if req.context != nil && !m.noCtx {
+		ctx = withOsloContext(ctx, req.context)
+	}
 	if !req.deadline.IsZero() && !m.noCtx {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, req.deadline)
@@ -698,8 +737,9 @@ func (s *Server) dispatch(req *inRequest) (result any, failure *Error) {
 	}
 	result, err := m.handler(m.impl, ctx, dec)
 	switch {
-	case decodeErr != nil:
-		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("arguments of %q: %s", req.method, clipMessage(decodeErr.Error()))}
+	case decodeErr != nil: // as a Python method given the wrong keyword arguments
+		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("arguments of %q: %s", req.method, clipMessage(decodeErr.Error())),
+			Module: "builtins", Class: "TypeError"}
 	case err != nil:
 		return nil, toError(err, m.desc)
 	}
@@ -712,7 +752,7 @@ func (s *Server) encode(req *inRequest, from string, result any, failure *Error)
 	if err := s.encodeSafely(&pub, req.msgID, from, result, failure); err != nil {
 		failure = &Error{Code: CodeInternal, Message: fmt.Sprintf("encode result of %q: %v", req.method, err)}
 		s.log.Error("amqprpc: encode reply", "msg_id", req.msgID, "method", req.method, "error", err)
-		if err := s.format.encodeReply(&pub, req.msgID, from, nil, failure); err != nil {
+		if err := s.proto.encodeReply(&pub, req.msgID, from, nil, failure); err != nil {
 			panic("amqprpc: an *Error does not encode: " + err.Error())
 		}
 	}
@@ -728,7 +768,7 @@ func (s *Server) encodeSafely(pub *amqp.Publishing, msgID, from string, result a
 			err = fmt.Errorf("panic: %v", p)
 		}
 	}()
-	return s.format.encodeReply(pub, msgID, from, result, failure)
+	return s.proto.encodeReply(pub, msgID, from, result, failure)
 }
 
 // reply publishes pub where req asks for its reply and, with reply

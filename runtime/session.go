@@ -3,9 +3,11 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -61,10 +63,10 @@ func (s *session) open() error {
 	if err != nil {
 		return err
 	}
-	if err := declareExchange(calls.ch, s.c.cfg.exchange); err != nil {
+	if err := declareExchange(calls.ch, s.c.proto.requestExchange()); err != nil {
 		return err
 	}
-	q, err := declareQueue(calls.ch, replyQueue)
+	q, err := declareQueue(calls.ch, s.c.proto.replyQueue(strings.ReplaceAll(uuid.NewString(), "-", "")))
 	if err != nil {
 		return err
 	}
@@ -166,7 +168,7 @@ func (s *session) publishBatch(key string, calls []*outgoing) error {
 		reqs[i] = batchedRequest{msgID: o.req.msgID, deadline: o.req.deadline, body: o.pub.Body}
 	}
 	var pub amqp.Publishing
-	if err := s.c.format.encodeRequests(&pub, s.replyTo, reqs); err != nil {
+	if err := s.c.proto.encodeRequests(&pub, s.replyTo, reqs); err != nil {
 		return err
 	}
 	return s.publishCall(key, pub)
@@ -182,29 +184,35 @@ func (s *session) publishCall(key string, pub amqp.Publishing) error {
 }
 
 // castChannel returns the open casts channel, opening one if needed, after
-// declaring topic's fanout exchange on it if fanout is set. Declarations
+// declaring topic's fanout exchange on it if fanout is set, and returns
+// that exchange's name. Declarations
 // run there because a broker error closes the channel it happens on, and
 // the calls channel must not be the one.
-func (s *session) castChannel(fanout bool, topic string) (*channel, error) {
+func (s *session) castChannel(fanout bool, topic string) (*channel, string, error) {
 	s.castMu.Lock()
 	defer s.castMu.Unlock()
 	if s.casts == nil || s.casts.ch.IsClosed() {
 		k, err := s.openChannel(true) // casts are always confirmed
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		s.casts = k
 	}
+	if !fanout {
+		return s.casts, "", nil
+	}
 	// Declared once a connection: a broker that restarted has forgotten
 	// its transient exchanges, and a publication to one it does not have
-	// would close the channel.
-	if fanout && !s.fanouts[topic] {
-		if err := declareFanout(s.casts.ch, s.c.cfg.exchange, topic); err != nil {
-			return nil, err
+	// would close the channel. One that deletes itself is declared each
+	// time, as it may have gone since.
+	x := s.c.proto.fanoutExchange(topic)
+	if !s.fanouts[topic] || x.autoDelete {
+		if err := declareExchange(s.casts.ch, x); err != nil {
+			return nil, "", err
 		}
 		s.fanouts[topic] = true
 	}
-	return s.casts, nil
+	return s.casts, x.name, nil
 }
 
 // readReplies hands each reply to its request until the calls channel
@@ -214,7 +222,7 @@ func (s *session) readReplies(replies <-chan amqp.Delivery) {
 	defer s.c.wg.Done()
 	deliver := s.c.deliver // made once, not for each reply
 	for d := range replies {
-		batch, err := s.c.format.splitReplies(&d, deliver)
+		batch, err := s.c.proto.splitReplies(&d, deliver)
 		switch {
 		case err != nil:
 			s.c.cfg.logger.Warn("amqprpc: dropping malformed replies", "error", err)
@@ -228,7 +236,11 @@ func (s *session) readReplies(replies <-chan amqp.Delivery) {
 
 // deliver hands reply d to its request, or drops it when none waits.
 func (c *Client) deliver(d *amqp.Delivery) {
-	id := c.format.replyID(d)
+	id := c.proto.replyID(d)
+	if c.proto.isHeartbeat(d) {
+		c.heartbeat(id)
+		return
+	}
 	if !c.resolve(id, callResult{reply: *d}) {
 		c.cfg.logger.Debug("amqprpc: dropping reply nobody waits for", "correlation_id", id)
 	}

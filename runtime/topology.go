@@ -40,6 +40,10 @@ type queueSpec struct {
 	name                           string
 	durable, autoDelete, exclusive bool
 	args                           amqp.Table
+	// mirrors says that the queue is declared as another system (an
+	// oslo.messaging peer) declares it, with the settings the user gave
+	// for it, rather than by amqprpc's own rules.
+	mirrors bool
 }
 
 // declaredQueue, when set (by tests), sees every queue amqprpc declares.

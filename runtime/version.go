@@ -11,11 +11,27 @@ import (
 // are equal and have's minor is at least need's. "" stands for "1.0".
 
 // compatible reports whether have can serve need. Unparsable versions are
-// never compatible.
+// never compatible. A version may have a third part, a revision, as
+// oslo.messaging's do: with equal minors, have's must be at least need's.
 func compatible(have, need string) bool {
-	hMaj, hMin, err1 := parseVersion(have)
-	nMaj, nMin, err2 := parseVersion(need)
-	return err1 == nil && err2 == nil && hMaj == nMaj && hMin >= nMin
+	hMaj, hMin, hRev, err1 := parseRevision(have)
+	nMaj, nMin, nRev, err2 := parseRevision(need)
+	return err1 == nil && err2 == nil && hMaj == nMaj && (hMin > nMin || hMin == nMin && hRev >= nRev)
+}
+
+// parseRevision parses "major.minor" or "major.minor.revision".
+func parseRevision(v string) (major, minor, rev int, err error) {
+	if mm, r, ok := strings.Cut(v, "."); ok {
+		if m, rs, ok := strings.Cut(r, "."); ok {
+			rev, err = strconv.Atoi(rs)
+			if err != nil || rev < 0 {
+				return 0, 0, 0, fmt.Errorf("amqprpc: version %q is not major.minor.revision", v)
+			}
+			v = mm + "." + m
+		}
+	}
+	major, minor, err = parseVersion(v)
+	return major, minor, rev, err
 }
 
 // parseVersion parses "major.minor"; "" is 1.0.

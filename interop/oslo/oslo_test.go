@@ -1,0 +1,419 @@
+package oslo
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+// python is Debian's interpreter, which sees Debian's python3-oslo.messaging.
+const python = "/usr/bin/python3"
+
+// brokerURL is the broker of the tests: make test's own node.
+func brokerURL() string {
+	if u := os.Getenv("AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+var (
+	pythonOnce sync.Once
+	pythonErr  error
+)
+
+// needOslo skips the test, saying why, when Debian's python3-oslo.messaging
+// is not installed (make test installs it where it can); under CI it fails.
+func needOslo(t *testing.T) {
+	t.Helper()
+	pythonOnce.Do(func() {
+		out, err := exec.Command(python, "-c", "import oslo_messaging").CombinedOutput()
+		if err != nil {
+			pythonErr = fmt.Errorf("%s cannot import oslo_messaging (%v: %s); install Debian's python3-oslo.messaging (scripts/python-oslo.sh)", python, err, strings.TrimSpace(string(out)))
+		}
+	})
+	if pythonErr != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(pythonErr)
+		}
+		t.Skip("SKIP: ", pythonErr)
+	}
+}
+
+// setting is one deployment's [oslo_messaging_rabbit] options, for both
+// peers.
+type setting struct {
+	name  string
+	cfg   runtime.OsloConfig
+	flags []string // the same, for py/peer.py
+}
+
+var settings = []setting{
+	{"defaults", runtime.OsloConfig{}, nil},
+	{"durable", runtime.OsloConfig{DurableQueues: true}, []string{"--durable"}},
+	{"quorum", runtime.OsloConfig{QuorumQueues: true, QuorumDeliveryLimit: 5}, []string{"--quorum", "--delivery-limit", "5"}},
+}
+
+// deployment is a control exchange and a topic of their own, on which
+// Go and Python peers of one setting meet.
+type deployment struct {
+	setting
+	exchange, topic string
+}
+
+func newDeployment(t *testing.T, s setting) *deployment {
+	id := strings.ReplaceAll(uuid.NewString(), "-", "")[:8]
+	d := &deployment{setting: s, exchange: "interop-" + s.name + "-" + id, topic: "calc-" + id}
+	d.cfg.ControlExchange = d.exchange
+	d.cfg.Exceptions = Exceptions
+	t.Cleanup(func() { d.remove(t) })
+	return d
+}
+
+// remove deletes what the peers left on the broker: oslo.messaging's
+// topic queues and exchanges outlive them.
+func (d *deployment) remove(t *testing.T) {
+	conn, err := amqp.Dial(brokerURL())
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer conn.Close()
+	for _, q := range []string{d.topic, d.topic + ".go-1", d.topic + ".go-2", d.topic + ".py-1", d.topic + ".py-2"} {
+		if ch, err := conn.Channel(); err == nil {
+			ch.QueueDelete(q, false, false, false)
+			ch.Close()
+		}
+	}
+	for _, x := range []string{d.exchange, d.topic + "_fanout"} {
+		if ch, err := conn.Channel(); err == nil {
+			ch.ExchangeDelete(x, false, false)
+			ch.Close()
+		}
+	}
+}
+
+// pyArgs are the arguments of py/peer.py for d.
+func (d *deployment) pyArgs() []string {
+	url := "rabbit" + strings.TrimPrefix(brokerURL(), "amqp")
+	return append([]string{"--url", url, "--exchange", d.exchange, "--topic", d.topic}, d.flags...)
+}
+
+// goServer serves Calc and Admin as name in d until the test ends.
+func (d *deployment) goServer(t *testing.T, name string, opts ...runtime.Option) *Machine {
+	t.Helper()
+	m := NewMachine(name)
+	opts = append([]runtime.Option{runtime.WithOslo(d.cfg), runtime.WithServerName(name), runtime.WithLogger(testLogger(t))}, opts...)
+	s := runtime.NewServer(brokerURL(), d.topic, opts...)
+	RegisterCalcServer(s, m)
+	RegisterAdminServer(s, m)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		if err := <-served; !errors.Is(err, runtime.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	waitConsumers(t, d.topic)
+	return m
+}
+
+// waitConsumers waits until queue has a consumer more than before... or
+// at least one, so that what is sent next reaches a server.
+func waitConsumers(t *testing.T, queue string) {
+	t.Helper()
+	conn, err := amqp.Dial(brokerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := ch.QueueDeclarePassive(queue, false, false, false, false, nil)
+		ch.Close()
+		if err == nil && q.Consumers > 0 {
+			return
+		}
+	}
+	t.Fatalf("no consumer on queue %s after 30s", queue)
+}
+
+// pyServer runs py/server.py as name in d until the test ends, and
+// returns once it consumes.
+func (d *deployment) pyServer(t *testing.T, name string) {
+	t.Helper()
+	cmd := exec.Command(python, append([]string{"py/server.py", "--server", name}, d.pyArgs()...)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = &testWriter{t: t, prefix: name + ": "}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	t.Cleanup(func() {
+		stdin.Close()
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	listening := make(chan bool, 1)
+	go func() {
+		defer close(exited)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == "listening" {
+				listening <- true
+			}
+		}
+		cmd.Wait()
+	}()
+	select {
+	case <-listening:
+	case <-exited:
+		t.Fatalf("py/server.py %s exited before it listened", name)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("py/server.py %s did not listen within 60s", name)
+	}
+}
+
+// pyResult is one case of py/client.py.
+type pyResult struct {
+	Case   string          `json:"case"`
+	Result json.RawMessage `json:"result"`
+	Error  *struct {
+		Module, Class, Message string
+		ExcType                *string `json:"exc_type"`
+		CalcError              bool    `json:"calc_error"`
+	} `json:"error"`
+}
+
+// pyClient runs py/client.py against d, for server (a server's name) and
+// the cases given (all when none), and returns its results by case.
+func (d *deployment) pyClient(t *testing.T, server string, cases ...string) map[string]pyResult {
+	t.Helper()
+	args := append([]string{"py/client.py", "--server", server, "--only", strings.Join(cases, ",")}, d.pyArgs()...)
+	cmd := exec.Command(python, args...)
+	cmd.Stderr = &testWriter{t: t, prefix: "client.py: "}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("py/client.py: %v\n%s", err, out)
+	}
+	results := make(map[string]pyResult)
+	for line := range strings.Lines(string(out)) {
+		var r pyResult
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("py/client.py printed %q: %v", line, err)
+		}
+		results[r.Case] = r
+	}
+	return results
+}
+
+// goClient is a Go client of d.
+func (d *deployment) goClient(t *testing.T, opts ...runtime.Option) *runtime.Client {
+	t.Helper()
+	c, err := runtime.Dial(brokerURL(), append([]runtime.Option{runtime.WithOslo(d.cfg), runtime.WithLogger(testLogger(t)), runtime.WithTimeout(15 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// testWriter logs what is written to it through t, until the test ends.
+type testWriter struct {
+	t      *testing.T
+	prefix string
+	mu     sync.Mutex
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	defer func() { recover() }() // a line after the test ended
+	w.t.Log(w.prefix + strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+var _ io.Writer = (*testWriter)(nil)
+
+// ctxt is the request context both clients send.
+var ctxt = map[string]any{"user_id": "u1", "project_id": "p1", "request_id": "req-abc", "global_request_id": "req-global", "auth_token": "secret-token"}
+
+func equalJSON(t *testing.T, what string, got json.RawMessage, want any) {
+	t.Helper()
+	w, _ := json.Marshal(want)
+	var g, wv any
+	json.Unmarshal(got, &g)
+	json.Unmarshal(w, &wv)
+	if fmt.Sprint(g) != fmt.Sprint(wv) {
+		t.Errorf("%s: got %s, want %s", what, got, w)
+	}
+}
+
+// TestOsloClientCallsGoServer: the real oslo.messaging client calls a Go
+// server in every way, with each setting.
+func TestOsloClientCallsGoServer(t *testing.T) {
+	needOslo(t)
+	for _, s := range settings {
+		t.Run(s.name, func(t *testing.T) {
+			d := newDeployment(t, s)
+			d.goServer(t, "go-1")
+			r := d.pyClient(t, "go-1")
+			ok := func(c string, want any) {
+				t.Helper()
+				if r[c].Error != nil {
+					t.Errorf("%s: %+v", c, *r[c].Error)
+					return
+				}
+				equalJSON(t, c, r[c].Result, want)
+			}
+			fails := func(c, module, class string, excType string) {
+				t.Helper()
+				e := r[c].Error
+				switch {
+				case e == nil:
+					t.Errorf("%s: no error, result %s", c, r[c].Result)
+				case e.Module != module || e.Class != class || excType != "" && (e.ExcType == nil || *e.ExcType != excType):
+					t.Errorf("%s: raised %s.%s (exc_type %v: %s), want %s.%s %s", c, e.Module, e.Class, e.ExcType, e.Message, module, class, excType)
+				}
+			}
+			ok("call", 5)
+			ok("call_versioned", 5)
+			ok("server_call", "go-1")
+			ok("cast", true)
+			ok("server_cast", true)
+			ok("fanout", true)
+			fails("too_new", "oslo_messaging.rpc.client", "RemoteError", "UnsupportedVersion")
+			fails("other_major", "oslo_messaging.rpc.client", "RemoteError", "UnsupportedVersion")
+			fails("nosuch", "oslo_messaging.rpc.client", "RemoteError", "NoSuchMethod")
+			fails("declared_error", "calcerrors_Remote", "CalcError_Remote", "")
+			if e := r["declared_error"].Error; e != nil && (!e.CalcError || !strings.Contains(e.Message, "boom: calc failed")) {
+				t.Errorf("declared_error: %+v is not a calcerrors.CalcError(\"boom: calc failed\")", *e)
+			}
+			fails("builtin_error", "builtins", "ValueError", "")
+			fails("bad_args", "builtins", "TypeError", "")
+			ok("context", ctxt)
+			ok("namespace", map[string]any{"pong": true, "list": []any{1, 2.5, "x", nil}})
+			ok("call_monitor", 3)
+		})
+	}
+}
+
+// TestGoClientCallsOsloServer: a Go client calls the real oslo.messaging
+// server in every way, with each setting.
+func TestGoClientCallsOsloServer(t *testing.T) {
+	needOslo(t)
+	for _, s := range settings {
+		t.Run(s.name, func(t *testing.T) {
+			d := newDeployment(t, s)
+			d.pyServer(t, "py-1")
+			c := d.goClient(t)
+			calc, admin, all := NewCalcClient(c, d.topic), NewAdminClient(c, d.topic), NewEveryoneClient(c, d.topic)
+			ctx := runtime.WithOsloContext(context.Background(), ctxt)
+			py1 := calc.ToServer("py-1")
+
+			if n, err := calc.Add(ctx, 2, 3); n != 5 || err != nil {
+				t.Errorf("call: %d, %v", n, err)
+			}
+			if name, err := py1.Name(ctx); name != "py-1" || err != nil {
+				t.Errorf("server call: %q, %v", name, err)
+			}
+			for _, cast := range []struct {
+				name, text string
+				send       func(context.Context, string) error
+				notes      *CalcClient
+			}{
+				{"cast", "hello cast", calc.NotifyMe, calc},
+				{"server cast", "hello server", py1.NotifyMe, py1},
+				{"fanout", "hello fanout", all.NotifyMe, py1},
+			} {
+				if err := cast.send(ctx, cast.text); err != nil {
+					t.Errorf("%s: %v", cast.name, err)
+					continue
+				}
+				if !eventually(func() bool { notes, _ := cast.notes.Notes(ctx); return slices.Contains(notes, cast.text) }) {
+					t.Errorf("%s: %q never reached the server", cast.name, cast.text)
+				}
+			}
+			var rerr *runtime.Error
+			if _, err := calc.Mul(ctx, 2, 3); !errors.As(err, &rerr) || rerr.Code != runtime.CodeUnsupportedVersion || rerr.Class != "UnsupportedVersion" || rerr.Module != "oslo_messaging.rpc.dispatcher" {
+				t.Errorf("too new: %v", err)
+			}
+			if err := c.Invoke(ctx, runtime.Request{Target: runtime.Target{Topic: d.topic}, Method: "nosuch", Service: &Calc_ServiceDesc}, nil); !errors.As(err, &rerr) || rerr.Code != runtime.CodeUnimplemented || rerr.Class != "NoSuchMethod" {
+				t.Errorf("unknown method: %v", err)
+			}
+			if err := calc.Fail(ctx, "boom"); !errors.Is(err, ErrCalc) || !errors.As(err, &rerr) || rerr.Module != "calcerrors" || rerr.Class != "CalcError" || rerr.Message != "boom" || len(rerr.Traceback) == 0 {
+				t.Errorf("declared error: %v", err)
+			}
+			if err := calc.FailBuiltin(ctx); !errors.As(err, &rerr) || rerr.Code != runtime.CodeInvalidArgument || rerr.Module != "builtins" || rerr.Class != "ValueError" {
+				t.Errorf("builtin error: %v", err)
+			}
+			who, err := calc.Whoami(ctx)
+			for k, v := range ctxt {
+				if err != nil || who[k] != v {
+					t.Errorf("context: %s = %v, want %v (%v)", k, who[k], v, err)
+				}
+			}
+			if pong, err := admin.Ping(ctx); err != nil || !pong.Pong || fmt.Sprint(pong.List) != "[1 2.5 x <nil>]" {
+				t.Errorf("namespace: %+v, %v", pong, err)
+			}
+			monitored := d.goClient(t, runtime.WithOslo(withMonitor(d.cfg, 2*time.Second)))
+			if n, err := NewCalcClient(monitored, d.topic).SlowAdd(ctx, 1, 2, 4); n != 3 || err != nil {
+				t.Errorf("call monitor: %d, %v", n, err)
+			}
+			if _, err := runtime.Gather[int](ctx, c, runtime.Request{Target: runtime.Target{Topic: d.topic}, Method: "add"}, 1); err == nil {
+				t.Errorf("gather: no error from a protocol that has none")
+			}
+		})
+	}
+}
+
+func withMonitor(cfg runtime.OsloConfig, d time.Duration) runtime.OsloConfig {
+	cfg.CallMonitorTimeout = d
+	return cfg
+}
+
+func eventually(cond func() bool) bool {
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return false
+}
