@@ -36,8 +36,10 @@ TEST_NODE = AMQPRPC_CLUSTER_DIR=/tmp/amqprpc-test-node AMQPRPC_CLUSTER_PORT=5801
 CHAOS_NODE = AMQPRPC_CLUSTER_DIR=/tmp/amqprpc-chaos-node AMQPRPC_CLUSTER_PORT=5811
 
 ## test: lint, check-generated and every test (with the race detector), against a broker
-## node of their own (AMQP on 5801, over TLS on 5901)
+## node of their own (AMQP on 5801, over TLS on 5901), and against the real oslo.messaging
+## (Debian's python3-oslo.messaging, installed when missing: scripts/python-oslo.sh)
 test: lint check-generated
+	@scripts/python-oslo.sh
 	@$(TEST_NODE) scripts/cluster.sh stop
 	@$(TEST_NODE) scripts/cluster.sh start 1
 	@trap '$(TEST_NODE) scripts/cluster.sh stop' EXIT; \
@@ -76,6 +78,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s ./runtime
 	$(GO) test -run '^$$' -fuzz FuzzSplitRequests -fuzztime 60s ./runtime
 	$(GO) test -run '^$$' -fuzz FuzzSanitizeHeaderFrame -fuzztime 60s ./runtime
+	$(GO) test -run '^$$' -fuzz FuzzDecodeOsloRequest -fuzztime 60s ./runtime
 
 ## demo: run the calc example: a server, and a client that prints 2 + 3
 demo: broker

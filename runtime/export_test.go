@@ -8,6 +8,9 @@ type DeclaredQueue struct {
 	Name                           string
 	Durable, AutoDelete, Exclusive bool
 	Args                           map[string]any
+	// Mirrors says the queue is declared as another system's peers
+	// (oslo.messaging's) declare it, with the settings the user gave.
+	Mirrors bool
 }
 
 var (
@@ -19,7 +22,7 @@ func init() {
 	declaredQueue = func(q queueSpec) {
 		declaredMu.Lock()
 		defer declaredMu.Unlock()
-		declared = append(declared, DeclaredQueue{q.name, q.durable, q.autoDelete, q.exclusive, q.args})
+		declared = append(declared, DeclaredQueue{q.name, q.durable, q.autoDelete, q.exclusive, q.args, q.mirrors})
 	}
 }
 

@@ -8,7 +8,6 @@ package oslo
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"time"
 
@@ -96,7 +95,7 @@ func (m *Machine) NotifyMe(text string) {
 func (m *Machine) Notes() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.notes)
+	return append([]string{}, m.notes...) // [], not null, before the first note
 }
 
 func (*Machine) SlowAdd(ctx context.Context, v1, v2 int, delay float64) (int, error) {

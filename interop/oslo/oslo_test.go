@@ -292,6 +292,7 @@ func TestOsloClientCallsGoServer(t *testing.T) {
 	needOslo(t)
 	for _, s := range settings {
 		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
 			d := newDeployment(t, s)
 			d.goServer(t, "go-1")
 			r := d.pyClient(t, "go-1")
@@ -341,6 +342,7 @@ func TestGoClientCallsOsloServer(t *testing.T) {
 	needOslo(t)
 	for _, s := range settings {
 		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
 			d := newDeployment(t, s)
 			d.pyServer(t, "py-1")
 			c := d.goClient(t)
@@ -416,4 +418,206 @@ func eventually(cond func() bool) bool {
 		}
 	}
 	return false
+}
+
+// TestGoAndPythonServersShareATopic: Go and Python servers of one topic,
+// started in either order, with each setting, declare the same topology
+// (none fails with a 406) and take turns with its calls; a fanout
+// reaches both. In "go first", a Go client fanouts before any Python
+// server ran, so that the Go side declares everything first.
+func TestGoAndPythonServersShareATopic(t *testing.T) {
+	needOslo(t)
+	for _, s := range settings {
+		for _, goFirst := range []bool{true, false} {
+			order := map[bool]string{true: "go first", false: "python first"}[goFirst]
+			t.Run(s.name+"/"+order, func(t *testing.T) {
+				t.Parallel()
+				d := newDeployment(t, s)
+				c := d.goClient(t)
+				ctx := runtime.WithOsloContext(context.Background(), ctxt)
+				var machine *Machine
+				if goFirst {
+					// It declares the control exchange and <topic>_fanout,
+					// and finds no server.
+					if err := NewEveryoneClient(c, d.topic).NotifyMe(ctx, "before any server"); !errors.Is(err, runtime.ErrNoServer) {
+						t.Fatalf("fanout before any server: %v, want ErrNoServer", err)
+					}
+					machine = d.goServer(t, "go-1")
+					d.pyServer(t, "py-1")
+				} else {
+					d.pyServer(t, "py-1")
+					machine = d.goServer(t, "go-1")
+				}
+				calc := NewCalcClient(c, d.topic)
+				seen := map[string]int{}
+				for range 20 {
+					name, err := calc.Name(ctx)
+					if err != nil {
+						t.Fatalf("call: %v", err)
+					}
+					seen[name]++
+				}
+				if seen["go-1"] == 0 || seen["py-1"] == 0 {
+					t.Errorf("Go client's calls answered by %v, want both servers", seen)
+				}
+				r := d.pyClient(t, "py-1", "names")
+				equalJSON(t, "Python client's calls answered by", r["names"].Result, []string{"go-1", "py-1"})
+
+				if err := NewEveryoneClient(c, d.topic).NotifyMe(ctx, "to everyone"); err != nil {
+					t.Fatalf("fanout: %v", err)
+				}
+				if !eventually(func() bool { return slices.Contains(machine.Notes(), "to everyone") }) {
+					t.Errorf("the fanout did not reach the Go server")
+				}
+				if !eventually(func() bool {
+					notes, _ := calc.ToServer("py-1").Notes(ctx)
+					return slices.Contains(notes, "to everyone")
+				}) {
+					t.Errorf("the fanout did not reach the Python server")
+				}
+			})
+		}
+	}
+}
+
+// spy declares an exclusive queue bound to exchange with key and returns
+// its deliveries.
+func spy(t *testing.T, ch *amqp.Channel, exchange, key string) <-chan amqp.Delivery {
+	t.Helper()
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, key, exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+// checkOsloMessage fails t unless d is a message as oslo.messaging
+// publishes them, with only the given keys (or keys prefixed _context_)
+// in its message, and returns the message.
+func checkOsloMessage(t *testing.T, what string, d amqp.Delivery, keys ...string) map[string]any {
+	t.Helper()
+	if d.ContentType != "application/json" || len(d.Headers) != 0 || d.ReplyTo != "" || d.CorrelationId != "" || d.Type != "" {
+		t.Errorf("%s: properties content_type=%q headers=%v reply_to=%q correlation_id=%q type=%q; want only oslo.messaging's",
+			what, d.ContentType, d.Headers, d.ReplyTo, d.CorrelationId, d.Type)
+	}
+	var env map[string]string
+	if err := json.Unmarshal(d.Body, &env); err != nil || len(env) != 2 || env["oslo.version"] != "2.0" {
+		t.Fatalf("%s: body %s is not oslo.messaging's 2.0 envelope (%v)", what, d.Body, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(env["oslo.message"]), &m); err != nil {
+		t.Fatalf("%s: oslo.message %q: %v", what, env["oslo.message"], err)
+	}
+	for k := range m {
+		if !slices.Contains(keys, k) && !strings.HasPrefix(k, "_context_") {
+			t.Errorf("%s: key %q in %s", what, k, env["oslo.message"])
+		}
+	}
+	return m
+}
+
+var requestKeys = []string{"method", "args", "namespace", "version", "_msg_id", "_reply_q", "_timeout", "_unique_id"}
+
+// TestNothingOfAmqprpcReachesAnOsloPeer: what Go clients and servers
+// speaking oslo.messaging publish carries oslo.messaging's properties and
+// keys alone: no amqprpc header, property, batch or key, even when many
+// calls go at once (amqprpc would batch them).
+func TestNothingOfAmqprpcReachesAnOsloPeer(t *testing.T) {
+	d := newDeployment(t, settings[0])
+	ch, err := amqp.Dial(brokerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	raw, err := ch.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := d.goClient(t)
+	// The client declared the control exchange; the fanout exchange is
+	// declared here as oslo.messaging does.
+	if err := raw.ExchangeDeclare(d.topic+"_fanout", "fanout", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	requests, fanouts := spy(t, raw, d.exchange, d.topic), spy(t, raw, d.topic+"_fanout", "")
+	ctx := runtime.WithOsloContext(context.Background(), ctxt)
+	calc := NewCalcClient(c, d.topic)
+
+	const calls = 50
+	var wg sync.WaitGroup
+	for range calls {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			calc.Add(ctx, 2, 3) // nobody answers
+		})
+	}
+	for i := range calls {
+		m := checkOsloMessage(t, fmt.Sprintf("call %d", i), receive(t, requests), requestKeys...)
+		if m["method"] != "add" || fmt.Sprint(m["args"]) != "map[v1:2 v2:3]" || m["_msg_id"] == "" || !strings.HasPrefix(fmt.Sprint(m["_reply_q"]), "reply_") || m["_context_user_id"] != "u1" {
+			t.Errorf("call %d: %v", i, m)
+		}
+	}
+	wg.Wait()
+	if err := calc.NotifyMe(ctx, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if m := checkOsloMessage(t, "cast", receive(t, requests), requestKeys...); m["_msg_id"] != nil || m["_reply_q"] != nil {
+		t.Errorf("cast: %v", m)
+	}
+	if err := NewEveryoneClient(c, d.topic).NotifyMe(ctx, "all"); err != nil {
+		t.Fatal(err)
+	}
+	checkOsloMessage(t, "fanout", receive(t, fanouts), requestKeys...)
+
+	// A Go server's replies, to the request oslo.messaging's client sent
+	// in WIRE.md's capture, with a heartbeat first.
+	d.goServer(t, "go-1")
+	replies, err := raw.QueueDeclare("reply_"+d.topic, false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := raw.Consume(replies.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, _ := json.Marshal(map[string]any{"method": "slow_add", "args": map[string]any{"v1": 2, "v2": 3, "delay": 2.5}, "_msg_id": "e244a2f22c2c4d6f8b0f8bc36eda9891",
+		"_reply_q": replies.Name, "_timeout": 2, "_unique_id": "4c9e903f11764ca0ab344a3c26fcc9d1", "_context_user_id": "u1"})
+	body, _ := json.Marshal(map[string]string{"oslo.version": "2.0", "oslo.message": string(inner)})
+	if err := raw.Publish(d.exchange, d.topic, false, false, amqp.Publishing{ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: 2, Expiration: "10000", Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	replyKeys := []string{"result", "failure", "ending", "_msg_id", "_unique_id"}
+	beat := checkOsloMessage(t, "heartbeat", receive(t, got), replyKeys...)
+	if beat["ending"] != false || beat["result"] != nil || beat["failure"] != nil || beat["_msg_id"] != "e244a2f22c2c4d6f8b0f8bc36eda9891" {
+		t.Errorf("heartbeat: %v", beat)
+	}
+	for {
+		m := checkOsloMessage(t, "reply", receive(t, got), replyKeys...)
+		if m["ending"] == false {
+			continue // another heartbeat
+		}
+		if m["ending"] != true || m["result"] != 5.0 || m["failure"] != nil || m["_msg_id"] != "e244a2f22c2c4d6f8b0f8bc36eda9891" {
+			t.Errorf("reply: %v", m)
+		}
+		break
+	}
+}
+
+func receive(t *testing.T, msgs <-chan amqp.Delivery) amqp.Delivery {
+	t.Helper()
+	select {
+	case d := <-msgs:
+		return d
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing received in 10s")
+		return amqp.Delivery{}
+	}
 }
