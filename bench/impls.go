@@ -47,6 +47,8 @@ var variants = map[string][]runtime.Option{
 	"safe-no-reply-confirms":   {runtime.WithProfile(runtime.Safe), runtime.WithReplyConfirms(false)},
 	"fast-no-ack-after-reply":  {runtime.WithProfile(runtime.Fast), runtime.WithAckAfterReply(false)},
 	"quorum":                   {runtime.WithQueueType(runtime.QueueQuorum)},
+	// oslo.messaging's protocol, with its default settings.
+	"oslo": {runtime.WithOslo(runtime.OsloConfig{ControlExchange: osloExchange})},
 }
 
 var impls = map[string]impl{
@@ -75,7 +77,7 @@ func serveAmqprpc(ctx context.Context, url, topic, name string, o options, ready
 	calc.RegisterCalculatorServer(srv, new(calc.Machine))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	c, err := runtime.Dial(url, runtime.WithLogger(quiet))
+	c, err := runtime.Dial(url, append(amqprpcOptions(o), runtime.WithLogger(quiet))...)
 	if err != nil {
 		return err
 	}

@@ -216,8 +216,12 @@ type proc struct {
 	lines *bufio.Scanner
 }
 
-func start(args ...string) (*proc, error) {
-	cmd := exec.Command(os.Args[0], args...)
+// start starts this program as a server or a client process.
+func start(args ...string) (*proc, error) { return startCmd(os.Args[0], args...) }
+
+// startCmd starts the command name, such as a Python peer.
+func startCmd(name string, args ...string) (*proc, error) {
+	cmd := exec.Command(name, args...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -327,6 +331,12 @@ func measureAt(url, impl, variant string, srv *servers, inflight int, cfg config
 	if err != nil {
 		return result{}, err
 	}
+	return collect(p, impl, variant, srv, inflight, brokerCPU)
+}
+
+// collect reads the result of client process p, which calls srv, and
+// stops it.
+func collect(p *proc, impl, variant string, srv *servers, inflight int, brokerCPU func() float64) (result, error) {
 	defer p.stop()
 	if err := p.expect("start"); err != nil {
 		return result{}, err
@@ -372,9 +382,12 @@ func cleanupAt(url string, topics []string) {
 	}
 	for _, t := range topics {
 		ch.QueueDelete(t, false, false, false)
+		ch.QueueDelete(t+".s1", false, false, false) // oslo.messaging's server queue
 		ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, t), false, false)
+		ch.ExchangeDelete(t+"_fanout", false, false)
 	}
 	ch.ExchangeDelete(baselineExchange, false, false)
+	ch.ExchangeDelete(osloExchange, false, false)
 }
 
 func median(xs []float64) float64 {

@@ -159,7 +159,12 @@ func run(cfg config, w io.Writer) (string, error) {
 	}
 	clear(srv)
 
-	// 2. A cluster: servers on one node, clients on another.
+	// 2. oslo.messaging: Go and Python peers.
+	if err := runOslo(cfg, w, &md, topic, broker); err != nil {
+		return "", err
+	}
+
+	// 3. A cluster: servers on one node, clients on another.
 	if len(cfg.cluster) >= 2 {
 		if err := runCluster(cfg, w, &md, stamp); err != nil {
 			return "", err
@@ -169,7 +174,7 @@ func run(cfg config, w io.Writer) (string, error) {
 		return md.String(), nil
 	}
 
-	// 3. amqprpc with each delivery guarantee on and off.
+	// 4. amqprpc with each delivery guarantee on and off.
 	variantNames := []string{"safe", "safe-no-request-confirms", "safe-no-reply-confirms", "fast", "fast-no-ack-after-reply"}
 	for _, v := range variantNames {
 		s, err := startServers("amqprpc", v, topic("v-"+v), 1, 0)
@@ -191,7 +196,7 @@ func run(cfg config, w io.Writer) (string, error) {
 	clear(srv)
 	writeVariants(&md, w, vres, variantNames)
 
-	// 4. Scale-out: two and four server processes on one topic.
+	// 5. Scale-out: two and four server processes on one topic.
 	var scale []string // "impl xN"
 	for _, n := range []int{1, 2, 4} {
 		for _, impl := range []string{"amqprpc", "baseline"} {
@@ -224,7 +229,7 @@ func run(cfg config, w io.Writer) (string, error) {
 	}
 	md.WriteString("\n")
 
-	// 5. Memory: 10,000 calls in flight from one client, a server with prefetch 1,000.
+	// 6. Memory: 10,000 calls in flight from one client, a server with prefetch 1,000.
 	s, err := startServers("amqprpc", "default", topic("memory"), 1, 1000)
 	if err != nil {
 		return "", err

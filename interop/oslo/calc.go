@@ -107,7 +107,9 @@ func (*Machine) SlowAdd(ctx context.Context, v1, v2 int, delay float64) (int, er
 	}
 }
 
-func (*Machine) Fail(why string) error { return runtime.Errorf(runtime.CodeFailedPrecondition, "%s: %w", why, ErrCalc) }
+func (*Machine) Fail(why string) error {
+	return runtime.Errorf(runtime.CodeFailedPrecondition, "%s: %w", why, ErrCalc)
+}
 
 func (*Machine) FailBuiltin() error {
 	return runtime.Errorf(runtime.CodeInvalidArgument, "bad value 42")

@@ -73,6 +73,7 @@ def main():
     for name, fn in cases:
         if not only or name in only:
             run(name, fn)
+    peer.exit_within(2)
     transport.cleanup()
 
 

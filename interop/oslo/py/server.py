@@ -68,6 +68,7 @@ def main():
     server.start()
     print('listening', flush=True)
     sys.stdin.read()  # until the test closes stdin
+    peer.exit_within(3)
     server.stop()
     server.wait()
     transport.cleanup()
