@@ -129,6 +129,12 @@ type route struct {
 
 func (r route) ok() bool { return r.key != "" }
 
+// queueRoute is the route of a reply to the queue named, through the
+// default exchange, or to a direct reply-to address.
+func queueRoute(queue string) route {
+	return route{key: queue, direct: strings.HasPrefix(queue, directReplyTo)}
+}
+
 // batchable reports whether replies to r may share a message: only those
 // to a queue.
 func (r route) batchable() bool { return r.ok() && !r.declare && !r.direct }
@@ -284,7 +290,7 @@ func (f classic) decodeBatched(d *amqp.Delivery, e *batchedRequest, r *inRequest
 // unless that is empty.
 func (classic) decodeBody(replyTo string, body []byte, r *inRequest) error {
 	if replyTo != "" {
-		r.reply = route{key: replyTo, direct: strings.HasPrefix(replyTo, directReplyTo)}
+		r.reply = queueRoute(replyTo)
 	}
 	var m classicRequest
 	if err := json.Unmarshal(body, &m); err != nil {

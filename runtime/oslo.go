@@ -368,7 +368,7 @@ func (p *osloProtocol) decodeBody(body []byte, r *inRequest) error {
 	}
 	r.msgID = str("_msg_id")
 	if q := str("_reply_q"); q != "" && r.msgID != "" {
-		r.reply = route{key: q}
+		r.reply = queueRoute(q)
 	}
 	var timeout float64
 	if json.Unmarshal(fields["_timeout"], &timeout) == nil && timeout > 0 {

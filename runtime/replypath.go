@@ -39,6 +39,9 @@ func (s *Server) checkReply(req *inRequest) error {
 	if len(req.msgID) > maxShortString {
 		return fmt.Errorf("%w: its id of %d bytes does not fit an AMQP short string (%d)", errUnanswerable, len(req.msgID), maxShortString)
 	}
+	if len(r.key) > maxShortString { // from a body (oslo.messaging's _reply_q), not a property
+		return fmt.Errorf("%w: its reply queue's name of %d bytes does not fit an AMQP short string (%d)", errUnanswerable, len(r.key), maxShortString)
+	}
 	if !r.declare {
 		return nil
 	}

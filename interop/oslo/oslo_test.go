@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/amqprpc/amqprpc/internal/hostile"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -619,5 +620,51 @@ func receive(t *testing.T, msgs <-chan amqp.Delivery) amqp.Delivery {
 	case <-time.After(10 * time.Second):
 		t.Fatal("nothing received in 10s")
 		return amqp.Delivery{}
+	}
+}
+
+// TestHostileReplyQueues: an oslo.messaging request whose _reply_q no
+// reply can go to (a direct reply-to address the broker does not know, a
+// name longer than AMQP allows) costs its server nothing but that
+// request: counted, and the next calls answered on the same connection.
+// Before _reply_q went through the server's reply checks, the first made
+// the broker close the server's connection, for every such request.
+func TestHostileReplyQueues(t *testing.T) {
+	d := newDeployment(t, settings[0])
+	s := runtime.NewServer(brokerURL(), d.topic, runtime.WithOslo(d.cfg), runtime.WithServerName("go-1"), runtime.WithLogger(testLogger(t)))
+	RegisterCalcServer(s, NewMachine("go-1"))
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		<-served
+	}()
+	waitConsumers(t, d.topic)
+	conn, err := amqp.Dial(brokerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calc := NewCalcClient(d.goClient(t), d.topic)
+	for i, q := range []string{hostile.UnknownNode, "reply_" + strings.Repeat("x", 300)} {
+		inner, _ := json.Marshal(map[string]any{"method": "add", "args": map[string]int{"v1": 1, "v2": 2}, "_msg_id": fmt.Sprint("hostile-", i), "_reply_q": q})
+		body, _ := json.Marshal(map[string]string{"oslo.version": "2.0", "oslo.message": string(inner)})
+		if err := raw.Publish(d.exchange, d.topic, false, false, amqp.Publishing{ContentType: "application/json", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			if n, err := calc.Add(context.Background(), 2, 3); n != 5 || err != nil {
+				t.Fatalf("after a request with _reply_q %.40q: %d, %v", q, n, err)
+			}
+		}
+	}
+	if !eventually(func() bool { return s.Stats().Unanswerable == 2 }) {
+		t.Errorf("stats %+v, want 2 unanswerable", s.Stats())
 	}
 }
