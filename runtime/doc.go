@@ -36,6 +36,15 @@
 // client (WithBatching). docs/PROTOCOL.md in the repository has the whole contract for clients and
 // servers in other languages.
 //
+// # OpenStack: oslo.messaging
+//
+// With WithOslo, a client or a server speaks oslo.messaging's RPC protocol
+// instead, as OpenStack services do, with the same generated code: its
+// envelope, its control exchange and queues declared with the
+// deployment's settings (OsloConfig), its request context (WithOsloContext,
+// OsloContext), failures as Python exceptions (OsloException), namespaces
+// (//amqprpc:namespace), versions, and call-monitor heartbeats.
+//
 // # Errors
 //
 // A call ends with its result, with an *Error reported by the server (find

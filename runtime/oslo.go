@@ -60,8 +60,8 @@ const DefaultControlExchange = "openstack"
 
 // OsloException is a Python exception that a Go error stands for, between
 // oslo.messaging peers. A server sends an error that matches Err
-// (errors.Is) or, failing that, whose Code is Code, as the exception
-// Module.Class: a Python caller that lists Module in its
+// (errors.Is) or, for an entry without Err, whose Code is Code, as the
+// exception Module.Class: a Python caller that lists Module in its
 // allowed_remote_exmods raises that class, with the error's message as
 // its only argument; one that does not raises oslo_messaging.RemoteError.
 // A client receives the exception Module.Class as an *Error with Code,

@@ -333,6 +333,7 @@ func TestOsloClientCallsGoServer(t *testing.T) {
 			ok("context", ctxt)
 			ok("namespace", map[string]any{"pong": true, "list": []any{1, 2.5, "x", nil}})
 			ok("call_monitor", 3)
+			ok("no_monitor", 4)
 		})
 	}
 }

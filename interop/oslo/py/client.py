@@ -67,6 +67,9 @@ def main():
         ('namespace', lambda: c.prepare(namespace='admin', version='2.0').call(CTXT, 'ping')),
         ('call_monitor', lambda: c.prepare(timeout=20, call_monitor_timeout=2).call(
             CTXT, 'slow_add', v1=1, v2=2, delay=4)),
+        # No call monitor: the server must send no heartbeat, which would
+        # crash the wait of a client that set none.
+        ('no_monitor', lambda: c.prepare(timeout=20).call(CTXT, 'slow_add', v1=2, v2=2, delay=3)),
         ('names', lambda: sorted(set(c.call(CTXT, 'name') for _ in range(args.calls)))),
     ]
     only = set(filter(None, args.only.split(',')))
