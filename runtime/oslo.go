@@ -79,8 +79,11 @@ type OsloException struct {
 // cfg.ControlExchange (WithExchange, given after, overrides it). A server
 // acknowledges a request when it takes it, before running it, as
 // oslo.messaging servers do (at most once); WithAckAfterReply, given
-// after, makes it acknowledge after replying. Generated code is the same
-// for both protocols; an interface's namespace is //amqprpc:namespace.
+// after, makes it acknowledge after replying. The options of amqprpc's
+// own topology (WithQueueType, WithQueueExpiry, WithDeliveryLimit,
+// WithDeadLetterExchange) do not apply: cfg says what is declared.
+// Generated code is the same for both protocols; an interface's namespace
+// is //amqprpc:namespace.
 func WithOslo(cfg OsloConfig) Option {
 	return func(c *config) {
 		if cfg.ControlExchange == "" {

@@ -81,7 +81,7 @@ func declareError(kind, name string, err error) error {
 	}
 	fix := "delete it (rabbitmqctl delete_" + kind + " " + name + ") so that it is declared anew"
 	if kind == "queue" {
-		fix = "make the server's options (WithQueueType, WithQueueExpiry, WithDeliveryLimit, WithDeadLetterExchange) match it, or " + fix
+		fix = "make the server's options (WithQueueType, WithQueueExpiry, WithDeliveryLimit, WithDeadLetterExchange; with WithOslo, OsloConfig) match it, or " + fix
 	}
 	return &mismatchError{what: strings.TrimPrefix(aerr.Reason, "PRECONDITION_FAILED - "), fix: fix, err: aerr}
 }

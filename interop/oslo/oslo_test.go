@@ -669,3 +669,40 @@ func TestHostileReplyQueues(t *testing.T) {
 		t.Errorf("stats %+v, want 2 unanswerable", s.Stats())
 	}
 }
+
+// TestSettingsThatDifferFromTheDeployment: a Go server given other
+// settings than the Python services that declared the topic's queue
+// (here amqp_durable_queues on theirs, not on its) stops at once with
+// ErrTopologyMismatch, which says what differs, rather than reconnect
+// forever.
+func TestSettingsThatDifferFromTheDeployment(t *testing.T) {
+	d := newDeployment(t, settings[1]) // durable, as the deployment's
+	conn, err := amqp.Dial(brokerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(d.topic, true, false, false, false, nil); err != nil { // as an oslo.messaging server with amqp_durable_queues
+		t.Fatal(err)
+	}
+	cfg := d.cfg
+	cfg.DurableQueues = false
+	cfg.ControlExchange += "-transient" // its exchange would differ too; the queue is what this test is about
+	s := runtime.NewServer(brokerURL(), d.topic, runtime.WithOslo(cfg), runtime.WithLogger(testLogger(t)))
+	RegisterCalcServer(s, NewMachine("go-1"))
+	err = s.Serve()
+	if !errors.Is(err, runtime.ErrTopologyMismatch) || !strings.Contains(err.Error(), "durable") || !strings.Contains(err.Error(), "OsloConfig") {
+		t.Errorf("Serve: %v, want ErrTopologyMismatch saying durable differs", err)
+	}
+	conn2, _ := amqp.Dial(brokerURL())
+	if conn2 != nil {
+		if ch, err := conn2.Channel(); err == nil {
+			ch.ExchangeDelete(cfg.ControlExchange, false, false)
+		}
+		conn2.Close()
+	}
+}
