@@ -69,6 +69,7 @@ var settings = []setting{
 	{"defaults", runtime.OsloConfig{}, nil},
 	{"durable", runtime.OsloConfig{DurableQueues: true}, []string{"--durable"}},
 	{"quorum", runtime.OsloConfig{QuorumQueues: true, QuorumDeliveryLimit: 5}, []string{"--quorum", "--delivery-limit", "5"}},
+	{"auto_delete", runtime.OsloConfig{DurableQueues: true, AutoDelete: true}, []string{"--durable", "--auto-delete"}},
 }
 
 // deployment is a control exchange and a topic of their own, on which
@@ -400,6 +401,9 @@ func TestGoClientCallsOsloServer(t *testing.T) {
 			monitored := d.goClient(t, runtime.WithOslo(withMonitor(d.cfg, 2*time.Second)))
 			if n, err := NewCalcClient(monitored, d.topic).SlowAdd(ctx, 1, 2, 4); n != 3 || err != nil {
 				t.Errorf("call monitor: %d, %v", n, err)
+			}
+			if _, err := NewCalcClient(c, d.topic+"-nobody").Add(ctx, 1, 1); !errors.Is(err, runtime.ErrNoServer) {
+				t.Errorf("a topic no server consumes: %v, want ErrNoServer", err)
 			}
 			if _, err := runtime.Gather[int](ctx, c, runtime.Request{Target: runtime.Target{Topic: d.topic}, Method: "add"}, 1); err == nil {
 				t.Errorf("gather: no error from a protocol that has none")
