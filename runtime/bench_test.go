@@ -78,7 +78,7 @@ func BenchmarkServe(b *testing.B) {
 		if err := s.checkReply(&req); err != nil {
 			b.Fatal(err)
 		}
-		result, failure := s.dispatch(&req)
+		result, failure := s.dispatch(s.ctx, &req)
 		if failure != nil {
 			b.Fatal(failure)
 		}

@@ -27,6 +27,7 @@ import (
 type Client struct {
 	cfg       config
 	proto     protocol
+	invoke    Invoke // Invoke through the interceptors; nil for none
 	connector *connector
 	inFlight  chan struct{} // a token per request in flight (WithMaxInFlight); nil for no bound
 	wg        sync.WaitGroup
@@ -76,6 +77,9 @@ func Dial(url string, opts ...Option) (*Client, error) {
 		done:      make(chan struct{}),
 	}
 	c.proto = newProtocol(&c.cfg)
+	if len(cfg.clientInterceptors) > 0 {
+		c.invoke = chainClient(cfg.clientInterceptors, c.send1)
+	}
 	if cfg.maxInFlight > 0 {
 		c.inFlight = make(chan struct{}, cfg.maxInFlight)
 	}
@@ -111,12 +115,22 @@ func routingKey(t *Target) string {
 // A Cast or a Fanout ends when the broker has confirmed that it took the
 // request.
 func (c *Client) Invoke(ctx context.Context, req Request, reply any) error {
+	if c.invoke != nil {
+		return c.invoke(ctx, &req, reply)
+	}
+	return c.send1(ctx, &req, reply)
+}
+
+// send1 is Invoke past the interceptors.
+func (c *Client) send1(ctx context.Context, req *Request, reply any) error {
 	var err error
 	switch req.Mode {
 	case Call:
-		err = c.call(ctx, &req, reply)
+		err = c.call(ctx, req, reply)
 	case Cast, Fanout:
-		err = c.cast(ctx, &req)
+		err = c.cast(ctx, req)
+	case CallAll:
+		return errors.New("amqprpc: a call to every server goes through InvokeAll")
 	default:
 		err = fmt.Errorf("amqprpc: unknown mode %d", req.Mode)
 	}
@@ -130,7 +144,12 @@ func (c *Client) Invoke(ctx context.Context, req Request, reply any) error {
 // every reply as it comes, until want replies have come (want > 0) or ctx
 // ends; see Gather, which most code uses instead.
 func (c *Client) InvokeAll(ctx context.Context, req Request, want int, each func(server string, decode func(any) error)) error {
-	if err := c.gather(ctx, &req, want, each); err != nil {
+	req.Mode = CallAll
+	gather := func(ctx context.Context, req *Request, _ any) error { return c.gather(ctx, req, want, each) }
+	if len(c.cfg.clientInterceptors) > 0 {
+		gather = chainClient(c.cfg.clientInterceptors, gather)
+	}
+	if err := gather(ctx, &req, nil); err != nil {
 		return fmt.Errorf("gather %s/%s: %w", req.Topic, req.Method, err)
 	}
 	return nil
@@ -187,7 +206,7 @@ func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing
 	if err := ctx.Err(); err != nil {
 		return o, err
 	}
-	o.req = outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline, context: OsloContext(ctx)}
+	o.req = outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline, context: OsloContext(ctx), meta: OutgoingMetadata(ctx)}
 	if req.Service != nil {
 		o.req.namespace = req.Service.Namespace
 	}

@@ -76,6 +76,7 @@ type outRequest struct {
 	batchReplies bool
 	namespace    string         // the interface's namespace (ServiceDesc.Namespace)
 	context      map[string]any // the caller's request context (WithOsloContext)
+	meta         Metadata       // the caller's metadata (WithMetadata)
 	heartbeat    time.Duration  // asks for heartbeats every half of it while the method runs
 }
 
@@ -92,6 +93,8 @@ type inRequest struct {
 	namespace string
 	// context is the caller's request context, if it sent one.
 	context map[string]any
+	// meta is the request's metadata, if it has any.
+	meta Metadata
 	// heartbeat, when set, is how often the caller wants a heartbeat
 	// while the method runs.
 	heartbeat time.Duration
@@ -105,6 +108,7 @@ type inRequest struct {
 type batchedRequest struct {
 	msgID    string
 	deadline time.Time
+	meta     Metadata
 	body     []byte
 }
 
@@ -154,9 +158,10 @@ const contentTypeJSON = "application/json"
 //
 // Such a caller may also send several requests to one topic in one message,
 // of type requestsType, each with its deadline in milliseconds since the
-// Unix epoch (0 for none):
+// Unix epoch (0 for none) and its metadata, if any, which a request alone
+// carries as headers:
 //
-//	[{"id": "<msg_id>", "deadline": 1767225600000, "request": {"method": "add", ...}}, ...]
+//	[{"id": "<msg_id>", "deadline": 1767225600000, "headers": {"traceparent": "..."}, "request": {"method": "add", ...}}, ...]
 //
 // The id is also the correlation_id property. A request that
 // names a reply_to is answered there through the default exchange; one that
@@ -226,6 +231,7 @@ func (classic) encodeRequest(pub *amqp.Publishing, r *outRequest) error {
 	if !r.deadline.IsZero() {
 		pub.Headers = amqp.Table{deadlineHeader: r.deadline.UnixMilli()}
 	}
+	pub.Headers = putMetadata(pub.Headers, r.meta)
 	return nil
 }
 
@@ -242,6 +248,7 @@ func (f classic) decodeRequest(d *amqp.Delivery, r *inRequest) error {
 		r.deadline = time.UnixMilli(ms)
 	}
 	err := f.decodeBody(d.ReplyTo, d.Body, r)
+	r.meta = metadataOf(d.Headers)
 	if why, ok := d.Headers[unreadableHeader]; ok {
 		return fmt.Errorf("%w: %v", errUnreadableHeaders, why)
 	}
@@ -282,7 +289,7 @@ func clipMessage(msg string) string {
 }
 
 func (f classic) decodeBatched(d *amqp.Delivery, e *batchedRequest, r *inRequest) error {
-	r.msgID, r.deadline = e.msgID, e.deadline
+	r.msgID, r.deadline, r.meta = e.msgID, e.deadline, e.meta
 	return f.decodeBody(d.ReplyTo, e.body, r)
 }
 
@@ -339,6 +346,7 @@ func (classic) encodeReply(pub *amqp.Publishing, msgID, server string, result an
 type classicRequestEntry struct {
 	ID       string          `json:"id"`
 	Deadline int64           `json:"deadline"`
+	Headers  Metadata        `json:"headers"`
 	Request  json.RawMessage `json:"request"`
 }
 
@@ -361,6 +369,11 @@ func (classic) encodeRequests(pub *amqp.Publishing, replyTo string, reqs []batch
 			ms = r.deadline.UnixMilli()
 		}
 		body = strconv.AppendInt(body, ms, 10)
+		if headers := putMetadata(nil, r.meta); len(headers) > 0 {
+			body = append(body, `,"headers":`...)
+			h, _ := json.Marshal(headers) // strings: it encodes
+			body = append(body, h...)
+		}
 		body = append(body, `,"request":`...)
 		body = append(body, r.body...)
 		body = append(body, '}')
@@ -400,6 +413,14 @@ func (classic) splitRequests(d *amqp.Delivery) ([]batchedRequest, error) {
 	reqs := make([]batchedRequest, len(entries))
 	for i, e := range entries {
 		reqs[i] = batchedRequest{msgID: e.ID, body: e.Request}
+		for k, v := range e.Headers {
+			if !reservedHeader(k) {
+				if reqs[i].meta == nil {
+					reqs[i].meta = make(Metadata, len(e.Headers))
+				}
+				reqs[i].meta[k] = v
+			}
+		}
 		if e.Deadline > 0 {
 			reqs[i].deadline = time.UnixMilli(e.Deadline)
 		}

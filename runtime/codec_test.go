@@ -359,3 +359,41 @@ func TestDecodeArgsReusesDecoders(t *testing.T) {
 		decodeArgs([]byte(`{"v1":1} {"v1":2}`), &a)
 	}
 }
+
+// TestMetadataOnTheWire: metadata goes as headers of a request alone, as
+// "headers" of a request in a batch, and comes back the same; keys of the
+// runtime's and the broker's are neither sent nor read as metadata.
+func TestMetadataOnTheWire(t *testing.T) {
+	md := Metadata{"traceparent": "00-abc-def-01", "tenant": "t1", "amqprpc-deadline": "forged", "x-delivery-count": "forged"}
+	var pub amqp.Publishing
+	if err := (classic{}).encodeRequest(&pub, &outRequest{msgID: "m", method: "add", meta: md, deadline: time.UnixMilli(1767225600000)}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(pub.Headers) != "map[amqprpc-deadline:1767225600000 tenant:t1 traceparent:00-abc-def-01]" {
+		t.Errorf("headers %v", pub.Headers)
+	}
+	var r inRequest
+	pub.Headers["x-delivery-count"] = int64(2) // the broker's
+	pub.Headers["x-first-death-reason"] = "rejected"
+	pub.Headers["count"] = int32(7) // not a string
+	if err := (classic{}).decodeRequest(&amqp.Delivery{Headers: pub.Headers, Body: pub.Body}, &r); err != nil || fmt.Sprint(r.meta) != "map[tenant:t1 traceparent:00-abc-def-01]" {
+		t.Errorf("decoded metadata %v, %v", r.meta, err)
+	}
+
+	reqs := []batchedRequest{{msgID: "a", meta: md, body: []byte(`{"method":"add"}`)}, {msgID: "b", body: []byte(`{"method":"add"}`)}}
+	pub = amqp.Publishing{}
+	if err := (classic{}).encodeRequests(&pub, "q", reqs); err != nil {
+		t.Fatal(err)
+	}
+	d := amqp.Delivery{Type: pub.Type, ReplyTo: "q", Body: pub.Body}
+	got, err := (classic{}).splitRequests(&d)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("split: %v, %v", got, err)
+	}
+	for i, want := range []string{"map[tenant:t1 traceparent:00-abc-def-01]", "map[]"} {
+		var r inRequest
+		if err := (classic{}).decodeBatched(&d, &got[i], &r); err != nil || fmt.Sprint(r.meta) != want {
+			t.Errorf("entry %d: metadata %v, %v; want %s", i, r.meta, err, want)
+		}
+	}
+}

@@ -23,6 +23,10 @@ const (
 	Cast
 	// Fanout is a cast delivered to every server of the topic.
 	Fanout
+	// CallAll is a call to every server of the topic, whose replies all
+	// come back (Client.InvokeAll, Gather): the mode that client
+	// interceptors see for it.
+	CallAll
 )
 
 // String returns the mode's name: call, cast or fanout.
@@ -34,6 +38,8 @@ func (m Mode) String() string {
 		return "cast"
 	case Fanout:
 		return "fanout"
+	case CallAll:
+		return "gather"
 	}
 	return "mode(" + strconv.Itoa(int(m)) + ")"
 }

@@ -53,6 +53,8 @@ type config struct {
 	queueExpiry        time.Duration
 	deliveryLimit      int
 	deadLetterExchange string
+	serverInterceptors []ServerInterceptor
+	clientInterceptors []ClientInterceptor
 	// oslo, when set, makes the protocol oslo.messaging's (WithOslo).
 	oslo        *OsloConfig
 	callMonitor time.Duration

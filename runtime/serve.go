@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,8 +44,8 @@ type Server struct {
 	seen      recentIDs      // the unique ids of the last requests that had one
 	stats     serverStats
 
+	services           // the methods it serves, and how it calls them
 	mu       sync.Mutex
-	methods  map[string]method // by wire name; read-only once serving
 	started  bool
 	sess     *serverSession     // the current connection, nil while reconnecting
 	ctx      context.Context    // handlers' context, canceled when Serve gives up on them
@@ -55,13 +54,6 @@ type Server struct {
 	quit     chan struct{}      // closed by Shutdown
 	done     chan struct{}      // closed when Serve returns
 	handlers sync.WaitGroup     // workers of every session
-}
-
-type method struct {
-	desc    *ServiceDesc
-	handler MethodHandler
-	impl    any
-	noCtx   bool // the method ignores its context
 }
 
 // serverSession is one connection of a Server and what it consumes on it.
@@ -109,13 +101,13 @@ func NewServer(url, topic string, opts ...Option) *Server {
 		cfg:       cfg,
 		log:       cfg.logger.With("topic", topic, "server", name),
 		connector: newConnector(url, &cfg, "amqprpc server "+topic),
-		methods:   make(map[string]method),
 		direct:    &directReplies{connector: newConnector(url, &cfg, "amqprpc server "+topic+" direct replies")},
 		suspects:  newQuarantine(),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	s.proto = newProtocol(&s.cfg)
+	s.services = services{topic: topic, server: name, find: s.proto.find, log: s.log, intercept: chainServer(cfg.serverInterceptors)}
 	if cfg.dedupe > 0 {
 		s.dedupe = newDedupe(cfg.dedupe)
 	}
@@ -125,30 +117,6 @@ func NewServer(url, topic string, opts ...Option) *Server {
 // Name returns the server's name: the one a client names to reach this
 // server alone (Target.Server), and that its replies to a Gather carry.
 func (s *Server) Name() string { return s.name }
-
-// RegisterService registers impl to serve the methods of desc. Generated
-// Register<Interface>Server functions call it with an impl of the right
-// type. It panics if a method of the same wire name is already registered
-// or if Serve has been called, as these are programming errors.
-func (s *Server) RegisterService(desc *ServiceDesc, impl any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.started {
-		panic(fmt.Sprintf("amqprpc: RegisterService(%s) after Serve", desc.ServiceName))
-	}
-	if impl == nil {
-		panic(fmt.Sprintf("amqprpc: RegisterService(%s) with a nil implementation", desc.ServiceName))
-	}
-	if _, _, err := parseVersion(desc.Version); err != nil {
-		panic(fmt.Sprintf("amqprpc: RegisterService(%s): %v", desc.ServiceName, err))
-	}
-	for _, m := range desc.Methods {
-		if prev, ok := s.methods[m.Name]; ok {
-			panic(fmt.Sprintf("amqprpc: method %q of %s is already registered by %s", m.Name, desc.ServiceName, prev.desc.ServiceName))
-		}
-		s.methods[m.Name] = method{desc: desc, handler: m.Handler, impl: impl, noCtx: m.IgnoresContext}
-	}
-}
 
 // Serve connects to the broker, declares the exchanges, the queues and
 // their bindings, and serves requests until Shutdown is called. When the
@@ -171,6 +139,7 @@ func (s *Server) Serve() error {
 	s.started = true
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Unlock()
+	s.seal()
 	defer close(s.done)
 	defer s.direct.close()
 	defer s.cancel()
@@ -570,7 +539,7 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 		return
 	}
 	stopBeats := s.heartbeats(sess, req)
-	result, failure := s.dispatch(req)
+	result, failure := s.dispatch(s.ctx, req)
 	stopBeats()
 	if failure != nil && !req.reply.ok() {
 		s.log.Warn("amqprpc: request failed and names no reply path", "msg_id", req.msgID, "method", clip(req.method), "error", failure)
@@ -706,44 +675,6 @@ func (s *Server) decode(d *amqp.Delivery, req *inRequest) *Error {
 		return &Error{Code: CodeMalformed, Message: clipMessage(err.Error())}
 	}
 	return nil
-}
-
-// dispatch calls the method req names and returns its result or the error
-// to send back.
-func (s *Server) dispatch(req *inRequest) (result any, failure *Error) {
-	m, failure := s.proto.find(s.topic, s.methods, req)
-	if failure != nil {
-		return nil, failure
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			s.log.Error("amqprpc: method panicked", "method", req.method, "msg_id", req.msgID, "panic", p, "stack", string(debug.Stack()))
-			result, failure = nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("method %q panicked", req.method)}
-		}
-	}()
-	ctx := s.ctx
-	if req.context != nil && !m.noCtx {
-		ctx = withOsloContext(ctx, req.context)
-	}
-	if !req.deadline.IsZero() && !m.noCtx {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, req.deadline)
-		defer cancel()
-	}
-	var decodeErr error
-	dec := func(args any) error {
-		decodeErr = decodeArgs(req.args, args)
-		return decodeErr
-	}
-	result, err := m.handler(m.impl, ctx, dec)
-	switch {
-	case decodeErr != nil: // as a Python method given the wrong keyword arguments
-		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("arguments of %q: %s", req.method, clipMessage(decodeErr.Error())),
-			Module: "builtins", Class: "TypeError"}
-	case err != nil:
-		return nil, toError(err, m.desc)
-	}
-	return result, nil
 }
 
 // encode makes the reply to req; from, when set, names this server in it.

@@ -165,7 +165,7 @@ func (s *session) publishBatch(key string, calls []*outgoing) error {
 	}
 	reqs := make([]batchedRequest, len(calls))
 	for i, o := range calls {
-		reqs[i] = batchedRequest{msgID: o.req.msgID, deadline: o.req.deadline, body: o.pub.Body}
+		reqs[i] = batchedRequest{msgID: o.req.msgID, deadline: o.req.deadline, meta: o.req.meta, body: o.pub.Body}
 	}
 	var pub amqp.Publishing
 	if err := s.c.proto.encodeRequests(&pub, s.replyTo, reqs); err != nil {

@@ -1,0 +1,114 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+)
+
+// services is what a server serves, and how it calls a method for a
+// request: the method table, the decoding of arguments, the interceptors,
+// and the mapping of what a method returns or panics with to the error
+// sent back. A Server serves a broker's requests with it, and a Local
+// (in memory) its callers', the same way.
+type services struct {
+	topic, server string
+	find          func(topic string, methods map[string]method, req *inRequest) (method, *Error) // the protocol's rules
+	log           *slog.Logger
+	intercept     ServerInterceptor // the chain of WithServerInterceptors; nil for none
+
+	mu      sync.Mutex
+	methods map[string]method // by wire name; read-only once sealed
+	sealed  bool
+}
+
+type method struct {
+	desc    *ServiceDesc
+	handler MethodHandler
+	impl    any
+	noCtx   bool // the method ignores its context
+}
+
+// RegisterService registers impl to serve the methods of desc. Generated
+// Register<Interface>Server functions call it with an impl of the right
+// type. It panics if a method of the same wire name is already registered
+// or if the server serves already, as these are programming errors.
+func (sv *services) RegisterService(desc *ServiceDesc, impl any) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.sealed {
+		panic(fmt.Sprintf("amqprpc: RegisterService(%s) after Serve", desc.ServiceName))
+	}
+	if impl == nil {
+		panic(fmt.Sprintf("amqprpc: RegisterService(%s) with a nil implementation", desc.ServiceName))
+	}
+	if _, _, err := parseVersion(desc.Version); err != nil {
+		panic(fmt.Sprintf("amqprpc: RegisterService(%s): %v", desc.ServiceName, err))
+	}
+	if sv.methods == nil {
+		sv.methods = make(map[string]method)
+	}
+	for _, m := range desc.Methods {
+		if prev, ok := sv.methods[m.Name]; ok {
+			panic(fmt.Sprintf("amqprpc: method %q of %s is already registered by %s", m.Name, desc.ServiceName, prev.desc.ServiceName))
+		}
+		sv.methods[m.Name] = method{desc: desc, handler: m.Handler, impl: impl, noCtx: m.IgnoresContext}
+	}
+}
+
+// seal ends registration: the method table is read without a lock from
+// then on.
+func (sv *services) seal() {
+	sv.mu.Lock()
+	sv.sealed = true
+	sv.mu.Unlock()
+}
+
+// dispatch calls the method req names, with ctx as the parent of its
+// context, and returns its result or the error to send back.
+func (sv *services) dispatch(ctx context.Context, req *inRequest) (result any, failure *Error) {
+	m, failure := sv.find(sv.topic, sv.methods, req)
+	if failure != nil {
+		return nil, failure
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			sv.log.Error("amqprpc: method panicked", "method", req.method, "msg_id", req.msgID, "panic", p, "stack", string(debug.Stack()))
+			result, failure = nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("method %q panicked", req.method)}
+		}
+	}()
+	withCtx := !m.noCtx || sv.intercept != nil
+	if req.context != nil && withCtx {
+		ctx = withOsloContext(ctx, req.context)
+	}
+	if req.meta != nil && withCtx {
+		ctx = context.WithValue(ctx, incomingKey{}, req.meta)
+	}
+	if !req.deadline.IsZero() && withCtx {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, req.deadline)
+		defer cancel()
+	}
+	var decodeErr error
+	dec := func(args any) error {
+		decodeErr = decodeArgs(req.args, args)
+		return decodeErr
+	}
+	var err error
+	if sv.intercept == nil {
+		result, err = m.handler(m.impl, ctx, dec)
+	} else {
+		info := &ServerInfo{Topic: sv.topic, Server: sv.server, Service: m.desc, Method: req.method, ID: req.msgID, Reply: req.reply.ok()}
+		result, err = sv.intercept(ctx, info, func(ctx context.Context) (any, error) { return m.handler(m.impl, ctx, dec) })
+	}
+	switch {
+	case decodeErr != nil: // as a Python method given the wrong keyword arguments
+		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("arguments of %q: %s", req.method, clipMessage(decodeErr.Error())),
+			Module: "builtins", Class: "TypeError"}
+	case err != nil:
+		return nil, toError(err, m.desc)
+	}
+	return result, nil
+}
