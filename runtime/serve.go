@@ -44,7 +44,7 @@ type Server struct {
 	seen      recentIDs      // the unique ids of the last requests that had one
 	stats     serverStats
 
-	services           // the methods it serves, and how it calls them
+	services // the methods it serves, and how it calls them
 	mu       sync.Mutex
 	started  bool
 	sess     *serverSession     // the current connection, nil while reconnecting
