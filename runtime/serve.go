@@ -693,13 +693,8 @@ func (s *Server) encode(req *inRequest, from string, result any, failure *Error)
 // encodeSafely encodes a reply as the wire format does, and returns an
 // error rather than panic when a result's MarshalJSON, or a declared
 // error's, panics: that is the method's failure, not the server's.
-func (s *Server) encodeSafely(pub *amqp.Publishing, msgID, from string, result any, failure *Error) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("panic: %v", p)
-		}
-	}()
-	return s.proto.encodeReply(pub, msgID, from, result, failure)
+func (s *Server) encodeSafely(pub *amqp.Publishing, msgID, from string, result any, failure *Error) error {
+	return encodeReplySafely(s.proto, pub, msgID, from, result, failure)
 }
 
 // reply publishes pub where req asks for its reply and, with reply

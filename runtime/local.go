@@ -1,0 +1,306 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Local is a client and the servers of one topic in one process, without a
+// broker: for unit tests of services and of the code that calls them. A
+// request goes through what it goes through on a broker, but the network:
+// the client's interceptors, the same JSON encoding of its arguments,
+// metadata and deadline (amqprpc's protocol), the server's interceptors and
+// dispatch, and the same encoding of the result or error back, so that
+// declared errors, codes, versions and modes behave as they do against
+// RabbitMQ. Calls to one server, casts, fanouts and gathers work; a
+// request for a server no one registered fails with ErrNoServer.
+//
+//	l := runtime.NewLocal("calc")
+//	calc.RegisterCalculatorServer(l.Server("a"), new(calc.Machine))
+//	sum, err := calc.NewCalculatorClient(l, "calc").Add(ctx, 2, 3)
+//
+// Casts and fanouts run in goroutines of the Local; Close waits for them.
+// The client options of Dial that apply are WithTimeout,
+// WithClientInterceptors and WithMaxBodySize; the server options,
+// WithServerInterceptors and WithLogger.
+type Local struct {
+	topic  string
+	cfg    config
+	format classic
+	invoke Invoke // through the client's interceptors
+
+	mu      sync.Mutex
+	servers []*localServer // in the order made
+	next    atomic.Uint32  // round robin over servers for calls and casts
+	closed  bool
+	running sync.WaitGroup // casts and fanouts, and methods whose callers left
+}
+
+// localServer is one named server of a Local.
+type localServer struct {
+	name string
+	services
+}
+
+// NewLocal returns a Local for topic.
+func NewLocal(topic string, opts ...Option) *Local {
+	l := &Local{topic: topic, cfg: newConfig(opts)}
+	l.invoke = chainClient(l.cfg.clientInterceptors, l.send)
+	return l
+}
+
+// Server returns the server named name, made on first use: register
+// services with it. Requests to the topic go to each server in turn;
+// those for a server by name (Target.Server) to it alone; fanouts and
+// gathers to all.
+func (l *Local) Server(name string) ServiceRegistrar {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.servers {
+		if s.name == name {
+			return s
+		}
+	}
+	log := l.cfg.logger.With("topic", l.topic, "server", name)
+	s := &localServer{name: name, services: services{topic: l.topic, server: name, find: (&amqprpcProtocol{cfg: &l.cfg}).find, log: log, intercept: chainServer(l.cfg.serverInterceptors)}}
+	l.servers = append(l.servers, s)
+	return s
+}
+
+// RegisterService registers impl with the server named "local", so that a
+// Local serves as a ServiceRegistrar itself.
+func (l *Local) RegisterService(desc *ServiceDesc, impl any) {
+	l.Server("local").RegisterService(desc, impl)
+}
+
+// Close waits for the casts and fanouts still running, and for methods
+// whose callers gave up; requests made after it fail with ErrClosed.
+func (l *Local) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.running.Wait()
+	return nil
+}
+
+// Invoke sends req as Client.Invoke does.
+func (l *Local) Invoke(ctx context.Context, req Request, reply any) error {
+	if err := l.invoke(ctx, &req, reply); err != nil {
+		return fmt.Errorf("%s %s/%s: %w", req.Mode, routingKey(&req.Target), req.Method, err)
+	}
+	return nil
+}
+
+// InvokeAll sends req to every server as Client.InvokeAll does.
+func (l *Local) InvokeAll(ctx context.Context, req Request, want int, each func(server string, decode func(any) error)) error {
+	req.Mode = CallAll
+	gather := chainClient(l.cfg.clientInterceptors, func(ctx context.Context, req *Request, _ any) error {
+		return l.gather(ctx, req, want, each)
+	})
+	if err := gather(ctx, &req, nil); err != nil {
+		return fmt.Errorf("gather %s/%s: %w", req.Topic, req.Method, err)
+	}
+	return nil
+}
+
+// send is Invoke past the client's interceptors.
+func (l *Local) send(ctx context.Context, req *Request, reply any) error {
+	ctx, cancel, err := l.start(ctx, req)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	var to []*localServer
+	switch req.Mode {
+	case Call, Cast:
+		to, err = l.pick(req.Server, false)
+	case Fanout:
+		to, err = l.pick(req.Server, req.Server == "")
+	default:
+		return fmt.Errorf("amqprpc: mode %s goes through InvokeAll", req.Mode)
+	}
+	if err != nil {
+		return err
+	}
+	d, err := l.encode(ctx, req, req.Mode == Call)
+	if err != nil {
+		return err
+	}
+	if req.Mode != Call {
+		for _, s := range to {
+			l.run(func() { l.serve(s, d) })
+		}
+		return nil
+	}
+	replies := make(chan amqp.Delivery, 1)
+	l.run(func() { replies <- l.serve(to[0], d) })
+	select {
+	case r := <-replies:
+		return l.decode(&r, reply, req.Service)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// gather sends req to every server and hands each reply to each.
+func (l *Local) gather(ctx context.Context, req *Request, want int, each func(string, func(any) error)) error {
+	ctx, cancel, err := l.start(ctx, req)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	to, err := l.pick("", true)
+	if err != nil {
+		return err
+	}
+	d, err := l.encode(ctx, req, true)
+	if err != nil {
+		return err
+	}
+	type named struct {
+		server string
+		reply  amqp.Delivery
+	}
+	replies := make(chan named, len(to))
+	for _, s := range to {
+		l.run(func() { replies <- named{s.name, l.serve(s, d)} })
+	}
+	for got := 0; got < len(to) && (want <= 0 || got < want); got++ {
+		select {
+		case r := <-replies:
+			each(r.server, func(v any) error { return l.decode(&r.reply, v, req.Service) })
+		case <-ctx.Done():
+			if want > 0 {
+				return fmt.Errorf("%d of %d replies: %w", got, want, ctx.Err())
+			}
+			return nil
+		}
+	}
+	if want > len(to) {
+		<-ctx.Done()
+		return fmt.Errorf("%d of %d replies: %w", len(to), want, ctx.Err())
+	}
+	return nil
+}
+
+// start bounds ctx by the client's timeout and checks the version cap and
+// whether the Local is closed.
+func (l *Local) start(ctx context.Context, req *Request) (context.Context, context.CancelFunc, error) {
+	cancel := context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = context.WithTimeout(ctx, l.cfg.timeout)
+	}
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	switch {
+	case closed:
+		return ctx, cancel, ErrClosed
+	case req.VersionCap != "" && !compatible(req.VersionCap, req.Since):
+		return ctx, cancel, fmt.Errorf("%w: the method needs %s, the cap is %s", ErrVersionCap, versionOr1(req.Since), req.VersionCap)
+	}
+	return ctx, cancel, ctx.Err()
+}
+
+// pick returns the servers a request goes to: the one named, or the next
+// in turn, or all.
+func (l *Local) pick(name string, all bool) ([]*localServer, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case name != "":
+		for _, s := range l.servers {
+			if s.name == name {
+				return []*localServer{s}, nil
+			}
+		}
+	case all && len(l.servers) > 0:
+		return slices.Clone(l.servers), nil
+	case len(l.servers) > 0:
+		return []*localServer{l.servers[int(l.next.Add(1)-1)%len(l.servers)]}, nil
+	}
+	return nil, ErrNoServer
+}
+
+// encode makes the delivery a server would receive for req.
+func (l *Local) encode(ctx context.Context, req *Request, reply bool) (amqp.Delivery, error) {
+	deadline, _ := ctx.Deadline()
+	r := outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline, meta: OutgoingMetadata(ctx)}
+	if reply {
+		r.replyTo = "local"
+	}
+	var pub amqp.Publishing
+	if err := l.format.encodeRequest(&pub, &r); err != nil {
+		return amqp.Delivery{}, err
+	}
+	if len(pub.Body) > l.cfg.maxBody {
+		return amqp.Delivery{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(pub.Body), l.cfg.maxBody)
+	}
+	return amqp.Delivery{ContentType: pub.ContentType, CorrelationId: pub.CorrelationId, ReplyTo: pub.ReplyTo, Headers: pub.Headers, Body: pub.Body}, nil
+}
+
+// serve has s serve d and returns the reply it would publish.
+func (l *Local) serve(s *localServer, d amqp.Delivery) amqp.Delivery {
+	s.seal()
+	var req inRequest
+	var result any
+	failure := (*Error)(nil)
+	if err := l.format.decodeRequest(&d, &req); err != nil {
+		failure = &Error{Code: CodeMalformed, Message: err.Error()}
+	} else if !req.deadline.IsZero() && time.Now().After(req.deadline) {
+		failure = &Error{Code: CodeDeadlineExceeded, Message: "the request's deadline passed before it ran"}
+	} else {
+		result, failure = s.dispatch(context.Background(), &req)
+	}
+	var pub amqp.Publishing
+	if err := encodeReplySafely(l.format, &pub, req.msgID, s.name, result, failure); err != nil {
+		s.log.Error("amqprpc: encode reply", "method", req.method, "error", err)
+		l.format.encodeReply(&pub, req.msgID, s.name, nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("encode result of %q: %v", req.method, err)})
+	}
+	if failure != nil && !req.reply.ok() {
+		s.log.Warn("amqprpc: request failed and names no reply path", "method", clip(req.method), "error", failure)
+	}
+	return amqp.Delivery{ContentType: pub.ContentType, CorrelationId: pub.CorrelationId, Type: pub.Type, Headers: pub.Headers, Body: pub.Body}
+}
+
+// decode decodes reply d into v, or returns the server's error, as a
+// client does.
+func (l *Local) decode(d *amqp.Delivery, v any, svc *ServiceDesc) error {
+	err := l.format.decodeReply(d, v)
+	if rerr, ok := err.(*Error); ok {
+		return fromError(rerr, svc)
+	}
+	return err
+}
+
+// run runs f in a goroutine that Close waits for.
+func (l *Local) run(f func()) {
+	l.running.Add(1)
+	go func() {
+		defer l.running.Done()
+		f()
+	}()
+}
+
+// encodeReplySafely encodes a reply with f, and returns an error rather
+// than panic when a result's MarshalJSON does.
+func encodeReplySafely(f wireFormat, pub *amqp.Publishing, msgID, from string, result any, failure *Error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return f.encodeReply(pub, msgID, from, result, failure)
+}
+
+var (
+	_ Invoker          = (*Local)(nil)
+	_ ServiceRegistrar = (*Local)(nil)
+)
