@@ -123,6 +123,32 @@ type MethodDesc struct {
 	// IgnoresContext says that the method takes no context.Context, so
 	// the server need not make one with the request's deadline for it.
 	IgnoresContext bool
+
+	// What tools need to call the method without its Go types
+	// (Describe, cmd/amqprpc):
+
+	// Mode is how its generated client sends it: Call, Cast or Fanout.
+	Mode Mode
+	// Gather says that the generated client can also send it to every
+	// server (Gather<Method>).
+	Gather bool
+	// Since is the interface version that added it, "" for the first.
+	Since string
+	// Params are its parameters, in order; Results its results before
+	// the error: one travels as the reply's result itself, several as an
+	// object of their names.
+	Params, Results []FieldDesc
+}
+
+// FieldDesc describes a parameter or a result of a method.
+type FieldDesc struct {
+	// Name is its wire name.
+	Name string `json:"name"`
+	// GoType is its Go type, as the interface's package spells it.
+	GoType string `json:"go_type"`
+	// JSON is the JSON it travels as: integer, number, string, boolean,
+	// array, object, or any (a type with an encoding of its own).
+	JSON string `json:"json"`
 }
 
 // MethodHandler is the generated glue between a request and a method of the

@@ -69,6 +69,10 @@ func (sv *services) seal() {
 // dispatch calls the method req names, with ctx as the parent of its
 // context, and returns its result or the error to send back.
 func (sv *services) dispatch(ctx context.Context, req *inRequest) (result any, failure *Error) {
+	if req.method == DescribeMethod {
+		result, _ := sv.describe(ctx)
+		return result, nil
+	}
 	m, failure := sv.find(sv.topic, sv.methods, req)
 	if failure != nil {
 		return nil, failure

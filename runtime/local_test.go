@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -153,4 +154,33 @@ func eventuallyTrue(cond func() bool) bool {
 		}
 	}
 	return false
+}
+
+// TestDescribe: every server answers DescribeMethod with what it serves,
+// as the generator described it.
+func TestDescribe(t *testing.T) {
+	l, _ := newLocal(t)
+	var d runtime.Description
+	if err := l.Invoke(context.Background(), runtime.Request{Target: runtime.Target{Topic: "fleet", Server: "b"}, Method: runtime.DescribeMethod, Args: struct{}{}}, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Topic != "fleet" || d.Server != "b" || len(d.Services) != 1 || d.Services[0].Name != "Fleet" || d.Services[0].Version != "1.2" {
+		t.Fatalf("description %+v", d)
+	}
+	byName := map[string]runtime.MethodDescription{}
+	for _, m := range d.Services[0].Methods {
+		byName[m.Name] = m
+	}
+	for name, want := range map[string]string{
+		"divide": "call since 1.0 gather=false params [{a int integer} {b int integer}] results [{q int integer} {r int integer}]",
+		"record": "cast since 1.0 gather=false params [{v int integer}] results []",
+		"reset":  "fanout since 1.0 gather=false params [] results []",
+		"total":  "call since 1.0 gather=true params [] results [{r1 int integer}]",
+		"newer":  "call since 1.2 gather=false params [] results [{r1 string string}]",
+	} {
+		m := byName[name]
+		if got := fmt.Sprintf("%s since %s gather=%v params %v results %v", m.Mode, m.Since, m.Gather, m.Params, m.Results); got != want {
+			t.Errorf("%s: %s, want %s", name, got, want)
+		}
+	}
 }

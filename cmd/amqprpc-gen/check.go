@@ -283,7 +283,7 @@ func (c *checker) method(svc *service, fn *types.Func) *method {
 			fail(p.Pos(), "parameter %s of type %s cannot cross the wire: %s", p.Name(), c.typeString(p.Type()), why)
 			continue
 		}
-		pm := &param{name: p.Name(), wire: wireName(p.Name()), field: exportedName(p.Name()), typ: c.typeOf(p.Type())}
+		pm := &param{name: p.Name(), wire: wireName(p.Name()), field: exportedName(p.Name()), typ: c.typeOf(p.Type()), goType: c.typeString(p.Type()), shape: jsonShape(p.Type())}
 		if prev, dup := byWire[pm.wire]; dup {
 			fail(p.Pos(), "parameters %s and %s have the same wire name %q", prev, p.Name(), pm.wire)
 			continue
@@ -309,7 +309,7 @@ func (c *checker) method(svc *service, fn *types.Func) *method {
 			fail(r.Pos(), "result of type %s cannot cross the wire: %s", c.typeString(r.Type()), why)
 			continue
 		}
-		rm := &param{name: r.Name(), typ: c.typeOf(r.Type())}
+		rm := &param{name: r.Name(), typ: c.typeOf(r.Type()), goType: c.typeString(r.Type()), shape: jsonShape(r.Type())}
 		if r.Name() == "" || r.Name() == "_" {
 			rm.name, rm.wire, rm.field = "", fmt.Sprintf("r%d", i+1), fmt.Sprintf("R%d", i+1)
 		} else {
@@ -377,6 +377,10 @@ func (c *checker) methodDirective(svc *service, m *method, d directive, fail fun
 		}
 		if strings.ContainsFunc(d.args[0], func(r rune) bool { return r <= ' ' || r == '"' }) {
 			fail(d.pos, "//amqprpc:name %s: a wire name has no spaces, control characters or quotes", d.args[0])
+			return
+		}
+		if strings.HasPrefix(d.args[0], "amqprpc.") {
+			fail(d.pos, "//amqprpc:name %s: names beginning with amqprpc. are the runtime's (amqprpc.describe)", d.args[0])
 			return
 		}
 		m.wire = d.args[0]
@@ -576,4 +580,45 @@ func (c *checker) typeOf(t types.Type) *typ {
 		return &typ{kind: anyKind}
 	}
 	panic(fmt.Sprintf("amqprpc-gen: typeOf(%s): type passed the checks but has no model", t))
+}
+
+// jsonShape names the JSON that a value of t travels as, for descriptions
+// that tools read: integer, number, string, boolean, array, object, or any
+// for a type with an encoding of its own.
+func jsonShape(t types.Type) string {
+	if n, ok := t.(*types.Named); ok && n.Obj().Pkg() != nil && n.Obj().Pkg().Path() == "time" && n.Obj().Name() == "Time" {
+		return "string"
+	}
+	ms := types.NewMethodSet(types.NewPointer(t))
+	switch {
+	case ms.Lookup(nil, "MarshalJSON") != nil:
+		return "any"
+	case ms.Lookup(nil, "MarshalText") != nil:
+		return "string"
+	}
+	switch u := t.Underlying().(type) {
+	case *types.Basic:
+		switch info := u.Info(); {
+		case info&types.IsInteger != 0:
+			return "integer"
+		case info&types.IsFloat != 0:
+			return "number"
+		case info&types.IsString != 0:
+			return "string"
+		case info&types.IsBoolean != 0:
+			return "boolean"
+		}
+	case *types.Pointer:
+		return jsonShape(u.Elem())
+	case *types.Slice:
+		if b, ok := u.Elem().Underlying().(*types.Basic); ok && b.Kind() == types.Byte {
+			return "string" // base64
+		}
+		return "array"
+	case *types.Array:
+		return "array"
+	case *types.Map, *types.Struct:
+		return "object"
+	}
+	return "any"
 }

@@ -22,6 +22,24 @@ on s, usually a *runtime.Server.`, registerFunc(svc), svc.name),
 		if !m.hasCtx {
 			fields = append(fields, jen.Id("IgnoresContext").Op(":").True())
 		}
+		switch m.mode {
+		case castMode:
+			fields = append(fields, jen.Id("Mode").Op(":").Qual(runtimePath, "Cast"))
+		case fanoutMode:
+			fields = append(fields, jen.Id("Mode").Op(":").Qual(runtimePath, "Fanout"))
+		}
+		if m.gather {
+			fields = append(fields, jen.Id("Gather").Op(":").True())
+		}
+		if m.since != "" {
+			fields = append(fields, jen.Id("Since").Op(":").Lit(m.since))
+		}
+		if len(m.params) > 0 {
+			fields = append(fields, jen.Id("Params").Op(":").Index().Qual(runtimePath, "FieldDesc").Values(fieldDescs(m.params)...))
+		}
+		if len(m.results) > 0 {
+			fields = append(fields, jen.Id("Results").Op(":").Index().Qual(runtimePath, "FieldDesc").Values(fieldDescs(m.results)...))
+		}
 		methods[i] = jen.Values(fields...)
 	}
 	fields := []jen.Code{jen.Id("ServiceName").Op(":").Lit(svc.name)}
@@ -138,4 +156,13 @@ func genHandler(out *jen.File, svc *service, m *method) {
 		Params(jen.Id(impl).Any(), jen.Id(ctx).Qual("context", "Context"), jen.Id(dec).Func().Params(jen.Any()).Error()).
 		Params(jen.Any(), jen.Error()).
 		Block(body...)
+}
+
+// fieldDescs describes params for tools: wire name, Go type, JSON shape.
+func fieldDescs(params []*param) []jen.Code {
+	descs := make([]jen.Code, len(params))
+	for i, p := range params {
+		descs[i] = jen.Values(jen.Id("Name").Op(":").Lit(p.wire), jen.Id("GoType").Op(":").Lit(p.goType), jen.Id("JSON").Op(":").Lit(p.shape))
+	}
+	return descs
 }

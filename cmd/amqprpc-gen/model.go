@@ -67,10 +67,12 @@ type method struct {
 
 // param is one parameter or result of a method.
 type param struct {
-	name  string // Go name in the interface; "" for an unnamed result
-	wire  string // name in the args (or result) object
-	field string // field of the generated struct
-	typ   *typ   // for a variadic parameter, the slice type
+	name   string // Go name in the interface; "" for an unnamed result
+	wire   string // name in the args (or result) object
+	field  string // field of the generated struct
+	typ    *typ   // for a variadic parameter, the slice type
+	goType string // the type as the interface's package spells it, for descriptions
+	shape  string // the JSON it travels as: integer, number, string, boolean, array, object or any
 }
 
 type kind int

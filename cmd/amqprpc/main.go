@@ -1,0 +1,417 @@
+// Command amqprpc calls amqprpc servers from the command line, as grpcurl
+// does gRPC servers: it lists the servers of a topic, describes what they
+// serve, and calls, casts, fanouts and gathers their methods, with
+// arguments typed by the description every server gives
+// (runtime.DescribeMethod), without the services' Go types.
+//
+//	go install github.com/amqprpc/amqprpc/cmd/amqprpc@latest
+//
+//	amqprpc list calc                    the servers of topic calc, their services and methods
+//	amqprpc describe calc [add]          the methods, with their parameters and results
+//	amqprpc call calc add v1=2 v2=3      prints 5
+//	amqprpc call calc div -d '{"a": 1, "b": 0}'
+//	amqprpc cast calc store v=5
+//	amqprpc fanout calc clear
+//	amqprpc gather calc memory
+//
+// The broker is -url, or $AMQP_URL, or amqp://guest:guest@127.0.0.1:5672/.
+// -server NAME sends to one server of the topic; -timeout bounds each
+// request (default 10s); -wait is how long list and gather wait for
+// replies when not told how many (-n); -v prints the request and the
+// reply as they go on the wire. A server's error is printed with its code,
+// and the exit status is 1; a usage error's is 2.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `usage: amqprpc [flags] list TOPIC
+       amqprpc [flags] describe TOPIC [METHOD]
+       amqprpc [flags] call|cast|fanout|gather TOPIC METHOD [name=value ...] [-d JSON]
+`
+
+// errUsage marks an error of the command line.
+var errUsage = errors.New("usage")
+
+// cli is one run of the command.
+type cli struct {
+	url, exchange, server string
+	timeout, wait         time.Duration
+	want                  int
+	verbose               bool
+	data                  string
+	out, errOut           io.Writer
+	client                *runtime.Client
+}
+
+func run(args []string, out, errOut io.Writer) int {
+	c := &cli{out: out, errOut: errOut}
+	fs := flag.NewFlagSet("amqprpc", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() { fmt.Fprint(errOut, usage, "\nflags:\n"); fs.PrintDefaults() }
+	url := os.Getenv("AMQP_URL")
+	if url == "" {
+		url = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	fs.StringVar(&c.url, "url", url, "the broker (default $AMQP_URL)")
+	fs.StringVar(&c.exchange, "exchange", runtime.DefaultExchange, "the request exchange")
+	fs.StringVar(&c.server, "server", "", "send to the server of this name alone")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long a request may take")
+	fs.DurationVar(&c.wait, "wait", time.Second, "how long list and gather wait for replies, without -n")
+	fs.IntVar(&c.want, "n", 0, "gather: return after this many replies")
+	fs.BoolVar(&c.verbose, "v", false, "print the request and the reply")
+	fs.StringVar(&c.data, "d", "", "the arguments as a JSON object")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	// Flags may also follow the command's words.
+	var words []string
+	for rest := fs.Args(); len(rest) > 0; rest = fs.Args() {
+		if strings.HasPrefix(rest[0], "-") {
+			if err := fs.Parse(rest); err != nil {
+				return 2
+			}
+			continue
+		}
+		words = append(words, rest[0])
+		fs.Parse(rest[1:])
+	}
+	err := c.do(words)
+	var rerr *runtime.Error
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(errOut, "amqprpc: %v\n%s", err, usage)
+		return 2
+	case errors.As(err, &rerr):
+		fmt.Fprintf(errOut, "amqprpc: error %s: %s\n", rerr.Code, rerr.Message)
+		return 1
+	}
+	fmt.Fprintf(errOut, "amqprpc: %v\n", err)
+	return 1
+}
+
+func (c *cli) do(words []string) error {
+	if len(words) < 2 {
+		return fmt.Errorf("%w: a command and a topic", errUsage)
+	}
+	cmd, topic := words[0], words[1]
+	switch cmd {
+	case "list", "describe", "call", "cast", "fanout", "gather":
+	default:
+		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
+	var opts []runtime.Option
+	opts = append(opts, runtime.WithExchange(c.exchange), runtime.WithTimeout(c.timeout),
+		runtime.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if c.verbose {
+		opts = append(opts, runtime.WithClientInterceptors(c.trace))
+	}
+	client, err := runtime.Dial(c.url, opts...)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	c.client = client
+	switch cmd {
+	case "list":
+		return c.list(topic)
+	case "describe":
+		if len(words) > 3 {
+			return fmt.Errorf("%w: describe TOPIC [METHOD]", errUsage)
+		}
+		return c.describe(topic, words[2:])
+	}
+	if len(words) < 3 {
+		return fmt.Errorf("%w: %s TOPIC METHOD", errUsage, cmd)
+	}
+	return c.invoke(cmd, topic, words[2], words[3:])
+}
+
+// trace prints what a request sends and what comes back (-v).
+func (c *cli) trace(ctx context.Context, req *runtime.Request, reply any, next runtime.Invoke) error {
+	body, _ := json.Marshal(map[string]any{"method": req.Method, "args": req.Args})
+	key := req.Topic
+	if req.Server != "" {
+		key += "." + req.Server
+	}
+	fmt.Fprintf(c.errOut, "> %s exchange=%s key=%s %s\n", req.Mode, c.exchange, key, body)
+	err := next(ctx, req, reply)
+	switch r := reply.(type) {
+	case *json.RawMessage:
+		if err == nil {
+			fmt.Fprintf(c.errOut, "< {\"result\":%s}\n", *r)
+		}
+	}
+	if rerr, ok := errors.AsType[*runtime.Error](err); ok {
+		failure, _ := json.Marshal(map[string]any{"failure": map[string]string{"code": string(rerr.Code), "message": rerr.Message}})
+		fmt.Fprintf(c.errOut, "< %s\n", failure)
+	}
+	return err
+}
+
+// descriptions gathers the descriptions of the topic's servers, or of
+// the one named: all that answer within -wait, or the first one when
+// first is set.
+func (c *cli) descriptions(topic string, first bool) ([]runtime.Description, error) {
+	req := runtime.Request{Target: runtime.Target{Topic: topic, Server: c.server}, Method: runtime.DescribeMethod, Args: struct{}{}}
+	if c.server != "" {
+		var d runtime.Description
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
+		err := c.client.Invoke(ctx, req, &d)
+		return []runtime.Description{d}, err
+	}
+	want, wait := 0, c.wait
+	if first {
+		want, wait = 1, c.timeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	replies, err := runtime.Gather[runtime.Description](ctx, c.client, req, want)
+	var ds []runtime.Description
+	for _, r := range replies {
+		if r.Err != nil {
+			fmt.Fprintf(c.errOut, "amqprpc: server %s: %v\n", r.Server, r.Err)
+			continue
+		}
+		ds = append(ds, r.Value)
+	}
+	if err == nil && len(ds) == 0 {
+		err = fmt.Errorf("no server of topic %q answered within %v", topic, c.wait)
+	}
+	slices.SortFunc(ds, func(a, b runtime.Description) int { return strings.Compare(a.Server, b.Server) })
+	return ds, err
+}
+
+// list prints each server of the topic with its services and methods.
+func (c *cli) list(topic string) error {
+	ds, err := c.descriptions(topic, false)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SERVER\tSERVICE\tVERSION\tMETHODS")
+	for _, d := range ds {
+		for _, s := range d.Services {
+			var names []string
+			for _, m := range s.Methods {
+				names = append(names, m.Name)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Server, s.Name, s.Version, strings.Join(names, " "))
+		}
+	}
+	return w.Flush()
+}
+
+// describe prints the methods of the topic's services, or one of them.
+func (c *cli) describe(topic string, method []string) error {
+	ds, err := c.descriptions(topic, true)
+	if err != nil {
+		return err
+	}
+	d := ds[0]
+	found := false
+	for _, s := range d.Services {
+		fmt.Fprintf(c.out, "service %s %s (server %s)", s.Name, s.Version, d.Server)
+		if s.Namespace != "" {
+			fmt.Fprintf(c.out, ", namespace %s", s.Namespace)
+		}
+		fmt.Fprintln(c.out)
+		for _, m := range s.Methods {
+			if len(method) > 0 && m.Name != method[0] {
+				continue
+			}
+			found = true
+			fmt.Fprintf(c.out, "  %s\n", signature(m))
+		}
+	}
+	if len(method) > 0 && !found {
+		return fmt.Errorf("topic %q has no method %q", topic, method[0])
+	}
+	return nil
+}
+
+// signature renders m: "call add(v1 int, v2 int) int, since 1.0".
+func signature(m runtime.MethodDescription) string {
+	fields := func(fs []runtime.FieldDesc) string {
+		var parts []string
+		for _, f := range fs {
+			parts = append(parts, f.Name+" "+f.GoType)
+		}
+		return strings.Join(parts, ", ")
+	}
+	s := fmt.Sprintf("%s %s(%s)", m.Mode, m.Name, fields(m.Params))
+	switch len(m.Results) {
+	case 0:
+	case 1:
+		s += " " + m.Results[0].GoType
+	default:
+		s += " (" + fields(m.Results) + ")"
+	}
+	s += ", since " + m.Since
+	if m.Gather {
+		s += ", gather"
+	}
+	return s
+}
+
+// invoke sends method with the arguments given, in the mode of cmd.
+func (c *cli) invoke(cmd, topic, method string, words []string) error {
+	m, err := c.method(topic, method)
+	if err != nil {
+		return err
+	}
+	args, err := c.args(m, words)
+	if err != nil {
+		return err
+	}
+	req := runtime.Request{Target: runtime.Target{Topic: topic, Server: c.server}, Method: method, Since: m.Since, Args: args}
+	switch cmd {
+	case "cast":
+		req.Mode = runtime.Cast
+	case "fanout":
+		req.Mode = runtime.Fanout
+	case "gather":
+		return c.gather(req)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	var result json.RawMessage
+	reply := any(&result)
+	if req.Mode != runtime.Call {
+		reply = nil
+	}
+	if err := c.client.Invoke(ctx, req, reply); err != nil {
+		return err
+	}
+	if req.Mode == runtime.Call {
+		fmt.Fprintf(c.out, "%s\n", result)
+	}
+	return nil
+}
+
+// gather sends req to every server and prints each reply as it comes.
+func (c *cli) gather(req runtime.Request) error {
+	wait := c.wait
+	if c.want > 0 {
+		wait = c.timeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	failed := false
+	err := c.client.InvokeAll(ctx, req, c.want, func(server string, decode func(any) error) {
+		var result json.RawMessage
+		if err := decode(&result); err != nil {
+			failed = true
+			fmt.Fprintf(c.out, "%s\terror: %v\n", server, err)
+			return
+		}
+		fmt.Fprintf(c.out, "%s\t%s\n", server, result)
+	})
+	if err == nil && failed {
+		err = errors.New("a server failed")
+	}
+	return err
+}
+
+// method returns the description of method from a server of the topic.
+func (c *cli) method(topic, method string) (runtime.MethodDescription, error) {
+	ds, err := c.descriptions(topic, true)
+	if err != nil {
+		return runtime.MethodDescription{}, err
+	}
+	for _, d := range ds {
+		for _, s := range d.Services {
+			for _, m := range s.Methods {
+				if m.Name == method {
+					return m, nil
+				}
+			}
+		}
+	}
+	return runtime.MethodDescription{}, fmt.Errorf("topic %q has no method %q (amqprpc describe %s)", topic, method, topic)
+}
+
+// args makes the arguments object of m from -d or name=value words, each
+// value typed by the parameter's JSON shape.
+func (c *cli) args(m runtime.MethodDescription, words []string) (map[string]json.RawMessage, error) {
+	args := map[string]json.RawMessage{}
+	if c.data != "" {
+		if len(words) > 0 {
+			return nil, fmt.Errorf("%w: -d or name=value arguments, not both", errUsage)
+		}
+		if err := json.Unmarshal([]byte(c.data), &args); err != nil {
+			return nil, fmt.Errorf("%w: -d: %v", errUsage, err)
+		}
+		return args, nil
+	}
+	for _, w := range words {
+		name, value, ok := strings.Cut(w, "=")
+		if !ok {
+			return nil, fmt.Errorf("%w: argument %q is not name=value", errUsage, w)
+		}
+		i := slices.IndexFunc(m.Params, func(f runtime.FieldDesc) bool { return f.Name == name })
+		if i < 0 {
+			var names []string
+			for _, f := range m.Params {
+				names = append(names, f.Name+" "+f.GoType)
+			}
+			return nil, fmt.Errorf("%w: %s has no parameter %q; it takes (%s)", errUsage, m.Name, name, strings.Join(names, ", "))
+		}
+		raw, err := typed(m.Params[i], value)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s=%s: %v", errUsage, name, value, err)
+		}
+		args[name] = raw
+	}
+	return args, nil
+}
+
+// typed returns value as the JSON of parameter f.
+func typed(f runtime.FieldDesc, value string) (json.RawMessage, error) {
+	switch f.JSON {
+	case "integer":
+		if _, err := strconv.ParseInt(value, 10, 64); err != nil {
+			if _, err := strconv.ParseUint(value, 10, 64); err != nil {
+				return nil, fmt.Errorf("%s wants an integer", f.GoType)
+			}
+		}
+		return json.RawMessage(value), nil
+	case "number":
+		if _, err := strconv.ParseFloat(value, 64); err != nil {
+			return nil, fmt.Errorf("%s wants a number", f.GoType)
+		}
+		return json.RawMessage(value), nil
+	case "boolean":
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return nil, fmt.Errorf("%s wants true or false", f.GoType)
+		}
+		return json.Marshal(b)
+	case "string":
+		return json.Marshal(value)
+	}
+	if !json.Valid([]byte(value)) {
+		return nil, fmt.Errorf("%s wants JSON (%s)", f.GoType, f.JSON)
+	}
+	return json.RawMessage(value), nil
+}
