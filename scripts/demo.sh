@@ -17,7 +17,7 @@ go build -o "$bin/server" ./examples/calc/cmd/server
 go build -o "$bin/client" ./examples/calc/cmd/client
 
 for name in a b; do
-	"$bin/server" -name "$name" 2>"$bin/server-$name.log" &
+	"$bin/server" -name "$name" -trace 2>"$bin/server-$name.log" &
 	pids+=($!)
 done
 for name in a b; do
@@ -43,3 +43,14 @@ client clear
 sleep 0.3
 client memory
 client -cap 1.0 div 1 1 || true
+
+# A traced call: the client's span, then the server's, its child in the
+# same trace, across the broker (otelamqprpc).
+echo "\$ client -trace 2 3"
+out=$("$bin/client" -trace 2 3)
+echo "$out"
+trace=$(echo "$out" | sed -n 's/.* trace=\([0-9a-f]*\) .*/\1/p' | head -1)
+for _ in $(seq 50); do
+	grep -h "trace=$trace" "$bin"/server-*.log && break
+	sleep 0.1
+done

@@ -7,7 +7,8 @@
 //	client memory          gather: prints the memory of every server
 //
 // Flags: -server NAME sends to that server alone; -cap VERSION sends
-// nothing newer than that version of Calculator.
+// nothing newer than that version of Calculator; -trace prints a line per
+// span of OpenTelemetry tracing.
 package main
 
 import (
@@ -23,6 +24,8 @@ import (
 	"time"
 
 	"github.com/amqprpc/amqprpc/examples/calc"
+	"github.com/amqprpc/amqprpc/examples/calc/cmd/internal/demotrace"
+	"github.com/amqprpc/amqprpc/otelamqprpc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -30,17 +33,24 @@ func main() {
 	log.SetFlags(0)
 	server := flag.String("server", "", "send to the server of this name alone")
 	versionCap := flag.String("cap", "", "send nothing newer than this version of Calculator")
+	tracing := flag.Bool("trace", false, "print each span of OpenTelemetry tracing")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: client [-server NAME] [-cap VERSION] V1 V2 | div A B | store V | clear | memory")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if err := run(flag.Args(), *server, *versionCap); err != nil {
+	var opts []runtime.Option
+	if *tracing {
+		tp, traced := demotrace.Provider(os.Stdout)
+		defer tp.Shutdown(context.Background())
+		opts = append(opts, runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(traced)))
+	}
+	if err := run(flag.Args(), *server, *versionCap, opts); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(args []string, server, versionCap string) error {
+func run(args []string, server, versionCap string, opts []runtime.Option) error {
 	if _, err := atoi(args); err == nil && len(args) == 2 { // client V1 V2
 		args = append([]string{"add"}, args...)
 	}
@@ -53,7 +63,7 @@ func run(args []string, server, versionCap string) error {
 		return err
 	}
 
-	conn, err := runtime.Dial(calc.BrokerURL())
+	conn, err := runtime.Dial(calc.BrokerURL(), opts...)
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,11 @@
 // Command server serves the example Calculator on the topic "calc" until it
 // is interrupted, then shuts down gracefully.
 //
-//	server [-name NAME]
+//	server [-name NAME] [-trace]
 //
 // The name, by default the host name, is the one clients give to reach this
-// server alone (client -server NAME).
+// server alone (client -server NAME). -trace prints a line per span of
+// OpenTelemetry tracing to standard error.
 package main
 
 import (
@@ -18,16 +19,24 @@ import (
 	"time"
 
 	"github.com/amqprpc/amqprpc/examples/calc"
+	"github.com/amqprpc/amqprpc/examples/calc/cmd/internal/demotrace"
+	"github.com/amqprpc/amqprpc/otelamqprpc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
 func main() {
 	name := flag.String("name", "", "the server's name (default: the host name)")
+	tracing := flag.Bool("trace", false, "print each span of OpenTelemetry tracing to standard error")
 	flag.Parse()
 
 	var opts []runtime.Option
 	if *name != "" {
 		opts = append(opts, runtime.WithServerName(*name))
+	}
+	if *tracing {
+		tp, traced := demotrace.Provider(os.Stderr)
+		defer tp.Shutdown(context.Background())
+		opts = append(opts, runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(traced)))
 	}
 	srv := runtime.NewServer(calc.BrokerURL(), calc.Topic, opts...)
 	calc.RegisterCalculatorServer(srv, new(calc.Machine))

@@ -1,0 +1,223 @@
+package otelamqprpc_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/amqprpc/amqprpc/examples/calc"
+	"github.com/amqprpc/amqprpc/otelamqprpc"
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+func brokerURL() string {
+	if u := os.Getenv("AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+// TestTraceAcrossTheBroker: a call's client span and its server's span
+// are one trace across a real broker, the server's the child of the
+// client's, named and attributed by the conventions; a cast's consumer is
+// the child of its producer; failures have error.type and an error
+// status; each of 50 calls at once (sent several to a message) has its own
+// parent; the metrics count what happened.
+func TestTraceAcrossTheBroker(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	opts := []otelamqprpc.Option{otelamqprpc.WithTracerProvider(tp), otelamqprpc.WithMeterProvider(mp)}
+
+	topic := fmt.Sprintf("otel.%d", time.Now().UnixNano())
+	srv := runtime.NewServer(brokerURL(), topic, runtime.WithServerName("s1"), runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(opts...)))
+	calc.RegisterCalculatorServer(srv, new(calc.Machine))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-served
+		if conn, err := amqp.Dial(brokerURL()); err == nil {
+			ch, _ := conn.Channel()
+			ch.QueueDelete(topic, false, false, false)
+			ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, topic), false, false)
+			conn.Close()
+		}
+	}()
+	c, err := runtime.Dial(brokerURL(), runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(opts...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	calculator := calc.NewCalculatorClient(c, topic)
+	ctx := context.Background()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) { // until the server consumes
+		if _, err := calculator.Add(ctx, 2, 3); err == nil {
+			break
+		} else if time.Now().After(end) {
+			t.Fatal(err)
+		}
+	}
+	spans.Reset()
+
+	if n, err := calculator.Add(ctx, 2, 3); n != 5 || err != nil {
+		t.Fatalf("Add: %d, %v", n, err)
+	}
+	client, server := pair(t, spans, "Calculator/add")
+	if client.SpanKind() != trace.SpanKindClient || server.SpanKind() != trace.SpanKindServer {
+		t.Errorf("kinds %v and %v", client.SpanKind(), server.SpanKind())
+	}
+	for _, want := range []attribute.KeyValue{
+		attribute.String("rpc.system", "amqprpc"), attribute.String("rpc.service", "Calculator"), attribute.String("rpc.method", "add"),
+		attribute.String("messaging.system", "rabbitmq"), attribute.String("messaging.destination.name", "amqprpc"),
+		attribute.String("messaging.rabbitmq.destination.routing_key", topic),
+	} {
+		for _, s := range []sdktrace.ReadOnlySpan{client, server} {
+			if !has(s, want) {
+				t.Errorf("%s span has no %v: %v", s.SpanKind(), want, s.Attributes())
+			}
+		}
+	}
+	if !has(client, attribute.String("messaging.operation.type", "send")) || !has(server, attribute.String("messaging.operation.type", "process")) || value(server, "messaging.message.id") == "" {
+		t.Errorf("operation and message id: client %v, server %v", client.Attributes(), server.Attributes())
+	}
+
+	spans.Reset()
+	if _, err := calculator.Div(ctx, 1, 0); err == nil {
+		t.Fatal("Div by zero succeeded")
+	}
+	client, server = pair(t, spans, "Calculator/div")
+	for _, s := range []sdktrace.ReadOnlySpan{client, server} {
+		if s.Status().Code != codes.Error || value(s, "error.type") != "unknown" {
+			t.Errorf("failed %s span: status %v, error.type %q", s.SpanKind(), s.Status(), value(s, "error.type"))
+		}
+	}
+
+	spans.Reset()
+	if err := calculator.Store(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	producer, consumer := pair(t, spans, "Calculator/store")
+	if producer.SpanKind() != trace.SpanKindProducer || consumer.SpanKind() != trace.SpanKindConsumer {
+		t.Errorf("cast kinds %v and %v", producer.SpanKind(), consumer.SpanKind())
+	}
+
+	spans.Reset()
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			if n, err := calculator.Add(ctx, i, 1); n != i+1 || err != nil {
+				t.Errorf("Add(%d, 1): %d, %v", i, n, err)
+			}
+		})
+	}
+	wg.Wait()
+	clients := map[trace.SpanID]bool{}
+	var servers []sdktrace.ReadOnlySpan
+	for _, s := range spans.Ended() {
+		if s.SpanKind() == trace.SpanKindClient {
+			clients[s.SpanContext().SpanID()] = true
+		} else {
+			servers = append(servers, s)
+		}
+	}
+	parents := map[trace.SpanID]bool{}
+	for _, s := range servers {
+		if !clients[s.Parent().SpanID()] {
+			t.Errorf("a server span's parent %v is no client span", s.Parent().SpanID())
+		}
+		parents[s.Parent().SpanID()] = true
+	}
+	if len(clients) != 50 || len(servers) != 50 || len(parents) != 50 {
+		t.Errorf("%d client spans, %d server spans, %d distinct parents; want 50 each", len(clients), len(servers), len(parents))
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					counts[m.Name] += p.Count
+				}
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					counts[m.Name] += uint64(p.Value)
+				}
+			}
+		}
+	}
+	// Add until the server consumes (ErrNoServer before), then add, div,
+	// store and 50 adds: 54 at least, and one failure on the server.
+	if counts["rpc.client.call.duration"] < 54 || counts["rpc.server.call.duration"] < 54 || counts["amqprpc.client.failures"] < 1 || counts["amqprpc.server.failures"] != 1 || counts["amqprpc.client.calls_in_flight"] != 0 {
+		t.Errorf("metrics %v", counts)
+	}
+}
+
+// pair returns the client-side and the server-side span named name, and
+// checks that the second is the child of the first in one trace.
+func pair(t *testing.T, spans *tracetest.SpanRecorder, name string) (client, server sdktrace.ReadOnlySpan) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		client, server = nil, nil
+		for _, s := range spans.Ended() {
+			if s.Name() != name {
+				continue
+			}
+			switch s.SpanKind() {
+			case trace.SpanKindClient, trace.SpanKindProducer:
+				client = s
+			default:
+				server = s
+			}
+		}
+		if client != nil && server != nil {
+			break
+		}
+	}
+	if client == nil || server == nil {
+		t.Fatalf("spans %s: client %v, server %v", name, client, server)
+	}
+	if server.SpanContext().TraceID() != client.SpanContext().TraceID() || server.Parent().SpanID() != client.SpanContext().SpanID() {
+		t.Errorf("%s: the server's span (trace %v, parent %v) is not the child of the client's (trace %v, span %v)", name,
+			server.SpanContext().TraceID(), server.Parent().SpanID(), client.SpanContext().TraceID(), client.SpanContext().SpanID())
+	}
+	return client, server
+}
+
+func has(s sdktrace.ReadOnlySpan, kv attribute.KeyValue) bool {
+	for _, a := range s.Attributes() {
+		if a == kv {
+			return true
+		}
+	}
+	return false
+}
+
+func value(s sdktrace.ReadOnlySpan, key string) string {
+	for _, a := range s.Attributes() {
+		if string(a.Key) == key {
+			return a.Value.Emit()
+		}
+	}
+	return ""
+}
