@@ -164,6 +164,11 @@ func run(cfg config, w io.Writer) (string, error) {
 		return "", err
 	}
 
+	// 2b. Interceptors and OpenTelemetry.
+	if err := runObserve(cfg, w, &md, topic, broker); err != nil {
+		return "", err
+	}
+
 	// 3. A cluster: servers on one node, clients on another.
 	if len(cfg.cluster) >= 2 {
 		if err := runCluster(cfg, w, &md, stamp); err != nil {

@@ -27,6 +27,8 @@ package otelamqprpc
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -60,7 +62,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config)
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) { c.meters = mp } }
 
 // WithPropagator sets how the trace context travels in metadata.
-// Default: W3C trace context and baggage.
+// Default: W3C trace context (traceparent, tracestate).
 func WithPropagator(p propagation.TextMapPropagator) Option {
 	return func(c *config) { c.propagator = p }
 }
@@ -72,7 +74,7 @@ func WithExchange(name string) Option { return func(c *config) { c.exchange = na
 
 func newConfig(opts []Option) *config {
 	c := &config{tracers: otel.GetTracerProvider(), meters: otel.GetMeterProvider(),
-		propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		propagator: propagation.TraceContext{},
 		exchange:   runtime.DefaultExchange}
 	for _, o := range opts {
 		o(c)
@@ -85,10 +87,34 @@ type instruments struct {
 	duration metric.Float64Histogram
 	inFlight metric.Int64UpDownCounter
 	failures metric.Int64Counter
+	sets     sync.Map // attribute sets, made once: "method" or "method\x00error.type" -> metric.MeasurementOption
+	kept     atomic.Int32
 }
 
-func newInstruments(m metric.Meter, side string) instruments {
-	var in instruments
+// attrs returns the attributes of a measurement of method with outcome
+// errType ("" for success), made once for each: making a set sorts and
+// allocates, which would cost more than the measurement.
+func (in *instruments) attrs(method, errType string) metric.MeasurementOption {
+	key := method + "\x00" + errType
+	if o, ok := in.sets.Load(key); ok {
+		return o.(metric.MeasurementOption)
+	}
+	kvs := []attribute.KeyValue{attribute.String("rpc.method", method)}
+	if errType != "" {
+		kvs = append(kvs, semconv.ErrorTypeKey.String(errType))
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(kvs...))
+	if in.kept.Add(1) <= maxSets { // bounded, whatever names callers send
+		in.sets.Store(key, o)
+	}
+	return o
+}
+
+// maxSets bounds the attribute sets an interceptor keeps.
+const maxSets = 4096
+
+func newInstruments(m metric.Meter, side string) *instruments {
+	in := new(instruments)
 	in.duration, _ = m.Float64Histogram("rpc."+side+".call.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long amqprpc "+side+" requests took, by method and outcome."),
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -163,19 +189,20 @@ func ClientInterceptor(opts ...Option) runtime.ClientInterceptor {
 		c.propagator.Inject(ctx, carrier(md))
 		ctx = runtime.WithMetadata(ctx, md)
 
-		in.inFlight.Add(ctx, 1, metric.WithAttributes(method))
+		ok := in.attrs(req.Method, "")
+		in.inFlight.Add(ctx, 1, ok)
 		start := time.Now()
 		err := next(ctx, req, reply)
-		in.inFlight.Add(ctx, -1, metric.WithAttributes(method))
-		attrs := []attribute.KeyValue{method}
+		in.inFlight.Add(ctx, -1, ok)
+		outcome := ok
 		if err != nil {
-			et := semconv.ErrorTypeKey.String(errorType(err))
-			attrs = append(attrs, et)
-			span.SetAttributes(et)
+			et := errorType(err)
+			outcome = in.attrs(req.Method, et)
+			span.SetAttributes(semconv.ErrorTypeKey.String(et))
 			span.SetStatus(codes.Error, err.Error())
-			in.failures.Add(ctx, 1, metric.WithAttributes(attrs...))
+			in.failures.Add(ctx, 1, outcome)
 		}
-		in.duration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+		in.duration.Record(ctx, time.Since(start).Seconds(), outcome)
 		return err
 	}
 }
@@ -200,19 +227,20 @@ func ServerInterceptor(opts ...Option) runtime.ServerInterceptor {
 			semconv.MessagingRabbitMQDestinationRoutingKey(info.Topic), semconv.MessagingOperationTypeProcess,
 			semconv.MessagingMessageID(info.ID), attribute.String("amqprpc.server", info.Server)))
 		defer span.End()
-		in.inFlight.Add(ctx, 1, metric.WithAttributes(method))
+		ok := in.attrs(info.Method, "")
+		in.inFlight.Add(ctx, 1, ok)
 		start := time.Now()
 		result, err := next(ctx)
-		in.inFlight.Add(ctx, -1, metric.WithAttributes(method))
-		attrs := []attribute.KeyValue{method}
+		in.inFlight.Add(ctx, -1, ok)
+		outcome := ok
 		if err != nil {
-			et := semconv.ErrorTypeKey.String(serverErrorType(err))
-			attrs = append(attrs, et)
-			span.SetAttributes(et)
+			et := serverErrorType(err)
+			outcome = in.attrs(info.Method, et)
+			span.SetAttributes(semconv.ErrorTypeKey.String(et))
 			span.SetStatus(codes.Error, err.Error())
-			in.failures.Add(ctx, 1, metric.WithAttributes(attrs...))
+			in.failures.Add(ctx, 1, outcome)
 		}
-		in.duration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+		in.duration.Record(ctx, time.Since(start).Seconds(), outcome)
 		return result, err
 	}
 }

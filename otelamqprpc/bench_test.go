@@ -1,0 +1,43 @@
+package otelamqprpc_test
+
+import (
+	"context"
+	"testing"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/amqprpc/amqprpc/examples/calc"
+	"github.com/amqprpc/amqprpc/otelamqprpc"
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+// BenchmarkInterceptors is what OpenTelemetry adds to one call, both
+// sides, without the network: a Local with the interceptors, against one
+// without.
+func BenchmarkInterceptors(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	opts := []otelamqprpc.Option{otelamqprpc.WithTracerProvider(tp), otelamqprpc.WithMeterProvider(mp)}
+	for _, tc := range []struct {
+		name string
+		opts []runtime.Option
+	}{
+		{"none", nil},
+		{"otel", []runtime.Option{runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(opts...)), runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(opts...))}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			l := runtime.NewLocal(calc.Topic, tc.opts...)
+			defer l.Close()
+			calc.RegisterCalculatorServer(l, new(calc.Machine))
+			c := calc.NewCalculatorClient(l, calc.Topic)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Add(ctx, 2, 3); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
