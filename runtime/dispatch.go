@@ -79,7 +79,7 @@ func (sv *services) dispatch(ctx context.Context, req *inRequest) (result any, f
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			sv.log.Error("amqprpc: method panicked", "method", req.method, "msg_id", req.msgID, "panic", p, "stack", string(debug.Stack()))
+			sv.log.Error("amqprpc: method panicked", "method", req.method, "correlation_id", req.msgID, "panic", p, "stack", string(debug.Stack()))
 			result, failure = nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("method %q panicked", req.method)}
 		}
 	}()

@@ -261,11 +261,11 @@ func (l *Local) serve(s *localServer, d amqp.Delivery) amqp.Delivery {
 	}
 	var pub amqp.Publishing
 	if err := encodeReplySafely(l.format, &pub, req.msgID, s.name, result, failure); err != nil {
-		s.log.Error("amqprpc: encode reply", "method", req.method, "error", err)
+		s.log.Error("amqprpc: encode reply", "method", req.method, "correlation_id", req.msgID, "error", err)
 		l.format.encodeReply(&pub, req.msgID, s.name, nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("encode result of %q: %v", req.method, err)})
 	}
 	if failure != nil && !req.reply.ok() {
-		s.log.Warn("amqprpc: request failed and names no reply path", "method", clip(req.method), "error", failure)
+		s.log.Warn("amqprpc: request failed and names no reply path", "method", clip(req.method), "correlation_id", req.msgID, "error", failure)
 	}
 	return amqp.Delivery{ContentType: pub.ContentType, CorrelationId: pub.CorrelationId, Type: pub.Type, Headers: pub.Headers, Body: pub.Body}
 }

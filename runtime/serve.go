@@ -509,13 +509,13 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 	}
 	if failure != nil {
 		s.stats.malformed.Add(1)
-		s.log.Warn("amqprpc: rejecting malformed request", "msg_id", clip(req.msgID), "error", failure.Message)
+		s.log.Warn("amqprpc: rejecting malformed request", "correlation_id", clip(req.msgID), "error", failure.Message)
 		s.reply(sess, req, s.encode(req, from, nil, failure))
 		s.settle(sess, t, req, discard)
 		return
 	}
 	if !req.deadline.IsZero() && time.Now().After(req.deadline) {
-		s.log.Debug("amqprpc: dropping a request past its deadline", "msg_id", req.msgID, "method", clip(req.method), "deadline", req.deadline)
+		s.log.Debug("amqprpc: dropping a request past its deadline", "correlation_id", req.msgID, "method", clip(req.method), "deadline", req.deadline)
 		s.settle(sess, t, req, answered)
 		return
 	}
@@ -524,7 +524,7 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 	if s.dedupe != nil && req.msgID != "" {
 		var first bool
 		if entry, first = s.dedupe.begin(req.reply, req.msgID); !first {
-			s.log.Info("amqprpc: request delivered again; answering with the first reply", "msg_id", req.msgID, "method", req.method)
+			s.log.Info("amqprpc: request delivered again; answering with the first reply", "correlation_id", req.msgID, "method", req.method)
 			select {
 			case <-entry.done:
 				s.settle(sess, t, req, s.reply(sess, req, entry.reply))
@@ -534,7 +534,7 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 		}
 	}
 	if req.uniqueID != "" && s.seen.repeats(req.uniqueID) {
-		s.log.Info("amqprpc: dropping a message delivered twice", "unique_id", clip(req.uniqueID), "msg_id", clip(req.msgID), "method", clip(req.method))
+		s.log.Info("amqprpc: dropping a message delivered twice", "unique_id", clip(req.uniqueID), "correlation_id", clip(req.msgID), "method", clip(req.method))
 		s.settle(sess, t, req, answered)
 		return
 	}
@@ -542,7 +542,7 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 	result, failure := s.dispatch(s.ctx, req)
 	stopBeats()
 	if failure != nil && !req.reply.ok() {
-		s.log.Warn("amqprpc: request failed and names no reply path", "msg_id", req.msgID, "method", clip(req.method), "error", failure)
+		s.log.Warn("amqprpc: request failed and names no reply path", "correlation_id", req.msgID, "method", clip(req.method), "error", failure)
 	}
 	pub := s.encode(req, from, result, failure)
 	if entry != nil {
@@ -659,7 +659,7 @@ func (s *Server) settle(sess *serverSession, t *taken, req *inRequest, o outcome
 		err = sess.acker.finish(t.d.DeliveryTag, o == answered)
 	}
 	if err != nil { // the channel is gone: the broker will deliver it again
-		s.log.Warn("amqprpc: settle request", "msg_id", req.msgID, "method", req.method, "error", err)
+		s.log.Warn("amqprpc: settle request", "correlation_id", req.msgID, "method", req.method, "error", err)
 	}
 }
 
@@ -682,7 +682,7 @@ func (s *Server) encode(req *inRequest, from string, result any, failure *Error)
 	var pub amqp.Publishing
 	if err := s.encodeSafely(&pub, req.msgID, from, result, failure); err != nil {
 		failure = &Error{Code: CodeInternal, Message: fmt.Sprintf("encode result of %q: %v", req.method, err)}
-		s.log.Error("amqprpc: encode reply", "msg_id", req.msgID, "method", req.method, "error", err)
+		s.log.Error("amqprpc: encode reply", "correlation_id", req.msgID, "method", req.method, "error", err)
 		if err := s.proto.encodeReply(&pub, req.msgID, from, nil, failure); err != nil {
 			panic("amqprpc: an *Error does not encode: " + err.Error())
 		}
@@ -717,7 +717,7 @@ func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing)
 			s.refused(req, err)
 			return discard
 		}
-		s.log.Warn("amqprpc: drop classic reply", "msg_id", clip(req.msgID), "method", clip(req.method), "error", err)
+		s.log.Warn("amqprpc: drop classic reply", "correlation_id", clip(req.msgID), "method", clip(req.method), "error", err)
 		return answered
 	case r.direct:
 		o, err := s.direct.publish(s.ctx, r.key, pub)
