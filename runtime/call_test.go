@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"sync"
@@ -101,10 +102,14 @@ func TestConcurrentCalls(t *testing.T) {
 	}
 }
 
+// TestRemoteErrors runs in memory (Local): the same dispatch and encoding
+// as over a broker, which TestRoundTrip covers.
 func TestRemoteErrors(t *testing.T) {
-	topic := newTopic(t)
-	srv := serve(t, topic)
-	c := dial(t)
+	topic := "arith"
+	logs := new(syncBuffer)
+	c := runtime.NewLocal(topic, runtime.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	t.Cleanup(func() { c.Close() })
+	testsvc.RegisterArithServer(c, new(testsvc.ArithImpl))
 	arith := testsvc.NewArithClient(c, topic)
 	ctx := ctxTimeout(t, 10*time.Second)
 
@@ -143,7 +148,7 @@ func TestRemoteErrors(t *testing.T) {
 		if sum, err := arith.Add(ctx, 1, 1); err != nil || sum != 2 {
 			t.Fatalf("after a panic, Add(1, 1) = %d, %v; want 2, nil", sum, err)
 		}
-		if logs := srv.logs.String(); !strings.Contains(logs, "method panicked") {
+		if logs := logs.String(); !strings.Contains(logs, "method panicked") {
 			t.Errorf("no log line for the panic; logs:\n%s", logs)
 		}
 	})

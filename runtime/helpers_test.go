@@ -170,6 +170,6 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 
 // invoke calls method on topic with args as a generated client would, but
 // with arguments of any shape.
-func invoke(ctx context.Context, c *runtime.Client, topic, method string, args, reply any) error {
+func invoke(ctx context.Context, c runtime.Invoker, topic, method string, args, reply any) error {
 	return c.Invoke(ctx, runtime.Request{Target: runtime.Target{Topic: topic}, Method: method, Args: args}, reply)
 }

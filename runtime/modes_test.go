@@ -183,10 +183,14 @@ func TestTargetedCallsReachOnlyTheirServer(t *testing.T) {
 	}
 }
 
+// TestErrorIdentityCrossesTheWire runs in memory (Local), through the
+// encoding of errors that a broker carries.
 func TestErrorIdentityCrossesTheWire(t *testing.T) {
-	topic := newTopic(t)
-	serve(t, topic)
-	client := testsvc.NewFleetClient(dial(t), topic)
+	topic := "fleet"
+	l := runtime.NewLocal(topic)
+	t.Cleanup(func() { l.Close() })
+	testsvc.RegisterFleetServer(l, testsvc.NewFleet("main"))
+	client := testsvc.NewFleetClient(l, topic)
 	ctx := ctxTimeout(t, 10*time.Second)
 
 	if q, r, err := client.Divide(ctx, 7, 2); err != nil || q != 3 || r != 1 {
@@ -218,20 +222,25 @@ func TestErrorIdentityCrossesTheWire(t *testing.T) {
 	}
 }
 
+// TestVersions runs in memory (Local): versions are the dispatch's and the
+// client's, the same over a broker.
 func TestVersions(t *testing.T) {
-	topic := newTopic(t)
-	srv := serve(t, topic) // serves Fleet 1.2
-	client := testsvc.NewFleetClient(dial(t), topic)
+	topic := "fleet"
+	l := runtime.NewLocal(topic)
+	t.Cleanup(func() { l.Close() })
+	fleet := testsvc.NewFleet("main")
+	testsvc.RegisterFleetServer(l, fleet) // Fleet 1.2
+	client := testsvc.NewFleetClient(l, topic)
 	ctx := ctxTimeout(t, 10*time.Second)
 
 	if got, err := client.Newer(ctx); err != nil || got != "newer" {
 		t.Fatalf("Newer() = %q, %v", got, err)
 	}
-	calls := srv.fleet.Calls.Load()
+	calls := fleet.Calls.Load()
 	if _, err := client.WithVersionCap("1.1").Newer(ctx); !errors.Is(err, runtime.ErrVersionCap) {
 		t.Fatalf("Newer() under cap 1.1: %v; want ErrVersionCap", err)
 	}
-	if srv.fleet.Calls.Load() != calls {
+	if fleet.Calls.Load() != calls {
 		t.Fatal("a call above the version cap reached the server")
 	}
 	if _, err := client.WithVersionCap("1.1").Name(ctx); err != nil {
@@ -245,14 +254,11 @@ func TestVersions(t *testing.T) {
 	}{{"1.1", "Newer"}, {"2.0", "Name"}} {
 		old := testsvc.Fleet_ServiceDesc
 		old.Version = tc.version
-		topic := newTopic(t)
-		s := runtime.NewServer(brokerURL(), topic, runtime.WithServerName("old"))
-		s.RegisterService(&old, testsvc.NewFleet("old"))
-		go s.Serve()
-		t.Cleanup(func() { s.Shutdown(context.Background()) })
-		waitServing(t, topic, "old")
+		l := runtime.NewLocal(topic)
+		t.Cleanup(func() { l.Close() })
+		l.Server("old").RegisterService(&old, testsvc.NewFleet("old"))
 
-		client := testsvc.NewFleetClient(dial(t), topic)
+		client := testsvc.NewFleetClient(l, topic)
 		var err error
 		if tc.method == "Newer" {
 			_, err = client.Newer(ctx)
@@ -265,7 +271,7 @@ func TestVersions(t *testing.T) {
 	}
 
 	// A server without the method at all says so.
-	if err := invoke(ctx, dial(t), topic, "newest", struct{}{}, nil); remoteCode(err) != runtime.CodeUnimplemented {
+	if err := invoke(ctx, l, topic, "newest", struct{}{}, nil); remoteCode(err) != runtime.CodeUnimplemented {
 		t.Fatalf("a method no server has: %v; want code %s", err, runtime.CodeUnimplemented)
 	}
 }
