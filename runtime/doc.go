@@ -36,6 +36,17 @@
 // client (WithBatching). docs/PROTOCOL.md in the repository has the whole contract for clients and
 // servers in other languages.
 //
+// # Interceptors, metadata, descriptions, tests
+//
+// Client and server interceptors (WithClientInterceptors,
+// WithServerInterceptors) wrap each request, as gRPC's unary interceptors
+// do; metadata (WithMetadata, IncomingMetadata) travels with a request as
+// AMQP headers. Every server answers DescribeMethod with what it serves
+// (Description), which cmd/amqprpc uses to call methods from the command
+// line. A Local runs a client and servers in memory, through the same
+// dispatch and encoding, for tests without a broker. The package
+// otelamqprpc traces and measures with OpenTelemetry.
+//
 // # OpenStack: oslo.messaging
 //
 // With WithOslo, a client or a server speaks oslo.messaging's RPC protocol
