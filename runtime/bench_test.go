@@ -65,7 +65,17 @@ func BenchmarkDecodeRequest(b *testing.B) {
 // network: decode, check the reply path, dispatch to the method (arguments
 // decoded by generated code's dec), encode the reply.
 func BenchmarkServe(b *testing.B) {
-	s := NewServer("amqp://unused", "calc", WithLogger(nil))
+	benchServe(b)
+}
+
+// BenchmarkServeIntercepted is BenchmarkServe with an interceptor that
+// only calls the next: what the seam costs a request.
+func BenchmarkServeIntercepted(b *testing.B) {
+	benchServe(b, WithServerInterceptors(func(ctx context.Context, info *ServerInfo, next Handler) (any, error) { return next(ctx) }))
+}
+
+func benchServe(b *testing.B, opts ...Option) {
+	s := NewServer("amqp://unused", "calc", append([]Option{WithLogger(nil)}, opts...)...)
 	s.RegisterService(benchDesc, struct{}{})
 	s.ctx = context.Background()
 	d := benchDelivery()
