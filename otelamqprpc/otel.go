@@ -123,6 +123,37 @@ func newInstruments(m metric.Meter, side string) *instruments {
 	return in
 }
 
+// spanAttrs are the attributes of a span of a request for method of
+// service, routed with key, and more.
+func (c *config) spanAttrs(service, method, key string, more ...attribute.KeyValue) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 6+len(more))
+	attrs = append(attrs,
+		attribute.String("rpc.system", "amqprpc"), semconv.RPCService(service), attribute.String("rpc.method", method),
+		semconv.MessagingSystemRabbitMQ, semconv.MessagingDestinationName(c.exchange), semconv.MessagingRabbitMQDestinationRoutingKey(key))
+	return append(attrs, more...)
+}
+
+// observe runs a request for method, counted in flight while it runs, and
+// records its duration and its outcome (typeOf names a failure's) on the
+// metrics and on span.
+func (in *instruments) observe(ctx context.Context, span trace.Span, method string, typeOf func(error) string, run func() error) error {
+	ok := in.attrs(method, "")
+	in.inFlight.Add(ctx, 1, ok)
+	start := time.Now()
+	err := run()
+	in.inFlight.Add(ctx, -1, ok)
+	outcome := ok
+	if err != nil {
+		et := typeOf(err)
+		outcome = in.attrs(method, et)
+		span.SetAttributes(semconv.ErrorTypeKey.String(et))
+		span.SetStatus(codes.Error, err.Error())
+		in.failures.Add(ctx, 1, outcome)
+	}
+	in.duration.Record(ctx, time.Since(start).Seconds(), outcome)
+	return err
+}
+
 // carrier is runtime.Metadata as a propagation carrier.
 type carrier runtime.Metadata
 
@@ -178,32 +209,13 @@ func ClientInterceptor(opts ...Option) runtime.ClientInterceptor {
 			key += "." + req.Server
 		}
 		service := serviceName(req.Service)
-		method := attribute.String("rpc.method", req.Method)
 		ctx, span := tracer.Start(ctx, service+"/"+req.Method, trace.WithSpanKind(kind), trace.WithAttributes(
-			attribute.String("rpc.system", "amqprpc"), semconv.RPCService(service), method,
-			semconv.MessagingSystemRabbitMQ, semconv.MessagingDestinationName(c.exchange),
-			semconv.MessagingRabbitMQDestinationRoutingKey(key), semconv.MessagingOperationTypeSend,
-			attribute.String("amqprpc.mode", req.Mode.String())))
+			c.spanAttrs(service, req.Method, key, semconv.MessagingOperationTypeSend, attribute.String("amqprpc.mode", req.Mode.String()))...))
 		defer span.End()
 		md := runtime.Metadata{}
 		c.propagator.Inject(ctx, carrier(md))
 		ctx = runtime.WithMetadata(ctx, md)
-
-		ok := in.attrs(req.Method, "")
-		in.inFlight.Add(ctx, 1, ok)
-		start := time.Now()
-		err := next(ctx, req, reply)
-		in.inFlight.Add(ctx, -1, ok)
-		outcome := ok
-		if err != nil {
-			et := errorType(err)
-			outcome = in.attrs(req.Method, et)
-			span.SetAttributes(semconv.ErrorTypeKey.String(et))
-			span.SetStatus(codes.Error, err.Error())
-			in.failures.Add(ctx, 1, outcome)
-		}
-		in.duration.Record(ctx, time.Since(start).Seconds(), outcome)
-		return err
+		return in.observe(ctx, span, req.Method, errorType, func() error { return next(ctx, req, reply) })
 	}
 }
 
@@ -220,27 +232,15 @@ func ServerInterceptor(opts ...Option) runtime.ServerInterceptor {
 			kind = trace.SpanKindConsumer
 		}
 		service := serviceName(info.Service)
-		method := attribute.String("rpc.method", info.Method)
 		ctx, span := tracer.Start(ctx, service+"/"+info.Method, trace.WithSpanKind(kind), trace.WithAttributes(
-			attribute.String("rpc.system", "amqprpc"), semconv.RPCService(service), method,
-			semconv.MessagingSystemRabbitMQ, semconv.MessagingDestinationName(c.exchange),
-			semconv.MessagingRabbitMQDestinationRoutingKey(info.Topic), semconv.MessagingOperationTypeProcess,
-			semconv.MessagingMessageID(info.ID), attribute.String("amqprpc.server", info.Server)))
+			c.spanAttrs(service, info.Method, info.Topic, semconv.MessagingOperationTypeProcess,
+				semconv.MessagingMessageID(info.ID), attribute.String("amqprpc.server", info.Server))...))
 		defer span.End()
-		ok := in.attrs(info.Method, "")
-		in.inFlight.Add(ctx, 1, ok)
-		start := time.Now()
-		result, err := next(ctx)
-		in.inFlight.Add(ctx, -1, ok)
-		outcome := ok
-		if err != nil {
-			et := serverErrorType(err)
-			outcome = in.attrs(info.Method, et)
-			span.SetAttributes(semconv.ErrorTypeKey.String(et))
-			span.SetStatus(codes.Error, err.Error())
-			in.failures.Add(ctx, 1, outcome)
-		}
-		in.duration.Record(ctx, time.Since(start).Seconds(), outcome)
+		var result any
+		err := in.observe(ctx, span, info.Method, serverErrorType, func() (err error) {
+			result, err = next(ctx)
+			return err
+		})
 		return result, err
 	}
 }

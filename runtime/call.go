@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -196,8 +195,8 @@ func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing
 		ctx, o.cancel = context.WithTimeout(ctx, c.cfg.timeout)
 	}
 	o.ctx = ctx
-	if req.VersionCap != "" && !compatible(req.VersionCap, req.Since) {
-		return o, fmt.Errorf("%w: the method needs %s, the cap is %s", ErrVersionCap, versionOr1(req.Since), req.VersionCap)
+	if err := capped(req); err != nil {
+		return o, err
 	}
 	deadline, _ := ctx.Deadline()
 	if time.Until(deadline) <= 0 {
@@ -206,10 +205,7 @@ func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing
 	if err := ctx.Err(); err != nil {
 		return o, err
 	}
-	o.req = outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline, context: OsloContext(ctx), meta: OutgoingMetadata(ctx)}
-	if req.Service != nil {
-		o.req.namespace = req.Service.Namespace
-	}
+	o.req = newOutRequest(ctx, req, deadline)
 	if c.inFlight != nil {
 		select {
 		case c.inFlight <- struct{}{}:
@@ -234,10 +230,7 @@ func (c *Client) encodeFor(o *outgoing, s *session) error {
 	if err := c.proto.encodeRequest(&o.pub, &o.req); err != nil {
 		return err
 	}
-	if len(o.pub.Body) > c.cfg.maxBody {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(o.pub.Body), c.cfg.maxBody)
-	}
-	return nil
+	return tooLarge(o.pub.Body, c.cfg.maxBody)
 }
 
 // destination says where a request goes in a session: the channel, and
@@ -326,7 +319,7 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 			if r.err != nil {
 				return r.err
 			}
-			return c.decodeReply(&r.reply, reply, req.Service)
+			return decodeReply(c.proto, &r.reply, reply, req.Service)
 		case <-o.pending.beats:
 			monitor.Reset(c.cfg.callMonitor)
 		case <-silent:
@@ -361,16 +354,6 @@ func refused(k *channel) error {
 		return fmt.Errorf("%w: the channel closed before the broker confirmed", ErrConnectionLost)
 	}
 	return ErrNacked
-}
-
-// decodeReply decodes a reply's result into v, or returns the server's
-// error with the identity of the declared error it names.
-func (c *Client) decodeReply(d *amqp.Delivery, v any, svc *ServiceDesc) error {
-	err := c.proto.decodeReply(d, v)
-	if rerr, ok := err.(*Error); ok {
-		return fromError(rerr, svc)
-	}
-	return err
 }
 
 // cast publishes a request that wants no reply on the casts channel and
@@ -437,7 +420,7 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 				return r.err
 			}
 			got++
-			each(c.proto.replyServer(&r.reply), func(v any) error { return c.decodeReply(&r.reply, v, req.Service) })
+			each(c.proto.replyServer(&r.reply), func(v any) error { return decodeReply(c.proto, &r.reply, v, req.Service) })
 		case <-confirmed:
 			if !confirm.Acked() {
 				return refused(o.sess.calls)

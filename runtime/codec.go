@@ -2,14 +2,17 @@ package runtime
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -412,15 +415,12 @@ func (classic) splitRequests(d *amqp.Delivery) ([]batchedRequest, error) {
 	}
 	reqs := make([]batchedRequest, len(entries))
 	for i, e := range entries {
-		reqs[i] = batchedRequest{msgID: e.ID, body: e.Request}
-		for k, v := range e.Headers {
-			if !reservedHeader(k) {
-				if reqs[i].meta == nil {
-					reqs[i].meta = make(Metadata, len(e.Headers))
-				}
-				reqs[i].meta[k] = v
+		for k := range e.Headers {
+			if reservedHeader(k) {
+				delete(e.Headers, k)
 			}
 		}
+		reqs[i] = batchedRequest{msgID: e.ID, meta: e.Headers, body: e.Request}
 		if e.Deadline > 0 {
 			reqs[i].deadline = time.UnixMilli(e.Deadline)
 		}
@@ -533,6 +533,71 @@ func (classic) decodeReply(d *amqp.Delivery, result any) error {
 type classicReplyInto struct {
 	Result  any    `json:"result"`
 	Failure *Error `json:"failure"`
+}
+
+// newOutRequest is req as a client sends it, due at deadline, with the
+// metadata and the request context of ctx.
+func newOutRequest(ctx context.Context, req *Request, deadline time.Time) outRequest {
+	r := outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline, context: OsloContext(ctx), meta: OutgoingMetadata(ctx)}
+	if req.Service != nil {
+		r.namespace = req.Service.Namespace
+	}
+	return r
+}
+
+// capped returns ErrVersionCap, saying why, for a request newer than its
+// target's version cap, and nil otherwise.
+func capped(req *Request) error {
+	if req.VersionCap != "" && !compatible(req.VersionCap, req.Since) {
+		return fmt.Errorf("%w: the method needs %s, the cap is %s", ErrVersionCap, versionOr1(req.Since), req.VersionCap)
+	}
+	return nil
+}
+
+// tooLarge returns ErrTooLarge, saying why, for a request body over limit.
+func tooLarge(body []byte, limit int) error {
+	if len(body) > limit {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(body), limit)
+	}
+	return nil
+}
+
+// encodeReply makes with f the reply to req, carrying result or failure;
+// from, when set, names the server. A result that does not encode, or
+// whose encoding panics (a MarshalJSON of the method's), is the method's
+// failure, not the server's: the reply then carries a CodeInternal
+// failure, and log says why.
+func encodeReply(f wireFormat, log *slog.Logger, req *inRequest, from string, result any, failure *Error) amqp.Publishing {
+	var pub amqp.Publishing
+	if err := encodeReplySafely(f, &pub, req.msgID, from, result, failure); err != nil {
+		log.Error("amqprpc: encode reply", "correlation_id", req.msgID, "method", req.method, "error", err)
+		failure = &Error{Code: CodeInternal, Message: fmt.Sprintf("encode result of %q: %v", req.method, err)}
+		if err := f.encodeReply(&pub, req.msgID, from, nil, failure); err != nil {
+			panic("amqprpc: an *Error does not encode: " + err.Error())
+		}
+	}
+	return pub
+}
+
+// encodeReplySafely encodes a reply with f, and returns an error rather
+// than panic when a result's MarshalJSON does.
+func encodeReplySafely(f wireFormat, pub *amqp.Publishing, msgID, from string, result any, failure *Error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return f.encodeReply(pub, msgID, from, result, failure)
+}
+
+// decodeReply decodes with f the result of reply d into v, or returns the
+// server's error with the identity of the declared error of svc it names.
+func decodeReply(f wireFormat, d *amqp.Delivery, v any, svc *ServiceDesc) error {
+	err := f.decodeReply(d, v)
+	if rerr, ok := err.(*Error); ok {
+		return fromError(rerr, svc)
+	}
+	return err
 }
 
 // decodeArgs decodes a request's arguments object into args, the generated

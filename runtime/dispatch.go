@@ -85,7 +85,7 @@ func (sv *services) dispatch(ctx context.Context, req *inRequest) (result any, f
 	}()
 	withCtx := !m.noCtx || sv.intercept != nil
 	if req.context != nil && withCtx {
-		ctx = withOsloContext(ctx, req.context)
+		ctx = WithOsloContext(ctx, req.context)
 	}
 	if req.meta != nil && withCtx {
 		ctx = context.WithValue(ctx, incomingKey{}, req.meta)

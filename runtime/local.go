@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -44,10 +43,7 @@ type Local struct {
 }
 
 // localServer is one named server of a Local.
-type localServer struct {
-	name string
-	services
-}
+type localServer struct{ services }
 
 // NewLocal returns a Local for topic.
 func NewLocal(topic string, opts ...Option) *Local {
@@ -64,12 +60,12 @@ func (l *Local) Server(name string) ServiceRegistrar {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, s := range l.servers {
-		if s.name == name {
+		if s.server == name {
 			return s
 		}
 	}
 	log := l.cfg.logger.With("topic", l.topic, "server", name)
-	s := &localServer{name: name, services: services{topic: l.topic, server: name, find: (&amqprpcProtocol{cfg: &l.cfg}).find, log: log, intercept: chainServer(l.cfg.serverInterceptors)}}
+	s := &localServer{services{topic: l.topic, server: name, find: (&amqprpcProtocol{cfg: &l.cfg}).find, log: log, intercept: chainServer(l.cfg.serverInterceptors)}}
 	l.servers = append(l.servers, s)
 	return s
 }
@@ -143,7 +139,7 @@ func (l *Local) send(ctx context.Context, req *Request, reply any) error {
 	l.run(func() { replies <- l.serve(to[0], d) })
 	select {
 	case r := <-replies:
-		return l.decode(&r, reply, req.Service)
+		return decodeReply(l.format, &r, reply, req.Service)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -170,12 +166,12 @@ func (l *Local) gather(ctx context.Context, req *Request, want int, each func(st
 	}
 	replies := make(chan named, len(to))
 	for _, s := range to {
-		l.run(func() { replies <- named{s.name, l.serve(s, d)} })
+		l.run(func() { replies <- named{s.server, l.serve(s, d)} })
 	}
 	for got := 0; got < len(to) && (want <= 0 || got < want); got++ {
 		select {
 		case r := <-replies:
-			each(r.server, func(v any) error { return l.decode(&r.reply, v, req.Service) })
+			each(r.server, func(v any) error { return decodeReply(l.format, &r.reply, v, req.Service) })
 		case <-ctx.Done():
 			if want > 0 {
 				return fmt.Errorf("%d of %d replies: %w", got, want, ctx.Err())
@@ -200,11 +196,11 @@ func (l *Local) start(ctx context.Context, req *Request) (context.Context, conte
 	l.mu.Lock()
 	closed := l.closed
 	l.mu.Unlock()
-	switch {
-	case closed:
+	if closed {
 		return ctx, cancel, ErrClosed
-	case req.VersionCap != "" && !compatible(req.VersionCap, req.Since):
-		return ctx, cancel, fmt.Errorf("%w: the method needs %s, the cap is %s", ErrVersionCap, versionOr1(req.Since), req.VersionCap)
+	}
+	if err := capped(req); err != nil {
+		return ctx, cancel, err
 	}
 	return ctx, cancel, ctx.Err()
 }
@@ -217,7 +213,7 @@ func (l *Local) pick(name string, all bool) ([]*localServer, error) {
 	switch {
 	case name != "":
 		for _, s := range l.servers {
-			if s.name == name {
+			if s.server == name {
 				return []*localServer{s}, nil
 			}
 		}
@@ -232,7 +228,7 @@ func (l *Local) pick(name string, all bool) ([]*localServer, error) {
 // encode makes the delivery a server would receive for req.
 func (l *Local) encode(ctx context.Context, req *Request, reply bool) (amqp.Delivery, error) {
 	deadline, _ := ctx.Deadline()
-	r := outRequest{msgID: uuid.NewString(), method: req.Method, version: req.Since, args: req.Args, deadline: deadline, meta: OutgoingMetadata(ctx)}
+	r := newOutRequest(ctx, req, deadline)
 	if reply {
 		r.replyTo = "local"
 	}
@@ -240,8 +236,8 @@ func (l *Local) encode(ctx context.Context, req *Request, reply bool) (amqp.Deli
 	if err := l.format.encodeRequest(&pub, &r); err != nil {
 		return amqp.Delivery{}, err
 	}
-	if len(pub.Body) > l.cfg.maxBody {
-		return amqp.Delivery{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(pub.Body), l.cfg.maxBody)
+	if err := tooLarge(pub.Body, l.cfg.maxBody); err != nil {
+		return amqp.Delivery{}, err
 	}
 	return amqp.Delivery{ContentType: pub.ContentType, CorrelationId: pub.CorrelationId, ReplyTo: pub.ReplyTo, Headers: pub.Headers, Body: pub.Body}, nil
 }
@@ -259,25 +255,11 @@ func (l *Local) serve(s *localServer, d amqp.Delivery) amqp.Delivery {
 	} else {
 		result, failure = s.dispatch(context.Background(), &req)
 	}
-	var pub amqp.Publishing
-	if err := encodeReplySafely(l.format, &pub, req.msgID, s.name, result, failure); err != nil {
-		s.log.Error("amqprpc: encode reply", "method", req.method, "correlation_id", req.msgID, "error", err)
-		l.format.encodeReply(&pub, req.msgID, s.name, nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("encode result of %q: %v", req.method, err)})
-	}
+	pub := encodeReply(l.format, s.log, &req, s.server, result, failure)
 	if failure != nil && !req.reply.ok() {
 		s.log.Warn("amqprpc: request failed and names no reply path", "method", clip(req.method), "correlation_id", req.msgID, "error", failure)
 	}
 	return amqp.Delivery{ContentType: pub.ContentType, CorrelationId: pub.CorrelationId, Type: pub.Type, Headers: pub.Headers, Body: pub.Body}
-}
-
-// decode decodes reply d into v, or returns the server's error, as a
-// client does.
-func (l *Local) decode(d *amqp.Delivery, v any, svc *ServiceDesc) error {
-	err := l.format.decodeReply(d, v)
-	if rerr, ok := err.(*Error); ok {
-		return fromError(rerr, svc)
-	}
-	return err
 }
 
 // run runs f in a goroutine that Close waits for.
@@ -287,17 +269,6 @@ func (l *Local) run(f func()) {
 		defer l.running.Done()
 		f()
 	}()
-}
-
-// encodeReplySafely encodes a reply with f, and returns an error rather
-// than panic when a result's MarshalJSON does.
-func encodeReplySafely(f wireFormat, pub *amqp.Publishing, msgID, from string, result any, failure *Error) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("panic: %v", p)
-		}
-	}()
-	return f.encodeReply(pub, msgID, from, result, failure)
 }
 
 var (

@@ -134,10 +134,6 @@ func OsloContext(ctx context.Context) OsloRequestContext {
 	return rc
 }
 
-func withOsloContext(ctx context.Context, rc map[string]any) context.Context {
-	return WithOsloContext(ctx, rc)
-}
-
 // osloProtocol is oslo.messaging's RPC protocol over RabbitMQ, as its
 // rabbit driver speaks it (docs/PROTOCOL.md, oslo.messaging).
 type osloProtocol struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -32,11 +31,9 @@ import (
 // every server travel on queues that end with their server's connection:
 // those are served at most once.
 type Server struct {
-	topic     string
-	name      string
+	services  // its topic, name, logger and methods, and how it calls them
 	cfg       config
 	proto     protocol
-	log       *slog.Logger
 	connector *connector
 	dedupe    *dedupe        // nil unless WithDeduplication
 	direct    *directReplies // replies to direct reply-to addresses
@@ -44,7 +41,6 @@ type Server struct {
 	seen      recentIDs      // the unique ids of the last requests that had one
 	stats     serverStats
 
-	services // the methods it serves, and how it calls them
 	mu       sync.Mutex
 	started  bool
 	sess     *serverSession     // the current connection, nil while reconnecting
@@ -96,10 +92,7 @@ func NewServer(url, topic string, opts ...Option) *Server {
 		name, _ = os.Hostname()
 	}
 	s := &Server{
-		topic:     topic,
-		name:      name,
 		cfg:       cfg,
-		log:       cfg.logger.With("topic", topic, "server", name),
 		connector: newConnector(url, &cfg, "amqprpc server "+topic),
 		direct:    &directReplies{connector: newConnector(url, &cfg, "amqprpc server "+topic+" direct replies")},
 		suspects:  newQuarantine(),
@@ -107,7 +100,7 @@ func NewServer(url, topic string, opts ...Option) *Server {
 		done:      make(chan struct{}),
 	}
 	s.proto = newProtocol(&s.cfg)
-	s.services = services{topic: topic, server: name, find: s.proto.find, log: s.log, intercept: chainServer(cfg.serverInterceptors)}
+	s.services = services{topic: topic, server: name, find: s.proto.find, log: cfg.logger.With("topic", topic, "server", name), intercept: chainServer(cfg.serverInterceptors)}
 	if cfg.dedupe > 0 {
 		s.dedupe = newDedupe(cfg.dedupe)
 	}
@@ -116,7 +109,7 @@ func NewServer(url, topic string, opts ...Option) *Server {
 
 // Name returns the server's name: the one a client names to reach this
 // server alone (Target.Server), and that its replies to a Gather carry.
-func (s *Server) Name() string { return s.name }
+func (s *Server) Name() string { return s.server }
 
 // Serve connects to the broker, declares the exchanges, the queues and
 // their bindings, and serves requests until Shutdown is called. When the
@@ -291,14 +284,14 @@ func (s *Server) consume(sess *serverSession) error {
 			return err
 		}
 	}
-	shared, own, fanout := s.proto.serverQueues(s.topic, s.name, strings.ReplaceAll(uuid.NewString(), "-", ""))
+	shared, own, fanout := s.proto.serverQueues(s.topic, s.server, strings.ReplaceAll(uuid.NewString(), "-", ""))
 	sess.shared = shared
 	for _, d := range []struct {
 		queue         queueSpec
 		exchange, key string
 	}{
 		{shared, requests.name, s.topic},
-		{own, requests.name, s.topic + "." + s.name},
+		{own, requests.name, s.topic + "." + s.server},
 		{fanout, everyServer.name, s.topic},
 	} {
 		if _, err := declareQueue(ch, d.queue); err != nil {
@@ -442,7 +435,7 @@ func (s *Server) requeue(sess *serverSession, d *amqp.Delivery) {
 func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 	from := ""
 	if fanout {
-		from = s.name
+		from = s.server
 	}
 	if s.proto.isBatch(d) {
 		var batch []batchedRequest
@@ -679,22 +672,7 @@ func (s *Server) decode(d *amqp.Delivery, req *inRequest) *Error {
 
 // encode makes the reply to req; from, when set, names this server in it.
 func (s *Server) encode(req *inRequest, from string, result any, failure *Error) amqp.Publishing {
-	var pub amqp.Publishing
-	if err := s.encodeSafely(&pub, req.msgID, from, result, failure); err != nil {
-		failure = &Error{Code: CodeInternal, Message: fmt.Sprintf("encode result of %q: %v", req.method, err)}
-		s.log.Error("amqprpc: encode reply", "correlation_id", req.msgID, "method", req.method, "error", err)
-		if err := s.proto.encodeReply(&pub, req.msgID, from, nil, failure); err != nil {
-			panic("amqprpc: an *Error does not encode: " + err.Error())
-		}
-	}
-	return pub
-}
-
-// encodeSafely encodes a reply as the wire format does, and returns an
-// error rather than panic when a result's MarshalJSON, or a declared
-// error's, panics: that is the method's failure, not the server's.
-func (s *Server) encodeSafely(pub *amqp.Publishing, msgID, from string, result any, failure *Error) error {
-	return encodeReplySafely(s.proto, pub, msgID, from, result, failure)
+	return encodeReply(s.proto, s.log, req, from, result, failure)
 }
 
 // reply publishes pub where req asks for its reply and, with reply
