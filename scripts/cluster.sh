@@ -24,6 +24,7 @@
 set -euo pipefail
 
 dir=${AMQPRPC_CLUSTER_DIR:-/tmp/amqprpc-cluster}
+case $dir in /*) ;; *) dir=$PWD/$dir ;; esac
 port=${AMQPRPC_CLUSTER_PORT:-5701}
 bin=/usr/lib/rabbitmq/bin
 [ -x "$bin/rabbitmq-server" ] || bin=$(dirname "$(command -v rabbitmq-server || echo /usr/sbin/rabbitmq-server)")
@@ -92,7 +93,9 @@ start_node() {
 		fi
 		echo '[].' >"$dir/node$i/advanced.config"
 	fi
-	env_of "$i" "$bin/rabbitmq-server" -detached
+	# from the node's own directory: a node that crashes writes its
+	# erl_crash.dump and MnesiaCore files where it was started
+	(cd "$dir/node$i" && env_of "$i" "$bin/rabbitmq-server" -detached)
 	# await_startup fails at once until the node has registered with epmd
 	for _ in $(seq 120); do
 		ctl "$i" -q -t 5 ping >/dev/null 2>&1 && break
