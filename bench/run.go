@@ -42,10 +42,17 @@ func runMain(args []string) {
 	fs.StringVar(&cfg.out, "out", "bench/RESULTS.md", "where to write the results; empty for nowhere")
 	fs.BoolVar(&cfg.quick, "quick", false, "a short smoke run")
 	fs.BoolVar(&cfg.ab, "ab", false, "measure only the sequential latency A/B of amqprpc and baseline, for 4x the duration, and print it")
+	observe := fs.Bool("observe", false, "measure only the interceptors and OpenTelemetry section, and print it")
 	clusterURLs := fs.String("cluster", "", "the AMQP URLs of a cluster's nodes, comma-separated (scripts/cluster.sh urls), for the cluster section")
 	fs.Parse(args)
 	if *clusterURLs != "" {
 		cfg.cluster = strings.Split(*clusterURLs, ",")
+	}
+	if *observe {
+		if err := runObserveAlone(cfg, os.Stdout); err != nil {
+			log.Fatal(err)
+		}
+		return
 	}
 	if cfg.ab {
 		if err := runAB(cfg, os.Stdout); err != nil {
@@ -93,6 +100,29 @@ func runAB(cfg config, w io.Writer) error {
 	return nil
 }
 
+// runObserveAlone measures the interceptors and OpenTelemetry section
+// alone, and prints it.
+func runObserveAlone(cfg config, w io.Writer) error {
+	broker, err := brokerPID()
+	if err != nil {
+		return err
+	}
+	stamp := time.Now().UnixNano()
+	var topics []string
+	defer func() { cleanup(topics) }()
+	topic := func(name string) string {
+		t := fmt.Sprintf("bench.%s.%d", name, stamp)
+		topics = append(topics, t)
+		return t
+	}
+	var md strings.Builder
+	if err := runObserve(cfg, w, &md, topic, broker); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n%s", md.String())
+	return nil
+}
+
 // run runs the benchmark, printing progress and tables to w, and returns
 // the Markdown report.
 func run(cfg config, w io.Writer) (string, error) {
@@ -117,7 +147,7 @@ func run(cfg config, w io.Writer) (string, error) {
 	var md strings.Builder
 	fmt.Fprintf(&md, "# amqprpc benchmark\n\n`make bench` (`go run ./bench -reps %d -duration %v`), %s.\n\n", cfg.reps, cfg.duration, time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&md, "Machine: %s.\n\n", machine())
-	fmt.Fprintf(&md, "Each number is the median of %d runs, interleaved (A B C A B C ...); each run is a client process "+
+	fmt.Fprintf(&md, "Each number is the median of %d runs, interleaved and rotated (A B C, B C A, C A B, ...); each run is a client process "+
 		"and server processes of their own, against the local broker: %v measured after a %v warm-up. "+
 		"CPU per call is the CPU time of each process in the measured window over the calls made, at 64 calls in flight.\n\n", cfg.reps, cfg.duration, cfg.warmup)
 
@@ -254,7 +284,8 @@ func run(cfg config, w io.Writer) (string, error) {
 }
 
 // series measures each of ms against each of names, reps times,
-// interleaved (A B C A B C ...), printing progress to w; measure runs one
+// interleaved and rotated (A B C, B C A, C A B, ...) so that no name is
+// always measured first or last, printing progress to w; measure runs one
 // client process. It returns the results by name and measurement.
 func series(cfg config, w io.Writer, ms []measurement, names []string, measure func(name string, m measurement) (result, error)) (map[string]map[string][]result, error) {
 	res := make(map[string]map[string][]result)
@@ -263,13 +294,19 @@ func series(cfg config, w io.Writer, ms []measurement, names []string, measure f
 	}
 	for rep := range cfg.reps {
 		for _, m := range ms {
-			for _, n := range names {
+			for i := range names {
+				n := names[(i+rep)%len(names)]
 				fmt.Fprintf(w, "rep %d/%d %-8s %-26s ", rep+1, cfg.reps, m.name, n)
 				r, err := measure(n, m)
 				if err != nil {
 					return nil, err
 				}
-				fmt.Fprintf(w, "%8.0f calls/s\n", rate(r))
+				fmt.Fprintf(w, "%8.0f calls/s", rate(r))
+				if r.Calls > 0 {
+					perCall := func(cpu float64) float64 { return cpu / float64(r.Calls) * 1e6 }
+					fmt.Fprintf(w, ", CPU/call: client %.0fµs, server %.0fµs, broker %.0fµs", perCall(r.CPU), perCall(r.ServerCPU), perCall(r.BrokerCPU))
+				}
+				fmt.Fprintln(w)
 				res[n][m.name] = append(res[n][m.name], r)
 			}
 		}

@@ -45,7 +45,12 @@ func BenchmarkInterceptors(b *testing.B) {
 // BenchmarkInterceptorsAlone is the interceptors' own work, both sides,
 // around a method that does nothing, without encoding or transport.
 func BenchmarkInterceptorsAlone(b *testing.B) {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Run("always", func(b *testing.B) { benchAlone(b, sdktrace.AlwaysSample()) })
+	b.Run("ratio-0.1", func(b *testing.B) { benchAlone(b, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))) })
+}
+
+func benchAlone(b *testing.B, sampler sdktrace.Sampler) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	opts := []otelamqprpc.Option{otelamqprpc.WithTracerProvider(tp), otelamqprpc.WithMeterProvider(mp)}
 	client, server := otelamqprpc.ClientInterceptor(opts...), otelamqprpc.ServerInterceptor(opts...)

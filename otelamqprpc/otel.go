@@ -15,13 +15,21 @@
 // rpc.service, rpc.method, messaging.system "rabbitmq",
 // messaging.destination.name (the exchange), the routing key,
 // messaging.operation.type, messaging.message.id (server side) and, on
-// failure, error.type (the error's Code) and an error status.
+// failure, error.type (the error's Code) and an error status. Attributes
+// are set once the sampler has decided, on spans that record: a span
+// sampled out costs its context and little else (a sampler sees a span's
+// name and kind, not its attributes).
 //
 // Metrics, per side: rpc.client.call.duration and rpc.server.call.duration
 // (seconds, by rpc.method and error.type), amqprpc.client.calls_in_flight
-// and amqprpc.server.calls_in_flight, and amqprpc.client.failures and
-// amqprpc.server.failures by error.type. The providers are the global
-// ones unless given.
+// and amqprpc.server.calls_in_flight (by rpc.method, observed when the
+// metrics are collected), and amqprpc.client.failures and
+// amqprpc.server.failures by error.type. Methods past 4096 are counted
+// together under otel.metric.overflow=true, and error types past 64 for a
+// method as _OTHER: names and codes that callers and servers send cannot
+// grow the metrics without bound. The providers are the global ones unless
+// given.
+
 package otelamqprpc
 
 import (
@@ -85,41 +93,84 @@ func newConfig(opts []Option) *config {
 // instruments are one side's metrics.
 type instruments struct {
 	duration metric.Float64Histogram
-	inFlight metric.Int64UpDownCounter
 	failures metric.Int64Counter
-	sets     sync.Map // attribute sets, made once: "method" or "method\x00error.type" -> metric.MeasurementOption
+	methods  sync.Map // method name -> *methodStats
 	kept     atomic.Int32
+	overflow *methodStats // methods past maxMethods
 }
 
-// attrs returns the attributes of a measurement of method with outcome
-// errType ("" for success), made once for each: making a set sorts and
-// allocates, which would cost more than the measurement.
-func (in *instruments) attrs(method, errType string) metric.MeasurementOption {
-	key := method + "\x00" + errType
-	if o, ok := in.sets.Load(key); ok {
+// methodStats is what the instruments keep for one method: its attribute
+// set, made once (making one sorts and allocates, which would cost more
+// than a measurement), and its calls in flight, counted here and read when
+// the metrics are collected rather than sent to the SDK twice a call.
+type methodStats struct {
+	ok       metric.MeasurementOption // rpc.method
+	attrs    attribute.Set
+	inFlight atomic.Int64
+	failed   sync.Map // error.type -> metric.MeasurementOption
+	types    atomic.Int32
+}
+
+// maxMethods bounds the methods an interceptor keeps apart, whatever names
+// callers send; the rest are counted together, with the attribute
+// otel.metric.overflow=true, as OpenTelemetry's SDK does past its limit.
+const maxMethods = 4096
+
+// maxErrorTypes bounds the error types kept apart for a method; the rest
+// are counted as error.type "_OTHER".
+const maxErrorTypes = 64
+
+func newStats(kvs ...attribute.KeyValue) *methodStats {
+	set := attribute.NewSet(kvs...)
+	return &methodStats{ok: metric.WithAttributeSet(set), attrs: set}
+}
+
+// method returns the stats of method.
+func (in *instruments) method(name string) *methodStats {
+	if m, ok := in.methods.Load(name); ok {
+		return m.(*methodStats)
+	}
+	if in.kept.Add(1) > maxMethods {
+		return in.overflow
+	}
+	m, _ := in.methods.LoadOrStore(name, newStats(attribute.String("rpc.method", name)))
+	return m.(*methodStats)
+}
+
+// failure returns the attributes of a failure of m with error.type errType.
+func (m *methodStats) failure(errType string) metric.MeasurementOption {
+	if o, ok := m.failed.Load(errType); ok {
 		return o.(metric.MeasurementOption)
 	}
-	kvs := []attribute.KeyValue{attribute.String("rpc.method", method)}
-	if errType != "" {
-		kvs = append(kvs, semconv.ErrorTypeKey.String(errType))
+	if m.types.Add(1) > maxErrorTypes { // codes come from servers: bounded
+		errType = semconv.ErrorTypeOther.Value.AsString()
+		if o, ok := m.failed.Load(errType); ok {
+			return o.(metric.MeasurementOption)
+		}
 	}
-	o := metric.WithAttributeSet(attribute.NewSet(kvs...))
-	if in.kept.Add(1) <= maxSets { // bounded, whatever names callers send
-		in.sets.Store(key, o)
-	}
-	return o
+	kvs := append(m.attrs.ToSlice(), semconv.ErrorTypeKey.String(errType))
+	o, _ := m.failed.LoadOrStore(errType, metric.WithAttributeSet(attribute.NewSet(kvs...)))
+	return o.(metric.MeasurementOption)
 }
 
-// maxSets bounds the attribute sets an interceptor keeps.
-const maxSets = 4096
-
 func newInstruments(m metric.Meter, side string) *instruments {
-	in := new(instruments)
+	in := &instruments{overflow: newStats(attribute.Bool("otel.metric.overflow", true))}
 	in.duration, _ = m.Float64Histogram("rpc."+side+".call.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long amqprpc "+side+" requests took, by method and outcome."),
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-	in.inFlight, _ = m.Int64UpDownCounter("amqprpc."+side+".calls_in_flight", metric.WithDescription("Requests in flight."))
 	in.failures, _ = m.Int64Counter("amqprpc."+side+".failures", metric.WithDescription("Requests that failed, by error.type."))
+	_, _ = m.Int64ObservableUpDownCounter("amqprpc."+side+".calls_in_flight", metric.WithDescription("Requests in flight."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			in.methods.Range(func(_, v any) bool {
+				m := v.(*methodStats)
+				o.Observe(m.inFlight.Load(), m.ok)
+				return true
+			})
+			if n := in.overflow.inFlight.Load(); n != 0 {
+				o.Observe(n, in.overflow.ok)
+			}
+			return nil
+		}))
 	return in
 }
 
@@ -133,26 +184,36 @@ func (c *config) spanAttrs(service, method, key string, more ...attribute.KeyVal
 	return append(attrs, more...)
 }
 
-// observe runs a request for method, counted in flight while it runs, and
-// records its duration and its outcome (typeOf names a failure's) on the
-// metrics and on span.
-func (in *instruments) observe(ctx context.Context, span trace.Span, method string, typeOf func(error) string, run func() error) error {
-	ok := in.attrs(method, "")
-	in.inFlight.Add(ctx, 1, ok)
-	start := time.Now()
-	err := run()
-	in.inFlight.Add(ctx, -1, ok)
-	outcome := ok
+// begin counts a request for method in flight and returns its stats and
+// its start; end records its outcome.
+func (in *instruments) begin(method string) (*methodStats, time.Time) {
+	m := in.method(method)
+	m.inFlight.Add(1)
+	return m, time.Now()
+}
+
+// end records the duration and the outcome of a request begun at start
+// (typeOf names a failure's) on the metrics and on span.
+func (in *instruments) end(ctx context.Context, m *methodStats, start time.Time, span trace.Span, err error, typeOf func(error) string) {
+	m.inFlight.Add(-1)
+	outcome := m.ok
 	if err != nil {
 		et := typeOf(err)
-		outcome = in.attrs(method, et)
+		outcome = m.failure(et)
 		span.SetAttributes(semconv.ErrorTypeKey.String(et))
 		span.SetStatus(codes.Error, err.Error())
 		in.failures.Add(ctx, 1, outcome)
 	}
 	in.duration.Record(ctx, time.Since(start).Seconds(), outcome)
-	return err
 }
+
+// The span kinds, made once: an option is an allocation.
+var (
+	kindClient   = trace.WithSpanKind(trace.SpanKindClient)
+	kindProducer = trace.WithSpanKind(trace.SpanKindProducer)
+	kindServer   = trace.WithSpanKind(trace.SpanKindServer)
+	kindConsumer = trace.WithSpanKind(trace.SpanKindConsumer)
+)
 
 // carrier is runtime.Metadata as a propagation carrier.
 type carrier runtime.Metadata
@@ -200,22 +261,27 @@ func ClientInterceptor(opts ...Option) runtime.ClientInterceptor {
 	tracer := c.tracers.Tracer(scope)
 	in := newInstruments(c.meters.Meter(scope), "client")
 	return func(ctx context.Context, req *runtime.Request, reply any, next runtime.Invoke) error {
-		kind := trace.SpanKindClient
+		kind := kindClient
 		if req.Mode == runtime.Cast || req.Mode == runtime.Fanout {
-			kind = trace.SpanKindProducer
+			kind = kindProducer
 		}
 		key := req.Topic
 		if req.Server != "" {
 			key += "." + req.Server
 		}
 		service := serviceName(req.Service)
-		ctx, span := tracer.Start(ctx, service+"/"+req.Method, trace.WithSpanKind(kind), trace.WithAttributes(
-			c.spanAttrs(service, req.Method, key, semconv.MessagingOperationTypeSend, attribute.String("amqprpc.mode", req.Mode.String()))...))
+		ctx, span := tracer.Start(ctx, service+"/"+req.Method, kind)
 		defer span.End()
+		if span.IsRecording() { // attributes only for spans that keep them
+			span.SetAttributes(c.spanAttrs(service, req.Method, key, semconv.MessagingOperationTypeSend, attribute.String("amqprpc.mode", req.Mode.String()))...)
+		}
 		md := runtime.Metadata{}
 		c.propagator.Inject(ctx, carrier(md))
 		ctx = runtime.WithMetadata(ctx, md)
-		return in.observe(ctx, span, req.Method, errorType, func() error { return next(ctx, req, reply) })
+		m, start := in.begin(req.Method)
+		err := next(ctx, req, reply)
+		in.end(ctx, m, start, span, err, errorType)
+		return err
 	}
 }
 
@@ -227,20 +293,20 @@ func ServerInterceptor(opts ...Option) runtime.ServerInterceptor {
 	in := newInstruments(c.meters.Meter(scope), "server")
 	return func(ctx context.Context, info *runtime.ServerInfo, next runtime.Handler) (any, error) {
 		ctx = c.propagator.Extract(ctx, carrier(runtime.IncomingMetadata(ctx)))
-		kind := trace.SpanKindServer
+		kind := kindServer
 		if !info.Reply {
-			kind = trace.SpanKindConsumer
+			kind = kindConsumer
 		}
 		service := serviceName(info.Service)
-		ctx, span := tracer.Start(ctx, service+"/"+info.Method, trace.WithSpanKind(kind), trace.WithAttributes(
-			c.spanAttrs(service, info.Method, info.Topic, semconv.MessagingOperationTypeProcess,
-				semconv.MessagingMessageID(info.ID), attribute.String("amqprpc.server", info.Server))...))
+		ctx, span := tracer.Start(ctx, service+"/"+info.Method, kind)
 		defer span.End()
-		var result any
-		err := in.observe(ctx, span, info.Method, serverErrorType, func() (err error) {
-			result, err = next(ctx)
-			return err
-		})
+		if span.IsRecording() {
+			span.SetAttributes(c.spanAttrs(service, info.Method, info.Topic, semconv.MessagingOperationTypeProcess,
+				semconv.MessagingMessageID(info.ID), attribute.String("amqprpc.server", info.Server))...)
+		}
+		m, start := in.begin(info.Method)
+		result, err := next(ctx)
+		in.end(ctx, m, start, span, err, serverErrorType)
 		return result, err
 	}
 }

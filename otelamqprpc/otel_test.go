@@ -221,3 +221,101 @@ func value(s sdktrace.ReadOnlySpan, key string) string {
 	}
 	return ""
 }
+
+// blockingCalc is a calculator whose Add waits for release.
+type blockingCalc struct {
+	calc.Machine
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingCalc) Add(v1, v2 int) int {
+	b.entered <- struct{}{}
+	<-b.release
+	return v1 + v2
+}
+
+// TestMetricsInMemory: calls in flight count a call while it runs, on each
+// side, by method, and none after; durations and failures count by method
+// and error.type (Div's declared error goes back with code unknown); every
+// recorded span has its attributes. No broker: a Local.
+func TestMetricsInMemory(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	opts := []otelamqprpc.Option{otelamqprpc.WithTracerProvider(tp), otelamqprpc.WithMeterProvider(mp)}
+	l := runtime.NewLocal("calc", runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(opts...)),
+		runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(opts...)))
+	defer l.Close()
+	impl := &blockingCalc{entered: make(chan struct{}), release: make(chan struct{})}
+	calc.RegisterCalculatorServer(l, impl)
+	c := calc.NewCalculatorClient(l, "calc")
+	ctx := context.Background()
+
+	collect := func() map[string]int64 {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(ctx, &rm); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int64{}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				switch d := m.Data.(type) {
+				case metricdata.Histogram[float64]:
+					for _, p := range d.DataPoints {
+						et, _ := p.Attributes.Value("error.type")
+						method, _ := p.Attributes.Value("rpc.method")
+						got[m.Name+" "+method.Emit()+" "+et.Emit()] += int64(p.Count)
+					}
+				case metricdata.Sum[int64]:
+					for _, p := range d.DataPoints {
+						et, _ := p.Attributes.Value("error.type")
+						method, _ := p.Attributes.Value("rpc.method")
+						got[m.Name+" "+method.Emit()+" "+et.Emit()] += p.Value
+					}
+				}
+			}
+		}
+		return got
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Add(ctx, 2, 3)
+		done <- err
+	}()
+	<-impl.entered
+	during := collect()
+	close(impl.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Div(ctx, 1, 0); err == nil {
+		t.Fatal("Div(1, 0) succeeded")
+	}
+	after := collect()
+	for key, want := range map[string]int64{
+		"amqprpc.client.calls_in_flight add ": 1, "amqprpc.server.calls_in_flight add ": 1,
+		"rpc.client.call.duration add ": 0, "rpc.server.call.duration add ": 0,
+	} {
+		if during[key] != want {
+			t.Errorf("while Add runs: %q = %d, want %d (all: %v)", key, during[key], want, during)
+		}
+	}
+	for key, want := range map[string]int64{
+		"amqprpc.client.calls_in_flight add ": 0, "amqprpc.server.calls_in_flight add ": 0,
+		"rpc.client.call.duration add ": 1, "rpc.server.call.duration add ": 1,
+		"rpc.client.call.duration div unknown": 1, "rpc.server.call.duration div unknown": 1,
+		"amqprpc.client.failures div unknown": 1, "amqprpc.server.failures div unknown": 1,
+	} {
+		if after[key] != want {
+			t.Errorf("after: %q = %d, want %d (all: %v)", key, after[key], want, after)
+		}
+	}
+	for _, s := range spans.Ended() {
+		if value(s, "rpc.method") == "" || value(s, "messaging.system") != "rabbitmq" {
+			t.Errorf("span %s has attributes %v", s.Name(), s.Attributes())
+		}
+	}
+}
