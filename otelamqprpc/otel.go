@@ -27,8 +27,15 @@
 // amqprpc.server.failures by error.type. Methods past 4096 are counted
 // together under otel.metric.overflow=true, and error types past 64 for a
 // method as _OTHER: names and codes that callers and servers send cannot
-// grow the metrics without bound. The providers are the global ones unless
-// given.
+// grow the metrics without bound.
+//
+// What the runtime does besides calls, which no interceptor sees (requests
+// dropped past their deadline, redeliveries, reconnections, batch sizes,
+// rejected requests), it counts in Server.Stats and Client.Stats;
+// ObserveServer and ObserveClient export those counts as metrics, read
+// when the metrics are collected, at no cost per call.
+//
+// The providers are the global ones unless given.
 
 package otelamqprpc
 
@@ -317,4 +324,66 @@ func serverErrorType(err error) string {
 		return t
 	}
 	return string(runtime.CodeUnknown)
+}
+
+// counter is a count of runtime stats, exported as a metric.
+type counter[S any] struct {
+	name, description string
+	value             func(S) uint64
+}
+
+var serverCounters = []counter[runtime.ServerStats]{
+	{"amqprpc.server.requests.malformed", "Requests answered with a failure without running: not valid amqprpc, or too large.", func(s runtime.ServerStats) uint64 { return s.Malformed }},
+	{"amqprpc.server.requests.unanswerable", "Requests rejected unanswered: their reply could not go where they asked.", func(s runtime.ServerStats) uint64 { return s.Unanswerable }},
+	{"amqprpc.server.requests.quarantined", "Requests rejected when delivered again after two lost connections.", func(s runtime.ServerStats) uint64 { return s.Quarantined }},
+	{"amqprpc.server.requests.expired", "Requests dropped unrun, their caller's deadline past.", func(s runtime.ServerStats) uint64 { return s.Expired }},
+	{"amqprpc.server.requests.redelivered", "Deliveries the broker marked as delivered before.", func(s runtime.ServerStats) uint64 { return s.Redelivered }},
+	{"amqprpc.server.reconnections", "Times the server connected again after losing its connection.", func(s runtime.ServerStats) uint64 { return s.Reconnects }},
+	{"amqprpc.server.batches", "Deliveries that held several requests.", func(s runtime.ServerStats) uint64 { return s.Batches }},
+	{"amqprpc.server.batched_requests", "Requests in deliveries that held several: over amqprpc.server.batches, the mean batch size.", func(s runtime.ServerStats) uint64 { return s.BatchedRequests }},
+}
+
+var clientCounters = []counter[runtime.ClientStats]{
+	{"amqprpc.client.reconnections", "Times the client connected again after losing its connection.", func(s runtime.ClientStats) uint64 { return s.Reconnects }},
+	{"amqprpc.client.batches", "Messages that carried several calls.", func(s runtime.ClientStats) uint64 { return s.Batches }},
+	{"amqprpc.client.batched_calls", "Calls in messages that carried several: over amqprpc.client.batches, the mean batch size.", func(s runtime.ClientStats) uint64 { return s.BatchedCalls }},
+}
+
+// ObserveServer exports what srv counts besides its requests' calls
+// (runtime.ServerStats) as counters, read when the metrics are collected:
+// amqprpc.server.requests.{malformed,unanswerable,quarantined,expired,redelivered},
+// amqprpc.server.reconnections, amqprpc.server.batches and
+// amqprpc.server.batched_requests, with the attributes amqprpc.topic and
+// amqprpc.server. Unregister the result when srv is gone.
+func ObserveServer(srv *runtime.Server, opts ...Option) (metric.Registration, error) {
+	attrs := metric.WithAttributeSet(attribute.NewSet(attribute.String("amqprpc.topic", srv.Topic()), attribute.String("amqprpc.server", srv.Name())))
+	return observe(newConfig(opts), serverCounters, srv.Stats, attrs)
+}
+
+// ObserveClient exports what c counts besides its calls
+// (runtime.ClientStats) as counters, read when the metrics are collected:
+// amqprpc.client.reconnections, amqprpc.client.batches and
+// amqprpc.client.batched_calls. Unregister the result when c is closed.
+func ObserveClient(c *runtime.Client, opts ...Option) (metric.Registration, error) {
+	return observe(newConfig(opts), clientCounters, c.Stats, metric.WithAttributeSet(attribute.NewSet()))
+}
+
+func observe[S any](c *config, counters []counter[S], stats func() S, attrs metric.ObserveOption) (metric.Registration, error) {
+	m := c.meters.Meter(scope)
+	insts := make([]metric.Int64ObservableCounter, len(counters))
+	observables := make([]metric.Observable, len(counters))
+	for i, k := range counters {
+		inst, err := m.Int64ObservableCounter(k.name, metric.WithDescription(k.description))
+		if err != nil {
+			return nil, err
+		}
+		insts[i], observables[i] = inst, inst
+	}
+	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := stats()
+		for i, k := range counters {
+			o.ObserveInt64(insts[i], int64(k.value(st)), attrs)
+		}
+		return nil
+	}, observables...)
 }

@@ -11,6 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -64,6 +65,16 @@ func TestTraceAcrossTheBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	for _, register := range []func() (metric.Registration, error){
+		func() (metric.Registration, error) { return otelamqprpc.ObserveServer(srv, opts...) },
+		func() (metric.Registration, error) { return otelamqprpc.ObserveClient(c, opts...) },
+	} {
+		r, err := register()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Unregister()
+	}
 	calculator := calc.NewCalculatorClient(c, topic)
 	ctx := context.Background()
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) { // until the server consumes
@@ -152,8 +163,10 @@ func TestTraceAcrossTheBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	counts := map[string]uint64{}
+	reported := map[string]bool{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
+			reported[m.Name] = true
 			switch d := m.Data.(type) {
 			case metricdata.Histogram[float64]:
 				for _, p := range d.DataPoints {
@@ -166,6 +179,20 @@ func TestTraceAcrossTheBroker(t *testing.T) {
 			}
 		}
 	}
+	// The runtime's own counts, from Stats: every one reported, and the
+	// client's batches the server's.
+	st, cst := srv.Stats(), c.Stats()
+	for name, want := range map[string]uint64{
+		"amqprpc.server.requests.malformed": st.Malformed, "amqprpc.server.requests.unanswerable": 0, "amqprpc.server.requests.quarantined": 0,
+		"amqprpc.server.requests.expired": st.Expired, "amqprpc.server.requests.redelivered": 0, "amqprpc.server.reconnections": 0,
+		"amqprpc.server.batches": cst.Batches, "amqprpc.server.batched_requests": cst.BatchedCalls,
+		"amqprpc.client.reconnections": 0, "amqprpc.client.batches": st.Batches, "amqprpc.client.batched_calls": st.BatchedRequests,
+	} {
+		if !reported[name] || counts[name] != want {
+			t.Errorf("%s: reported %v, %d; want %d", name, reported[name], counts[name], want)
+		}
+	}
+	t.Logf("server %+v, client %+v", st, cst)
 	// Add until the server consumes (ErrNoServer before), then add, div,
 	// store and 50 adds: 54 at least, and one failure on the server.
 	if counts["rpc.client.call.duration"] < 54 || counts["rpc.server.call.duration"] < 54 || counts["amqprpc.client.failures"] < 1 || counts["amqprpc.server.failures"] != 1 || counts["amqprpc.client.calls_in_flight"] != 0 {

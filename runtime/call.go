@@ -28,6 +28,7 @@ type Client struct {
 	proto     protocol
 	invoke    Invoke // Invoke through the interceptors; nil for none
 	connector *connector
+	stats     clientStats
 	inFlight  chan struct{} // a token per request in flight (WithMaxInFlight); nil for no bound
 	wg        sync.WaitGroup
 

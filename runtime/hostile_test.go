@@ -112,6 +112,7 @@ func TestHostileHeaders(t *testing.T) {
 					t.Fatalf("a request past its deadline was answered: %s", d.Body)
 				case <-time.After(300 * time.Millisecond):
 				}
+				waitStats(t, ts, func(st runtime.ServerStats) bool { return st.Expired == 1 })
 			case "":
 				if d := receive(t, replies); d.CorrelationId != id || string(d.Body) != `{"result":5}` {
 					t.Fatalf("reply %q %s; want %q {\"result\":5}", d.CorrelationId, d.Body, id)

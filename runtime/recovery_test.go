@@ -53,7 +53,8 @@ func TestPendingCallsFailAtOnceWhenTheConnectionIsLost(t *testing.T) {
 	topic := newTopic(t)
 	srv := serve(t, topic)
 	p, url := proxy(t)
-	arith := testsvc.NewArithClient(dialURL(t, url), topic)
+	c := dialURL(t, url)
+	arith := testsvc.NewArithClient(c, topic)
 
 	done := sleepInFlight(t, srv, arith, 2*time.Second)
 	cut := time.Now()
@@ -73,6 +74,9 @@ func TestPendingCallsFailAtOnceWhenTheConnectionIsLost(t *testing.T) {
 		sum, err := arith.Add(ctxTimeout(t, time.Second), 1, 2)
 		return err == nil && sum == 3
 	})
+	if st := c.Stats(); st.Reconnects != 1 {
+		t.Fatalf("client stats %+v; want 1 reconnect", st)
+	}
 }
 
 func TestCallsWaitForTheBrokerUntilTheirDeadline(t *testing.T) {
@@ -176,6 +180,10 @@ func TestServerReconnects(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 			if got := srv.arith.Executions(7); got != tc.wantRuns {
 				t.Fatalf("Work(7) ran %d times; want %d", got, tc.wantRuns)
+			}
+			// The request in flight at the cut came back marked redelivered.
+			if st := srv.Stats(); st.Reconnects != 1 || st.Redelivered != 1 {
+				t.Fatalf("server stats %+v; want 1 reconnect, 1 redelivery", st)
 			}
 		})
 	}

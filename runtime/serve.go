@@ -111,6 +111,9 @@ func NewServer(url, topic string, opts ...Option) *Server {
 // server alone (Target.Server), and that its replies to a Gather carry.
 func (s *Server) Name() string { return s.server }
 
+// Topic returns the topic the server serves.
+func (s *Server) Topic() string { return s.topic }
+
 // Serve connects to the broker, declares the exchanges, the queues and
 // their bindings, and serves requests until Shutdown is called. When the
 // connection is lost it reconnects, backing off (WithReconnectBackoff), to
@@ -246,6 +249,7 @@ func (s *Server) reconnect() (*serverSession, error) {
 			s.log.Warn("amqprpc: reconnect", "attempt", attempt+1, "error", err)
 			continue
 		}
+		s.stats.reconnects.Add(1)
 		s.log.Info("amqprpc: reconnected", "attempts", attempt+1, "after", time.Since(start))
 		return sess, nil
 	}
@@ -386,6 +390,9 @@ func (s *Server) work(sess *serverSession, p *pool) {
 			s.requeue(sess, &d)
 			continue
 		}
+		if d.Redelivered {
+			s.stats.redelivered.Add(1)
+		}
 		if !s.take(sess, &d) {
 			continue
 		}
@@ -465,6 +472,8 @@ func (s *Server) serveBatch(sess *serverSession, d *amqp.Delivery, batch []batch
 		s.settle(sess, newTaken(d, 1), nil, answered)
 		return
 	}
+	s.stats.batches.Add(1)
+	s.stats.batched.Add(uint64(len(batch)))
 	t := newTaken(d, len(batch))
 	for i := range batch {
 		req := new(inRequest)
@@ -508,6 +517,7 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 		return
 	}
 	if !req.deadline.IsZero() && time.Now().After(req.deadline) {
+		s.stats.expired.Add(1)
 		s.log.Debug("amqprpc: dropping a request past its deadline", "correlation_id", req.msgID, "method", clip(req.method), "deadline", req.deadline)
 		s.settle(sess, t, req, answered)
 		return
@@ -731,33 +741,4 @@ func (s *Server) publishReply(ch *amqp.Channel, exchange, key string, pub amqp.P
 		return false
 	}
 	return true
-}
-
-// ServerStats counts the requests a server did not serve as they asked.
-type ServerStats struct {
-	// Malformed is the requests answered with a failure (CodeMalformed,
-	// CodeResourceExhausted) without running, then rejected without
-	// requeue: not JSON, no method, over the body limit, headers no AMQP
-	// client could read.
-	Malformed uint64
-	// Unanswerable is the requests rejected without requeue, unanswered,
-	// because their reply could not go where they asked
-	// (docs/PROTOCOL.md, Replies).
-	Unanswerable uint64
-	// Quarantined is the requests rejected without requeue when delivered
-	// again after they were in flight at two lost connections.
-	Quarantined uint64
-}
-
-type serverStats struct {
-	malformed, unanswerable, quarantined atomic.Uint64
-}
-
-// Stats returns the server's counts since NewServer.
-func (s *Server) Stats() ServerStats {
-	return ServerStats{
-		Malformed:    s.stats.malformed.Load(),
-		Unanswerable: s.stats.unanswerable.Load(),
-		Quarantined:  s.stats.quarantined.Load(),
-	}
 }

@@ -171,6 +171,8 @@ func (s *session) publishBatch(key string, calls []*outgoing) error {
 	if err := s.c.proto.encodeRequests(&pub, s.replyTo, reqs); err != nil {
 		return err
 	}
+	s.c.stats.batches.Add(1)
+	s.c.stats.batched.Add(uint64(len(calls)))
 	return s.publishCall(key, pub)
 }
 
@@ -353,6 +355,7 @@ func (c *Client) reconnect() *session {
 			s.stop()
 			return nil
 		}
+		c.stats.reconnects.Add(1)
 		c.cfg.logger.Info("amqprpc: reconnected", "attempts", attempt+1, "after", time.Since(start))
 		return s
 	}

@@ -229,6 +229,9 @@ func TestBatchOfRequests(t *testing.T) {
 		t.Errorf("a reply to %s, past its deadline: %s", d.CorrelationId, d.Body)
 	case <-time.After(200 * time.Millisecond):
 	}
+	if st := srv.Stats(); st.Batches != 1 || st.BatchedRequests != 7 || st.Expired != 1 || st.Malformed != 1 {
+		t.Errorf("server stats %+v; want one batch of 7, one expired, one malformed", st)
+	}
 	requireSettled(t, srv, ch, topic)
 }
 
@@ -418,7 +421,7 @@ func TestBatchesOnlyToServersThatSaySo(t *testing.T) {
 	ch := rawChannel(t)
 	requests := standIn(t, ch, topic)
 	var announce atomic.Bool
-	var batches atomic.Int64
+	var batches, batched atomic.Int64
 	go func() { // a server of its own: it answers every request, in a batch or not
 		for d := range requests {
 			type entry struct {
@@ -430,6 +433,7 @@ func TestBatchesOnlyToServersThatSaySo(t *testing.T) {
 				batches.Add(1)
 				entries = nil
 				json.Unmarshal(d.Body, &entries)
+				batched.Add(int64(len(entries)))
 			}
 			typ := ""
 			if announce.Load() {
@@ -440,7 +444,8 @@ func TestBatchesOnlyToServersThatSaySo(t *testing.T) {
 			}
 		}
 	}()
-	arith := testsvc.NewArithClient(dial(t), topic)
+	c := dial(t)
+	arith := testsvc.NewArithClient(c, topic)
 	burst := func() {
 		var wg sync.WaitGroup
 		for range 200 {
@@ -463,5 +468,8 @@ func TestBatchesOnlyToServersThatSaySo(t *testing.T) {
 	}
 	if batches.Load() == 0 {
 		t.Fatal("no batch of calls after the server said it reads them, in 2000 calls at once")
+	}
+	if st := c.Stats(); st.Batches != uint64(batches.Load()) || st.BatchedCalls != uint64(batched.Load()) {
+		t.Fatalf("client stats %+v; the server saw %d batches of %d calls", st, batches.Load(), batched.Load())
 	}
 }

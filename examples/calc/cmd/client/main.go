@@ -8,7 +8,7 @@
 //
 // Flags: -server NAME sends to that server alone; -cap VERSION sends
 // nothing newer than that version of Calculator; -trace prints a line per
-// span of OpenTelemetry tracing.
+// span of OpenTelemetry tracing, and the metrics at the end.
 package main
 
 import (
@@ -33,7 +33,7 @@ func main() {
 	log.SetFlags(0)
 	server := flag.String("server", "", "send to the server of this name alone")
 	versionCap := flag.String("cap", "", "send nothing newer than this version of Calculator")
-	tracing := flag.Bool("trace", false, "print each span of OpenTelemetry tracing")
+	tracing := flag.Bool("trace", false, "print each span of OpenTelemetry tracing, and the metrics at the end")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: client [-server NAME] [-cap VERSION] V1 V2 | div A B | store V | clear | memory")
 		flag.PrintDefaults()
@@ -43,7 +43,9 @@ func main() {
 	if *tracing {
 		tp, traced := demotrace.Provider(os.Stdout)
 		defer tp.Shutdown(context.Background())
-		opts = append(opts, runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(traced)))
+		measured, printMetrics := demotrace.Meter(os.Stdout)
+		defer printMetrics()
+		opts = append(opts, runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(traced, measured)))
 	}
 	if err := run(flag.Args(), *server, *versionCap, opts); err != nil {
 		log.Fatal(err)

@@ -5,7 +5,7 @@
 //
 // The name, by default the host name, is the one clients give to reach this
 // server alone (client -server NAME). -trace prints a line per span of
-// OpenTelemetry tracing to standard error.
+// OpenTelemetry tracing to standard error, and the metrics when it stops.
 package main
 
 import (
@@ -26,20 +26,29 @@ import (
 
 func main() {
 	name := flag.String("name", "", "the server's name (default: the host name)")
-	tracing := flag.Bool("trace", false, "print each span of OpenTelemetry tracing to standard error")
+	tracing := flag.Bool("trace", false, "print each span of OpenTelemetry tracing to standard error, and the metrics when it stops")
 	flag.Parse()
 
 	var opts []runtime.Option
 	if *name != "" {
 		opts = append(opts, runtime.WithServerName(*name))
 	}
+	var measured otelamqprpc.Option
 	if *tracing {
 		tp, traced := demotrace.Provider(os.Stderr)
 		defer tp.Shutdown(context.Background())
-		opts = append(opts, runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(traced)))
+		var printMetrics func()
+		measured, printMetrics = demotrace.Meter(os.Stderr)
+		defer printMetrics()
+		opts = append(opts, runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(traced, measured)))
 	}
 	srv := runtime.NewServer(calc.BrokerURL(), calc.Topic, opts...)
 	calc.RegisterCalculatorServer(srv, new(calc.Machine))
+	if measured != nil {
+		if _, err := otelamqprpc.ObserveServer(srv, measured); err != nil {
+			log.Fatal(err)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
