@@ -29,6 +29,7 @@ type Client struct {
 	invoke    Invoke // Invoke through the interceptors; nil for none
 	connector *connector
 	stats     clientStats
+	throttle  throttle      // of log lines about one message
 	inFlight  chan struct{} // a token per request in flight (WithMaxInFlight); nil for no bound
 	wg        sync.WaitGroup
 
@@ -511,7 +512,7 @@ func (c *Client) resolve(id string, r callResult) bool {
 		select {
 		case p.result <- r:
 		default:
-			c.cfg.logger.Warn("amqprpc: dropping a reply: too many replies wait for their caller", "correlation_id", id)
+			c.throttle.warn(c.cfg.logger, "amqprpc: dropping a reply: too many replies wait for their caller", "correlation_id", id)
 		}
 	}
 	return ok

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -566,11 +565,11 @@ func tooLarge(body []byte, limit int) error {
 // from, when set, names the server. A result that does not encode, or
 // whose encoding panics (a MarshalJSON of the method's), is the method's
 // failure, not the server's: the reply then carries a CodeInternal
-// failure, and log says why.
-func encodeReply(f wireFormat, log *slog.Logger, req *inRequest, from string, result any, failure *Error) amqp.Publishing {
+// failure, and sv's log says why.
+func encodeReply(f wireFormat, sv *services, req *inRequest, from string, result any, failure *Error) amqp.Publishing {
 	var pub amqp.Publishing
 	if err := encodeReplySafely(f, &pub, req.msgID, from, result, failure); err != nil {
-		log.Error("amqprpc: encode reply", "correlation_id", req.msgID, "method", req.method, "error", err)
+		sv.throttle.methodError(sv.log, req.method, "amqprpc: encode reply", "correlation_id", req.msgID, "method", req.method, "error", err)
 		failure = &Error{Code: CodeInternal, Message: fmt.Sprintf("encode result of %q: %v", req.method, err)}
 		if err := f.encodeReply(&pub, req.msgID, from, nil, failure); err != nil {
 			panic("amqprpc: an *Error does not encode: " + err.Error())

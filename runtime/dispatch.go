@@ -18,6 +18,7 @@ type services struct {
 	find          func(topic string, methods map[string]method, req *inRequest) (method, *Error) // the protocol's rules
 	log           *slog.Logger
 	intercept     ServerInterceptor // the chain of WithServerInterceptors; nil for none
+	throttle      throttle          // of log lines about one message
 
 	mu      sync.Mutex
 	methods map[string]method // by wire name; read-only once sealed
@@ -79,7 +80,7 @@ func (sv *services) dispatch(ctx context.Context, req *inRequest) (result any, f
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			sv.log.Error("amqprpc: method panicked", "method", req.method, "correlation_id", req.msgID, "panic", p, "stack", string(debug.Stack()))
+			sv.throttle.methodError(sv.log, req.method, "amqprpc: method panicked", "method", req.method, "correlation_id", req.msgID, "panic", p, "stack", string(debug.Stack()))
 			result, failure = nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("method %q panicked", req.method)}
 		}
 	}()

@@ -391,3 +391,26 @@ func deadLetters(t *testing.T, topic string) <-chan amqp.Delivery {
 // quarantineLosses is how many lost connections docs/PROTOCOL.md lets a
 // request be in flight at before it is quarantined.
 const quarantineLosses = 2
+
+// TestAFloodIsOneLogLine: a hundred malformed requests are a hundred
+// failures to their caller and a hundred in Stats, but one line in the
+// server's log, not a hundred: an operator reads that an incident began.
+func TestAFloodIsOneLogLine(t *testing.T) {
+	topic := newTopic(t)
+	ts := serve(t, topic)
+	ch := rawChannel(t)
+	queue, replies := replyQueue(t, ch)
+	const n = 100
+	for i := range n {
+		publish(t, ch, topic, amqp.Publishing{CorrelationId: fmt.Sprint("flood-", i), ReplyTo: queue, Body: []byte(`{"args": {}}`)})
+	}
+	for range n {
+		if f := failureOf(t, receive(t, replies)); f.Code != runtime.CodeMalformed {
+			t.Fatalf("failure %+v; want malformed", f)
+		}
+	}
+	waitStats(t, ts, func(st runtime.ServerStats) bool { return st.Malformed == n })
+	if lines := strings.Count(ts.logs.String(), "rejecting malformed request"); lines != 1 {
+		t.Fatalf("%d log lines for %d malformed requests; want 1:\n%s", lines, n, ts.logs.String())
+	}
+}

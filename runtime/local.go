@@ -255,9 +255,9 @@ func (l *Local) serve(s *localServer, d amqp.Delivery) amqp.Delivery {
 	} else {
 		result, failure = s.dispatch(context.Background(), &req)
 	}
-	pub := encodeReply(l.format, s.log, &req, s.server, result, failure)
+	pub := encodeReply(l.format, &s.services, &req, s.server, result, failure)
 	if failure != nil && !req.reply.ok() {
-		s.log.Warn("amqprpc: request failed and names no reply path", "method", clip(req.method), "correlation_id", req.msgID, "error", failure)
+		s.throttle.warn(s.log, "amqprpc: request failed and names no reply path", "method", clip(req.method), "correlation_id", req.msgID, "error", failure)
 	}
 	return amqp.Delivery{ContentType: pub.ContentType, CorrelationId: pub.CorrelationId, Type: pub.Type, Headers: pub.Headers, Body: pub.Body}
 }

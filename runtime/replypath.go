@@ -64,7 +64,7 @@ func (s *Server) unanswerable(sess *serverSession, t *taken, req *inRequest, why
 // refused logs and counts req, whose reply cannot go where it asks, once.
 func (s *Server) refused(req *inRequest, why error) {
 	s.stats.unanswerable.Add(1)
-	s.log.Warn("amqprpc: rejecting a request that cannot be answered where it asks", "correlation_id", clip(req.msgID), "method", clip(req.method), "error", why)
+	s.throttle.warn(s.log, "amqprpc: rejecting a request that cannot be answered where it asks", "correlation_id", clip(req.msgID), "method", clip(req.method), "error", why)
 }
 
 // clip returns s, or its first bytes and how long it was, for an error

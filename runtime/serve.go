@@ -407,13 +407,13 @@ func (s *Server) work(sess *serverSession, p *pool) {
 func (s *Server) take(sess *serverSession, d *amqp.Delivery) bool {
 	if !s.cfg.ackAfterReply {
 		if err := sess.acker.finish(d.DeliveryTag, true); err != nil {
-			s.log.Warn("amqprpc: acknowledge request", "error", err)
+			s.throttle.warn(s.log, "amqprpc: acknowledge request", "error", err)
 		}
 		return true
 	}
 	if d.Redelivered {
 		if n, ok := integer(d.Headers["x-delivery-count"]); ok { // a quorum queue's
-			s.log.Info("amqprpc: request delivered again", "delivery_count", n, "delivery_limit", s.cfg.deliveryLimit, "correlation_id", clip(d.CorrelationId))
+			s.throttle.info(s.log, "amqprpc: request delivered again", "delivery_count", n, "delivery_limit", s.cfg.deliveryLimit, "correlation_id", clip(d.CorrelationId))
 		}
 		if n := s.suspects.losses(d); n >= quarantineLosses {
 			s.stats.quarantined.Add(1)
@@ -434,7 +434,7 @@ func (s *Server) requeue(sess *serverSession, d *amqp.Delivery) {
 		err = sess.acker.finish(d.DeliveryTag, false)
 	}
 	if err != nil { // the channel is gone: the broker will deliver it again
-		s.log.Warn("amqprpc: requeue request", "error", err)
+		s.throttle.warn(s.log, "amqprpc: requeue request", "error", err)
 	}
 }
 
@@ -452,7 +452,7 @@ func (s *Server) handle(sess *serverSession, d *amqp.Delivery, fanout bool) {
 		}
 		if err != nil { // nothing to answer each caller by: unanswered
 			s.stats.malformed.Add(1)
-			s.log.Warn("amqprpc: rejecting malformed batch of requests", "error", err)
+			s.throttle.warn(s.log, "amqprpc: rejecting malformed batch of requests", "error", err)
 			s.settle(sess, newTaken(d, 1), nil, discard)
 			return
 		}
@@ -511,7 +511,7 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 	}
 	if failure != nil {
 		s.stats.malformed.Add(1)
-		s.log.Warn("amqprpc: rejecting malformed request", "correlation_id", clip(req.msgID), "error", failure.Message)
+		s.throttle.warn(s.log, "amqprpc: rejecting malformed request", "correlation_id", clip(req.msgID), "error", failure.Message)
 		s.reply(sess, req, s.encode(req, from, nil, failure))
 		s.settle(sess, t, req, discard)
 		return
@@ -527,7 +527,7 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 	if s.dedupe != nil && req.msgID != "" {
 		var first bool
 		if entry, first = s.dedupe.begin(req.reply, req.msgID); !first {
-			s.log.Info("amqprpc: request delivered again; answering with the first reply", "correlation_id", req.msgID, "method", req.method)
+			s.throttle.info(s.log, "amqprpc: request delivered again; answering with the first reply", "correlation_id", req.msgID, "method", req.method)
 			select {
 			case <-entry.done:
 				s.settle(sess, t, req, s.reply(sess, req, entry.reply))
@@ -537,7 +537,7 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 		}
 	}
 	if req.uniqueID != "" && s.seen.repeats(req.uniqueID) {
-		s.log.Info("amqprpc: dropping a message delivered twice", "unique_id", clip(req.uniqueID), "correlation_id", clip(req.msgID), "method", clip(req.method))
+		s.throttle.info(s.log, "amqprpc: dropping a message delivered twice", "unique_id", clip(req.uniqueID), "correlation_id", clip(req.msgID), "method", clip(req.method))
 		s.settle(sess, t, req, answered)
 		return
 	}
@@ -545,7 +545,7 @@ func (s *Server) serve(sess *serverSession, t *taken, req *inRequest, failure *E
 	result, failure := s.dispatch(s.ctx, req)
 	stopBeats()
 	if failure != nil && !req.reply.ok() {
-		s.log.Warn("amqprpc: request failed and names no reply path", "correlation_id", req.msgID, "method", clip(req.method), "error", failure)
+		s.throttle.warn(s.log, "amqprpc: request failed and names no reply path", "correlation_id", req.msgID, "method", clip(req.method), "error", failure)
 	}
 	pub := s.encode(req, from, result, failure)
 	if entry != nil {
@@ -662,7 +662,7 @@ func (s *Server) settle(sess *serverSession, t *taken, req *inRequest, o outcome
 		err = sess.acker.finish(t.d.DeliveryTag, o == answered)
 	}
 	if err != nil { // the channel is gone: the broker will deliver it again
-		s.log.Warn("amqprpc: settle request", "correlation_id", req.msgID, "method", req.method, "error", err)
+		s.throttle.warn(s.log, "amqprpc: settle request", "correlation_id", req.msgID, "method", req.method, "error", err)
 	}
 }
 
@@ -682,7 +682,7 @@ func (s *Server) decode(d *amqp.Delivery, req *inRequest) *Error {
 
 // encode makes the reply to req; from, when set, names this server in it.
 func (s *Server) encode(req *inRequest, from string, result any, failure *Error) amqp.Publishing {
-	return encodeReply(s.proto, s.log, req, from, result, failure)
+	return encodeReply(s.proto, &s.services, req, from, result, failure)
 }
 
 // reply publishes pub where req asks for its reply and, with reply
@@ -705,7 +705,7 @@ func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing)
 			s.refused(req, err)
 			return discard
 		}
-		s.log.Warn("amqprpc: drop classic reply", "correlation_id", clip(req.msgID), "method", clip(req.method), "error", err)
+		s.throttle.warn(s.log, "amqprpc: drop classic reply", "correlation_id", clip(req.msgID), "method", clip(req.method), "error", err)
 		return answered
 	case r.direct:
 		o, err := s.direct.publish(s.ctx, r.key, pub)
@@ -713,7 +713,7 @@ func (s *Server) reply(sess *serverSession, req *inRequest, pub amqp.Publishing)
 		case o == discard:
 			s.refused(req, err)
 		case err != nil:
-			s.log.Warn("amqprpc: publish reply", "reply_to", r.key, "correlation_id", pub.CorrelationId, "error", err)
+			s.throttle.warn(s.log, "amqprpc: publish reply", "reply_to", r.key, "correlation_id", pub.CorrelationId, "error", err)
 		}
 		return o
 	}
@@ -729,7 +729,7 @@ func (s *Server) publishReply(ch *amqp.Channel, exchange, key string, pub amqp.P
 		false, // immediate
 		pub)
 	if err != nil {
-		s.log.Warn("amqprpc: publish reply", "reply_to", key, "correlation_id", pub.CorrelationId, "error", err)
+		s.throttle.warn(s.log, "amqprpc: publish reply", "reply_to", key, "correlation_id", pub.CorrelationId, "error", err)
 		return false
 	}
 	if confirm == nil { // the channel is not in confirm mode
@@ -737,7 +737,7 @@ func (s *Server) publishReply(ch *amqp.Channel, exchange, key string, pub amqp.P
 	}
 	acked, err := confirm.WaitContext(s.ctx)
 	if err != nil || !acked {
-		s.log.Warn("amqprpc: the broker did not confirm a reply; its requests go back to the queue", "reply_to", key, "correlation_id", pub.CorrelationId)
+		s.throttle.warn(s.log, "amqprpc: the broker did not confirm a reply; its requests go back to the queue", "reply_to", key, "correlation_id", pub.CorrelationId)
 		return false
 	}
 	return true

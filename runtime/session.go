@@ -227,7 +227,7 @@ func (s *session) readReplies(replies <-chan amqp.Delivery) {
 		batch, err := s.c.proto.splitReplies(&d, deliver)
 		switch {
 		case err != nil:
-			s.c.cfg.logger.Warn("amqprpc: dropping malformed replies", "error", err)
+			s.c.throttle.warn(s.c.cfg.logger, "amqprpc: dropping malformed replies", "error", err)
 		case !batch:
 			deliver(&d)
 		}
