@@ -7,51 +7,35 @@ import (
 	"net"
 	"net/url"
 	"os"
-	goruntime "runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// coalescer is the net.Conn under amqp091-go: while a connection is busy,
-// writes are appended to a buffer that one flusher goroutine writes out,
-// so that frames written close together share one write system call.
-// amqp091-go flushes after every message (a request, a reply, an ack); at
-// 64 calls in flight this takes a client and a server from 2.4 write
-// system calls per call to 0.5 (see bench/RESULTS.md).
-//
-// A connection is busy when its last write ended less than busyWindow ago.
-// A write to an idle connection goes out at once, from the writer, so that
-// a lone call pays no goroutine hand-off. Writing at once whenever no write
-// was under way was tried: under load, writes then almost never overlap
-// and nothing coalesces.
+// coalescer is the net.Conn under amqp091-go: the coalescing engine over
+// bytes, so that frames written close together share one write system
+// call. amqp091-go flushes after every message (a request, a reply, an
+// ack); at 64 calls in flight this takes a client and a server from 2.4
+// write system calls per call to 0.5 (see bench/RESULTS.md). A write to an
+// idle connection goes out at once, from the writer; writes to a busy one
+// are appended to a buffer that the flusher writes out.
 type coalescer struct {
 	net.Conn
-	mu        sync.Mutex
-	pending   []byte     // written, not yet out
-	spare     []byte     // the flusher's last buffer, reused
-	writing   bool       // someone is in the write system call
-	lastWrite time.Time  // when the last write system call ended
-	drained   *sync.Cond // signalled when pending has been taken
-	err       error      // the first write error, returned by every later Write
-	wake      chan struct{}
-	closed    chan struct{}
+	coalescing[byte]
 }
-
-// busyWindow is how recent the last write must be for a connection to be
-// busy, and its writes to be coalesced.
-const busyWindow = 100 * time.Microsecond
 
 // maxPending bounds what writers may queue before they wait for the
 // flusher, so that a slow network still slows them down.
 const maxPending = 1 << 20
 
 func newCoalescer(conn net.Conn) *coalescer {
-	c := &coalescer{Conn: conn, wake: make(chan struct{}, 1), closed: make(chan struct{})}
-	c.drained = sync.NewCond(&c.mu)
-	go c.flush()
+	c := &coalescer{Conn: conn}
+	c.init(func(out []byte) error {
+		_, err := c.Conn.Write(out)
+		return err
+	})
+	c.start()
 	return c
 }
 
@@ -59,20 +43,18 @@ func newCoalescer(conn net.Conn) *coalescer {
 // queues it for the flusher; it returns the error of an earlier write.
 func (c *coalescer) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	for len(c.pending) >= maxPending && c.err == nil {
+	for len(c.queue) >= maxPending && c.err == nil {
 		c.drained.Wait()
 	}
 	if c.err != nil {
 		c.mu.Unlock()
 		return 0, c.err
 	}
-	if !c.writing && len(c.pending) == 0 && time.Since(c.lastWrite) > busyWindow {
-		c.writing = true
+	if c.idle() {
 		c.mu.Unlock()
 		_, err := c.Conn.Write(p)
 		c.mu.Lock()
-		c.wrote(err)
-		more := len(c.pending) > 0
+		more := c.finished(err)
 		c.mu.Unlock()
 		if more {
 			c.ring()
@@ -82,81 +64,24 @@ func (c *coalescer) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	c.pending = append(c.pending, p...)
+	c.queue = append(c.queue, p...)
 	c.mu.Unlock()
 	c.ring()
 	return len(p), nil
 }
 
-// wrote records the end of a write system call; c.mu is held.
-func (c *coalescer) wrote(err error) {
-	c.writing = false
-	c.lastWrite = time.Now()
-	if err != nil && c.err == nil {
-		c.err = err
-	}
-	c.drained.Broadcast()
-}
-
-func (c *coalescer) ring() {
-	select {
-	case c.wake <- struct{}{}:
-	default: // the flusher is already due
-	}
-}
-
-// flush writes out what writers queued, all at once, until the connection
-// closes or a write fails.
-func (c *coalescer) flush() {
-	for {
-		select {
-		case <-c.wake:
-		case <-c.closed:
-			return
-		}
-		// Let writers that are ready to run queue their frames first;
-		// when none is, this returns at once.
-		goruntime.Gosched()
-		c.mu.Lock()
-		if c.writing || len(c.pending) == 0 { // the writer under way rings when done
-			c.mu.Unlock()
-			continue
-		}
-		out := c.pending
-		c.pending, c.spare = c.spare[:0], nil
-		c.writing = true
-		c.drained.Broadcast()
-		c.mu.Unlock()
-		_, err := c.Conn.Write(out)
-		c.mu.Lock()
-		c.spare = out
-		c.wrote(err)
-		more := len(c.pending) > 0
-		c.mu.Unlock()
-		if err != nil {
-			return
-		}
-		if more {
-			c.ring()
-		}
-	}
-}
-
-// Close stops the flusher and closes the connection; what is still queued
-// is dropped, as the connection is going.
+// Close closes the connection, which ends a write under way, and stops
+// the flusher; what is still queued is dropped, as the connection is
+// going.
 func (c *coalescer) Close() error {
 	c.mu.Lock()
-	select {
-	case <-c.closed:
-	default:
-		close(c.closed)
-	}
 	if c.err == nil {
 		c.err = net.ErrClosed
 	}
-	c.drained.Broadcast()
 	c.mu.Unlock()
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	c.stop()
+	return err
 }
 
 // netDial wraps dial, or amqp091-go's default dialer, so that every
