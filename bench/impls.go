@@ -39,7 +39,7 @@ type options struct {
 
 // variants are amqprpc with its delivery guarantees on and off, one at a
 // time: what each costs.
-var variants = map[string][]runtime.Option{
+var variants = map[string][]runtime.LocalOption{
 	"default":                  nil,
 	"safe":                     {runtime.WithProfile(runtime.Safe)},
 	"fast":                     {runtime.WithProfile(runtime.Fast)},
@@ -64,20 +64,37 @@ var impls = map[string]impl{
 
 // amqprpc: the generated Calculator client and server.
 
-func amqprpcOptions(o options) []runtime.Option {
-	opts := append([]runtime.Option(nil), variants[o.variant]...)
+// serverOptions and clientOptions are a variant's options for each side,
+// and the server's prefetch.
+func serverOptions(o options) []runtime.ServerOption {
+	opts := sideOf[runtime.ServerOption](variants[o.variant])
 	if o.prefetch > 0 {
 		opts = append(opts, runtime.WithPrefetch(o.prefetch))
 	}
 	return opts
 }
 
+func clientOptions(o options) []runtime.ClientOption {
+	return sideOf[runtime.ClientOption](variants[o.variant])
+}
+
+// sideOf returns the options of opts that apply to side O.
+func sideOf[O any](opts []runtime.LocalOption) []O {
+	var side []O
+	for _, opt := range opts {
+		if o, ok := opt.(O); ok {
+			side = append(side, o)
+		}
+	}
+	return side
+}
+
 func serveAmqprpc(ctx context.Context, url, topic, name string, o options, ready func()) error {
-	srv := runtime.NewServer(url, topic, append(amqprpcOptions(o), runtime.WithServerName(name), runtime.WithLogger(quiet))...)
+	srv := runtime.NewServer(url, topic, append(serverOptions(o), runtime.WithServerName(name), runtime.WithLogger(quiet))...)
 	calc.RegisterCalculatorServer(srv, new(calc.Machine))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	c, err := runtime.Dial(url, append(amqprpcOptions(o), runtime.WithLogger(quiet))...)
+	c, err := runtime.Dial(url, append(clientOptions(o), runtime.WithLogger(quiet))...)
 	if err != nil {
 		return err
 	}
@@ -108,7 +125,7 @@ func serveAmqprpc(ctx context.Context, url, topic, name string, o options, ready
 }
 
 func dialAmqprpc(url, topic string, o options) (caller, func(), error) {
-	c, err := runtime.Dial(url, append(amqprpcOptions(o), runtime.WithLogger(quiet))...)
+	c, err := runtime.Dial(url, append(clientOptions(o), runtime.WithLogger(quiet))...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -18,7 +18,7 @@ import (
 
 // Variants of amqprpc for the section, on both the client and the server.
 func init() {
-	empty := []runtime.Option{
+	empty := []runtime.LocalOption{
 		runtime.WithClientInterceptors(func(ctx context.Context, req *runtime.Request, reply any, next runtime.Invoke) error {
 			return next(ctx, req, reply)
 		}),
@@ -35,11 +35,11 @@ func init() {
 	variants["otel-sampled"] = otelOptions(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1)))
 }
 
-func otelOptions(sampler sdktrace.Sampler) []runtime.Option {
+func otelOptions(sampler sdktrace.Sampler) []runtime.LocalOption {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	opts := []otelamqprpc.Option{otelamqprpc.WithTracerProvider(tp), otelamqprpc.WithMeterProvider(mp)}
-	return []runtime.Option{
+	return []runtime.LocalOption{
 		runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(opts...)),
 		runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(opts...)),
 	}

@@ -64,6 +64,24 @@ func common() []runtime.Option {
 	}
 }
 
+// serverOptions are common's and more, for a server.
+func serverOptions(more ...runtime.ServerOption) []runtime.ServerOption {
+	var opts []runtime.ServerOption
+	for _, o := range common() {
+		opts = append(opts, o)
+	}
+	return append(opts, more...)
+}
+
+// clientOptions are common's and more, for a client.
+func clientOptions(more ...runtime.ClientOption) []runtime.ClientOption {
+	var opts []runtime.ClientOption
+	for _, o := range common() {
+		opts = append(opts, o)
+	}
+	return append(opts, more...)
+}
+
 // TestMain also runs this test binary as a server process, for the
 // SIGKILL fault: AMQPRPC_CHAOS_SERVE=topic,name.
 func TestMain(m *testing.M) {
@@ -95,7 +113,7 @@ func (p *printingArith) Work(id int, d time.Duration) int {
 }
 
 func serveProcess(topic, name string) {
-	srv := runtime.NewServer(brokerURL(), topic, append(common(), runtime.WithServerName(name), runtime.WithDeduplication(10000))...)
+	srv := runtime.NewServer(brokerURL(), topic, serverOptions(runtime.WithServerName(name), runtime.WithDeduplication(10000))...)
 	testsvc.RegisterArithServer(srv, &printingArith{ArithImpl: new(testsvc.ArithImpl)})
 	go func() {
 		time.Sleep(500 * time.Millisecond) // Serve has declared the queues by then
@@ -415,7 +433,7 @@ func runFault(t *testing.T, f fault) *report {
 			continue
 		}
 		impl := new(testsvc.ArithImpl)
-		srv := runtime.NewServer(e.url, e.topic, append(common(), runtime.WithServerName(name), runtime.WithDeduplication(10000))...)
+		srv := runtime.NewServer(e.url, e.topic, serverOptions(runtime.WithServerName(name), runtime.WithDeduplication(10000))...)
 		testsvc.RegisterArithServer(srv, impl)
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve() }()
@@ -427,7 +445,7 @@ func runFault(t *testing.T, f fault) *report {
 		}(srv)
 		e.servers, e.impls = append(e.servers, srv), append(e.impls, impl)
 	}
-	client, err := runtime.Dial(e.url, append(common(), runtime.WithTimeout(callTimeout))...)
+	client, err := runtime.Dial(e.url, clientOptions(runtime.WithTimeout(callTimeout))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,6 +86,24 @@ func common() []runtime.Option {
 	}
 }
 
+// serverOptions are common's and more, for a server.
+func serverOptions(more ...runtime.ServerOption) []runtime.ServerOption {
+	var opts []runtime.ServerOption
+	for _, o := range common() {
+		opts = append(opts, o)
+	}
+	return append(opts, more...)
+}
+
+// clientOptions are common's and more, for a client.
+func clientOptions(more ...runtime.ClientOption) []runtime.ClientOption {
+	var opts []runtime.ClientOption
+	for _, o := range common() {
+		opts = append(opts, o)
+	}
+	return append(opts, more...)
+}
+
 // report is what a fault cost the load.
 type report struct {
 	mu                       sync.Mutex
@@ -170,7 +188,7 @@ func start(t *testing.T) *env {
 	for i := range 3 { // a server on each node
 		url, others := from(e.urls, i)
 		name := fmt.Sprint("s", i+1)
-		srv := runtime.NewServer(url, e.topic, append(common(), others, runtime.WithServerName(name),
+		srv := runtime.NewServer(url, e.topic, serverOptions(others, runtime.WithServerName(name),
 			runtime.WithQueueType(runtime.QueueQuorum), runtime.WithDeadLetterExchange(dlx), runtime.WithDeduplication(10000))...)
 		arith, fleet := new(testsvc.ArithImpl), testsvc.NewFleet(name)
 		testsvc.RegisterArithServer(srv, arith)
@@ -181,7 +199,7 @@ func start(t *testing.T) *env {
 	}
 	for i := range 3 { // a client on each node
 		url, others := from(e.urls, i)
-		c, err := runtime.Dial(url, append(common(), others, runtime.WithTimeout(callTimeout))...)
+		c, err := runtime.Dial(url, clientOptions(others, runtime.WithTimeout(callTimeout))...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,10 +21,10 @@ func BenchmarkInterceptors(b *testing.B) {
 	opts := []otelamqprpc.Option{otelamqprpc.WithTracerProvider(tp), otelamqprpc.WithMeterProvider(mp)}
 	for _, tc := range []struct {
 		name string
-		opts []runtime.Option
+		opts []runtime.LocalOption
 	}{
 		{"none", nil},
-		{"otel", []runtime.Option{runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(opts...)), runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(opts...))}},
+		{"otel", []runtime.LocalOption{runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(opts...)), runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(opts...))}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			l := runtime.NewLocal(calc.Topic, tc.opts...)

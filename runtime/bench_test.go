@@ -74,8 +74,8 @@ func BenchmarkServeIntercepted(b *testing.B) {
 	benchServe(b, WithServerInterceptors(func(ctx context.Context, info *ServerInfo, next Handler) (any, error) { return next(ctx) }))
 }
 
-func benchServe(b *testing.B, opts ...Option) {
-	s := NewServer("amqp://unused", "calc", append([]Option{WithLogger(nil)}, opts...)...)
+func benchServe(b *testing.B, opts ...ServerOption) {
+	s := NewServer("amqp://unused", "calc", append([]ServerOption{WithLogger(nil)}, opts...)...)
 	s.RegisterService(benchDesc, struct{}{})
 	s.ctx = context.Background()
 	d := benchDelivery()

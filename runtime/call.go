@@ -68,8 +68,8 @@ const gatherBuffer = 256
 // of those of WithURLs, and returns a client ready to send. It declares the
 // exchange requests are published to, so a call never fails because no
 // server ever ran.
-func Dial(url string, opts ...Option) (*Client, error) {
-	cfg := newConfig(opts)
+func Dial(url string, opts ...ClientOption) (*Client, error) {
+	cfg := clientConfig(opts)
 	c := &Client{
 		cfg:       cfg,
 		connector: newConnector(url, &cfg, "amqprpc client"),

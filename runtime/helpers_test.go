@@ -64,7 +64,7 @@ func newTopic(t *testing.T) string {
 }
 
 // dial returns a client that is closed when the test ends.
-func dial(t *testing.T, opts ...runtime.Option) *runtime.Client {
+func dial(t *testing.T, opts ...runtime.ClientOption) *runtime.Client {
 	t.Helper()
 	c, err := runtime.Dial(brokerURL(), opts...)
 	if err != nil {
@@ -85,24 +85,24 @@ type testServer struct {
 }
 
 // serve starts a server named "main" on topic; see serveAs.
-func serve(t *testing.T, topic string, opts ...runtime.Option) *testServer {
+func serve(t *testing.T, topic string, opts ...runtime.ServerOption) *testServer {
 	t.Helper()
 	return serveAs(t, topic, "main", opts...)
 }
 
 // serveAs starts a server named name on topic and waits until it consumes
 // its queues. It is shut down when the test ends.
-func serveAs(t *testing.T, topic, name string, opts ...runtime.Option) *testServer {
+func serveAs(t *testing.T, topic, name string, opts ...runtime.ServerOption) *testServer {
 	t.Helper()
 	return serveVia(t, brokerURL(), topic, name, opts...)
 }
 
 // serveVia is serveAs through the broker at url.
-func serveVia(t *testing.T, url, topic, name string, opts ...runtime.Option) *testServer {
+func serveVia(t *testing.T, url, topic, name string, opts ...runtime.ServerOption) *testServer {
 	t.Helper()
 	ts := &testServer{arith: new(testsvc.ArithImpl), fleet: testsvc.NewFleet(name), logs: new(syncBuffer), err: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts = append([]runtime.Option{runtime.WithLogger(logger), runtime.WithServerName(name)}, opts...)
+	opts = append([]runtime.ServerOption{runtime.WithLogger(logger), runtime.WithServerName(name)}, opts...)
 	ts.Server = runtime.NewServer(url, topic, opts...)
 	testsvc.RegisterArithServer(ts.Server, ts.arith)
 	testsvc.RegisterStoreServer(ts.Server, new(testsvc.MapStore))

@@ -41,14 +41,14 @@ type ClientInterceptor func(ctx context.Context, req *Request, reply any, next I
 
 // WithServerInterceptors adds interceptors that wrap each request a
 // server runs. Server only.
-func WithServerInterceptors(in ...ServerInterceptor) Option {
-	return func(c *config) { c.serverInterceptors = append(c.serverInterceptors, in...) }
+func WithServerInterceptors(in ...ServerInterceptor) ServerOption {
+	return serverOption(func(c *config) { c.serverInterceptors = append(c.serverInterceptors, in...) })
 }
 
 // WithClientInterceptors adds interceptors that wrap each request a
 // client sends. Client only.
-func WithClientInterceptors(in ...ClientInterceptor) Option {
-	return func(c *config) { c.clientInterceptors = append(c.clientInterceptors, in...) }
+func WithClientInterceptors(in ...ClientInterceptor) ClientOption {
+	return clientOption(func(c *config) { c.clientInterceptors = append(c.clientInterceptors, in...) })
 }
 
 // chainServer makes one interceptor of several, the first outermost; nil

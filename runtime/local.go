@@ -46,8 +46,8 @@ type Local struct {
 type localServer struct{ services }
 
 // NewLocal returns a Local for topic.
-func NewLocal(topic string, opts ...Option) *Local {
-	l := &Local{topic: topic, cfg: newConfig(opts)}
+func NewLocal(topic string, opts ...LocalOption) *Local {
+	l := &Local{topic: topic, cfg: localConfig(opts)}
 	l.invoke = chainClient(l.cfg.clientInterceptors, l.send)
 	return l
 }

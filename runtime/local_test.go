@@ -15,7 +15,7 @@ import (
 // These tests run without a broker: a Local serves the test services in
 // memory, through the same dispatch and encoding as a Server.
 
-func newLocal(t *testing.T, opts ...runtime.Option) (*runtime.Local, map[string]*testsvc.FleetImpl) {
+func newLocal(t *testing.T, opts ...runtime.LocalOption) (*runtime.Local, map[string]*testsvc.FleetImpl) {
 	t.Helper()
 	l := runtime.NewLocal("fleet", opts...)
 	t.Cleanup(func() { l.Close() })

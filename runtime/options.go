@@ -30,9 +30,42 @@ const (
 	DefaultDeliveryLimit = 10
 )
 
-// An Option configures a Client (Dial) or a Server (NewServer). Each option
-// says which of the two it applies to; the other ignores it.
-type Option func(*config)
+// A ClientOption configures a Client (Dial), and a ServerOption a Server
+// (NewServer). An Option configures both, for what clients and servers of
+// a topic share (the exchange, the brokers, the logger, the protocol); an
+// option of one side only is a compile error on the other. A Local (in
+// memory) is both, and takes either (LocalOption).
+type (
+	ClientOption interface {
+		LocalOption
+		applyClient(*config)
+	}
+	ServerOption interface {
+		LocalOption
+		applyServer(*config)
+	}
+	Option interface {
+		ClientOption
+		ServerOption
+	}
+	LocalOption interface{ applyLocal(*config) }
+)
+
+// clientOption, serverOption and option are the options of one side, of
+// the other, and of both.
+type (
+	clientOption func(*config)
+	serverOption func(*config)
+	option       func(*config)
+)
+
+func (o clientOption) applyClient(c *config) { o(c) }
+func (o clientOption) applyLocal(c *config)  { o(c) }
+func (o serverOption) applyServer(c *config) { o(c) }
+func (o serverOption) applyLocal(c *config)  { o(c) }
+func (o option) applyClient(c *config)       { o(c) }
+func (o option) applyServer(c *config)       { o(c) }
+func (o option) applyLocal(c *config)        { o(c) }
 
 type config struct {
 	exchange     string
@@ -64,7 +97,8 @@ type config struct {
 	ackAfterReply   bool
 }
 
-func newConfig(opts []Option) config {
+// newConfig returns the defaults, changed by apply.
+func newConfig(apply func(*config)) config {
 	c := config{
 		exchange:      DefaultExchange,
 		timeout:       DefaultTimeout,
@@ -76,11 +110,33 @@ func newConfig(opts []Option) config {
 		queueType:     DefaultQueueType,
 		deliveryLimit: DefaultDeliveryLimit,
 	}
-	WithProfile(DefaultProfile)(&c)
-	for _, opt := range opts {
-		opt(&c)
-	}
+	setProfile(&c, DefaultProfile)
+	apply(&c)
 	return c
+}
+
+func clientConfig(opts []ClientOption) config {
+	return newConfig(func(c *config) {
+		for _, o := range opts {
+			o.applyClient(c)
+		}
+	})
+}
+
+func serverConfig(opts []ServerOption) config {
+	return newConfig(func(c *config) {
+		for _, o := range opts {
+			o.applyServer(c)
+		}
+	})
+}
+
+func localConfig(opts []LocalOption) config {
+	return newConfig(func(c *config) {
+		for _, o := range opts {
+			o.applyLocal(c)
+		}
+	})
 }
 
 // WithExchange sets the name of the topic exchange that requests are
@@ -88,18 +144,18 @@ func newConfig(opts []Option) config {
 // Clients and servers of one topic must agree on it. The exchange is
 // declared durable. Default: DefaultExchange ("amqprpc").
 func WithExchange(name string) Option {
-	return func(c *config) { c.exchange = name }
+	return option(func(c *config) { c.exchange = name })
 }
 
 // WithTimeout sets how long a client's call may take when its context has
 // no deadline. A context deadline, when present, always wins.
 // Values <= 0 are ignored. Default: DefaultTimeout (30s). Client only.
-func WithTimeout(d time.Duration) Option {
-	return func(c *config) {
+func WithTimeout(d time.Duration) ClientOption {
+	return clientOption(func(c *config) {
 		if d > 0 {
 			c.timeout = d
 		}
-	}
+	})
 }
 
 // WithBatching sets whether a client sends calls that come close together
@@ -109,8 +165,8 @@ func WithTimeout(d time.Duration) Option {
 // only without request confirms. Off, each call and each reply is a message
 // of its own. Default: on. Client only: servers answer in batches the calls
 // that accept it.
-func WithBatching(on bool) Option {
-	return func(c *config) { c.noBatching = !on }
+func WithBatching(on bool) ClientOption {
+	return clientOption(func(c *config) { c.noBatching = !on })
 }
 
 // WithPrefetch sets how many messages a server takes from each of its
@@ -118,30 +174,30 @@ func WithBatching(on bool) Option {
 // acknowledging them, and how many handlers run at once, or up to twice as
 // many when requests come in batches (docs/PROTOCOL.md). Values <= 0 are
 // ignored. Default: DefaultPrefetch (64). Server only.
-func WithPrefetch(n int) Option {
-	return func(c *config) {
+func WithPrefetch(n int) ServerOption {
+	return serverOption(func(c *config) {
 		if n > 0 {
 			c.prefetch = n
 		}
-	}
+	})
 }
 
 // WithLogger sets the logger for events that no caller sees, such as a
 // malformed request rejected by a server or a reply nobody waits for.
 // Default: slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) {
+	return option(func(c *config) {
 		if l != nil {
 			c.logger = l
 		}
-	}
+	})
 }
 
 // WithAMQPConfig sets the amqp091-go configuration used to dial the broker:
 // TLS, heartbeat, SASL mechanisms, connection properties. Default: the zero
 // amqp.Config, which gives amqp091-go's defaults.
 func WithAMQPConfig(cfg amqp.Config) Option {
-	return func(c *config) { c.amqpConfig = cfg }
+	return option(func(c *config) { c.amqpConfig = cfg })
 }
 
 // WithServerName sets the server's name: a client reaches this server alone
@@ -149,15 +205,15 @@ func WithAMQPConfig(cfg amqp.Config) Option {
 // routing key <topic>.<name>, and its replies to a Gather carry it. Servers
 // of one topic should have different names: two of one name would each
 // receive the requests sent to it. Default: the host name. Server only.
-func WithServerName(name string) Option {
-	return func(c *config) { c.serverName = name }
+func WithServerName(name string) ServerOption {
+	return serverOption(func(c *config) { c.serverName = name })
 }
 
 // WithURLs adds brokers of the same cluster to try, in turn, after the URL
 // given to Dial or NewServer, when connecting and when reconnecting.
 // Default: none.
 func WithURLs(urls ...string) Option {
-	return func(c *config) { c.urls = append(c.urls, urls...) }
+	return option(func(c *config) { c.urls = append(c.urls, urls...) })
 }
 
 // WithReconnectBackoff sets the wait between attempts to reconnect after
@@ -165,14 +221,14 @@ func WithURLs(urls ...string) Option {
 // most, with jitter. Values <= 0 are ignored. Default: DefaultReconnectMin
 // (100ms) and DefaultReconnectMax (5s).
 func WithReconnectBackoff(first, most time.Duration) Option {
-	return func(c *config) {
+	return option(func(c *config) {
 		if first > 0 {
 			c.reconnectMin = first
 		}
 		if most > 0 {
 			c.reconnectMax = max(most, c.reconnectMin)
 		}
-	}
+	})
 }
 
 // WithMaxInFlight bounds how many requests a client has in flight at once;
@@ -180,8 +236,8 @@ func WithReconnectBackoff(first, most time.Duration) Option {
 // published with others keeps its slot until it leaves the queue, even once
 // its caller gave up, so that the bound holds while the connection cannot
 // take more. 0 means no bound. Default: 0. Client only.
-func WithMaxInFlight(n int) Option {
-	return func(c *config) { c.maxInFlight = max(n, 0) }
+func WithMaxInFlight(n int) ClientOption {
+	return clientOption(func(c *config) { c.maxInFlight = max(n, 0) })
 }
 
 // WithDeduplication makes a server remember the last n requests it took,
@@ -190,8 +246,8 @@ func WithMaxInFlight(n int) Option {
 // running the method twice. It guards against redelivery to the same server
 // process, not to another, and forgets the oldest replies when those it
 // keeps pass 32 MiB. 0 turns it off. Default: 0. Server only.
-func WithDeduplication(n int) Option {
-	return func(c *config) { c.dedupe = max(n, 0) }
+func WithDeduplication(n int) ServerOption {
+	return serverOption(func(c *config) { c.dedupe = max(n, 0) })
 }
 
 // WithMaxBodySize sets the largest request body, in bytes, that a server
@@ -199,11 +255,11 @@ func WithDeduplication(n int) Option {
 // client sends (ErrTooLarge). Values <= 0 are ignored.
 // Default: DefaultMaxBodySize (16 MiB).
 func WithMaxBodySize(n int) Option {
-	return func(c *config) {
+	return option(func(c *config) {
 		if n > 0 {
 			c.maxBody = n
 		}
-	}
+	})
 }
 
 // WithQueueType sets the kind of queue the topic's requests wait in:
@@ -219,16 +275,16 @@ func WithMaxBodySize(n int) Option {
 // otherwise fails with ErrTopologyMismatch. Either is durable, as
 // RabbitMQ 4.3 requires of a queue that is not exclusive. Default:
 // DefaultQueueType (QueueClassic). Server only.
-func WithQueueType(t QueueType) Option {
-	return func(c *config) { c.queueType = t }
+func WithQueueType(t QueueType) ServerOption {
+	return serverOption(func(c *config) { c.queueType = t })
 }
 
 // WithQueueExpiry makes the broker delete the topic's queue, and the
 // requests in it, once it has had no consumer, and no declaration, for d
 // (the queue argument x-expires): for topics that come and go. 0 keeps it
 // until it is deleted by hand. Default: 0. Server only.
-func WithQueueExpiry(d time.Duration) Option {
-	return func(c *config) { c.queueExpiry = max(d, 0) }
+func WithQueueExpiry(d time.Duration) ServerOption {
+	return serverOption(func(c *config) { c.queueExpiry = max(d, 0) })
 }
 
 // WithDeliveryLimit sets how often a quorum topic queue delivers one
@@ -239,16 +295,16 @@ func WithQueueExpiry(d time.Duration) Option {
 // with it in flight, or gives it back unserved. 0 leaves it to the broker
 // (unlimited before RabbitMQ 4.0, 20 since). Default: DefaultDeliveryLimit
 // (10). Server only; classic queues have no such limit.
-func WithDeliveryLimit(n int) Option {
-	return func(c *config) { c.deliveryLimit = max(n, 0) }
+func WithDeliveryLimit(n int) ServerOption {
+	return serverOption(func(c *config) { c.deliveryLimit = max(n, 0) })
 }
 
 // WithDeadLetterExchange names the exchange that the broker publishes the
 // topic's dead requests to: quarantined by a server, over the delivery
 // limit, or expired in the queue (x-dead-letter-exchange). "" drops them.
 // Default: "". Server only.
-func WithDeadLetterExchange(name string) Option {
-	return func(c *config) { c.deadLetterExchange = name }
+func WithDeadLetterExchange(name string) ServerOption {
+	return serverOption(func(c *config) { c.deadLetterExchange = name })
 }
 
 // Profile presets the delivery guarantees of clients and servers, each of
@@ -277,13 +333,15 @@ const (
 // WithProfile sets the delivery guarantees to those of p.
 // Default: DefaultProfile.
 func WithProfile(p Profile) Option {
-	return func(c *config) {
-		switch p {
-		case Fast:
-			c.requestConfirms, c.replyConfirms, c.ackAfterReply = false, false, true
-		default:
-			c.requestConfirms, c.replyConfirms, c.ackAfterReply = true, true, true
-		}
+	return option(func(c *config) { setProfile(c, p) })
+}
+
+func setProfile(c *config, p Profile) {
+	switch p {
+	case Fast:
+		c.requestConfirms, c.replyConfirms, c.ackAfterReply = false, false, true
+	default:
+		c.requestConfirms, c.replyConfirms, c.ackAfterReply = true, true, true
 	}
 }
 
@@ -291,15 +349,15 @@ func WithProfile(p Profile) Option {
 // mode, so that a call the broker refuses fails at once with ErrNacked
 // rather than at its deadline. Confirmed calls go one to a message, never
 // batched (WithBatching). Casts are always confirmed. Client only.
-func WithRequestConfirms(on bool) Option {
-	return func(c *config) { c.requestConfirms = on }
+func WithRequestConfirms(on bool) ClientOption {
+	return clientOption(func(c *config) { c.requestConfirms = on })
 }
 
 // WithReplyConfirms sets whether a server waits for the broker to confirm a
 // reply before it acknowledges the request, and requeues the request when
 // the broker refuses the reply. Server only.
-func WithReplyConfirms(on bool) Option {
-	return func(c *config) { c.replyConfirms = on }
+func WithReplyConfirms(on bool) ServerOption {
+	return serverOption(func(c *config) { c.replyConfirms = on })
 }
 
 // WithAckAfterReply sets whether a server acknowledges each request after
@@ -308,6 +366,6 @@ func WithReplyConfirms(on bool) Option {
 // when a handler takes it, before running it (at most once): a server that
 // dies loses the requests it runs, up to its prefetch count, and the
 // prefetch count still bounds what the broker hands it. Server only.
-func WithAckAfterReply(on bool) Option {
-	return func(c *config) { c.ackAfterReply = on }
+func WithAckAfterReply(on bool) ServerOption {
+	return serverOption(func(c *config) { c.ackAfterReply = on })
 }

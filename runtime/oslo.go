@@ -85,7 +85,7 @@ type OsloException struct {
 // Generated code is the same for both protocols; an interface's namespace
 // is //amqprpc:namespace.
 func WithOslo(cfg OsloConfig) Option {
-	return func(c *config) {
+	return option(func(c *config) {
 		if cfg.ControlExchange == "" {
 			cfg.ControlExchange = DefaultControlExchange
 		}
@@ -93,7 +93,7 @@ func WithOslo(cfg OsloConfig) Option {
 		c.exchange = cfg.ControlExchange
 		c.ackAfterReply = false
 		c.callMonitor = cfg.CallMonitorTimeout
-	}
+	})
 }
 
 // OsloRequestContext is the request context of an oslo.messaging request:

@@ -15,7 +15,7 @@ import (
 )
 
 func osloFor(o OsloConfig) *osloProtocol {
-	cfg := newConfig([]Option{WithOslo(o)})
+	cfg := clientConfig([]ClientOption{WithOslo(o)})
 	return newProtocol(&cfg).(*osloProtocol)
 }
 
@@ -66,7 +66,7 @@ func TestOsloTopology(t *testing.T) {
 	if x := osloFor(OsloConfig{ControlExchange: "nova"}).requestExchange(); x.name != "nova" {
 		t.Errorf("control exchange %q, want nova", x.name)
 	}
-	cfg := newConfig([]Option{WithOslo(OsloConfig{ControlExchange: "nova"}), WithExchange("neutron")})
+	cfg := clientConfig([]ClientOption{WithOslo(OsloConfig{ControlExchange: "nova"}), WithExchange("neutron")})
 	if x := newProtocol(&cfg).requestExchange(); x.name != "neutron" {
 		t.Errorf("WithExchange after WithOslo: %q, want neutron", x.name)
 	}

@@ -39,9 +39,9 @@ func proxy(t *testing.T) (*faultproxy.Proxy, string) {
 // fastReconnect makes reconnection quick enough for tests.
 var fastReconnect = runtime.WithReconnectBackoff(20*time.Millisecond, 200*time.Millisecond)
 
-func dialURL(t *testing.T, url string, opts ...runtime.Option) *runtime.Client {
+func dialURL(t *testing.T, url string, opts ...runtime.ClientOption) *runtime.Client {
 	t.Helper()
-	c, err := runtime.Dial(url, append([]runtime.Option{fastReconnect}, opts...)...)
+	c, err := runtime.Dial(url, append([]runtime.ClientOption{fastReconnect}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestServerReconnects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			topic := newTopic(t)
 			p, url := proxy(t)
-			opts := []runtime.Option{fastReconnect}
+			opts := []runtime.ServerOption{fastReconnect}
 			if tc.dedupe {
 				opts = append(opts, runtime.WithDeduplication(100))
 			}

@@ -85,8 +85,8 @@ type pool struct {
 
 // NewServer returns a server for topic on the broker at url, or else on one
 // of those of WithURLs. It connects when Serve is called.
-func NewServer(url, topic string, opts ...Option) *Server {
-	cfg := newConfig(opts)
+func NewServer(url, topic string, opts ...ServerOption) *Server {
+	cfg := serverConfig(opts)
 	name := cfg.serverName
 	if name == "" {
 		name, _ = os.Hostname()

@@ -40,14 +40,14 @@ func declaredSince(n int) []runtime.DeclaredQueue { return runtime.DeclaredQueue
 func TestTopology(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		opts []runtime.Option
+		opts []runtime.ServerOption
 		args string
 	}{
 		{"default", nil, "map[]"},
-		{"quorum", []runtime.Option{runtime.WithQueueType(runtime.QueueQuorum)}, "map[x-delivery-limit:10 x-queue-type:quorum]"},
-		{"classic, expiring, dead-lettering", []runtime.Option{runtime.WithQueueType(runtime.QueueClassic), runtime.WithQueueExpiry(time.Minute), runtime.WithDeadLetterExchange("test.dead")},
+		{"quorum", []runtime.ServerOption{runtime.WithQueueType(runtime.QueueQuorum)}, "map[x-delivery-limit:10 x-queue-type:quorum]"},
+		{"classic, expiring, dead-lettering", []runtime.ServerOption{runtime.WithQueueType(runtime.QueueClassic), runtime.WithQueueExpiry(time.Minute), runtime.WithDeadLetterExchange("test.dead")},
 			"map[x-dead-letter-exchange:test.dead x-expires:60000]"},
-		{"quorum without a delivery limit", []runtime.Option{runtime.WithQueueType(runtime.QueueQuorum), runtime.WithDeliveryLimit(0)}, "map[x-queue-type:quorum]"},
+		{"quorum without a delivery limit", []runtime.ServerOption{runtime.WithQueueType(runtime.QueueQuorum), runtime.WithDeliveryLimit(0)}, "map[x-queue-type:quorum]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := len(runtime.DeclaredQueues())

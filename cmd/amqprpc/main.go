@@ -119,7 +119,7 @@ func (c *cli) do(words []string) error {
 	default:
 		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 	}
-	var opts []runtime.Option
+	var opts []runtime.ClientOption
 	opts = append(opts, runtime.WithExchange(c.exchange), runtime.WithTimeout(c.timeout),
 		runtime.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if c.verbose {

@@ -118,10 +118,10 @@ func (d *deployment) pyArgs() []string {
 }
 
 // goServer serves Calc and Admin as name in d until the test ends.
-func (d *deployment) goServer(t *testing.T, name string, opts ...runtime.Option) *Machine {
+func (d *deployment) goServer(t *testing.T, name string, opts ...runtime.ServerOption) *Machine {
 	t.Helper()
 	m := NewMachine(name)
-	opts = append([]runtime.Option{runtime.WithOslo(d.cfg), runtime.WithServerName(name), runtime.WithLogger(testLogger(t))}, opts...)
+	opts = append([]runtime.ServerOption{runtime.WithOslo(d.cfg), runtime.WithServerName(name), runtime.WithLogger(testLogger(t))}, opts...)
 	s := runtime.NewServer(brokerURL(), d.topic, opts...)
 	RegisterCalcServer(s, m)
 	RegisterAdminServer(s, m)
@@ -243,9 +243,9 @@ func (d *deployment) pyClient(t *testing.T, server string, cases ...string) map[
 }
 
 // goClient is a Go client of d.
-func (d *deployment) goClient(t *testing.T, opts ...runtime.Option) *runtime.Client {
+func (d *deployment) goClient(t *testing.T, opts ...runtime.ClientOption) *runtime.Client {
 	t.Helper()
-	c, err := runtime.Dial(brokerURL(), append([]runtime.Option{runtime.WithOslo(d.cfg), runtime.WithLogger(testLogger(t)), runtime.WithTimeout(15 * time.Second)}, opts...)...)
+	c, err := runtime.Dial(brokerURL(), append([]runtime.ClientOption{runtime.WithOslo(d.cfg), runtime.WithLogger(testLogger(t)), runtime.WithTimeout(15 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	var opts []runtime.Option
+	var opts []runtime.ClientOption
 	if *tracing {
 		tp, traced := demotrace.Provider(os.Stdout)
 		defer tp.Shutdown(context.Background())
@@ -52,7 +52,7 @@ func main() {
 	}
 }
 
-func run(args []string, server, versionCap string, opts []runtime.Option) error {
+func run(args []string, server, versionCap string, opts []runtime.ClientOption) error {
 	if _, err := atoi(args); err == nil && len(args) == 2 { // client V1 V2
 		args = append([]string{"add"}, args...)
 	}

@@ -29,7 +29,7 @@ func main() {
 	tracing := flag.Bool("trace", false, "print each span of OpenTelemetry tracing to standard error, and the metrics when it stops")
 	flag.Parse()
 
-	var opts []runtime.Option
+	var opts []runtime.ServerOption
 	if *name != "" {
 		opts = append(opts, runtime.WithServerName(*name))
 	}
