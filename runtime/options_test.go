@@ -15,8 +15,12 @@ import (
 // one: Dial refuses a server's option, and NewServer a client's, at
 // compile time. Every option is a LocalOption.
 func TestOptionSides(t *testing.T) {
-	noopClient := func(ctx context.Context, req *runtime.Request, reply any, next runtime.Invoke) error { return next(ctx, req, reply) }
-	noopServer := func(ctx context.Context, info *runtime.ServerInfo, next runtime.Handler) (any, error) { return next(ctx) }
+	noopClient := func(ctx context.Context, req *runtime.Request, reply any, next runtime.Invoke) error {
+		return next(ctx, req, reply)
+	}
+	noopServer := func(ctx context.Context, info *runtime.ServerInfo, next runtime.Handler) (any, error) {
+		return next(ctx)
+	}
 	for _, tc := range []struct {
 		name           string
 		opt            runtime.LocalOption
