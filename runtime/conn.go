@@ -3,9 +3,11 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -83,6 +85,34 @@ func dial(rawURL string, cfg *config, name string) (*amqp.Connection, error) {
 		return nil, fmt.Errorf("amqprpc: dial %s: %w", redact(rawURL), err)
 	}
 	return conn, nil
+}
+
+// reconnect opens a session with open, backing off between attempts
+// (WithReconnectBackoff), and counts and logs the reconnection. It returns
+// the zero S once quit is closed, and an error of open's that final says
+// no attempt can mend; it logs the others, one line an attempt, which the
+// backoff spaces out. A client and a server reconnect with it.
+func reconnect[S comparable](cfg *config, log *slog.Logger, quit <-chan struct{}, reconnects *atomic.Uint64, open func() (S, error), final func(error) bool) (S, error) {
+	var none S
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		select {
+		case <-time.After(backoff(attempt, cfg.reconnectMin, cfg.reconnectMax)):
+		case <-quit:
+			return none, nil
+		}
+		s, err := open()
+		if err != nil && final(err) {
+			return none, err
+		}
+		if err != nil {
+			log.Warn("amqprpc: reconnect", "attempt", attempt+1, "error", err)
+			continue
+		}
+		reconnects.Add(1)
+		log.Info("amqprpc: reconnected", "attempts", attempt+1, "after", time.Since(start))
+		return s, nil
+	}
 }
 
 // backoff returns how long to wait before reconnection attempt n (from 0):

@@ -2,10 +2,10 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -338,27 +338,21 @@ func (c *Client) lose(s *session) {
 // reconnect opens a new session, backing off between attempts, and
 // installs it; it returns nil once the client is closed.
 func (c *Client) reconnect() *session {
-	start := time.Now()
-	for attempt := 0; ; attempt++ {
-		select {
-		case <-time.After(backoff(attempt, c.cfg.reconnectMin, c.cfg.reconnectMax)):
-		case <-c.done:
-			return nil
-		}
+	open := func() (*session, error) {
 		s, err := c.openSession()
 		if err != nil {
-			c.cfg.logger.Warn("amqprpc: reconnect", "attempt", attempt+1, "error", err)
-			continue
+			return nil, err
 		}
 		if !c.install(s) {
 			s.conn.Close()
 			s.stop()
-			return nil
+			return nil, ErrClosed
 		}
-		c.stats.reconnects.Add(1)
-		c.cfg.logger.Info("amqprpc: reconnected", "attempts", attempt+1, "after", time.Since(start))
-		return s
+		return s, nil
 	}
+	closed := func(err error) bool { return errors.Is(err, ErrClosed) }
+	s, _ := reconnect(&c.cfg, c.cfg.logger, c.done, &c.stats.reconnects, open, closed)
+	return s
 }
 
 // install makes s the client's session and wakes the requests waiting for
