@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -371,11 +372,7 @@ func (classic) encodeRequests(pub *amqp.Publishing, replyTo string, reqs []batch
 			ms = r.deadline.UnixMilli()
 		}
 		body = strconv.AppendInt(body, ms, 10)
-		if headers := putMetadata(nil, r.meta); len(headers) > 0 {
-			body = append(body, `,"headers":`...)
-			h, _ := json.Marshal(headers) // strings: it encodes
-			body = append(body, h...)
-		}
+		body = appendMetadata(body, r.meta)
 		body = append(body, `,"request":`...)
 		body = append(body, r.body...)
 		body = append(body, '}')
@@ -461,6 +458,31 @@ func appendEntryID(b []byte, i int, id string) []byte {
 	}
 	b = append(b, `{"id":`...)
 	return appendJSONString(b, id)
+}
+
+// appendMetadata appends md to b as a batch entry's "headers" member,
+// without the reserved keys, in key order; nothing if none is left.
+func appendMetadata(b []byte, md Metadata) []byte {
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		if !reservedHeader(k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return b
+	}
+	slices.Sort(keys)
+	b = append(b, `,"headers":{`...)
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = appendJSONString(b, md[k])
+	}
+	return append(b, '}')
 }
 
 // appendJSONString appends s to b as a JSON string.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -380,15 +381,21 @@ func TestMetadataOnTheWire(t *testing.T) {
 		t.Errorf("decoded metadata %v, %v", r.meta, err)
 	}
 
-	reqs := []batchedRequest{{msgID: "a", meta: md, body: []byte(`{"method":"add"}`)}, {msgID: "b", body: []byte(`{"method":"add"}`)}}
+	odd := Metadata{"odd\"key\\": "line\nü\x01", "": ""}
+	reqs := []batchedRequest{{msgID: "a", meta: md, body: []byte(`{"method":"add"}`)}, {msgID: "b", body: []byte(`{"method":"add"}`)},
+		{msgID: "c", meta: odd, body: []byte(`{"method":"add"}`)}}
 	pub = amqp.Publishing{}
 	if err := (classic{}).encodeRequests(&pub, "q", reqs); err != nil {
 		t.Fatal(err)
 	}
 	d := amqp.Delivery{Type: pub.Type, ReplyTo: "q", Body: pub.Body}
 	got, err := (classic{}).splitRequests(&d)
-	if err != nil || len(got) != 2 {
+	if err != nil || len(got) != 3 {
 		t.Fatalf("split: %v, %v", got, err)
+	}
+	var oddReq inRequest
+	if (classic{}).decodeBatched(&d, &got[2], &oddReq) != nil || !maps.Equal(oddReq.meta, odd) {
+		t.Errorf("metadata that JSON escapes came back %q; want %q", oddReq.meta, odd)
 	}
 	for i, want := range []string{"map[tenant:t1 traceparent:00-abc-def-01]", "map[]"} {
 		var r inRequest
