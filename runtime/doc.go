@@ -45,7 +45,17 @@
 // (Description), which cmd/amqprpc uses to call methods from the command
 // line. A Local runs a client and servers in memory, through the same
 // dispatch and encoding, for tests without a broker. The package
-// otelamqprpc traces and measures with OpenTelemetry.
+// otelamqprpc traces and measures with OpenTelemetry; Server.Stats and
+// Client.Stats count what no interceptor sees (requests dropped past their
+// deadline, redeliveries, reconnections, batches), which otelamqprpc
+// exports too. Log lines carry topic, server, method and correlation_id;
+// a flood of like messages is a line every 10 seconds, not one per message.
+//
+// # Options
+//
+// Dial takes ClientOptions, NewServer ServerOptions, and NewLocal either;
+// an Option (WithExchange, WithURLs, WithLogger, WithProfile, WithOslo,
+// ...) is both. An option of one side given to the other does not compile.
 //
 // # OpenStack: oslo.messaging
 //
