@@ -25,7 +25,7 @@
 // and amqprpc.server.calls_in_flight (by rpc.method, observed when the
 // metrics are collected), and amqprpc.client.failures and
 // amqprpc.server.failures by error.type. Methods past 4096 are counted
-// together under otel.metric.overflow=true, and error types past 64 for a
+// together as rpc.method _OTHER, and error types past 64 for a
 // method as _OTHER: names and codes that callers and servers send cannot
 // grow the metrics without bound.
 //
@@ -119,9 +119,14 @@ type methodStats struct {
 }
 
 // maxMethods bounds the methods an interceptor keeps apart, whatever names
-// callers send; the rest are counted together, with the attribute
-// otel.metric.overflow=true, as OpenTelemetry's SDK does past its limit.
+// callers send; the rest are counted together as rpc.method "_OTHER", as
+// OpenTelemetry's conventions name a value outside a known set. (Not with
+// otel.metric.overflow=true: once the SDK has seen that set on an
+// instrument, it counts every new set there, as if past its own limit.)
 const maxMethods = 4096
+
+// otherMethod is the rpc.method of the methods past maxMethods.
+const otherMethod = "_OTHER"
 
 // maxErrorTypes bounds the error types kept apart for a method; the rest
 // are counted as error.type "_OTHER".
@@ -161,7 +166,7 @@ func (m *methodStats) failure(errType string) metric.MeasurementOption {
 }
 
 func newInstruments(m metric.Meter, side string) *instruments {
-	in := &instruments{overflow: newStats(attribute.Bool("otel.metric.overflow", true))}
+	in := &instruments{overflow: newStats(attribute.String("rpc.method", otherMethod))}
 	in.duration, _ = m.Float64Histogram("rpc."+side+".call.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long amqprpc "+side+" requests took, by method and outcome."),
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))

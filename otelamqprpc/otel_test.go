@@ -346,3 +346,60 @@ func TestMetricsInMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestCardinalityIsBounded: method names and error codes that callers and
+// servers send cannot grow the metrics without bound: past 4096 methods
+// they are counted as one (rpc.method _OTHER), past 64 error types of a
+// method as _OTHER; and a method measured before keeps its new outcomes
+// apart after that (the SDK's overflow set, were it used, would take them).
+func TestCardinalityIsBounded(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	// The SDK's own limit (2000 by default) would hide the interceptor's.
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithCardinalityLimit(100000))
+	client := otelamqprpc.ClientInterceptor(otelamqprpc.WithMeterProvider(mp))
+	call := func(method string, code runtime.Code) {
+		req := &runtime.Request{Target: runtime.Target{Topic: "t"}, Method: method}
+		client(context.Background(), req, nil, func(context.Context, *runtime.Request, any) error {
+			if code == "" {
+				return nil
+			}
+			return &runtime.Error{Code: code}
+		})
+	}
+	for i := range 5000 {
+		call(fmt.Sprint("m", i), "")
+	}
+	for i := range 100 {
+		call("m0", runtime.Code(fmt.Sprint("code", i)))
+	}
+	call("m1", runtime.CodeNotFound)
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	methods, types, m1 := map[string]bool{}, map[string]bool{}, false
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			d, ok := m.Data.(metricdata.Histogram[float64])
+			if !ok || m.Name != "rpc.client.call.duration" {
+				continue
+			}
+			for _, p := range d.DataPoints {
+				method, _ := p.Attributes.Value("rpc.method")
+				methods[method.Emit()] = true
+				if et, ok := p.Attributes.Value("error.type"); ok && method.Emit() == "m1" && et.Emit() == "not_found" {
+					m1 = true
+				}
+				if et, ok := p.Attributes.Value("error.type"); ok && method.Emit() == "m0" {
+					types[et.Emit()] = true
+				}
+			}
+		}
+	}
+	if len(methods) != 4097 || !methods["_OTHER"] || !m1 {
+		t.Errorf("%d methods measured apart, _OTHER %v, m1's failure %v; want 4096 and the rest together, m1's failure apart", len(methods), methods["_OTHER"], m1)
+	}
+	if len(types) != 65 || !types["_OTHER"] {
+		t.Errorf("%d error types for one method; want at most 64 and _OTHER", len(types))
+	}
+}
