@@ -79,6 +79,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSplitRequests -fuzztime 60s ./runtime
 	$(GO) test -run '^$$' -fuzz FuzzSanitizeHeaderFrame -fuzztime 60s ./runtime
 	$(GO) test -run '^$$' -fuzz FuzzDecodeOsloRequest -fuzztime 60s ./runtime
+	$(GO) test -run '^$$' -fuzz FuzzBatchMetadata -fuzztime 60s ./runtime
 
 ## demo: run the calc example: a server, and a client that prints 2 + 3
 demo: broker

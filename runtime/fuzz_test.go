@@ -2,7 +2,9 @@ package runtime
 
 import (
 	"encoding/json"
+	"maps"
 	"testing"
+	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -88,6 +90,52 @@ func FuzzSplitRequests(f *testing.F) {
 			if r.method == "" || r.msgID != reqs[i].msgID || r.reply.key != "reply" {
 				t.Fatalf("request %d of %q decoded as %+v", i, body, r)
 			}
+		}
+	})
+}
+
+// FuzzBatchMetadata: metadata of any valid UTF-8 keys and values, sent in
+// a batch of requests, comes back as it was sent, less the reserved keys,
+// and the batch stays valid JSON. Run with go test -fuzz=FuzzBatchMetadata
+// ./runtime.
+func FuzzBatchMetadata(f *testing.F) {
+	f.Add("tenant", "t1", "traceparent", "00-abc-def-01")
+	f.Add("odd\"key\\", "line\nü\x01", "", "")
+	f.Add("x-forged", "v", "amqprpc-deadline", "1")
+	f.Add("<html>", "&amp;\u2028", "k", "\x7f")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		if !utf8.ValidString(k1) || !utf8.ValidString(v1) || !utf8.ValidString(k2) || !utf8.ValidString(v2) {
+			t.Skip("JSON strings are UTF-8")
+		}
+		md := Metadata{k1: v1, k2: v2}
+		var pub amqp.Publishing
+		reqs := []batchedRequest{{msgID: "a", meta: md, body: []byte(`{"method":"add"}`)}, {msgID: "b", body: []byte(`{"method":"add"}`)}}
+		if err := (classic{}).encodeRequests(&pub, "q", reqs); err != nil {
+			t.Fatal(err)
+		}
+		if !json.Valid(pub.Body) {
+			t.Fatalf("invalid JSON: %s", pub.Body)
+		}
+		d := amqp.Delivery{Type: pub.Type, ReplyTo: "q", Body: pub.Body}
+		got, err := (classic{}).splitRequests(&d)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("split: %v, %v", got, err)
+		}
+		want := Metadata{}
+		for k, v := range md {
+			if !reservedHeader(k) {
+				want[k] = v
+			}
+		}
+		var r inRequest
+		if err := (classic{}).decodeBatched(&d, &got[0], &r); err != nil {
+			t.Fatal(err)
+		}
+		if len(want) == 0 && len(r.meta) == 0 {
+			return
+		}
+		if !maps.Equal(r.meta, want) {
+			t.Fatalf("metadata %q came back %q", want, r.meta)
 		}
 	})
 }
