@@ -70,7 +70,7 @@ func runObserve(cfg config, w io.Writer, md *strings.Builder, topic func(string)
 	if err != nil {
 		return err
 	}
-	med := func(v, m string, f func(result) float64) float64 { return median(field(res[v][m], f)) }
+	med := res.med
 	fmt.Fprintf(md, "## Interceptors and OpenTelemetry\n\namqprpc's call with no interceptor (default), with an interceptor that only calls the next on each side, "+
 		"with `otelamqprpc` on each side: OpenTelemetry's SDK recording every span (always sampled) and every measurement, exporting nowhere, "+
 		"and the same with one trace in ten sampled (otel-sampled: ParentBased(TraceIDRatioBased(0.1)); every call measured, every trace context sent).\n\n")

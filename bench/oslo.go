@@ -109,7 +109,7 @@ func runOslo(cfg config, w io.Writer, md *strings.Builder, topic func(string) st
 	if err != nil {
 		return err
 	}
-	med := func(pair, m string, f func(result) float64) float64 { return median(field(res[pair][m], f)) }
+	med := res.med
 	fmt.Fprintf(md, "amqprpc's oslo.messaging protocol (`runtime.WithOslo`, oslo.messaging's default settings) beside the real oslo.messaging "+
 		"(Debian's python3-oslo.messaging, `bench/oslo.py`: an `RPCServer` with the threading executor, an `RPCClient` called from N threads), "+
 		"the generated Calculator's `Add` and its Python twin. Each pair is one client process and one server process.\n\n")

@@ -260,7 +260,7 @@ func run(cfg config, w io.Writer) (string, error) {
 	fmt.Fprintf(&md, "| implementation | servers | p50 | calls/s at 64 in flight |\n|---|---|---|---|\n")
 	for _, name := range scale {
 		impl, n, _ := strings.Cut(name, " x")
-		fmt.Fprintf(&md, "| %s | %s | %s | %s |\n", impl, n, fmtMicros(median(field(sres[name]["latency"], p50))), fmtRate(median(field(sres[name]["tp64"], rate))))
+		fmt.Fprintf(&md, "| %s | %s | %s | %s |\n", impl, n, fmtMicros(sres.med(name, "latency", p50)), fmtRate(sres.med(name, "tp64", rate)))
 	}
 	md.WriteString("\n")
 
@@ -287,8 +287,8 @@ func run(cfg config, w io.Writer) (string, error) {
 // interleaved and rotated (A B C, B C A, C A B, ...) so that no name is
 // always measured first or last, printing progress to w; measure runs one
 // client process. It returns the results by name and measurement.
-func series(cfg config, w io.Writer, ms []measurement, names []string, measure func(name string, m measurement) (result, error)) (map[string]map[string][]result, error) {
-	res := make(map[string]map[string][]result)
+func series(cfg config, w io.Writer, ms []measurement, names []string, measure func(name string, m measurement) (result, error)) (results, error) {
+	res := make(results)
 	for _, n := range names {
 		res[n] = make(map[string][]result)
 	}
@@ -312,6 +312,14 @@ func series(cfg config, w io.Writer, ms []measurement, names []string, measure f
 		}
 	}
 	return res, nil
+}
+
+// results are a series' results, by name and measurement.
+type results map[string]map[string][]result
+
+// med is the median of f over the results of name's measurement m.
+func (r results) med(name, m string, f func(result) float64) float64 {
+	return median(field(r[name][m], f))
 }
 
 // field extracts a number from each result.
@@ -338,8 +346,8 @@ var (
 	brokerCPU = perCall(func(r result) float64 { return r.BrokerCPU })
 )
 
-func writeComparison(md *strings.Builder, w io.Writer, res map[string]map[string][]result, ms []measurement) {
-	med := func(impl, m string, f func(result) float64) float64 { return median(field(res[impl][m], f)) }
+func writeComparison(md *strings.Builder, w io.Writer, res results, ms []measurement) {
+	med := res.med
 	fmt.Fprintf(md, "## amqprpc, baseline, floor\n\n")
 	fmt.Fprintf(md, "- **amqprpc**: the generated Calculator client and server (`Add`), default options: the topic's queue is a durable classic queue.\n")
 	fmt.Fprintf(md, "- **amqprpc-quorum**: the same with a quorum queue (`runtime.WithQueueType(runtime.QueueQuorum)`).\n")
@@ -410,8 +418,8 @@ func tpNames(ms []measurement) []string {
 	return names
 }
 
-func writeVariants(md *strings.Builder, w io.Writer, res map[string]map[string][]result, names []string) {
-	med := func(v, m string, f func(result) float64) float64 { return median(field(res[v][m], f)) }
+func writeVariants(md *strings.Builder, w io.Writer, res results, names []string) {
+	med := res.med
 	fmt.Fprintf(md, "## What each delivery guarantee costs\n\namqprpc with its guarantees on and off (`runtime.WithProfile`, `WithRequestConfirms`, `WithReplyConfirms`, `WithAckAfterReply`); CPU per call at 64 in flight.\n\n")
 	fmt.Fprintf(md, "| variant | request confirms | reply confirms | ack after reply | p50 | calls/s at 64 | calls/s at 256 | CPU/call client + server | broker |\n|---|---|---|---|---|---|---|---|---|\n")
 	knobs := map[string]string{
@@ -471,7 +479,7 @@ func runCluster(cfg config, w io.Writer, md *strings.Builder, stamp int64) error
 	if err != nil {
 		return err
 	}
-	med := func(impl, m string, f func(result) float64) float64 { return median(field(res[impl][m], f)) }
+	med := res.med
 	fmt.Fprintf(md, "## A cluster\n\nThe same, on a three-node cluster of the machine's own (`scripts/cluster.sh`): every server on the second node, every client on the first, so that each request and each reply crosses from node to node; a queue lives on the node of the server that declared it (a quorum queue's leader, with followers on the other two). Broker CPU is the three nodes'.\n\n")
 	fmt.Fprintf(md, "| | p50 | p90 | p99 | calls/s at 64 | CPU/call client | server | brokers |\n|---|---|---|---|---|---|---|---|\n")
 	for _, impl := range allImpls {
