@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -50,38 +48,6 @@ func brokerURL() string {
 	return "amqp://guest:guest@127.0.0.1:5672/"
 }
 
-// quiet is a logger for the many servers and clients; faults make them
-// log a lot, which a failing test's output does not need.
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// common are the options of every client and server here: quick
-// reconnection, and heartbeats that notice a stalled link in 3s.
-func common() []runtime.Option {
-	return []runtime.Option{
-		runtime.WithReconnectBackoff(50*time.Millisecond, time.Second),
-		runtime.WithAMQPConfig(amqp.Config{Heartbeat: time.Second}),
-		runtime.WithLogger(quiet),
-	}
-}
-
-// serverOptions are common's and more, for a server.
-func serverOptions(more ...runtime.ServerOption) []runtime.ServerOption {
-	var opts []runtime.ServerOption
-	for _, o := range common() {
-		opts = append(opts, o)
-	}
-	return append(opts, more...)
-}
-
-// clientOptions are common's and more, for a client.
-func clientOptions(more ...runtime.ClientOption) []runtime.ClientOption {
-	var opts []runtime.ClientOption
-	for _, o := range common() {
-		opts = append(opts, o)
-	}
-	return append(opts, more...)
-}
-
 // TestMain also runs this test binary as a server process, for the
 // SIGKILL fault: AMQPRPC_CHAOS_SERVE=topic,name.
 func TestMain(m *testing.M) {
@@ -113,7 +79,7 @@ func (p *printingArith) Work(id int, d time.Duration) int {
 }
 
 func serveProcess(topic, name string) {
-	srv := runtime.NewServer(brokerURL(), topic, serverOptions(runtime.WithServerName(name), runtime.WithDeduplication(10000))...)
+	srv := runtime.NewServer(brokerURL(), topic, testsvc.FaultOptions[runtime.ServerOption](runtime.WithServerName(name), runtime.WithDeduplication(10000))...)
 	testsvc.RegisterArithServer(srv, &printingArith{ArithImpl: new(testsvc.ArithImpl)})
 	go func() {
 		time.Sleep(500 * time.Millisecond) // Serve has declared the queues by then
@@ -433,7 +399,7 @@ func runFault(t *testing.T, f fault) *report {
 			continue
 		}
 		impl := new(testsvc.ArithImpl)
-		srv := runtime.NewServer(e.url, e.topic, serverOptions(runtime.WithServerName(name), runtime.WithDeduplication(10000))...)
+		srv := runtime.NewServer(e.url, e.topic, testsvc.FaultOptions[runtime.ServerOption](runtime.WithServerName(name), runtime.WithDeduplication(10000))...)
 		testsvc.RegisterArithServer(srv, impl)
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve() }()
@@ -445,7 +411,7 @@ func runFault(t *testing.T, f fault) *report {
 		}(srv)
 		e.servers, e.impls = append(e.servers, srv), append(e.impls, impl)
 	}
-	client, err := runtime.Dial(e.url, clientOptions(runtime.WithTimeout(callTimeout))...)
+	client, err := runtime.Dial(e.url, testsvc.FaultOptions[runtime.ClientOption](runtime.WithTimeout(callTimeout))...)
 	if err != nil {
 		t.Fatal(err)
 	}

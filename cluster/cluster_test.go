@@ -10,8 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"sort"
@@ -44,8 +42,6 @@ const (
 	maxAfter    = 45 * time.Second // the most the load runs after the fault ends
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
 // script runs scripts/cluster.sh with args and returns its output.
 func script(t *testing.T, args ...string) string {
 	t.Helper()
@@ -74,34 +70,6 @@ func from(us []string, i int) (string, runtime.Option) {
 		rest = append(rest, us[(i+j)%len(us)])
 	}
 	return us[i], runtime.WithURLs(rest...)
-}
-
-// common are the options of every client and server: quick reconnection,
-// and heartbeats that notice a dead or paused node in about 3s.
-func common() []runtime.Option {
-	return []runtime.Option{
-		runtime.WithReconnectBackoff(50*time.Millisecond, time.Second),
-		runtime.WithAMQPConfig(amqp.Config{Heartbeat: time.Second}),
-		runtime.WithLogger(quiet),
-	}
-}
-
-// serverOptions are common's and more, for a server.
-func serverOptions(more ...runtime.ServerOption) []runtime.ServerOption {
-	var opts []runtime.ServerOption
-	for _, o := range common() {
-		opts = append(opts, o)
-	}
-	return append(opts, more...)
-}
-
-// clientOptions are common's and more, for a client.
-func clientOptions(more ...runtime.ClientOption) []runtime.ClientOption {
-	var opts []runtime.ClientOption
-	for _, o := range common() {
-		opts = append(opts, o)
-	}
-	return append(opts, more...)
 }
 
 // report is what a fault cost the load.
@@ -188,7 +156,7 @@ func start(t *testing.T) *env {
 	for i := range 3 { // a server on each node
 		url, others := from(e.urls, i)
 		name := fmt.Sprint("s", i+1)
-		srv := runtime.NewServer(url, e.topic, serverOptions(others, runtime.WithServerName(name),
+		srv := runtime.NewServer(url, e.topic, testsvc.FaultOptions[runtime.ServerOption](others, runtime.WithServerName(name),
 			runtime.WithQueueType(runtime.QueueQuorum), runtime.WithDeadLetterExchange(dlx), runtime.WithDeduplication(10000))...)
 		arith, fleet := new(testsvc.ArithImpl), testsvc.NewFleet(name)
 		testsvc.RegisterArithServer(srv, arith)
@@ -199,7 +167,7 @@ func start(t *testing.T) *env {
 	}
 	for i := range 3 { // a client on each node
 		url, others := from(e.urls, i)
-		c, err := runtime.Dial(url, clientOptions(others, runtime.WithTimeout(callTimeout))...)
+		c, err := runtime.Dial(url, testsvc.FaultOptions[runtime.ClientOption](others, runtime.WithTimeout(callTimeout))...)
 		if err != nil {
 			t.Fatal(err)
 		}
