@@ -486,6 +486,22 @@ func TestGoAndPythonServersShareATopic(t *testing.T) {
 	}
 }
 
+// rawChannel opens a plain amqp091-go channel, as a peer written without
+// amqprpc would, closed when the test ends.
+func rawChannel(t *testing.T) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(brokerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
 // spy declares an exclusive queue bound to exchange with key and returns
 // its deliveries.
 func spy(t *testing.T, ch *amqp.Channel, exchange, key string) <-chan amqp.Delivery {
@@ -537,15 +553,7 @@ var requestKeys = []string{"method", "args", "namespace", "version", "_msg_id", 
 // calls go at once (amqprpc would batch them).
 func TestNothingOfAmqprpcReachesAnOsloPeer(t *testing.T) {
 	d := newDeployment(t, settings[0])
-	ch, err := amqp.Dial(brokerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	raw, err := ch.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := rawChannel(t)
 	c := d.goClient(t)
 	// The client declared the control exchange; the fanout exchange is
 	// declared here as oslo.messaging does.
@@ -647,15 +655,7 @@ func TestHostileReplyQueues(t *testing.T) {
 		<-served
 	}()
 	waitConsumers(t, d.topic)
-	conn, err := amqp.Dial(brokerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	raw, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := rawChannel(t)
 	calc := NewCalcClient(d.goClient(t), d.topic)
 	for i, q := range []string{hostile.UnknownNode, "reply_" + strings.Repeat("x", 300)} {
 		inner, _ := json.Marshal(map[string]any{"method": "add", "args": map[string]int{"v1": 1, "v2": 2}, "_msg_id": fmt.Sprint("hostile-", i), "_reply_q": q})
@@ -681,15 +681,7 @@ func TestHostileReplyQueues(t *testing.T) {
 // forever.
 func TestSettingsThatDifferFromTheDeployment(t *testing.T) {
 	d := newDeployment(t, settings[1]) // durable, as the deployment's
-	conn, err := amqp.Dial(brokerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := rawChannel(t)
 	if _, err := ch.QueueDeclare(d.topic, true, false, false, false, nil); err != nil { // as an oslo.messaging server with amqp_durable_queues
 		t.Fatal(err)
 	}
@@ -698,15 +690,9 @@ func TestSettingsThatDifferFromTheDeployment(t *testing.T) {
 	cfg.ControlExchange += "-transient" // its exchange would differ too; the queue is what this test is about
 	s := runtime.NewServer(brokerURL(), d.topic, runtime.WithOslo(cfg), runtime.WithLogger(testLogger(t)))
 	RegisterCalcServer(s, NewMachine("go-1"))
-	err = s.Serve()
+	err := s.Serve()
 	if !errors.Is(err, runtime.ErrTopologyMismatch) || !strings.Contains(err.Error(), "durable") || !strings.Contains(err.Error(), "OsloConfig") {
 		t.Errorf("Serve: %v, want ErrTopologyMismatch saying durable differs", err)
 	}
-	conn2, _ := amqp.Dial(brokerURL())
-	if conn2 != nil {
-		if ch, err := conn2.Channel(); err == nil {
-			ch.ExchangeDelete(cfg.ControlExchange, false, false)
-		}
-		conn2.Close()
-	}
+	ch.ExchangeDelete(cfg.ControlExchange, false, false)
 }
