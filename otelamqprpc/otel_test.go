@@ -37,11 +37,7 @@ func brokerURL() string {
 // status; each of 50 calls at once (sent several to a message) has its own
 // parent; the metrics count what happened.
 func TestTraceAcrossTheBroker(t *testing.T) {
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	opts := []otelamqprpc.Option{otelamqprpc.WithTracerProvider(tp), otelamqprpc.WithMeterProvider(mp)}
+	spans, reader, opts := providers()
 
 	topic := fmt.Sprintf("otel.%d", time.Now().UnixNano())
 	srv := runtime.NewServer(brokerURL(), topic, runtime.WithServerName("s1"), runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(opts...)))
@@ -158,35 +154,20 @@ func TestTraceAcrossTheBroker(t *testing.T) {
 		t.Errorf("%d client spans, %d server spans, %d distinct parents; want 50 each", len(clients), len(servers), len(parents))
 	}
 
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(ctx, &rm); err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]uint64{}
+	counts := map[string]int64{}
 	reported := map[string]bool{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			reported[m.Name] = true
-			switch d := m.Data.(type) {
-			case metricdata.Histogram[float64]:
-				for _, p := range d.DataPoints {
-					counts[m.Name] += p.Count
-				}
-			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					counts[m.Name] += uint64(p.Value)
-				}
-			}
-		}
+	for _, p := range points(t, reader) {
+		reported[p.name] = true
+		counts[p.name] += p.value
 	}
 	// The runtime's own counts, from Stats: every one reported, and the
 	// client's batches the server's.
 	st, cst := srv.Stats(), c.Stats()
-	for name, want := range map[string]uint64{
-		"amqprpc.server.requests.malformed": st.Malformed, "amqprpc.server.requests.unanswerable": 0, "amqprpc.server.requests.quarantined": 0,
-		"amqprpc.server.requests.expired": st.Expired, "amqprpc.server.requests.redelivered": 0, "amqprpc.server.reconnections": 0,
-		"amqprpc.server.batches": cst.Batches, "amqprpc.server.batched_requests": cst.BatchedCalls,
-		"amqprpc.client.reconnections": 0, "amqprpc.client.batches": st.Batches, "amqprpc.client.batched_calls": st.BatchedRequests,
+	for name, want := range map[string]int64{
+		"amqprpc.server.requests.malformed": int64(st.Malformed), "amqprpc.server.requests.unanswerable": 0, "amqprpc.server.requests.quarantined": 0,
+		"amqprpc.server.requests.expired": int64(st.Expired), "amqprpc.server.requests.redelivered": 0, "amqprpc.server.reconnections": 0,
+		"amqprpc.server.batches": int64(cst.Batches), "amqprpc.server.batched_requests": int64(cst.BatchedCalls),
+		"amqprpc.client.reconnections": 0, "amqprpc.client.batches": int64(st.Batches), "amqprpc.client.batched_calls": int64(st.BatchedRequests),
 	} {
 		if !reported[name] || counts[name] != want {
 			t.Errorf("%s: reported %v, %d; want %d", name, reported[name], counts[name], want)
@@ -198,6 +179,56 @@ func TestTraceAcrossTheBroker(t *testing.T) {
 	if counts["rpc.client.call.duration"] < 54 || counts["rpc.server.call.duration"] < 54 || counts["amqprpc.client.failures"] < 1 || counts["amqprpc.server.failures"] != 1 || counts["amqprpc.client.calls_in_flight"] != 0 {
 		t.Errorf("metrics %v", counts)
 	}
+}
+
+// providers returns a tracer provider that records every span in spans,
+// a meter provider read by reader, and the options that use them.
+func providers() (*tracetest.SpanRecorder, *sdkmetric.ManualReader, []otelamqprpc.Option) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	return spans, reader, []otelamqprpc.Option{otelamqprpc.WithTracerProvider(tp), otelamqprpc.WithMeterProvider(mp)}
+}
+
+// point is a data point of a metric: a histogram's count or a sum's value.
+type point struct {
+	name  string
+	attrs attribute.Set
+	value int64
+}
+
+// attr returns the value of attribute key, "" if none.
+func (p point) attr(key attribute.Key) string {
+	if v, ok := p.attrs.Value(key); ok {
+		return v.Emit()
+	}
+	return ""
+}
+
+// points collects what reader has.
+func points(t *testing.T, reader *sdkmetric.ManualReader) []point {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var ps []point
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					ps = append(ps, point{m.Name, p.Attributes, int64(p.Count)})
+				}
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					ps = append(ps, point{m.Name, p.Attributes, p.Value})
+				}
+			}
+		}
+	}
+	return ps
 }
 
 // pair returns the client-side and the server-side span named name, and
@@ -267,11 +298,7 @@ func (b *blockingCalc) Add(v1, v2 int) int {
 // and error.type (Div's declared error goes back with code unknown); every
 // recorded span has its attributes. No broker: a Local.
 func TestMetricsInMemory(t *testing.T) {
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	opts := []otelamqprpc.Option{otelamqprpc.WithTracerProvider(tp), otelamqprpc.WithMeterProvider(mp)}
+	spans, reader, opts := providers()
 	l := runtime.NewLocal("calc", runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(opts...)),
 		runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(opts...)))
 	defer l.Close()
@@ -281,28 +308,9 @@ func TestMetricsInMemory(t *testing.T) {
 	ctx := context.Background()
 
 	collect := func() map[string]int64 {
-		var rm metricdata.ResourceMetrics
-		if err := reader.Collect(ctx, &rm); err != nil {
-			t.Fatal(err)
-		}
 		got := map[string]int64{}
-		for _, sm := range rm.ScopeMetrics {
-			for _, m := range sm.Metrics {
-				switch d := m.Data.(type) {
-				case metricdata.Histogram[float64]:
-					for _, p := range d.DataPoints {
-						et, _ := p.Attributes.Value("error.type")
-						method, _ := p.Attributes.Value("rpc.method")
-						got[m.Name+" "+method.Emit()+" "+et.Emit()] += int64(p.Count)
-					}
-				case metricdata.Sum[int64]:
-					for _, p := range d.DataPoints {
-						et, _ := p.Attributes.Value("error.type")
-						method, _ := p.Attributes.Value("rpc.method")
-						got[m.Name+" "+method.Emit()+" "+et.Emit()] += p.Value
-					}
-				}
-			}
+		for _, p := range points(t, reader) {
+			got[p.name+" "+p.attr("rpc.method")+" "+p.attr("error.type")] += p.value
 		}
 		return got
 	}
@@ -373,27 +381,16 @@ func TestCardinalityIsBounded(t *testing.T) {
 		call("m0", runtime.Code(fmt.Sprint("code", i)))
 	}
 	call("m1", runtime.CodeNotFound)
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
 	methods, types, m1 := map[string]bool{}, map[string]bool{}, false
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			d, ok := m.Data.(metricdata.Histogram[float64])
-			if !ok || m.Name != "rpc.client.call.duration" {
-				continue
-			}
-			for _, p := range d.DataPoints {
-				method, _ := p.Attributes.Value("rpc.method")
-				methods[method.Emit()] = true
-				if et, ok := p.Attributes.Value("error.type"); ok && method.Emit() == "m1" && et.Emit() == "not_found" {
-					m1 = true
-				}
-				if et, ok := p.Attributes.Value("error.type"); ok && method.Emit() == "m0" {
-					types[et.Emit()] = true
-				}
-			}
+	for _, p := range points(t, reader) {
+		if p.name != "rpc.client.call.duration" {
+			continue
+		}
+		method, et := p.attr("rpc.method"), p.attr("error.type")
+		methods[method] = true
+		m1 = m1 || method == "m1" && et == "not_found"
+		if method == "m0" && et != "" {
+			types[et] = true
 		}
 	}
 	if len(methods) != 4097 || !methods["_OTHER"] || !m1 {
