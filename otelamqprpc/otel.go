@@ -142,7 +142,7 @@ func (in *instruments) method(name string) *methodStats {
 	if m, ok := in.methods.Load(name); ok {
 		return m.(*methodStats)
 	}
-	if in.kept.Add(1) > maxMethods {
+	if in.kept.Load() >= maxMethods || in.kept.Add(1) > maxMethods { // Load first: past the bound, the count stays put
 		return in.overflow
 	}
 	m, _ := in.methods.LoadOrStore(name, newStats(attribute.String("rpc.method", name)))
@@ -154,7 +154,7 @@ func (m *methodStats) failure(errType string) metric.MeasurementOption {
 	if o, ok := m.failed.Load(errType); ok {
 		return o.(metric.MeasurementOption)
 	}
-	if m.types.Add(1) > maxErrorTypes { // codes come from servers: bounded
+	if m.types.Load() >= maxErrorTypes || m.types.Add(1) > maxErrorTypes { // codes come from servers: bounded
 		errType = semconv.ErrorTypeOther.Value.AsString()
 		if o, ok := m.failed.Load(errType); ok {
 			return o.(metric.MeasurementOption)

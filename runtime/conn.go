@@ -92,7 +92,7 @@ func dial(rawURL string, cfg *config, name string) (*amqp.Connection, error) {
 // the zero S once quit is closed, and an error of open's that final says
 // no attempt can mend; it logs the others, one line an attempt, which the
 // backoff spaces out. A client and a server reconnect with it.
-func reconnect[S comparable](cfg *config, log *slog.Logger, quit <-chan struct{}, reconnects *atomic.Uint64, open func() (S, error), final func(error) bool) (S, error) {
+func reconnect[S any](cfg *config, log *slog.Logger, quit <-chan struct{}, reconnects *atomic.Uint64, open func() (S, error), final func(error) bool) (S, error) {
 	var none S
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
