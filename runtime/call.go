@@ -119,10 +119,7 @@ func (c *Client) send1(ctx context.Context, req *Request, reply any) error {
 	default:
 		err = fmt.Errorf("amqprpc: unknown mode %d", req.Mode)
 	}
-	if err != nil {
-		return fmt.Errorf("%s %s/%s: %w", req.Mode, routingKey(&req.Target), req.Method, err)
-	}
-	return nil
+	return failed(req, err)
 }
 
 // InvokeAll sends req to every server of its topic and calls each with
@@ -130,14 +127,19 @@ func (c *Client) send1(ctx context.Context, req *Request, reply any) error {
 // ends; see Gather, which most code uses instead.
 func (c *Client) InvokeAll(ctx context.Context, req Request, want int, each func(server string, decode func(any) error)) error {
 	req.Mode = CallAll
-	gather := func(ctx context.Context, req *Request, _ any) error { return c.gather(ctx, req, want, each) }
-	if len(c.cfg.clientInterceptors) > 0 {
-		gather = chainClient(c.cfg.clientInterceptors, gather)
+	gather := chainClient(c.cfg.clientInterceptors, func(ctx context.Context, req *Request, _ any) error {
+		return c.gather(ctx, req, want, each)
+	})
+	return failed(&req, gather(ctx, &req, nil))
+}
+
+// failed returns err, if any, saying which request it ended: its mode,
+// routing key and method.
+func failed(req *Request, err error) error {
+	if err == nil {
+		return nil
 	}
-	if err := gather(ctx, &req, nil); err != nil {
-		return fmt.Errorf("gather %s/%s: %w", req.Topic, req.Method, err)
-	}
-	return nil
+	return fmt.Errorf("%s %s/%s: %w", req.Mode, routingKey(&req.Target), req.Method, err)
 }
 
 // call publishes a request on the calls channel and waits for its reply.

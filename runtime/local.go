@@ -88,10 +88,7 @@ func (l *Local) Close() error {
 
 // Invoke sends req as Client.Invoke does.
 func (l *Local) Invoke(ctx context.Context, req Request, reply any) error {
-	if err := l.invoke(ctx, &req, reply); err != nil {
-		return fmt.Errorf("%s %s/%s: %w", req.Mode, routingKey(&req.Target), req.Method, err)
-	}
-	return nil
+	return failed(&req, l.invoke(ctx, &req, reply))
 }
 
 // InvokeAll sends req to every server as Client.InvokeAll does.
@@ -100,10 +97,7 @@ func (l *Local) InvokeAll(ctx context.Context, req Request, want int, each func(
 	gather := chainClient(l.cfg.clientInterceptors, func(ctx context.Context, req *Request, _ any) error {
 		return l.gather(ctx, req, want, each)
 	})
-	if err := gather(ctx, &req, nil); err != nil {
-		return fmt.Errorf("gather %s/%s: %w", req.Topic, req.Method, err)
-	}
-	return nil
+	return failed(&req, gather(ctx, &req, nil))
 }
 
 // send is Invoke past the client's interceptors.
