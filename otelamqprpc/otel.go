@@ -343,7 +343,9 @@ var serverCounters = []counter[runtime.ServerStats]{
 	{"amqprpc.server.requests.quarantined", "Requests rejected when delivered again after two lost connections.", func(s runtime.ServerStats) uint64 { return s.Quarantined }},
 	{"amqprpc.server.requests.expired", "Requests dropped unrun, their caller's deadline past.", func(s runtime.ServerStats) uint64 { return s.Expired }},
 	{"amqprpc.server.requests.redelivered", "Deliveries the broker marked as delivered before.", func(s runtime.ServerStats) uint64 { return s.Redelivered }},
+	{"amqprpc.server.replies.undelivered", "Replies to direct reply-to addresses dropped at their caller's deadline, unpublished.", func(s runtime.ServerStats) uint64 { return s.Undelivered }},
 	{"amqprpc.server.reconnections", "Times the server connected again after losing its connection.", func(s runtime.ServerStats) uint64 { return s.Reconnects }},
+	{"amqprpc.server.consumers.cancelled", "Times the broker cancelled a consumer of the server, which consumed its queue again.", func(s runtime.ServerStats) uint64 { return s.Cancelled }},
 	{"amqprpc.server.batches", "Deliveries that held several requests.", func(s runtime.ServerStats) uint64 { return s.Batches }},
 	{"amqprpc.server.batched_requests", "Requests in deliveries that held several: over amqprpc.server.batches, the mean batch size.", func(s runtime.ServerStats) uint64 { return s.BatchedRequests }},
 }

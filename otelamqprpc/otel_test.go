@@ -166,6 +166,7 @@ func TestTraceAcrossTheBroker(t *testing.T) {
 	for name, want := range map[string]int64{
 		"amqprpc.server.requests.malformed": int64(st.Malformed), "amqprpc.server.requests.unanswerable": 0, "amqprpc.server.requests.quarantined": 0,
 		"amqprpc.server.requests.expired": int64(st.Expired), "amqprpc.server.requests.redelivered": 0, "amqprpc.server.reconnections": 0,
+		"amqprpc.server.replies.undelivered": 0, "amqprpc.server.consumers.cancelled": 0,
 		"amqprpc.server.batches": int64(cst.Batches), "amqprpc.server.batched_requests": int64(cst.BatchedCalls),
 		"amqprpc.client.reconnections": 0, "amqprpc.client.batches": int64(st.Batches), "amqprpc.client.batched_calls": int64(st.BatchedRequests),
 	} {

@@ -6,11 +6,13 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
-// The per-call work of a client and of a server that does not touch the
-// network: what amqprpc adds to every call. make bench runs these with
-// -benchmem; bench/RESULTS.md has the figures.
+// The per-call work of a server that does not touch the network: what
+// amqprpc adds to every call. make bench runs these with -benchmem;
+// bench/RESULTS.md has the figures. The wire's own are in internal/wire.
 
 type benchArgs struct {
 	V1 int `json:"v1"`
@@ -28,37 +30,13 @@ var benchDesc = &ServiceDesc{
 	}}},
 }
 
-// BenchmarkEncodeRequest is what a client does to send a call: encode it.
-func BenchmarkEncodeRequest(b *testing.B) {
-	r := outRequest{msgID: "6f0a8f4e-2b8e-4a8e-9a54-1c1f5b7f5d2e", method: "add", args: &benchArgs{2, 3}, replyTo: "amq.gen-1234567890abcdef", deadline: time.Now().Add(time.Minute)}
-	b.ReportAllocs()
-	for b.Loop() {
-		var pub amqp.Publishing
-		if err := (classic{}).encodeRequest(&pub, &r); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func benchDelivery() amqp.Delivery {
 	var pub amqp.Publishing
-	r := outRequest{msgID: "6f0a8f4e-2b8e-4a8e-9a54-1c1f5b7f5d2e", method: "add", args: &benchArgs{2, 3}, replyTo: "amq.gen-1234567890abcdef", deadline: time.Now().Add(time.Hour)}
-	if err := (classic{}).encodeRequest(&pub, &r); err != nil {
+	r := wire.Out{MsgID: "6f0a8f4e-2b8e-4a8e-9a54-1c1f5b7f5d2e", Method: "add", Args: &benchArgs{2, 3}, ReplyTo: "amq.gen-1234567890abcdef", Deadline: time.Now().Add(time.Hour)}
+	if err := wire.Amqprpc(wire.AmqprpcTopology{}).EncodeRequest(&pub, &r); err != nil {
 		panic(err)
 	}
 	return amqp.Delivery{Body: pub.Body, CorrelationId: pub.CorrelationId, ReplyTo: pub.ReplyTo, Headers: pub.Headers}
-}
-
-// BenchmarkDecodeRequest is what a server does to read a request.
-func BenchmarkDecodeRequest(b *testing.B) {
-	d := benchDelivery()
-	b.ReportAllocs()
-	for b.Loop() {
-		var r inRequest
-		if err := (classic{}).decodeRequest(&d, &r); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // BenchmarkServe is the server's whole path for one request, without the
@@ -81,32 +59,20 @@ func benchServe(b *testing.B, opts ...ServerOption) {
 	d := benchDelivery()
 	b.ReportAllocs()
 	for b.Loop() {
-		var req inRequest
-		if err := s.decode(&d, &req); err != nil {
+		r := request{d: &delivery{raw: d}}
+		if err := s.decode(&d, &r.in); err != nil {
 			b.Fatal(err)
 		}
-		if err := s.checkReply(&req); err != nil {
+		if err := s.checkReply(&r.in); err != nil {
 			b.Fatal(err)
 		}
-		result, failure := s.dispatch(s.ctx, &req)
+		result, failure := s.dispatch(s.ctx, &r.in)
 		if failure != nil {
 			b.Fatal(failure)
 		}
-		pub := s.encode(&req, "", result, nil)
+		pub := s.encode(&r, result, nil)
 		if len(pub.Body) == 0 {
 			b.Fatal("empty reply")
-		}
-	}
-}
-
-// BenchmarkDecodeReply is what a client does with a reply.
-func BenchmarkDecodeReply(b *testing.B) {
-	d := amqp.Delivery{Body: []byte(`{"result":5}`), CorrelationId: "6f0a8f4e-2b8e-4a8e-9a54-1c1f5b7f5d2e"}
-	b.ReportAllocs()
-	for b.Loop() {
-		var n int
-		if err := (classic{}).decodeReply(&d, &n); err != nil || n != 5 {
-			b.Fatal(n, err)
 		}
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/amqpio"
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // Client sends requests through one connection to the broker at a time. It
@@ -20,21 +23,27 @@ import (
 // matched to their calls by correlation id. When the connection is lost, the requests
 // waiting for replies fail at once with ErrConnectionLost, the client
 // reconnects (see WithURLs, WithReconnectBackoff), and requests made
-// meanwhile wait for it until their deadline.
+// meanwhile, or queued and not yet published, wait for it until their
+// deadline.
 type Client struct {
 	cfg       config
-	proto     protocol
+	proto     *wire.Protocol
 	invoke    Invoke // Invoke through the interceptors; nil for none
-	connector *connector
+	connector *amqpio.Connector
 	stats     clientStats
 	throttle  throttle      // of log lines about one message
 	inFlight  chan struct{} // a token per request in flight (WithMaxInFlight); nil for no bound
+	ctx       context.Context
+	cancel    context.CancelFunc // ends ctx, and a dial under way, at Close
 	wg        sync.WaitGroup
 
-	// batching holds the routing keys whose servers said they read
-	// batches of requests (wireFormat.acceptsBatches): only calls to those
-	// go out several to a message.
+	// batching knows, for each routing key, whether calls to it may go
+	// several to a message (batches).
 	batching sync.Map
+	// batched are the calls of the batches in flight, by batch id, for a
+	// batch that comes back whole from a server that does not read
+	// batches (bounced).
+	batched *cache[string, []string]
 
 	mu      sync.Mutex
 	sess    *session            // nil while reconnecting
@@ -56,12 +65,14 @@ func Dial(url string, opts ...ClientOption) (*Client, error) {
 	cfg := clientConfig(opts)
 	c := &Client{
 		cfg:       cfg,
-		connector: newConnector(url, &cfg, "amqprpc client"),
+		proto:     cfg.protocol(),
+		connector: cfg.connector(url, "amqprpc client", 0),
+		batched:   newCache[string, []string](batchesInFlight, cfg.timeout),
 		pending:   make(map[string]*pending),
 		ready:     make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	c.proto = newProtocol(&c.cfg)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if len(cfg.clientInterceptors) > 0 {
 		c.invoke = chainClient(cfg.clientInterceptors, c.send1)
 	}
@@ -70,6 +81,7 @@ func Dial(url string, opts ...ClientOption) (*Client, error) {
 	}
 	s, err := c.openSession()
 	if err != nil {
+		c.cancel()
 		return nil, err
 	}
 	c.install(s)
@@ -96,9 +108,10 @@ func routingKey(t *Target) string {
 // broker drops a request that no server took in time, and travels with the
 // request, so the server's method sees it. A request the broker cannot
 // route fails at once with ErrNoServer; one it refuses fails at once with
-// ErrNacked when it is confirmed (casts, and calls with the Safe profile).
-// A Cast or a Fanout ends when the broker has confirmed that it took the
-// request.
+// ErrNacked when it is confirmed (casts, and calls with the Safe profile);
+// one whose routing key or metadata keys AMQP cannot carry fails at once,
+// unsent, with ErrNameTooLong. A Cast or a Fanout ends when the broker has
+// confirmed that it took the request.
 func (c *Client) Invoke(ctx context.Context, req Request, reply any) error {
 	if c.invoke != nil {
 		return c.invoke(ctx, &req, reply)
@@ -139,52 +152,85 @@ func failed(req *Request, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%s %s/%s: %w", req.Mode, routingKey(&req.Target), req.Method, err)
+	key := routingKey(&req.Target)
+	if len(key) > 64 {
+		key = fmt.Sprintf("%s...(%d bytes)", key[:64], len(key))
+	}
+	return fmt.Errorf("%s %s/%s: %w", req.Mode, key, req.Method, err)
 }
 
 // call publishes a request on the calls channel and waits for its reply.
+// A call queued to go out with others and not published when its
+// connection went, or in a batch that came back from a server that does
+// not read batches, goes again, alone.
 func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 	o, err := c.start(ctx, req, true)
 	defer o.end(c)
 	if err != nil {
 		return err
 	}
-	o.req.batchReplies = !c.cfg.noBatching // and it may go out with other calls
-	o.req.heartbeat = c.cfg.callMonitor
-	_, confirm, err := c.send(o, false, c.toCalls, routingKey(&req.Target))
-	if err != nil {
-		return err
+	o.req.BatchReplies = !c.cfg.noBatching // and it may go out with other calls
+	o.req.Heartbeat = c.cfg.callMonitor
+	for {
+		_, confirm, err := c.send(o, false, c.toCalls, routingKey(&req.Target))
+		if err != nil {
+			return err
+		}
+		r, err := c.await(o, confirm)
+		switch {
+		case errors.Is(err, errResend):
+			o.alone = true
+			continue
+		case err != nil:
+			return err
+		}
+		return decodeReply(c.proto, c.cfg.oslo, r, reply, req.Service)
 	}
+}
+
+// await waits for the final reply to o, published with confirm (nil
+// unless confirmed). With a call monitor, the call fails once its server
+// has been silent that long: no heartbeat, no reply. A call that its
+// session's end finds queued, unpublished, comes back from the queue
+// (errResend).
+func (c *Client) await(o *outgoing, confirm amqpio.Confirmation) (*wire.Reply, error) {
 	confirmed := confirmed(confirm)
-	// With a call monitor, the call fails once its server has been silent
-	// that long: no heartbeat, no reply.
-	var monitor *time.Timer
 	var silent <-chan time.Time
+	var beats <-chan struct{}
+	var monitor *time.Timer
 	if c.cfg.callMonitor > 0 {
 		monitor = time.NewTimer(c.cfg.callMonitor)
 		defer monitor.Stop()
-		silent = monitor.C
+		silent, beats = monitor.C, o.pending.beats
 	}
+	lost := o.sess.lost
 	for {
 		select {
 		case r := <-o.pending.result:
-			if r.err != nil {
-				return r.err
-			}
-			return decodeReply(c.proto, &r.reply, reply, req.Service)
-		case <-o.pending.beats:
+			return &r.reply, r.err
+		case <-beats:
 			monitor.Reset(c.cfg.callMonitor)
 		case <-silent:
-			return fmt.Errorf("%w: no heartbeat for %v", ErrServerSilent, c.cfg.callMonitor)
+			return nil, fmt.Errorf("%w: no heartbeat for %v", ErrServerSilent, c.cfg.callMonitor)
 		case <-confirmed:
 			if !confirm.Acked() {
-				return refused(o.sess.calls)
+				return nil, refusedBy(o.sess.calls)
 			}
 			confirmed = nil // taken: wait for the reply
+		case <-lost:
+			if o.pending.sent.Load() {
+				select {
+				case r := <-o.pending.result: // it came first
+					return &r.reply, r.err
+				default:
+				}
+				return nil, ErrConnectionLost
+			}
+			lost = nil // queued and not published: it comes back (errResend)
 		case <-o.ctx.Done():
-			return o.ctx.Err()
+			return nil, o.ctx.Err()
 		case <-c.done:
-			return ErrClosed
+			return nil, ErrClosed
 		}
 	}
 }
@@ -216,7 +262,7 @@ func (c *Client) cast(ctx context.Context, req *Request) error {
 		return ErrClosed
 	}
 	if !confirm.Acked() {
-		return refused(k)
+		return refusedBy(k)
 	}
 	k.flush() // a return comes before its confirm: make sure it was handled
 	select {
@@ -230,7 +276,7 @@ func (c *Client) cast(ctx context.Context, req *Request) error {
 // gather publishes a request to every server of its topic and hands each
 // reply to each.
 func (c *Client) gather(ctx context.Context, req *Request, want int, each func(string, func(any) error)) error {
-	if err := c.proto.gathers(); err != nil {
+	if err := c.proto.ErrNoGathers(); err != nil {
 		return err
 	}
 	o, err := c.start(ctx, req, true)
@@ -253,10 +299,10 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 				return r.err
 			}
 			got++
-			each(c.proto.replyServer(&r.reply), func(v any) error { return decodeReply(c.proto, &r.reply, v, req.Service) })
+			each(r.reply.Server, func(v any) error { return decodeReply(c.proto, c.cfg.oslo, &r.reply, v, req.Service) })
 		case <-confirmed:
 			if !confirm.Acked() {
-				return refused(o.sess.calls)
+				return refusedBy(o.sess.calls)
 			}
 			confirmed = nil
 		case <-o.ctx.Done():
@@ -271,8 +317,9 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 	return nil
 }
 
-// Close fails the pending requests with ErrClosed, closes the connection
-// and waits for the client's goroutines to end.
+// Close fails the pending requests with ErrClosed, closes the connection,
+// or stops a connection attempt under way, and waits for the client's
+// goroutines to end.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.err != nil {
@@ -283,6 +330,7 @@ func (c *Client) Close() error {
 	close(c.done)
 	s := c.sess
 	c.mu.Unlock()
+	c.cancel()
 	var err error
 	if s != nil {
 		err = s.conn.Close()

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"slices"
+
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // DescribeMethod is the wire name of the request that every server
@@ -40,9 +42,9 @@ type MethodDescription struct {
 
 // Describe returns the description of desc.
 func Describe(desc *ServiceDesc) ServiceDescription {
-	d := ServiceDescription{Name: desc.ServiceName, Version: versionOr1(desc.Version), Namespace: desc.Namespace}
+	d := ServiceDescription{Name: desc.ServiceName, Version: wire.VersionOr1(desc.Version), Namespace: desc.Namespace}
 	for _, m := range desc.Methods {
-		d.Methods = append(d.Methods, MethodDescription{Name: m.Name, Mode: m.Mode.String(), Gather: m.Gather, Since: versionOr1(m.Since),
+		d.Methods = append(d.Methods, MethodDescription{Name: m.Name, Mode: m.Mode.String(), Gather: m.Gather, Since: wire.VersionOr1(m.Since),
 			Params: nonNil(m.Params), Results: nonNil(m.Results)})
 	}
 	slices.SortFunc(d.Methods, func(a, b MethodDescription) int { return cmp.Compare(a.Name, b.Name) })

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // services is what a server serves, and how it calls a method for a
@@ -15,22 +17,29 @@ import (
 // (in memory) its callers', the same way.
 type services struct {
 	topic, server string
-	find          func(topic string, methods map[string]method, req *inRequest) (method, *Error) // the protocol's rules
+	finder        wire.Finder // the protocol's rules
 	log           *slog.Logger
 	intercept     ServerInterceptor // the chain of WithServerInterceptors; nil for none
 	throttle      throttle          // of log lines about one message
 
-	mu      sync.Mutex
-	methods map[string]method // by wire name; read-only once sealed
-	sealed  bool
+	mu       sync.Mutex
+	methods  map[string]method // by wire name; read-only once sealed
+	services []*wire.Service   // every service registered, for the finder
+	sealed   bool
 }
 
 type method struct {
 	desc    *ServiceDesc
+	service *wire.Service
 	handler MethodHandler
 	impl    any
 	noCtx   bool // the method ignores its context
 }
+
+// describeService is the service of DescribeMethod, which every server
+// has: a request for it goes through the server's interceptors as any
+// other, so that one can refuse it.
+var describeService = &ServiceDesc{ServiceName: "amqprpc"}
 
 // RegisterService registers impl to serve the methods of desc. Generated
 // Register<Interface>Server functions call it with an impl of the right
@@ -45,18 +54,20 @@ func (sv *services) RegisterService(desc *ServiceDesc, impl any) {
 	if impl == nil {
 		panic(fmt.Sprintf("amqprpc: RegisterService(%s) with a nil implementation", desc.ServiceName))
 	}
-	if _, _, err := parseVersion(desc.Version); err != nil {
+	if _, _, err := wire.ParseVersion(desc.Version); err != nil {
 		panic(fmt.Sprintf("amqprpc: RegisterService(%s): %v", desc.ServiceName, err))
 	}
 	if sv.methods == nil {
 		sv.methods = make(map[string]method)
 	}
+	svc := &wire.Service{Name: desc.ServiceName, Version: desc.Version, Namespace: desc.Namespace}
 	for _, m := range desc.Methods {
 		if prev, ok := sv.methods[m.Name]; ok {
 			panic(fmt.Sprintf("amqprpc: method %q of %s is already registered by %s", m.Name, desc.ServiceName, prev.desc.ServiceName))
 		}
-		sv.methods[m.Name] = method{desc: desc, handler: m.Handler, impl: impl, noCtx: m.IgnoresContext}
+		sv.methods[m.Name] = method{desc: desc, service: svc, handler: m.Handler, impl: impl, noCtx: m.IgnoresContext}
 	}
+	sv.services = append(sv.services, svc)
 }
 
 // seal ends registration: the method table is read without a lock from
@@ -67,50 +78,64 @@ func (sv *services) seal() {
 	sv.mu.Unlock()
 }
 
+// lookup returns the method req names, or the failure to answer with.
+func (sv *services) lookup(req *wire.In) (method, *Error) {
+	if req.Method == DescribeMethod {
+		return method{desc: describeService, handler: func(_ any, ctx context.Context, _ func(any) error) (any, error) {
+			return sv.describe(ctx)
+		}}, nil
+	}
+	m, ok := sv.methods[req.Method]
+	var found *wire.Service
+	if ok {
+		found = m.service
+	}
+	if f := sv.finder.Find(sv.topic, found, sv.services, req); f != nil {
+		return m, remoteError(f, nil, nil)
+	}
+	return m, nil
+}
+
 // dispatch calls the method req names, with ctx as the parent of its
 // context, and returns its result or the error to send back.
-func (sv *services) dispatch(ctx context.Context, req *inRequest) (result any, failure *Error) {
-	if req.method == DescribeMethod {
-		result, _ := sv.describe(ctx)
-		return result, nil
-	}
-	m, failure := sv.find(sv.topic, sv.methods, req)
+func (sv *services) dispatch(ctx context.Context, req *wire.In) (result any, failure *Error) {
+	m, failure := sv.lookup(req)
 	if failure != nil {
 		return nil, failure
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			sv.throttle.methodError(sv.log, req.method, "amqprpc: method panicked", "method", req.method, "correlation_id", req.msgID, "panic", p, "stack", string(debug.Stack()))
-			result, failure = nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("method %q panicked", req.method)}
+			sv.throttle.methodError(sv.log, req.Method, "amqprpc: method panicked", "method", req.Method, "correlation_id", req.MsgID, "panic", p, "stack", string(debug.Stack()))
+			result, failure = nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("method %q panicked", req.Method)}
 		}
 	}()
 	withCtx := !m.noCtx || sv.intercept != nil
-	if req.context != nil && withCtx {
-		ctx = WithOsloContext(ctx, req.context)
+	if req.Context != nil && withCtx {
+		ctx = WithOsloContext(ctx, req.Context)
 	}
-	if req.meta != nil && withCtx {
-		ctx = context.WithValue(ctx, incomingKey{}, req.meta)
+	if req.Meta != nil && withCtx {
+		ctx = context.WithValue(ctx, incomingKey{}, Metadata(req.Meta))
 	}
-	if !req.deadline.IsZero() && withCtx {
+	if !req.Deadline.IsZero() && withCtx {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, req.deadline)
+		ctx, cancel = context.WithDeadline(ctx, req.Deadline)
 		defer cancel()
 	}
 	var decodeErr error
 	dec := func(args any) error {
-		decodeErr = decodeArgs(req.args, args)
+		decodeErr = decodeArgs(req.Args, args)
 		return decodeErr
 	}
 	var err error
 	if sv.intercept == nil {
 		result, err = m.handler(m.impl, ctx, dec)
 	} else {
-		info := &ServerInfo{Topic: sv.topic, Server: sv.server, Service: m.desc, Method: req.method, ID: req.msgID, Reply: req.reply.ok()}
+		info := &ServerInfo{Topic: sv.topic, Server: sv.server, Service: m.desc, Method: req.Method, ID: req.MsgID, Reply: req.Reply.OK()}
 		result, err = sv.intercept(ctx, info, func(ctx context.Context) (any, error) { return m.handler(m.impl, ctx, dec) })
 	}
 	switch {
 	case decodeErr != nil: // as a Python method given the wrong keyword arguments
-		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("arguments of %q: %s", req.method, clipMessage(decodeErr.Error())),
+		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("arguments of %q: %s", req.Method, wire.ClipMessage(decodeErr.Error())),
 			Module: "builtins", Class: "TypeError"}
 	case err != nil:
 		return nil, toError(err, m.desc)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // Transport errors. They describe what happened to a request between the
@@ -44,6 +46,12 @@ var (
 	// when it was published in confirm mode: a cast, and a call with
 	// request confirms (the Safe profile, WithRequestConfirms).
 	ErrNacked = errors.New("amqprpc: the broker refused the message")
+
+	// ErrNameTooLong is returned, without sending anything, for a request
+	// whose routing key (its topic, and the server it names) or a
+	// metadata key is longer than the 255 bytes an AMQP short string
+	// holds: the broker would close the connection over it.
+	ErrNameTooLong = errors.New("amqprpc: too long for an AMQP name (at most 255 bytes)")
 
 	// ErrMalformedReply is returned when a reply arrives but cannot be
 	// decoded into the call's result type.
@@ -268,4 +276,35 @@ func fromError(e *Error, desc *ServiceDesc) *Error {
 		}
 	}
 	return e
+}
+
+// failure is e as it travels, for a peer that speaks oslo (nil when not
+// oslo.messaging's protocol): a Python exception is named by the
+// OsloException that e matches, if any.
+func (e *Error) failure(oslo *OsloConfig) *wire.Failure {
+	f := &wire.Failure{Code: string(e.Code), Message: e.Message, Type: e.Type, Detail: e.Detail, Module: e.Module, Class: e.Class}
+	if oslo != nil && f.Class == "" {
+		f.Module, f.Class, _ = oslo.exceptionOf(e)
+	}
+	return f
+}
+
+// remoteError is the *Error that failure f, received, stands for, with the
+// identity of the declared error of svc, or of the OsloException of oslo,
+// that it names.
+func remoteError(f *wire.Failure, svc *ServiceDesc, oslo *OsloConfig) *Error {
+	e := &Error{Code: Code(f.Code), Message: f.Message, Type: f.Type, Detail: f.Detail, Module: f.Module, Class: f.Class, Traceback: f.Traceback}
+	if oslo != nil {
+		oslo.received(e)
+	}
+	return fromError(e, svc)
+}
+
+// shortString returns an error wrapping ErrNameTooLong that says what s
+// is, when s does not fit an AMQP short string.
+func shortString(what, s string) error {
+	if len(s) > wire.MaxShortString {
+		return fmt.Errorf("%w: %s %s of %d bytes", ErrNameTooLong, what, wire.Clip(s), len(s))
+	}
+	return nil
 }

@@ -1,6 +1,10 @@
 package runtime
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/amqprpc/amqprpc/internal/wire"
+)
 
 // DeclaredQueue is a queue as amqprpc declared it, for the tests of the
 // topology.
@@ -19,10 +23,10 @@ var (
 )
 
 func init() {
-	declaredQueue = func(q queueSpec) {
+	declaredQueue = func(q wire.Queue) {
 		declaredMu.Lock()
 		defer declaredMu.Unlock()
-		declared = append(declared, DeclaredQueue{q.name, q.durable, q.autoDelete, q.exclusive, q.args, q.mirrors})
+		declared = append(declared, DeclaredQueue{q.Name, q.Durable, q.AutoDelete, q.Exclusive, q.Args, q.Mirrors})
 	}
 }
 

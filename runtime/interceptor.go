@@ -42,13 +42,13 @@ type ClientInterceptor func(ctx context.Context, req *Request, reply any, next I
 // WithServerInterceptors adds interceptors that wrap each request a
 // server runs. Server only.
 func WithServerInterceptors(in ...ServerInterceptor) ServerOption {
-	return serverOption(func(c *config) { c.serverInterceptors = append(c.serverInterceptors, in...) })
+	return serverOption(func(c *options) { c.serverInterceptors = append(c.serverInterceptors, in...) })
 }
 
 // WithClientInterceptors adds interceptors that wrap each request a
 // client sends. Client only.
 func WithClientInterceptors(in ...ClientInterceptor) ClientOption {
-	return clientOption(func(c *config) { c.clientInterceptors = append(c.clientInterceptors, in...) })
+	return clientOption(func(c *options) { c.clientInterceptors = append(c.clientInterceptors, in...) })
 }
 
 // chainServer makes one interceptor of several, the first outermost; nil

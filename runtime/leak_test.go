@@ -2,11 +2,14 @@ package runtime
 
 import (
 	"context"
+
 	"os"
 	goruntime "runtime"
 	"sync"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 func brokerURL() string {
@@ -28,11 +31,12 @@ func TestNoPerCallLeaks(t *testing.T) {
 	defer func() {
 		srv.Shutdown(context.Background())
 		<-served
-		if c, err := Dial(brokerURL()); err == nil {
-			s := c.sess
-			s.calls.ch.QueueDelete(topic, false, false, false)
-			s.calls.ch.ExchangeDelete(FanoutExchange(DefaultExchange, topic), false, false)
-			c.Close()
+		if conn, err := amqp.Dial(brokerURL()); err == nil {
+			if ch, err := conn.Channel(); err == nil {
+				ch.QueueDelete(topic, false, false, false)
+				ch.ExchangeDelete(FanoutExchange(DefaultExchange, topic), false, false)
+			}
+			conn.Close()
 		}
 	}()
 	c, err := Dial(brokerURL())

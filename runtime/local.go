@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/amqprpc/amqprpc/internal/wire"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -32,8 +33,8 @@ import (
 type Local struct {
 	topic  string
 	cfg    config
-	format classic
-	invoke Invoke // through the client's interceptors
+	proto  *wire.Protocol // amqprpc's
+	invoke Invoke         // through the client's interceptors
 
 	mu      sync.Mutex
 	servers []*localServer // in the order made
@@ -47,7 +48,9 @@ type localServer struct{ services }
 
 // NewLocal returns a Local for topic.
 func NewLocal(topic string, opts ...LocalOption) *Local {
-	l := &Local{topic: topic, cfg: localConfig(opts)}
+	cfg := localConfig(opts)
+	cfg.oslo = nil // a Local speaks amqprpc's protocol
+	l := &Local{topic: topic, cfg: cfg, proto: wire.Amqprpc(wire.AmqprpcTopology{Exchange: DefaultExchange})}
 	l.invoke = chainClient(l.cfg.clientInterceptors, l.send)
 	return l
 }
@@ -65,7 +68,7 @@ func (l *Local) Server(name string) ServiceRegistrar {
 		}
 	}
 	log := l.cfg.logger.With("topic", l.topic, "server", name)
-	s := &localServer{services{topic: l.topic, server: name, find: (&amqprpcProtocol{cfg: &l.cfg}).find, log: log, intercept: chainServer(l.cfg.serverInterceptors)}}
+	s := &localServer{services{topic: l.topic, server: name, finder: l.proto.Finder, log: log, intercept: chainServer(l.cfg.serverInterceptors)}}
 	l.servers = append(l.servers, s)
 	return s
 }
@@ -133,7 +136,7 @@ func (l *Local) send(ctx context.Context, req *Request, reply any) error {
 	l.run(func() { replies <- l.serve(to[0], d) })
 	select {
 	case r := <-replies:
-		return decodeReply(l.format, &r, reply, req.Service)
+		return l.decode(&r, reply, req.Service)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -165,7 +168,7 @@ func (l *Local) gather(ctx context.Context, req *Request, want int, each func(st
 	for got := 0; got < len(to) && (want <= 0 || got < want); got++ {
 		select {
 		case r := <-replies:
-			each(r.server, func(v any) error { return decodeReply(l.format, &r.reply, v, req.Service) })
+			each(r.server, func(v any) error { return l.decode(&r.reply, v, req.Service) })
 		case <-ctx.Done():
 			if want > 0 {
 				return fmt.Errorf("%d of %d replies: %w", got, want, ctx.Err())
@@ -224,10 +227,10 @@ func (l *Local) encode(ctx context.Context, req *Request, reply bool) (amqp.Deli
 	deadline, _ := ctx.Deadline()
 	r := newOutRequest(ctx, req, deadline)
 	if reply {
-		r.replyTo = "local"
+		r.ReplyTo = "local"
 	}
 	var pub amqp.Publishing
-	if err := l.format.encodeRequest(&pub, &r); err != nil {
+	if err := l.proto.EncodeRequest(&pub, &r); err != nil {
 		return amqp.Delivery{}, err
 	}
 	if err := tooLarge(pub.Body, l.cfg.maxBody); err != nil {
@@ -239,21 +242,35 @@ func (l *Local) encode(ctx context.Context, req *Request, reply bool) (amqp.Deli
 // serve has s serve d and returns the reply it would publish.
 func (l *Local) serve(s *localServer, d amqp.Delivery) amqp.Delivery {
 	s.seal()
-	var req inRequest
+	var req wire.In
 	var result any
 	failure := (*Error)(nil)
-	if err := l.format.decodeRequest(&d, &req); err != nil {
+	if err := l.proto.DecodeRequest(&d, &req); err != nil {
 		failure = &Error{Code: CodeMalformed, Message: err.Error()}
-	} else if !req.deadline.IsZero() && time.Now().After(req.deadline) {
+	} else if !req.Deadline.IsZero() && time.Now().After(req.Deadline) {
 		failure = &Error{Code: CodeDeadlineExceeded, Message: "the request's deadline passed before it ran"}
 	} else {
 		result, failure = s.dispatch(context.Background(), &req)
 	}
-	pub := encodeReply(l.format, &s.services, &req, s.server, result, failure)
-	if failure != nil && !req.reply.ok() {
-		s.throttle.warn(s.log, "amqprpc: request failed and names no reply path", "method", clip(req.method), "correlation_id", req.msgID, "error", failure)
+	pub := encodeReply(l.proto, &s.services, nil, &req, s.server, result, failure)
+	if failure != nil && !req.Reply.OK() {
+		s.throttle.warn(s.log, "amqprpc: request failed and names no reply path", "method", clip(req.Method), "correlation_id", req.MsgID, "error", failure)
 	}
 	return amqp.Delivery{ContentType: pub.ContentType, CorrelationId: pub.CorrelationId, Type: pub.Type, Headers: pub.Headers, Body: pub.Body}
+}
+
+// decode decodes the reply d as a client does.
+func (l *Local) decode(d *amqp.Delivery, v any, svc *ServiceDesc) error {
+	var err error
+	decoded := false
+	l.proto.SplitReplies(d, func(r *wire.Reply) {
+		decoded = true
+		err = decodeReply(l.proto, nil, r, v, svc)
+	})
+	if !decoded {
+		return ErrMalformedReply
+	}
+	return err
 }
 
 // run runs f in a goroutine that Close waits for.

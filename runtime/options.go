@@ -1,10 +1,12 @@
 package runtime
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/amqprpc/amqprpc/internal/amqpio"
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // Defaults of the options below.
@@ -18,11 +20,20 @@ const (
 	// DefaultMaxBodySize is the largest request body a server accepts and
 	// a client sends: 16 MiB.
 	DefaultMaxBodySize = 16 << 20
+	// DefaultMaxRequestBytes bounds the request bodies a server holds at
+	// once: 256 MiB.
+	DefaultMaxRequestBytes = 256 << 20
+	// DefaultMaxQueuedCalls bounds the calls a client queues to be
+	// published with others while its connection is busy.
+	DefaultMaxQueuedCalls = 4096
 	// DefaultReconnectMin and DefaultReconnectMax bound the wait between
 	// attempts to reconnect: it starts at the first and doubles up to the
 	// second.
 	DefaultReconnectMin = 100 * time.Millisecond
 	DefaultReconnectMax = 5 * time.Second
+	// DefaultDialTimeout bounds a connection attempt: TCP, TLS and AMQP
+	// handshakes.
+	DefaultDialTimeout = 30 * time.Second
 	// DefaultQueueType is the kind of a topic's queue: see WithQueueType.
 	DefaultQueueType = QueueClassic
 	// DefaultDeliveryLimit is how often a quorum topic queue delivers a
@@ -35,51 +46,92 @@ const (
 // a topic share (the exchange, the brokers, the logger, the protocol); an
 // option of one side only is a compile error on the other. A Local (in
 // memory) is both, and takes either (LocalOption).
+//
+// Options describe; they do not sequence: the settings that a set of
+// options makes do not depend on the order they were given in, but for an
+// option given twice, whose last value holds. Where two options touch one
+// setting, the narrower wins: WithAckAfterReply over WithProfile over
+// WithOslo's default, WithExchange over OsloConfig.ControlExchange.
 type (
 	ClientOption interface {
 		LocalOption
-		applyClient(*config)
+		applyClient(*options)
 	}
 	ServerOption interface {
 		LocalOption
-		applyServer(*config)
+		applyServer(*options)
 	}
 	Option interface {
 		ClientOption
 		ServerOption
 	}
-	LocalOption interface{ applyLocal(*config) }
+	LocalOption interface{ applyLocal(*options) }
 )
 
 // clientOption, serverOption and option are the options of one side, of
 // the other, and of both.
 type (
-	clientOption func(*config)
-	serverOption func(*config)
-	option       func(*config)
+	clientOption func(*options)
+	serverOption func(*options)
+	option       func(*options)
 )
 
-func (o clientOption) applyClient(c *config) { o(c) }
-func (o clientOption) applyLocal(c *config)  { o(c) }
-func (o serverOption) applyServer(c *config) { o(c) }
-func (o serverOption) applyLocal(c *config)  { o(c) }
-func (o option) applyClient(c *config)       { o(c) }
-func (o option) applyServer(c *config)       { o(c) }
-func (o option) applyLocal(c *config)        { o(c) }
+func (o clientOption) applyClient(c *options) { o(c) }
+func (o clientOption) applyLocal(c *options)  { o(c) }
+func (o serverOption) applyServer(c *options) { o(c) }
+func (o serverOption) applyLocal(c *options)  { o(c) }
+func (o option) applyClient(c *options)       { o(c) }
+func (o option) applyServer(c *options)       { o(c) }
+func (o option) applyLocal(c *options)        { o(c) }
 
+// setting is a value an option may set: unset, it takes a default that
+// other options may decide.
+type setting[T any] struct {
+	v   T
+	set bool
+}
+
+func (s *setting[T]) to(v T) { s.v, s.set = v, true }
+
+// or returns the value set, else def.
+func (s setting[T]) or(def T) T {
+	if s.set {
+		return s.v
+	}
+	return def
+}
+
+// options are what the options given say, before defaults.
+type options struct {
+	exchange           setting[string]
+	profile            setting[Profile]
+	requestConfirms    setting[bool]
+	replyConfirms      setting[bool]
+	ackAfterReply      setting[bool]
+	oslo               *OsloConfig
+	config             // the settings no other option decides
+	serverInterceptors []ServerInterceptor
+	clientInterceptors []ClientInterceptor
+}
+
+// config is what a client or a server runs with: the options given,
+// resolved.
 type config struct {
 	exchange     string
 	timeout      time.Duration
 	prefetch     int
 	logger       *slog.Logger
-	amqpConfig   amqp.Config
+	tls          *tls.Config
+	heartbeat    time.Duration
 	serverName   string
 	urls         []string // brokers to try after the first
 	reconnectMin time.Duration
 	reconnectMax time.Duration
 	maxInFlight  int
+	maxQueued    int
 	dedupe       int
 	maxBody      int
+	maxHeld      int
 	noBatching   bool
 	// The topic's queue (see topology.go).
 	queueType          QueueType
@@ -97,26 +149,45 @@ type config struct {
 	ackAfterReply   bool
 }
 
-// newConfig returns the defaults, changed by apply.
-func newConfig(apply func(*config)) config {
-	c := config{
-		exchange:      DefaultExchange,
+// newConfig applies the options given with apply to the defaults, and
+// resolves what several options decide.
+func newConfig(apply func(*options)) config {
+	o := options{config: config{
 		timeout:       DefaultTimeout,
 		prefetch:      DefaultPrefetch,
 		logger:        slog.Default(),
 		reconnectMin:  DefaultReconnectMin,
 		reconnectMax:  DefaultReconnectMax,
 		maxBody:       DefaultMaxBodySize,
+		maxHeld:       DefaultMaxRequestBytes,
+		maxQueued:     DefaultMaxQueuedCalls,
 		queueType:     DefaultQueueType,
 		deliveryLimit: DefaultDeliveryLimit,
+	}}
+	apply(&o)
+	c := o.config
+	c.reconnectMax = max(c.reconnectMax, c.reconnectMin)
+	c.serverInterceptors, c.clientInterceptors = o.serverInterceptors, o.clientInterceptors
+	c.oslo = o.oslo
+	exchange, ackAfterReply := DefaultExchange, true
+	if o.oslo != nil {
+		exchange, ackAfterReply = o.oslo.ControlExchange, false // oslo.messaging's servers acknowledge when they take a request
+		c.callMonitor = o.oslo.CallMonitorTimeout
 	}
-	setProfile(&c, DefaultProfile)
-	apply(&c)
+	c.exchange = o.exchange.or(exchange)
+	if o.profile.set {
+		c.requestConfirms, c.replyConfirms, ackAfterReply = o.profile.v.guarantees()
+	} else {
+		c.requestConfirms, c.replyConfirms, _ = DefaultProfile.guarantees()
+	}
+	c.requestConfirms = o.requestConfirms.or(c.requestConfirms)
+	c.replyConfirms = o.replyConfirms.or(c.replyConfirms)
+	c.ackAfterReply = o.ackAfterReply.or(ackAfterReply)
 	return c
 }
 
 func clientConfig(opts []ClientOption) config {
-	return newConfig(func(c *config) {
+	return newConfig(func(c *options) {
 		for _, o := range opts {
 			o.applyClient(c)
 		}
@@ -124,7 +195,7 @@ func clientConfig(opts []ClientOption) config {
 }
 
 func serverConfig(opts []ServerOption) config {
-	return newConfig(func(c *config) {
+	return newConfig(func(c *options) {
 		for _, o := range opts {
 			o.applyServer(c)
 		}
@@ -132,26 +203,56 @@ func serverConfig(opts []ServerOption) config {
 }
 
 func localConfig(opts []LocalOption) config {
-	return newConfig(func(c *config) {
+	return newConfig(func(c *options) {
 		for _, o := range opts {
 			o.applyLocal(c)
 		}
 	})
 }
 
+// protocol returns the protocol c says: oslo.messaging's with WithOslo,
+// else amqprpc's.
+func (c *config) protocol() *wire.Protocol {
+	if c.oslo != nil {
+		return wire.Oslo(c.oslo.settings(c.exchange))
+	}
+	return wire.Amqprpc(wire.AmqprpcTopology{Exchange: c.exchange, Quorum: c.queueType == QueueQuorum,
+		DeliveryLimit: c.deliveryLimit, Expiry: c.queueExpiry, DeadLetterExchange: c.deadLetterExchange})
+}
+
+// connector returns the connector of url and c's brokers, naming its
+// connections name; heldBytes, when set, bounds what each connection holds
+// of the bodies of messages delivered to it (amqpio.Budget).
+func (c *config) connector(url, name string, heldBytes int) *amqpio.Connector {
+	return amqpio.NewConnector(amqpio.Settings{
+		URLs:      append([]string{url}, c.urls...),
+		Name:      name,
+		TLS:       c.tls,
+		Heartbeat: c.heartbeat,
+		Timeout:   DefaultDialTimeout,
+		HeldBytes: heldBytes,
+	})
+}
+
+// backoff is how c waits between attempts to reconnect.
+func (c *config) backoff() amqpio.Backoff {
+	return amqpio.Backoff{First: c.reconnectMin, Most: c.reconnectMax}
+}
+
 // WithExchange sets the name of the topic exchange that requests are
 // published to (client) and that the topic's queue is bound to (server).
 // Clients and servers of one topic must agree on it. The exchange is
-// declared durable. Default: DefaultExchange ("amqprpc").
+// declared durable. Default: DefaultExchange ("amqprpc"), or, with
+// WithOslo, OsloConfig.ControlExchange.
 func WithExchange(name string) Option {
-	return option(func(c *config) { c.exchange = name })
+	return option(func(c *options) { c.exchange.to(name) })
 }
 
 // WithTimeout sets how long a client's call may take when its context has
 // no deadline. A context deadline, when present, always wins.
 // Values <= 0 are ignored. Default: DefaultTimeout (30s). Client only.
 func WithTimeout(d time.Duration) ClientOption {
-	return clientOption(func(c *config) {
+	return clientOption(func(c *options) {
 		if d > 0 {
 			c.timeout = d
 		}
@@ -162,11 +263,12 @@ func WithTimeout(d time.Duration) ClientOption {
 // for one topic several to a message, and accepts its replies several to a
 // message (docs/PROTOCOL.md). Calls go several to a message only to a topic
 // whose replies said that its servers read them, as amqprpc servers' do, and
-// only without request confirms. Off, each call and each reply is a message
-// of its own. Default: on. Client only: servers answer in batches the calls
-// that accept it.
+// only without request confirms; a batch that reaches a server that does
+// not read batches comes back, and its calls go again one by one. Off, each
+// call and each reply is a message of its own. Default: on. Client only:
+// servers answer in batches the calls that accept it.
 func WithBatching(on bool) ClientOption {
-	return clientOption(func(c *config) { c.noBatching = !on })
+	return clientOption(func(c *options) { c.noBatching = !on })
 }
 
 // WithPrefetch sets how many messages a server takes from each of its
@@ -175,9 +277,24 @@ func WithBatching(on bool) ClientOption {
 // many when requests come in batches (docs/PROTOCOL.md). Values <= 0 are
 // ignored. Default: DefaultPrefetch (64). Server only.
 func WithPrefetch(n int) ServerOption {
-	return serverOption(func(c *config) {
+	return serverOption(func(c *options) {
 		if n > 0 {
 			c.prefetch = n
+		}
+	})
+}
+
+// WithMaxRequestBytes bounds the request bodies a server holds at once:
+// those the broker delivered and whose methods have not returned. While
+// they add up to n, the server reads nothing more from the broker, which
+// holds the next requests (and slows their publishers down as its queues
+// grow), whatever the prefetch count allows; a request larger than n is
+// taken alone. Values <= 0 are ignored. Default: DefaultMaxRequestBytes
+// (256 MiB). Server only.
+func WithMaxRequestBytes(n int) ServerOption {
+	return serverOption(func(c *options) {
+		if n > 0 {
+			c.maxHeld = n
 		}
 	})
 }
@@ -186,18 +303,33 @@ func WithPrefetch(n int) ServerOption {
 // malformed request rejected by a server or a reply nobody waits for.
 // Default: slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return option(func(c *config) {
+	return option(func(c *options) {
 		if l != nil {
 			c.logger = l
 		}
 	})
 }
 
-// WithAMQPConfig sets the amqp091-go configuration used to dial the broker:
-// TLS, heartbeat, SASL mechanisms, connection properties. Default: the zero
-// amqp.Config, which gives amqp091-go's defaults.
-func WithAMQPConfig(cfg amqp.Config) Option {
-	return option(func(c *config) { c.amqpConfig = cfg })
+// WithTLS sets the TLS configuration of amqps:// URLs: the CA that
+// verifies the broker, and the client certificate, if the broker asks for
+// one. Default: nil, for which an amqps:// URL's query describes it
+// (cacertfile, certfile, keyfile, server_name_indication), as for
+// amqp091-go. ServerName defaults to the URL's host.
+func WithTLS(cfg *tls.Config) Option {
+	return option(func(c *options) { c.tls = cfg })
+}
+
+// WithHeartbeat sets the AMQP heartbeat interval that the connection asks
+// the broker for: a broker that sends nothing for about three of them is
+// taken for gone, and the connection with it. Values <= 0 are ignored.
+// Default: amqp091-go's, 10 seconds, unless the URL sets one
+// (?heartbeat=N).
+func WithHeartbeat(d time.Duration) Option {
+	return option(func(c *options) {
+		if d > 0 {
+			c.heartbeat = d
+		}
+	})
 }
 
 // WithServerName sets the server's name: a client reaches this server alone
@@ -206,27 +338,27 @@ func WithAMQPConfig(cfg amqp.Config) Option {
 // of one topic should have different names: two of one name would each
 // receive the requests sent to it. Default: the host name. Server only.
 func WithServerName(name string) ServerOption {
-	return serverOption(func(c *config) { c.serverName = name })
+	return serverOption(func(c *options) { c.serverName = name })
 }
 
 // WithURLs adds brokers of the same cluster to try, in turn, after the URL
 // given to Dial or NewServer, when connecting and when reconnecting.
 // Default: none.
 func WithURLs(urls ...string) Option {
-	return option(func(c *config) { c.urls = append(c.urls, urls...) })
+	return option(func(c *options) { c.urls = append(c.urls, urls...) })
 }
 
 // WithReconnectBackoff sets the wait between attempts to reconnect after
 // the connection is lost: first, doubling on each failed attempt up to
-// most, with jitter. Values <= 0 are ignored. Default: DefaultReconnectMin
-// (100ms) and DefaultReconnectMax (5s).
+// most (at least first), with jitter. Values <= 0 are ignored. Default:
+// DefaultReconnectMin (100ms) and DefaultReconnectMax (5s).
 func WithReconnectBackoff(first, most time.Duration) Option {
-	return option(func(c *config) {
+	return option(func(c *options) {
 		if first > 0 {
 			c.reconnectMin = first
 		}
 		if most > 0 {
-			c.reconnectMax = max(most, c.reconnectMin)
+			c.reconnectMax = most
 		}
 	})
 }
@@ -235,9 +367,10 @@ func WithReconnectBackoff(first, most time.Duration) Option {
 // one more waits for a slot until its deadline. A call queued to be
 // published with others keeps its slot until it leaves the queue, even once
 // its caller gave up, so that the bound holds while the connection cannot
-// take more. 0 means no bound. Default: 0. Client only.
+// take more. 0 means no bound, but for the calls queued to be published
+// (DefaultMaxQueuedCalls). Default: 0. Client only.
 func WithMaxInFlight(n int) ClientOption {
-	return clientOption(func(c *config) { c.maxInFlight = max(n, 0) })
+	return clientOption(func(c *options) { c.maxInFlight = max(n, 0) })
 }
 
 // WithDeduplication makes a server remember the last n requests it took,
@@ -247,7 +380,7 @@ func WithMaxInFlight(n int) ClientOption {
 // process, not to another, and forgets the oldest replies when those it
 // keeps pass 32 MiB. 0 turns it off. Default: 0. Server only.
 func WithDeduplication(n int) ServerOption {
-	return serverOption(func(c *config) { c.dedupe = max(n, 0) })
+	return serverOption(func(c *options) { c.dedupe = max(n, 0) })
 }
 
 // WithMaxBodySize sets the largest request body, in bytes, that a server
@@ -255,7 +388,7 @@ func WithDeduplication(n int) ServerOption {
 // client sends (ErrTooLarge). Values <= 0 are ignored.
 // Default: DefaultMaxBodySize (16 MiB).
 func WithMaxBodySize(n int) Option {
-	return option(func(c *config) {
+	return option(func(c *options) {
 		if n > 0 {
 			c.maxBody = n
 		}
@@ -276,7 +409,7 @@ func WithMaxBodySize(n int) Option {
 // RabbitMQ 4.3 requires of a queue that is not exclusive. Default:
 // DefaultQueueType (QueueClassic). Server only.
 func WithQueueType(t QueueType) ServerOption {
-	return serverOption(func(c *config) { c.queueType = t })
+	return serverOption(func(c *options) { c.queueType = t })
 }
 
 // WithQueueExpiry makes the broker delete the topic's queue, and the
@@ -284,7 +417,7 @@ func WithQueueType(t QueueType) ServerOption {
 // (the queue argument x-expires): for topics that come and go. 0 keeps it
 // until it is deleted by hand. Default: 0. Server only.
 func WithQueueExpiry(d time.Duration) ServerOption {
-	return serverOption(func(c *config) { c.queueExpiry = max(d, 0) })
+	return serverOption(func(c *options) { c.queueExpiry = max(d, 0) })
 }
 
 // WithDeliveryLimit sets how often a quorum topic queue delivers one
@@ -296,7 +429,7 @@ func WithQueueExpiry(d time.Duration) ServerOption {
 // (unlimited before RabbitMQ 4.0, 20 since). Default: DefaultDeliveryLimit
 // (10). Server only; classic queues have no such limit.
 func WithDeliveryLimit(n int) ServerOption {
-	return serverOption(func(c *config) { c.deliveryLimit = max(n, 0) })
+	return serverOption(func(c *options) { c.deliveryLimit = max(n, 0) })
 }
 
 // WithDeadLetterExchange names the exchange that the broker publishes the
@@ -304,20 +437,21 @@ func WithDeliveryLimit(n int) ServerOption {
 // limit, or expired in the queue (x-dead-letter-exchange). "" drops them.
 // Default: "". Server only.
 func WithDeadLetterExchange(name string) ServerOption {
-	return serverOption(func(c *config) { c.deadLetterExchange = name })
+	return serverOption(func(c *options) { c.deadLetterExchange = name })
 }
 
 // Profile presets the delivery guarantees of clients and servers, each of
 // which costs throughput; WithRequestConfirms, WithReplyConfirms and
-// WithAckAfterReply set them one by one. bench/RESULTS.md measures each.
+// WithAckAfterReply set them one by one, whichever order they are given
+// in. bench/RESULTS.md measures each.
 type Profile string
 
 const (
 	// Safe turns every guarantee on: requests confirmed by the broker
 	// (ErrNacked at once), replies confirmed before their request is
 	// acknowledged, requests acknowledged after their reply. Calls
-	// confirmed one by one are not batched: under load, Safe serves less
-	// than half the calls of Fast (bench/RESULTS.md).
+	// confirmed one by one are not batched: under load, Safe serves about
+	// half the calls of Fast (bench/RESULTS.md).
 	Safe Profile = "safe"
 	// Fast keeps acknowledgement after the reply, and with it at-least-once
 	// serving, and drops the confirms of calls and replies: the reply of a
@@ -330,34 +464,37 @@ const (
 	DefaultProfile = Fast
 )
 
-// WithProfile sets the delivery guarantees to those of p.
-// Default: DefaultProfile.
+// WithProfile sets the delivery guarantees to those of p, but those set
+// one by one. Default: DefaultProfile; with WithOslo, DefaultProfile but
+// for acknowledgement, which comes when a request is taken, as
+// oslo.messaging's servers do.
 func WithProfile(p Profile) Option {
-	return option(func(c *config) { setProfile(c, p) })
+	return option(func(c *options) { c.profile.to(p) })
 }
 
-func setProfile(c *config, p Profile) {
-	switch p {
-	case Fast:
-		c.requestConfirms, c.replyConfirms, c.ackAfterReply = false, false, true
-	default:
-		c.requestConfirms, c.replyConfirms, c.ackAfterReply = true, true, true
+// guarantees returns the request confirms, reply confirms and
+// acknowledgement after the reply of p; an unknown profile is Safe.
+func (p Profile) guarantees() (requestConfirms, replyConfirms, ackAfterReply bool) {
+	if p == Fast {
+		return false, false, true
 	}
+	return true, true, true
 }
 
 // WithRequestConfirms sets whether a client publishes its calls in confirm
 // mode, so that a call the broker refuses fails at once with ErrNacked
 // rather than at its deadline. Confirmed calls go one to a message, never
-// batched (WithBatching). Casts are always confirmed. Client only.
+// batched (WithBatching). Casts are always confirmed. Default: as the
+// profile says. Client only.
 func WithRequestConfirms(on bool) ClientOption {
-	return clientOption(func(c *config) { c.requestConfirms = on })
+	return clientOption(func(c *options) { c.requestConfirms.to(on) })
 }
 
 // WithReplyConfirms sets whether a server waits for the broker to confirm a
 // reply before it acknowledges the request, and requeues the request when
-// the broker refuses the reply. Server only.
+// the broker refuses the reply. Default: as the profile says. Server only.
 func WithReplyConfirms(on bool) ServerOption {
-	return serverOption(func(c *config) { c.replyConfirms = on })
+	return serverOption(func(c *options) { c.replyConfirms.to(on) })
 }
 
 // WithAckAfterReply sets whether a server acknowledges each request after
@@ -365,7 +502,8 @@ func WithReplyConfirms(on bool) ServerOption {
 // delivered again (at least once). Off, a server acknowledges each request
 // when a handler takes it, before running it (at most once): a server that
 // dies loses the requests it runs, up to its prefetch count, and the
-// prefetch count still bounds what the broker hands it. Server only.
+// prefetch count still bounds what the broker hands it. Default: as the
+// profile says; with WithOslo and no profile, off. Server only.
 func WithAckAfterReply(on bool) ServerOption {
-	return serverOption(func(c *config) { c.ackAfterReply = on })
+	return serverOption(func(c *options) { c.ackAfterReply.to(on) })
 }

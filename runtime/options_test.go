@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -28,7 +26,9 @@ func TestOptionSides(t *testing.T) {
 	}{
 		{"WithExchange", runtime.WithExchange("x"), true, true},
 		{"WithLogger", runtime.WithLogger(slog.Default()), true, true},
-		{"WithAMQPConfig", runtime.WithAMQPConfig(amqp.Config{}), true, true},
+		{"WithTLS", runtime.WithTLS(nil), true, true},
+		{"WithHeartbeat", runtime.WithHeartbeat(time.Second), true, true},
+		{"WithMaxRequestBytes", runtime.WithMaxRequestBytes(1), false, true},
 		{"WithURLs", runtime.WithURLs("amqp://h/"), true, true},
 		{"WithReconnectBackoff", runtime.WithReconnectBackoff(time.Second, time.Minute), true, true},
 		{"WithMaxBodySize", runtime.WithMaxBodySize(1), true, true},

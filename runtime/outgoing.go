@@ -4,19 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/amqpio"
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // outgoing is a request ready to publish, and what ends it.
 type outgoing struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
-	req     outRequest      // encoded for each session it is sent on
+	req     wire.Out        // encoded for each session it is sent on
 	reply   bool            // it wants replies
+	alone   bool            // it goes in a message of its own, never batched
 	pub     amqp.Publishing // req, encoded for sess
 	sess    *session
 	pending *pending
@@ -29,7 +34,7 @@ type outgoing struct {
 
 func (o *outgoing) end(c *Client) {
 	if o.pending != nil {
-		c.unregister(o.req.msgID)
+		c.unregister(o.req.MsgID, o.pending)
 	}
 	o.unref()
 	o.cancel()
@@ -43,8 +48,9 @@ func (o *outgoing) unref() {
 }
 
 // start prepares req: it bounds ctx by the client's timeout, checks the
-// version cap, gives the request a new id and takes an in-flight slot.
-// reply says whether it wants replies. The caller must call end.
+// version cap and what AMQP must carry, gives the request a new id and
+// takes an in-flight slot. reply says whether it wants replies. The caller
+// must call end.
 func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing, error) {
 	o := &outgoing{cancel: func() {}, release: func() {}, reply: reply}
 	o.refs.Store(1) // the caller's
@@ -53,6 +59,9 @@ func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing
 	}
 	o.ctx = ctx
 	if err := capped(req); err != nil {
+		return o, err
+	}
+	if err := c.carriable(ctx, req); err != nil {
 		return o, err
 	}
 	deadline, _ := ctx.Deadline()
@@ -76,15 +85,36 @@ func (c *Client) start(ctx context.Context, req *Request, reply bool) (*outgoing
 	return o, nil
 }
 
+// carriable returns why req, made with ctx, cannot travel: a routing key,
+// an exchange or a metadata key longer than AMQP carries, which would cost
+// the client its connection.
+func (c *Client) carriable(ctx context.Context, req *Request) error {
+	if err := shortString("routing key", routingKey(&req.Target)); err != nil {
+		return err
+	}
+	if req.Mode == Fanout || req.Mode == CallAll {
+		if err := shortString("fanout exchange", c.proto.FanoutExchange(req.Topic).Name); err != nil {
+			return err
+		}
+	}
+	md := OutgoingMetadata(ctx)
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		if err := shortString("metadata key", k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // encodeFor encodes o for session s: its replies go to s's reply queue,
 // and it expires at its deadline. A body over the client's limit is
 // ErrTooLarge.
 func (c *Client) encodeFor(o *outgoing, s *session) error {
 	if o.reply {
-		o.req.replyTo = s.replyTo
+		o.req.ReplyTo = s.replyTo
 	}
-	o.pub = amqp.Publishing{Expiration: expiration(time.Until(o.req.deadline))}
-	if err := c.proto.encodeRequest(&o.pub, &o.req); err != nil {
+	o.pub = amqp.Publishing{Expiration: wire.Expiration(time.Until(o.req.Deadline))}
+	if err := c.proto.EncodeRequest(&o.pub, &o.req); err != nil {
 		return err
 	}
 	return tooLarge(o.pub.Body, c.cfg.maxBody)
@@ -96,12 +126,13 @@ type destination func(s *session) (*channel, string, error)
 
 // send registers o as pending on the client's session and publishes it
 // there with the mandatory flag, so that an unroutable request comes back
-// as ErrNoServer. When that session's connection turns out to be gone,
-// nothing was sent: send waits for the next session and tries again, until
-// o's deadline.
-func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*channel, *amqp.DeferredConfirmation, error) {
+// as ErrNoServer; a call that may share a message with others is queued
+// for the session's batcher instead. When that session's connection turns
+// out to be gone, nothing was sent: send waits for the next session and
+// tries again, until o's deadline.
+func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*channel, amqpio.Confirmation, error) {
 	for {
-		s, p, err := c.register(o.ctx, o.req.msgID, key, multi)
+		s, p, err := c.register(o.ctx, o.req.MsgID, key, multi)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -112,25 +143,32 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 		k, exchange, err := to(s)
 		if err == nil {
 			if err = s.waitUnblocked(o.ctx); err == nil {
-				if o.req.batchReplies && s.requests != nil && !s.conn.IsClosed() && c.batches(key) { // a call: it may go with others
+				if o.req.BatchReplies && !o.alone && s.requests != nil && !s.conn.IsClosed() && c.batches(key) { // a call: it may go with others
 					o.refs.Add(1) // the queue's, until publishCalls is done with it
-					s.requests.send(key, o)
-					return k, nil, nil
-				}
-				var confirm *amqp.DeferredConfirmation
-				confirm, err = k.ch.PublishWithDeferredConfirmWithContext(o.ctx, exchange, key,
-					true,  // mandatory
-					false, // immediate
-					o.pub)
-				if err == nil {
-					return k, confirm, nil
+					if err = s.requests.Send(o.ctx, key, o); err == nil {
+						return k, nil, nil
+					}
+					o.unref()
+				} else {
+					var confirm amqpio.Confirmation
+					confirm, err = k.ch.Publish(o.ctx, exchange, key,
+						true,  // mandatory
+						false, // immediate
+						o.pub)
+					if err == nil {
+						p.sent.Store(true)
+						return k, confirm, nil
+					}
 				}
 			}
 		}
-		if !s.conn.IsClosed() && !errors.Is(err, ErrConnectionLost) {
+		if o.ctx.Err() != nil {
+			return nil, nil, o.ctx.Err()
+		}
+		if !s.conn.IsClosed() && !errors.Is(err, ErrConnectionLost) && !errors.Is(err, amqpio.ErrStopped) {
 			return nil, nil, fmt.Errorf("publish: %w", err)
 		}
-		c.unregister(o.req.msgID)
+		c.unregister(o.req.MsgID, p)
 		o.pending = nil
 		select {
 		case <-s.lost:
@@ -149,26 +187,20 @@ func (c *Client) toCalls(s *session) (*channel, string, error) {
 
 // confirmed returns the channel that is closed when the broker confirms
 // confirm, or nil, which blocks forever, for a channel not in confirm mode.
-func confirmed(confirm *amqp.DeferredConfirmation) <-chan struct{} {
+func confirmed(confirm amqpio.Confirmation) <-chan struct{} {
 	if confirm == nil {
 		return nil
 	}
 	return confirm.Done()
 }
 
-// refused explains a nacked confirm on k: the broker refused the message,
-// or the channel closed, alone or with its connection, before the broker
-// confirmed it (amqp091-go nacks what is unconfirmed when a channel closes).
-func refused(k *channel) error {
+// refusedBy explains a nacked confirm on k: the broker refused the
+// message, or the channel closed, alone or with its connection, before the
+// broker confirmed it (amqp091-go nacks what is unconfirmed when a channel
+// closes).
+func refusedBy(k *channel) error {
 	if k.ch.IsClosed() {
 		return fmt.Errorf("%w: the channel closed before the broker confirmed", ErrConnectionLost)
 	}
 	return ErrNacked
-}
-
-// expiration renders ttl as an AMQP per-message TTL: whole milliseconds,
-// rounded up, at least 1.
-func expiration(ttl time.Duration) string {
-	ms := (ttl + time.Millisecond - 1) / time.Millisecond
-	return strconv.FormatInt(int64(max(ms, 1)), 10)
 }

@@ -2,9 +2,14 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // pending is a request waiting for its reply, or replies.
@@ -13,13 +18,22 @@ type pending struct {
 	multi  bool          // takes every reply, not only the first
 	key    string        // where it went: its replies say whether that takes batches
 	beats  chan struct{} // a heartbeat came: the server still runs it
+	sent   atomic.Bool   // it was handed to the broker (not only queued)
+	// provisional is a result that a final reply without one confirms
+	// (oslo.messaging's servers before 4.0); resolve guards it.
+	provisional *wire.Reply
 }
 
 // callResult is what ends a pending call: its reply, or an error.
 type callResult struct {
-	reply amqp.Delivery
+	reply wire.Reply
 	err   error
 }
+
+// errResend is what a call gets back when it must be sent again: it was
+// queued and not published when its session was lost, or it was in a
+// batch that came back from a server that does not read batches.
+var errResend = errors.New("amqprpc: send the call again")
 
 // register waits until the client has a session, or ctx ends, and records
 // the request id as pending on it.
@@ -52,31 +66,94 @@ func (c *Client) register(ctx context.Context, id, key string, multi bool) (*ses
 	}
 }
 
-func (c *Client) unregister(id string) {
+// unregister forgets p, pending as request id, unless another took its
+// place.
+func (c *Client) unregister(id string, p *pending) {
 	c.mu.Lock()
-	delete(c.pending, id)
-	c.mu.Unlock()
-}
-
-// batches reports whether calls to key may go several to a message: a
-// reply from there said that its server reads them.
-func (c *Client) batches(key string) bool {
-	_, ok := c.batching.Load(key)
-	return ok
-}
-
-// resolve hands r to the pending request id and reports whether there was
-// one. A request that takes one reply is then no longer pending; a reply
-// that says its server reads batches of requests opens its key to them.
-func (c *Client) resolve(id string, r callResult) bool {
-	c.mu.Lock()
-	p, ok := c.pending[id]
-	if ok && !p.multi {
+	if c.pending[id] == p {
 		delete(c.pending, id)
 	}
 	c.mu.Unlock()
-	if ok && r.err == nil && !c.batches(p.key) && c.proto.acceptsBatches(&r.reply) {
-		c.batching.Store(p.key, struct{}{})
+}
+
+// Batching. A client sends calls to a routing key several to a message
+// only once a reply from there said that its server reads batches; a
+// batch that comes back whole, answered as a request its server cannot
+// read, says that one of the key's servers does not (a topic may have
+// servers of other versions, or of another implementation), and the key
+// gets no batch for mixedFleet, until its replies say so again.
+const (
+	mixedFleet      = time.Minute
+	batchesInFlight = 4096 // the batches a client remembers the calls of
+)
+
+// batches reports whether calls to key may go several to a message: the
+// key's entry is true, not a time until which it gets no batch.
+func (c *Client) batches(key string) bool {
+	v, _ := c.batching.Load(key)
+	on, _ := v.(bool)
+	return on
+}
+
+// readsBatches records that a server of key said it reads batches.
+func (c *Client) readsBatches(key string) {
+	if v, ok := c.batching.Load(key); ok {
+		if until, mixed := v.(time.Time); !mixed || time.Now().Before(until) {
+			return
+		}
+	}
+	c.batching.Store(key, true)
+}
+
+// bounced sends again, one by one, the calls of batch id, which came back
+// from a server that does not read batches, and keeps batches from key
+// for a while.
+func (c *Client) bounced(id string) {
+	calls, ok := c.batched.get(id)
+	if !ok {
+		return
+	}
+	c.batched.remove(id)
+	c.mu.Lock()
+	var key string
+	for _, call := range calls {
+		if p, ok := c.pending[call]; ok {
+			key = p.key
+			break
+		}
+	}
+	c.mu.Unlock()
+	if key != "" {
+		c.batching.Store(key, time.Now().Add(mixedFleet))
+		c.throttle.warn(c.cfg.logger, "amqprpc: a server of this routing key does not read batches of calls; sending them one by one", "routing_key", wire.Clip(key))
+	}
+	for _, call := range calls {
+		c.resolve(call, callResult{err: errResend})
+	}
+}
+
+// resolve hands r to the pending request id and reports whether there was
+// one. A request that takes one reply is then no longer pending, unless r
+// is a provisional result; a reply that says its server reads batches of
+// requests opens its key to them.
+func (c *Client) resolve(id string, r callResult) bool {
+	c.mu.Lock()
+	p, ok := c.pending[id]
+	switch {
+	case !ok:
+	case r.err == nil && r.reply.Kind == wire.Provisional:
+		p.provisional = &r.reply
+		c.mu.Unlock()
+		return true
+	case r.err == nil && r.reply.Empty && p.provisional != nil:
+		r.reply = *p.provisional
+		fallthrough
+	case !p.multi:
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+	if ok && r.err == nil && r.reply.ReadsBatches {
+		c.readsBatches(p.key)
 	}
 	switch {
 	case !ok:
@@ -119,7 +196,7 @@ func (c *Client) readReturns(returns <-chan amqp.Return, flush <-chan chan struc
 			if !ok {
 				return
 			}
-			for _, id := range c.proto.returnedIDs(&r) {
+			for _, id := range c.proto.ReturnedIDs(&r) {
 				c.resolve(id, callResult{err: ErrNoServer})
 			}
 		case f := <-flush:

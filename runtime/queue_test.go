@@ -44,9 +44,7 @@ func TestQueuedCallsKeepTheirInFlightSlots(t *testing.T) {
 		s := c.sess
 		c.mu.Unlock()
 		if s != nil && s.requests != nil {
-			s.requests.mu.Lock()
-			most = max(most, len(s.requests.queue))
-			s.requests.mu.Unlock()
+			most = max(most, s.requests.Queued())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -1,147 +1,341 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/amqpio"
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
-// serverSession is one connection of a Server and what it consumes on it.
+// serverSession is one connection of a Server and what it runs on it: a
+// channel that consumes the server's three queues, acknowledges what they
+// deliver and publishes the replies to callers' queues; the workers of
+// each queue; the goroutine that consumes again a queue whose consumer the
+// broker cancelled. A lost session is never reused: the server opens a
+// new one.
 type serverSession struct {
-	conn    *amqp.Connection
-	ch      *amqp.Channel // consumes the queues, publishes replies
-	queues  queues
-	shared  queueSpec             // the topic's queue, as declared
-	workers atomic.Int32          // started: at most the prefetch count, and one per queue at least
-	acker   *acker                // acknowledges deliveries, tracking them with WithAckAfterReply
-	replier *batcher[queuedReply] // publishes replies to callers that accept them batched; run owns it
-	extra   atomic.Int32          // goroutines serving requests of a batch beside its worker
-	closed  chan *amqp.Error      // the channel's, or the connection's, end
+	s       *Server
+	id      uint64 // from 1, one more for each session of the server
+	conn    amqpio.Conn
+	ch      amqpio.Channel
+	closed  chan *amqp.Error // the channel's, or the connection's, end
+	cancels chan string      // tags of the consumers the broker cancelled
+	done    chan struct{}    // closed when the session ends
+	acker   *amqpio.Acker
+	replies *amqpio.Batcher[queuedReply] // replies to callers that accept them batched
+	shared  wire.Queue                   // the topic's queue, as declared
+	workers atomic.Int32                 // started: at most the prefetch count, and one per subscription at least
+	extra   atomic.Int32                 // goroutines serving requests of a batch beside its worker
+	watcher sync.WaitGroup               // watch
+	subs    []*subscription              // the first subscriptions, whose workers start
+
+	subMu     sync.Mutex
+	consumers []*consumer
+	stopping  bool // Shutdown cancelled the consumers: none starts again
+
+	mu   sync.Mutex
+	live map[uint64]*delivery // received and not settled, by delivery tag
+	gone bool                 // the channel is gone: every delivery is lost
 
 	classicMu sync.Mutex
-	classicCh *amqp.Channel // for replies to classic (msg_id only) requests
+	classic   classicChannels
 }
 
-// queues are the deliveries of a server's three consumers.
-type queues struct {
-	shared <-chan amqp.Delivery // the topic's queue, shared by its servers
-	own    <-chan amqp.Delivery // topic.name: requests for this server alone
-	fanout <-chan amqp.Delivery // this server's queue on the fanout exchange
-	tags   []string             // consumer tags
+// consumer is one of a server's queues and its consumer on the session's
+// channel.
+type consumer struct {
+	queue         wire.Queue
+	exchange, key string // its binding
+	fanout        bool   // the queue of requests sent to every server
+	tag           string // its consumer's tag; subMu guards it
 }
 
-// pool is the workers of one queue.
-type pool struct {
+// subscription is the deliveries of one consumer's tag, and the workers
+// that take them.
+type subscription struct {
+	c          *consumer
 	deliveries <-chan amqp.Delivery
-	fanout     bool         // the queue of requests sent to every server
 	idle       atomic.Int32 // workers waiting for a delivery
-}
-
-// install makes sess the server's session, unless Shutdown has begun.
-func (s *Server) install(sess *serverSession) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() {
-		return false
-	}
-	s.sess = sess
-	return true
-}
-
-// reconnect opens a new session, backing off between attempts. It
-// returns ErrServerClosed once Shutdown has begun, and gives up on an
-// ErrTopologyMismatch, which no attempt can mend.
-func (s *Server) reconnect() (*serverSession, error) {
-	mismatch := func(err error) bool { return errors.Is(err, ErrTopologyMismatch) }
-	sess, err := reconnect(&s.cfg, s.log, s.quit, &s.stats.reconnects, s.openSession, mismatch)
-	switch {
-	case err != nil:
-		s.log.Error("amqprpc: cannot serve", "error", err)
-		return nil, err
-	case sess == nil:
-		return nil, ErrServerClosed
-	}
-	return sess, nil
 }
 
 // openSession connects, declares the topology and starts consuming the
 // server's queues.
 func (s *Server) openSession() (*serverSession, error) {
-	conn, err := s.connector.connect()
+	conn, err := s.connector.Connect(s.ctx)
 	if err != nil {
 		return nil, err
 	}
-	sess := &serverSession{conn: conn}
-	if err := s.consume(sess); err != nil {
+	s.mu.Lock()
+	s.sessions++
+	id := s.sessions
+	s.mu.Unlock()
+	sess := &serverSession{s: s, id: id, conn: conn, done: make(chan struct{}), live: make(map[uint64]*delivery)}
+	subs, err := sess.open()
+	if err != nil {
 		conn.Close()
 		return nil, err
 	}
+	sess.replies = amqpio.NewBatcher(0, sess.publishReplies)
+	sess.subs = subs
 	return sess, nil
 }
 
-func (s *Server) consume(sess *serverSession) error {
+// open opens the session's channel, declares the exchanges and the queues,
+// and consumes them.
+func (sess *serverSession) open() ([]*subscription, error) {
+	s := sess.s
+	ch, err := sess.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("amqprpc: open channel: %w", err)
+	}
+	sess.ch = ch
+	sess.closed = ch.NotifyClose(make(chan *amqp.Error, 1))
+	sess.cancels = ch.NotifyCancel(make(chan string, 3))
+	if s.cfg.replyConfirms {
+		if err := ch.Confirm(false); err != nil { // noWait
+			return nil, fmt.Errorf("amqprpc: confirm mode: %w", err)
+		}
+	}
+	requests, everyServer := s.proto.RequestExchange(), s.proto.FanoutExchange(s.topic)
+	for _, x := range []wire.Exchange{requests, everyServer} {
+		if err := declareExchange(ch, x); err != nil {
+			return nil, err
+		}
+	}
+	shared, own, fanout := s.proto.ServerQueues(s.topic, s.server, strings.ReplaceAll(uuid.NewString(), "-", ""))
+	sess.shared = shared
+	sess.consumers = []*consumer{
+		{queue: shared, exchange: requests.Name, key: s.topic},
+		{queue: own, exchange: requests.Name, key: s.topic + "." + s.server},
+		{queue: fanout, exchange: everyServer.Name, key: s.topic, fanout: true},
+	}
+	if err := ch.Qos(s.cfg.prefetch, 0, false); err != nil { // prefetch size, global
+		return nil, fmt.Errorf("amqprpc: set prefetch: %w", err)
+	}
+	sess.acker = amqpio.NewAcker(ch, s.cfg.prefetch)
+	var subs []*subscription
+	for _, c := range sess.consumers {
+		if err := declareAndBind(ch, c); err != nil {
+			return nil, err
+		}
+		sub, err := sess.consume(c)
+		if err != nil {
+			return nil, err
+		}
+		subs = append(subs, sub)
+	}
+	return subs, nil
+}
+
+// declareAndBind declares c's queue on ch and binds it.
+func declareAndBind(ch amqpio.Channel, c *consumer) error {
+	if _, err := declareQueue(ch, c.queue); err != nil {
+		return err
+	}
+	if err := ch.QueueBind(c.queue.Name, c.key, c.exchange, false, nil); err != nil { // noWait
+		return fmt.Errorf("amqprpc: bind queue %q to exchange %q: %w", c.queue.Name, c.exchange, err)
+	}
+	return nil
+}
+
+// errStopping is a consumer not started again: Shutdown cancelled them.
+var errStopping = errors.New("amqprpc: the server is shutting down")
+
+// consume starts a consumer of c's queue on the session's channel.
+// Requests are acknowledged by the server, even without WithAckAfterReply,
+// so that the prefetch count bounds what the broker pushes.
+func (sess *serverSession) consume(c *consumer) (*subscription, error) {
+	sess.subMu.Lock()
+	defer sess.subMu.Unlock()
+	if sess.stopping {
+		return nil, errStopping
+	}
+	tag := "amqprpc-" + uuid.NewString()
+	deliveries, err := sess.ch.Consume(c.queue.Name, tag,
+		false, // autoAck
+		false, // exclusive
+		false, // noLocal
+		false, // noWait
+		nil)
+	if err != nil {
+		return nil, fmt.Errorf("amqprpc: consume queue %q: %w", c.queue.Name, err)
+	}
+	c.tag = tag
+	return &subscription{c: c, deliveries: deliveries}, nil
+}
+
+// start starts the session's workers, one for each of its queues to
+// begin with, the batcher of its replies, and the watcher of its
+// consumers.
+func (sess *serverSession) start() {
+	sess.replies.Start()
+	for _, sub := range sess.subs {
+		sess.startWorker(sub)
+	}
+	sess.watcher.Add(1)
+	go sess.watch()
+}
+
+// startWorker starts a worker of sub.
+func (sess *serverSession) startWorker(sub *subscription) {
+	sess.workers.Add(1)
+	sess.s.handlers.Add(1)
+	go sess.s.work(sess, sub)
+}
+
+// watch consumes again each queue whose consumer the broker cancels: it
+// does so when the queue is deleted, when a classic queue's node goes
+// down, or, in RabbitMQ 4.x, when a consumer of a quorum queue times out.
+// It ends with the session.
+func (sess *serverSession) watch() {
+	defer sess.watcher.Done()
+	s := sess.s
+	for {
+		var tag string
+		var ok bool
+		select {
+		case tag, ok = <-sess.cancels:
+		case <-sess.done:
+			return
+		}
+		if !ok {
+			return
+		}
+		c := sess.consumerOf(tag)
+		if c == nil {
+			continue
+		}
+		s.stats.cancelled.Add(1)
+		s.log.Warn("amqprpc: the broker cancelled the consumer of a queue; consuming it again", "queue", c.queue.Name)
+		sess.resubscribe(c)
+	}
+}
+
+// consumerOf returns the consumer whose tag is tag, if any.
+func (sess *serverSession) consumerOf(tag string) *consumer {
+	sess.subMu.Lock()
+	defer sess.subMu.Unlock()
+	for _, c := range sess.consumers {
+		if c.tag == tag {
+			return c
+		}
+	}
+	return nil
+}
+
+// resubscribe declares c's queue again and consumes it, backing off
+// between attempts while the queue cannot be had, until it does, the
+// session ends or Shutdown begins. The declarations run on a channel of
+// their own, which a refusal closes instead of the session's. A queue
+// declared with other settings than the server's ends the session: the
+// server then fails with ErrTopologyMismatch as it reconnects.
+func (sess *serverSession) resubscribe(c *consumer) {
+	s := sess.s
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(s.cfg.backoff().Delay(attempt - 1)):
+			case <-sess.done:
+				return
+			case <-s.quit:
+				return
+			}
+		}
+		err := sess.subscribe(c)
+		switch {
+		case err == nil:
+			s.log.Info("amqprpc: consuming the queue again", "queue", c.queue.Name, "attempts", attempt+1)
+			return
+		case errors.Is(err, errStopping), sess.ch.IsClosed():
+			return
+		case errors.Is(err, ErrTopologyMismatch):
+			s.log.Error("amqprpc: cannot consume the queue again", "queue", c.queue.Name, "error", err)
+			sess.conn.Close()
+			return
+		}
+		s.log.Warn("amqprpc: cannot consume the queue yet", "queue", c.queue.Name, "attempt", attempt+1, "error", err)
+	}
+}
+
+// subscribe declares c's queue, on a channel of its own, and consumes it.
+func (sess *serverSession) subscribe(c *consumer) error {
 	ch, err := sess.conn.Channel()
 	if err != nil {
 		return fmt.Errorf("amqprpc: open channel: %w", err)
 	}
-	sess.ch = ch
-	sess.closed = ch.NotifyClose(make(chan *amqp.Error, 1))
-	if s.cfg.replyConfirms {
-		if err := ch.Confirm(false); err != nil { // noWait
-			return fmt.Errorf("amqprpc: confirm mode: %w", err)
-		}
+	defer ch.Close()
+	if err := declareAndBind(ch, c); err != nil {
+		return err
 	}
-	requests, everyServer := s.proto.requestExchange(), s.proto.fanoutExchange(s.topic)
-	for _, x := range []exchangeSpec{requests, everyServer} {
-		if err := declareExchange(ch, x); err != nil {
-			return err
-		}
+	sub, err := sess.consume(c)
+	if err != nil {
+		return err
 	}
-	shared, own, fanout := s.proto.serverQueues(s.topic, s.server, strings.ReplaceAll(uuid.NewString(), "-", ""))
-	sess.shared = shared
-	for _, d := range []struct {
-		queue         queueSpec
-		exchange, key string
-	}{
-		{shared, requests.name, s.topic},
-		{own, requests.name, s.topic + "." + s.server},
-		{fanout, everyServer.name, s.topic},
-	} {
-		if _, err := declareQueue(ch, d.queue); err != nil {
-			return err
-		}
-		if err := ch.QueueBind(d.queue.name, d.key, d.exchange, false, nil); err != nil { // noWait
-			return fmt.Errorf("amqprpc: bind queue %q to exchange %q: %w", d.queue.name, d.exchange, err)
-		}
-	}
-	if err := ch.Qos(s.cfg.prefetch, 0, false); err != nil { // prefetch size, global
-		return fmt.Errorf("amqprpc: set prefetch: %w", err)
-	}
-	sess.acker = newAcker(ch, s.cfg.prefetch)
-	q := &sess.queues
-	for _, c := range []struct {
-		queue string
-		to    *<-chan amqp.Delivery
-	}{{shared.name, &q.shared}, {own.name, &q.own}, {fanout.name, &q.fanout}} {
-		tag := "amqprpc-" + uuid.NewString()
-		// Acknowledged by the server, even without WithAckAfterReply, so
-		// that the prefetch count bounds what the broker pushes.
-		deliveries, err := ch.Consume(c.queue, tag,
-			false, // autoAck
-			false, // exclusive
-			false, // noLocal
-			false, // noWait
-			nil)
-		if err != nil {
-			return fmt.Errorf("amqprpc: consume queue %q: %w", c.queue, err)
-		}
-		*c.to = deliveries
-		q.tags = append(q.tags, tag)
-	}
+	sess.startWorker(sub)
 	return nil
+}
+
+// shutdown ends sess gracefully: its consumers are cancelled, so that the
+// broker delivers no more (the workers give back what it delivered
+// already); its handlers finish, their replies go out and their requests
+// are acknowledged; then the connection closes. If Shutdown gives up first
+// and closes the connection, what is unacknowledged goes back to the queue.
+func (sess *serverSession) shutdown() {
+	s := sess.s
+	sess.subMu.Lock()
+	sess.stopping = true
+	tags := make([]string, len(sess.consumers))
+	for i, c := range sess.consumers {
+		tags[i] = c.tag
+	}
+	sess.subMu.Unlock()
+	for _, tag := range tags {
+		if err := sess.ch.Cancel(tag, false); err != nil { // noWait
+			s.log.Warn("amqprpc: cancel consumer", "error", err)
+		}
+	}
+	drained := make(chan struct{})
+	go func() { // owned here: ends when the handlers have, and their replies are out, or at end
+		s.handlers.Wait()
+		sess.replies.Drain()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+		sess.acker.Flush() // the acks of the last requests, before the connection goes
+	case <-sess.closed: // Shutdown gave up waiting and closed the connection
+	}
+	sess.end()
+	<-drained
+}
+
+// end ends sess: its connection closes, and with it its consumers and
+// workers; every delivery not settled is lost, and goes back to its queue;
+// the replies still queued do not go out. It returns the deliveries that
+// were in flight, and waits for the watcher.
+func (sess *serverSession) end() []*amqp.Delivery {
+	close(sess.done)
+	sess.conn.Close()
+	sess.acker.Stop()
+	held := sess.lostWith()
+	for _, q := range sess.replies.Stop() {
+		sess.s.replied(q.r, unpublished)
+	}
+	sess.watcher.Wait()
+	return held
+}
+
+// publish publishes pub, a reply or several, on the session's channel to
+// the caller's queue key through the default exchange.
+func (sess *serverSession) publish(ctx context.Context, key string, pub amqp.Publishing) sent {
+	return publish(ctx, sess.ch, "", key, pub)
 }

@@ -9,18 +9,21 @@ import (
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/amqpio"
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // session is one connection of a Client and what the client built on it.
 // A lost session is never reused: the client opens a new one.
 type session struct {
 	c       *Client
-	conn    *amqp.Connection
+	conn    amqpio.Conn
 	calls   *channel // requests that want replies; it consumes the reply queue
 	replyTo string   // the reply queue: exclusive to this connection
 	// requests publishes calls on calls, batched; nil when calls are
-	// confirmed one by one (WithRequestConfirms).
-	requests *batcher[*outgoing]
+	// confirmed one by one (WithRequestConfirms) or not batched.
+	requests *amqpio.Batcher[*outgoing]
 
 	castMu  sync.Mutex
 	casts   *channel        // casts and declarations; opened on demand, reopened once closed
@@ -35,18 +38,18 @@ type session struct {
 
 // channel is an AMQP channel that requests are published on, in confirm
 // mode unless the client's profile says otherwise. Its returns are read
-// unbuffered: the broker returns an unroutable
-// message before it confirms it, so when a confirm arrives its return, if
-// any, has been received; flush waits until that has been handled.
+// unbuffered: the broker returns an unroutable message before it confirms
+// it, so when a confirm arrives its return, if any, has been received;
+// flush waits until that has been handled.
 type channel struct {
-	ch    *amqp.Channel
+	ch    amqpio.Channel
 	flush func()
 }
 
 // openSession connects and sets up a session: the calls channel, the
 // exchange, the reply consumer, and the goroutines that read them.
 func (c *Client) openSession() (*session, error) {
-	conn, err := c.connector.connect()
+	conn, err := c.connector.Connect(c.ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -63,10 +66,10 @@ func (s *session) open() error {
 	if err != nil {
 		return err
 	}
-	if err := declareExchange(calls.ch, s.c.proto.requestExchange()); err != nil {
+	if err := declareExchange(calls.ch, s.c.proto.RequestExchange()); err != nil {
 		return err
 	}
-	q, err := declareQueue(calls.ch, s.c.proto.replyQueue(strings.ReplaceAll(uuid.NewString(), "-", "")))
+	q, err := declareQueue(calls.ch, s.c.proto.ReplyQueue(strings.ReplaceAll(uuid.NewString(), "-", "")))
 	if err != nil {
 		return err
 	}
@@ -80,9 +83,9 @@ func (s *session) open() error {
 		return fmt.Errorf("amqprpc: consume the reply queue: %w", err)
 	}
 	s.calls, s.replyTo = calls, q.Name
-	if !s.c.cfg.noBatching && !s.c.cfg.requestConfirms {
-		s.requests = newBatcher(s.publishCalls)
-		s.requests.start() // stopped by stop
+	if !s.c.cfg.noBatching && !s.c.cfg.requestConfirms && s.c.proto.Batches != nil {
+		s.requests = amqpio.NewBatcher(s.c.cfg.maxQueued, s.publishCalls)
+		s.requests.Start() // stopped by stop
 	}
 	blocks := s.conn.NotifyBlocked(make(chan amqp.Blocking, 1))
 	s.c.wg.Add(2)
@@ -127,9 +130,11 @@ func (s *session) openChannel(confirm bool) (*channel, error) {
 const maxBatch = 64 << 10
 
 // publishCalls publishes calls to key on the calls channel, as many in a
-// message as maxBatch allows, and fails those it could not publish with
-// ErrConnectionLost. Calls whose caller gave up while they waited are
-// dropped. Each call then leaves the queue (outgoing.unref).
+// message as maxBatch allows. A call that could not be published goes
+// back to its caller to be sent again (errResend); one published when the
+// session is lost already fails with ErrConnectionLost, its reply being
+// due on the lost connection. Calls whose caller gave up while they waited
+// are dropped. Each call then leaves the queue (outgoing.unref).
 func (s *session) publishCalls(key string, calls []*outgoing) {
 	live := calls[:0] // calls is the batcher's scratch: filtered in place
 	for _, o := range calls {
@@ -149,8 +154,17 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 		calls = calls[n:]
 		err := s.publishBatch(key, batch)
 		for _, o := range batch {
-			if err != nil {
-				s.c.resolve(o.req.msgID, callResult{err: fmt.Errorf("%w: %w", ErrConnectionLost, err)})
+			id := o.req.MsgID
+			switch {
+			case err != nil:
+				s.c.resolve(id, callResult{err: errResend})
+			default:
+				o.pending.sent.Store(true)
+				select {
+				case <-s.lost:
+					s.c.resolve(id, callResult{err: ErrConnectionLost})
+				default:
+				}
 			}
 			o.unref()
 		}
@@ -163,14 +177,18 @@ func (s *session) publishBatch(key string, calls []*outgoing) error {
 	if len(calls) == 1 {
 		return s.publishCall(key, calls[0].pub)
 	}
-	reqs := make([]batchedRequest, len(calls))
+	reqs := make([]wire.BatchedRequest, len(calls))
+	ids := make([]string, len(calls))
 	for i, o := range calls {
-		reqs[i] = batchedRequest{msgID: o.req.msgID, deadline: o.req.deadline, meta: o.req.meta, body: o.pub.Body}
+		reqs[i] = wire.BatchedRequest{MsgID: o.req.MsgID, Deadline: o.req.Deadline, Meta: o.req.Meta, Body: o.pub.Body}
+		ids[i] = o.req.MsgID
 	}
+	id := wire.BatchID(uuid.NewString())
 	var pub amqp.Publishing
-	if err := s.c.proto.encodeRequests(&pub, s.replyTo, reqs); err != nil {
+	if err := s.c.proto.Batches.EncodeRequests(&pub, id, s.replyTo, reqs); err != nil {
 		return err
 	}
+	s.c.batched.set(id, ids)
 	s.c.stats.batches.Add(1)
 	s.c.stats.batched.Add(uint64(len(calls)))
 	return s.publishCall(key, pub)
@@ -179,17 +197,18 @@ func (s *session) publishBatch(key string, calls []*outgoing) error {
 // publishCall publishes pub, one call or several, to key with the
 // mandatory flag.
 func (s *session) publishCall(key string, pub amqp.Publishing) error {
-	return s.calls.ch.Publish(s.c.cfg.exchange, key,
+	_, err := s.calls.ch.Publish(context.Background(), s.c.cfg.exchange, key,
 		true,  // mandatory
 		false, // immediate
 		pub)
+	return err
 }
 
 // castChannel returns the open casts channel, opening one if needed, after
 // declaring topic's fanout exchange on it if fanout is set, and returns
-// that exchange's name. Declarations
-// run there because a broker error closes the channel it happens on, and
-// the calls channel must not be the one.
+// that exchange's name. Declarations run there because a broker error
+// closes the channel it happens on, and the calls channel must not be the
+// one.
 func (s *session) castChannel(fanout bool, topic string) (*channel, string, error) {
 	s.castMu.Lock()
 	defer s.castMu.Unlock()
@@ -207,14 +226,14 @@ func (s *session) castChannel(fanout bool, topic string) (*channel, string, erro
 	// its transient exchanges, and a publication to one it does not have
 	// would close the channel. One that deletes itself is declared each
 	// time, as it may have gone since.
-	x := s.c.proto.fanoutExchange(topic)
-	if !s.fanouts[topic] || x.autoDelete {
+	x := s.c.proto.FanoutExchange(topic)
+	if !s.fanouts[topic] || x.AutoDelete {
 		if err := declareExchange(s.casts.ch, x); err != nil {
 			return nil, "", err
 		}
 		s.fanouts[topic] = true
 	}
-	return s.casts, x.name, nil
+	return s.casts, x.Name, nil
 }
 
 // readReplies hands each reply to its request until the calls channel
@@ -224,27 +243,25 @@ func (s *session) readReplies(replies <-chan amqp.Delivery) {
 	defer s.c.wg.Done()
 	deliver := s.c.deliver // made once, not for each reply
 	for d := range replies {
-		batch, err := s.c.proto.splitReplies(&d, deliver)
-		switch {
-		case err != nil:
+		if err := s.c.proto.SplitReplies(&d, deliver); err != nil {
 			s.c.throttle.warn(s.c.cfg.logger, "amqprpc: dropping malformed replies", "error", err)
-		case !batch:
-			deliver(&d)
 		}
 	}
 	s.conn.Close()
 	close(s.lost)
 }
 
-// deliver hands reply d to its request, or drops it when none waits.
-func (c *Client) deliver(d *amqp.Delivery) {
-	id := c.proto.replyID(d)
-	if c.proto.isHeartbeat(d) {
-		c.heartbeat(id)
-		return
-	}
-	if !c.resolve(id, callResult{reply: *d}) {
-		c.cfg.logger.Debug("amqprpc: dropping reply nobody waits for", "correlation_id", id)
+// deliver hands reply r to its request, or drops it when none waits. A
+// reply to a batch of calls, rather than to a call, comes from a server
+// that does not read batches: the batch's calls go again, alone.
+func (c *Client) deliver(r *wire.Reply) {
+	switch {
+	case r.Kind == wire.Beat:
+		c.heartbeat(r.ID)
+	case wire.IsBatchID(r.ID):
+		c.bounced(r.ID)
+	case !c.resolve(r.ID, callResult{reply: *r}):
+		c.cfg.logger.Debug("amqprpc: dropping reply nobody waits for", "correlation_id", wire.Clip(r.ID))
 	}
 }
 
@@ -306,19 +323,21 @@ func (c *Client) maintain(s *session) {
 }
 
 // stop stops what the session runs beside its connection; calls still
-// queued to be published leave the queue unpublished (lose has failed
-// them).
+// queued to be published go back to their callers, to be sent on the next
+// session.
 func (s *session) stop() {
 	if s.requests != nil {
-		for _, o := range s.requests.stop() {
+		for _, o := range s.requests.Stop() {
+			s.c.resolve(o.req.MsgID, callResult{err: errResend})
 			o.unref()
 		}
 	}
 }
 
-// lose forgets the lost session s and fails every pending request: their
-// replies, sent to the lost connection's exclusive queue, cannot reach a
-// new one.
+// lose forgets the lost session s and fails every request that was
+// published on it and waits for a reply: its replies, sent to the lost
+// connection's exclusive queue, cannot reach a new one. Calls queued and
+// not yet published are sent again (stop).
 func (c *Client) lose(s *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -326,6 +345,9 @@ func (c *Client) lose(s *session) {
 		c.sess = nil
 	}
 	for id, p := range c.pending {
+		if !p.sent.Load() {
+			continue
+		}
 		delete(c.pending, id)
 		select {
 		case p.result <- callResult{err: ErrConnectionLost}:
@@ -350,8 +372,15 @@ func (c *Client) reconnect() *session {
 		}
 		return s, nil
 	}
-	closed := func(err error) bool { return errors.Is(err, ErrClosed) }
-	s, _ := reconnect(&c.cfg, c.cfg.logger, c.done, &c.stats.reconnects, open, closed)
+	closed := func(err error) bool { return errors.Is(err, ErrClosed) || c.ctx.Err() != nil }
+	failed := func(attempt int, err error) {
+		c.cfg.logger.Warn("amqprpc: reconnect", "attempt", attempt, "error", err)
+	}
+	s, attempts, _ := amqpio.Retry(c.cfg.backoff(), c.done, open, closed, failed)
+	if s != nil {
+		c.stats.reconnects.Add(1)
+		c.cfg.logger.Info("amqprpc: reconnected", "attempts", attempts)
+	}
 	return s
 }
 

@@ -26,9 +26,18 @@ type ServerStats struct {
 	// (to this server or another): their requests had been in flight at a
 	// lost connection, a requeue or a shutdown.
 	Redelivered uint64
+	// Undelivered is the replies to direct reply-to addresses that could
+	// not go out before their caller's deadline (the server's connection
+	// for them could not be had): their requests ran, and were
+	// acknowledged.
+	Undelivered uint64
 	// Reconnects is how many times the server connected again after
 	// losing its connection.
 	Reconnects uint64
+	// Cancelled is how many times the broker cancelled one of the server's
+	// consumers (its queue was deleted, or lost with its node), each of
+	// which the server consumed again.
+	Cancelled uint64
 	// Batches is the deliveries that held several requests, and
 	// BatchedRequests the requests in them: BatchedRequests / Batches is
 	// their mean size.
@@ -36,7 +45,7 @@ type ServerStats struct {
 }
 
 type serverStats struct {
-	malformed, unanswerable, quarantined, expired, redelivered, reconnects, batches, batched atomic.Uint64
+	malformed, unanswerable, quarantined, expired, redelivered, undelivered, reconnects, cancelled, batches, batched atomic.Uint64
 }
 
 // Stats returns the server's counts.
@@ -47,7 +56,9 @@ func (s *Server) Stats() ServerStats {
 		Quarantined:     s.stats.quarantined.Load(),
 		Expired:         s.stats.expired.Load(),
 		Redelivered:     s.stats.redelivered.Load(),
+		Undelivered:     s.stats.undelivered.Load(),
 		Reconnects:      s.stats.reconnects.Load(),
+		Cancelled:       s.stats.cancelled.Load(),
 		Batches:         s.stats.batches.Load(),
 		BatchedRequests: s.stats.batched.Load(),
 	}

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/amqprpc/amqprpc/internal/testsvc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
@@ -59,7 +57,7 @@ func tlsConfig(t *testing.T, dir string, clientCert bool) *tls.Config {
 func TestTLS(t *testing.T) {
 	dir := tlsFiles(t)
 	withTLS := func(cfg *tls.Config) runtime.Option {
-		return runtime.WithAMQPConfig(amqp.Config{TLSClientConfig: cfg})
+		return runtime.WithTLS(cfg)
 	}
 	url := strings.Replace(tlsURL, "s3cret-guest", "guest", 1)
 	topic := newTopic(t)

@@ -6,21 +6,16 @@ import (
 	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/amqpio"
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // Topology. Every queue amqprpc declares is durable or exclusive, and it
 // uses no argument, and no global prefetch, that RabbitMQ 4.x denies by
-// default, so that every RabbitMQ from 3.10 to 4.3 accepts it as it comes:
-//
-//   - the topic's queue, <topic>, shared by its servers, is durable: a
-//     quorum queue (replicated, with a delivery limit) or a classic one
-//     (WithQueueType), optionally deleted after a time unused
-//     (WithQueueExpiry);
-//   - a server's own queue, for requests sent to it by name, and its queue
-//     on the topic's fanout exchange are exclusive to its connection, named
-//     <topic>.<server>_<random> and <exchange>.fanout.<topic>_<random>;
-//   - a client's reply queue is exclusive to its connection, named by the
-//     broker.
+// default, so that every RabbitMQ from 3.10 to 4.3 accepts it as it comes
+// (docs/PROTOCOL.md, Topology; the protocols' topologies are in
+// internal/wire).
 
 // QueueType is the kind of queue a topic's requests wait in.
 type QueueType string
@@ -35,33 +30,35 @@ const (
 	QueueClassic QueueType = "classic"
 )
 
-// queueSpec is a queue as amqprpc declares it.
-type queueSpec struct {
-	name                           string
-	durable, autoDelete, exclusive bool
-	args                           amqp.Table
-	// mirrors says that the queue is declared as another system (an
-	// oslo.messaging peer) declares it, with the settings the user gave
-	// for it, rather than by amqprpc's own rules.
-	mirrors bool
-}
-
 // declaredQueue, when set (by tests), sees every queue amqprpc declares.
-var declaredQueue func(queueSpec)
+var declaredQueue func(wire.Queue)
 
 // declareQueue declares q on ch; a queue the broker has with other
 // properties or arguments is an ErrTopologyMismatch that says which.
-func declareQueue(ch *amqp.Channel, q queueSpec) (amqp.Queue, error) {
+func declareQueue(ch amqpio.Channel, q wire.Queue) (amqp.Queue, error) {
 	if declaredQueue != nil {
 		declaredQueue(q)
 	}
-	got, err := ch.QueueDeclare(q.name, q.durable, q.autoDelete, q.exclusive,
+	got, err := ch.QueueDeclare(q.Name, q.Durable, q.AutoDelete, q.Exclusive,
 		false, // noWait
-		q.args)
+		q.Args)
 	if err != nil {
-		return got, declareError("queue", q.name, err)
+		return got, declareError("queue", q.Name, err)
 	}
 	return got, nil
+}
+
+// declareExchange declares x on ch; one the broker has with other
+// settings is an ErrTopologyMismatch.
+func declareExchange(ch amqpio.Channel, x wire.Exchange) error {
+	err := ch.ExchangeDeclare(x.Name, x.Kind, x.Durable, x.AutoDelete,
+		false, // internal
+		false, // noWait
+		nil)
+	if err != nil {
+		return declareError("exchange", x.Name, err)
+	}
+	return nil
 }
 
 // ErrTopologyMismatch is returned by Server.Serve, at once and for good,
@@ -99,31 +96,10 @@ func (e *mismatchError) Error() string {
 
 func (e *mismatchError) Unwrap() []error { return []error{ErrTopologyMismatch, e.err} }
 
-// topicQueue is the queue of topic as cfg makes it.
-func topicQueue(topic string, cfg *config) queueSpec {
-	args := amqp.Table{}
-	if cfg.queueType == QueueQuorum {
-		args["x-queue-type"] = string(QueueQuorum)
-		if cfg.deliveryLimit > 0 {
-			args["x-delivery-limit"] = int64(cfg.deliveryLimit)
-		}
-	}
-	if cfg.queueExpiry > 0 {
-		args["x-expires"] = cfg.queueExpiry.Milliseconds()
-	}
-	if cfg.deadLetterExchange != "" {
-		args["x-dead-letter-exchange"] = cfg.deadLetterExchange
-	}
-	return queueSpec{name: topic, durable: true, args: args}
-}
-
-// instanceQueue is a queue of one server's connection: name, with a
-// random end, exclusive, so that it goes with the connection and a new
-// connection need not wait for the broker to notice the old one is gone.
-func instanceQueue(name, random string) queueSpec {
-	return queueSpec{name: name + "_" + random, autoDelete: true, exclusive: true}
-}
-
-// replyQueue is a client's queue for replies: named by the broker,
-// exclusive to the connection, as its replies cannot outlive it.
-var replyQueue = queueSpec{autoDelete: true, exclusive: true}
+// FanoutExchange returns the name of the exchange that delivers a request
+// to every server of topic, for clients and servers whose requests go to
+// the exchange named exchange (WithExchange): "<exchange>.fanout.<topic>",
+// e.g. "amqprpc.fanout.calc". It is amqprpc's own, apart from
+// OpenStack's "<topic>_fanout", which oslo.messaging declares with other
+// flags: the two never meet on a broker.
+func FanoutExchange(exchange, topic string) string { return wire.FanoutExchange(exchange, topic) }

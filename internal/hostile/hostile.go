@@ -73,9 +73,16 @@ func Wide(n int) amqp.Table {
 // LongLongU(BigHeader) sends as an 'L'.
 const BigHeader = "x-big"
 
-// UnknownNode is a direct reply-to address naming a node no broker knows:
-// RabbitMQ closes the connection that publishes to it.
+// UnknownNode is a direct reply-to address that no broker makes, naming a
+// node no broker knows: RabbitMQ closes the connection that publishes to
+// it. A server refuses it before its request runs.
 const UnknownNode = "amq.rabbitmq.reply-to.g2dkAA5yYWJiaXRAbm9ub2RlAAAAAAAAAAAAAAAA.abc"
+
+// UnknownNodeHash is a direct reply-to address as RabbitMQ 3.10 to 4.x
+// make them, whose node hash (reply@1111111) names no node of the broker:
+// RabbitMQ closes the connection that publishes to it (541 INTERNAL_ERROR),
+// and only the broker can tell.
+const UnknownNodeHash = "amq.rabbitmq.reply-to.g1h2AA1yZXBseUAxMTExMTExAAADGgAAAABrFSjB.gj3BiMnRfRGmKCyM62fiSA=="
 
 // Of Messages, Malformed are answered as malformed, Unanswerable cannot be
 // answered where they ask, and the rest are served.

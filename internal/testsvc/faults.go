@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -18,7 +16,7 @@ import (
 func FaultOptions[O runtime.LocalOption](more ...O) []O {
 	common := []runtime.Option{
 		runtime.WithReconnectBackoff(50*time.Millisecond, time.Second),
-		runtime.WithAMQPConfig(amqp.Config{Heartbeat: time.Second}),
+		runtime.WithHeartbeat(time.Second),
 		runtime.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 	}
 	opts := make([]O, 0, len(common)+len(more))

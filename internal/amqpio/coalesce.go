@@ -1,4 +1,4 @@
-package runtime
+package amqpio
 
 import (
 	goruntime "runtime"
@@ -26,14 +26,15 @@ type coalescing[E any] struct {
 	out func(items []E) error
 
 	mu      sync.Mutex
-	queue   []E        // sent, not yet out
-	spare   []E        // the flusher's last queue, reused
-	busy    bool       // something is going out
-	last    time.Time  // when the last output ended
-	err     error      // out's first error
-	stopped bool       // stop was called
-	started bool       // the flusher runs, or ran
-	drained *sync.Cond // broadcast when an output ends, when the flusher takes the queue, and on stop
+	queue   []E           // sent, not yet out
+	spare   []E           // the flusher's last queue, reused
+	busy    bool          // something is going out
+	last    time.Time     // when the last output ended
+	err     error         // out's first error
+	stopped bool          // stop was called
+	started bool          // the flusher runs, or ran
+	drained *sync.Cond    // broadcast when an output ends, when the flusher takes the queue, and on stop
+	room    chan struct{} // when not nil, closed when the flusher takes the queue, and on stop
 	wake    chan struct{}
 	quit    chan struct{} // closed by stop
 	ended   chan struct{} // closed when the flusher has returned
@@ -83,6 +84,14 @@ func (e *coalescing[E]) finished(err error) (more bool) {
 	return len(e.queue) > 0
 }
 
+// makeRoom wakes the senders waiting for room, with mu held.
+func (e *coalescing[E]) makeRoom() {
+	if e.room != nil {
+		close(e.room)
+		e.room = nil
+	}
+}
+
 // ring wakes the flusher.
 func (e *coalescing[E]) ring() {
 	select {
@@ -112,6 +121,7 @@ func (e *coalescing[E]) flush() {
 		e.queue, e.spare = e.spare[:0], nil
 		e.busy = true
 		e.drained.Broadcast()
+		e.makeRoom()
 		e.mu.Unlock()
 		err := e.out(items)
 		e.mu.Lock()
@@ -149,6 +159,7 @@ func (e *coalescing[E]) stop() []E {
 	left := e.queue
 	e.queue = nil
 	e.drained.Broadcast()
+	e.makeRoom()
 	started := e.started
 	e.mu.Unlock()
 	close(e.quit)

@@ -1,4 +1,4 @@
-package runtime
+package wire
 
 import (
 	"fmt"
@@ -10,10 +10,10 @@ import (
 // version have can serve a request that needs version need when the majors
 // are equal and have's minor is at least need's. "" stands for "1.0".
 
-// compatible reports whether have can serve need. Unparsable versions are
+// Compatible reports whether have can serve need. Unparsable versions are
 // never compatible. A version may have a third part, a revision, as
 // oslo.messaging's do: with equal minors, have's must be at least need's.
-func compatible(have, need string) bool {
+func Compatible(have, need string) bool {
 	hMaj, hMin, hRev, err1 := parseRevision(have)
 	nMaj, nMin, nRev, err2 := parseRevision(need)
 	return err1 == nil && err2 == nil && hMaj == nMaj && (hMin > nMin || hMin == nMin && hRev >= nRev)
@@ -30,12 +30,12 @@ func parseRevision(v string) (major, minor, rev int, err error) {
 			v = mm + "." + m
 		}
 	}
-	major, minor, err = parseVersion(v)
+	major, minor, err = ParseVersion(v)
 	return major, minor, rev, err
 }
 
-// parseVersion parses "major.minor"; "" is 1.0.
-func parseVersion(v string) (major, minor int, err error) {
+// ParseVersion parses "major.minor"; "" is 1.0.
+func ParseVersion(v string) (major, minor int, err error) {
 	if v == "" {
 		return 1, 0, nil
 	}
@@ -48,7 +48,8 @@ func parseVersion(v string) (major, minor int, err error) {
 	return major, minor, nil
 }
 
-func versionOr1(v string) string {
+// VersionOr1 returns v, or "1.0" for "".
+func VersionOr1(v string) string {
 	if v == "" {
 		return "1.0"
 	}

@@ -1,4 +1,4 @@
-package runtime
+package amqpio
 
 import (
 	"bytes"
@@ -63,7 +63,7 @@ func TestFrameReader(t *testing.T) {
 		headerFrame(entry("x-big", 'l', big), "id-1"), body,
 	}, nil)
 	for _, n := range []int{1, 7, 4096, 1 << 20} {
-		fr := newFrameReader(&dribble{r: bytes.NewReader(bytes.Clone(stream)), n: n})
+		fr := NewFrameReader(&dribble{r: bytes.NewReader(bytes.Clone(stream)), n: n}, nil)
 		got, err := io.ReadAll(fr)
 		if err != nil {
 			t.Fatal(err)
@@ -77,7 +77,7 @@ func TestFrameReader(t *testing.T) {
 		for _, id := range []string{"id-2", "id-3"} {
 			size := int(binary.BigEndian.Uint32(rest[3:7]))
 			h := rest[:frameHeaderLen+size+frameEndLen]
-			if h[0] != frameTypeHeader || h[len(h)-1] != 0xCE || !bytes.Contains(h, []byte(unreadableHeader)) || !bytes.HasSuffix(h, append([]byte(id), 0xCE)) {
+			if h[0] != frameTypeHeader || h[len(h)-1] != 0xCE || !bytes.Contains(h, []byte(UnreadableHeader)) || !bytes.HasSuffix(h, append([]byte(id), 0xCE)) {
 				t.Fatalf("reads of %d: header frame %q; want the stand-in and correlation_id %s", n, h, id)
 			}
 			if _, _, why := scanProperties(h[frameHeaderLen : len(h)-frameEndLen]); why != nil {
@@ -101,7 +101,7 @@ func TestFrameReaderTimesOut(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	fr := newFrameReader(a)
+	fr := NewFrameReader(a, nil)
 	fr.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
 	if _, err := fr.Read(make([]byte, 10)); err == nil || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("Read with a deadline and nothing to read = %v; want a timeout", err)
@@ -151,7 +151,7 @@ func BenchmarkFrameReader(b *testing.B) {
 		wrap func(net.Conn) io.Reader
 	}{
 		{"plain", func(c net.Conn) io.Reader { return c }},
-		{"frameReader", func(c net.Conn) io.Reader { return newFrameReader(c) }},
+		{"frameReader", func(c net.Conn) io.Reader { return NewFrameReader(c, nil) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))

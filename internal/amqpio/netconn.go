@@ -1,6 +1,7 @@
-package runtime
+package amqpio
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -84,30 +85,39 @@ func (c *coalescer) Close() error {
 	return err
 }
 
-// netDial wraps dial, or amqp091-go's default dialer, so that every
-// connection it makes coalesces its writes (coalescer) and hands
-// amqp091-go only frames it can read (frameReader), over TLS when
-// tlsConfig is set. TLS runs here, between the two, rather than in
-// amqp091-go, so that the frame reader sees frames and not ciphertext.
-func netDial(dial func(network, addr string) (net.Conn, error), tlsConfig *tls.Config) func(network, addr string) (net.Conn, error) {
-	if dial == nil {
-		dial = amqp.DefaultDial(30 * time.Second)
-	}
+// netDial returns the dialer of one connection for amqp091-go: the TCP
+// connection, made within timeout (which bounds the handshakes too, as
+// amqp091-go's own dialer does) or until ctx ends, coalesces its writes
+// (coalescer) and hands amqp091-go only frames it can read, admitted by
+// budget (FrameReader), over TLS when tlsConfig is set. TLS runs here,
+// between the two, rather than in amqp091-go, so that the frame reader
+// sees frames and not ciphertext. dialed sees the TCP connection as soon
+// as it is made.
+func netDial(ctx context.Context, timeout time.Duration, tlsConfig *tls.Config, budget *Budget, dialed func(net.Conn)) func(network, addr string) (net.Conn, error) {
 	return func(network, addr string) (net.Conn, error) {
-		raw, err := dial(network, addr)
+		d := net.Dialer{Timeout: timeout}
+		raw, err := d.DialContext(ctx, network, addr)
 		if err != nil {
+			return nil, err
+		}
+		dialed(raw)
+		// Heartbeats have not started: the handshakes must not stall
+		// forever on a dead broker. amqp091-go clears the deadline once
+		// the connection is open.
+		if err := raw.SetDeadline(time.Now().Add(timeout)); err != nil {
+			raw.Close()
 			return nil, err
 		}
 		var conn net.Conn = newCoalescer(raw)
 		if tlsConfig != nil {
 			tconn := tls.Client(conn, tlsConfig)
-			if err := tconn.Handshake(); err != nil { // within the dialer's deadline
+			if err := tconn.HandshakeContext(ctx); err != nil {
 				conn.Close()
 				return nil, err
 			}
 			conn = tconn
 		}
-		return newFrameReader(conn), nil
+		return NewFrameReader(conn, budget), nil
 	}
 }
 

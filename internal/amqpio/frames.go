@@ -1,13 +1,15 @@
-package runtime
+package amqpio
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"sync"
+	"time"
 )
 
-// frameReader is the reading side of every connection under amqp091-go: it
+// FrameReader is the reading side of every connection under amqp091-go: it
 // hands on the broker's frames as they come, except that it makes each
 // content header, the one frame whose content another client wrote, one
 // that amqp091-go can parse. amqp091-go fails the whole connection on a
@@ -18,22 +20,29 @@ import (
 // maxTableEntries entries, and field types it does not know. An 'L' becomes
 // an 'l' (the same 8 bytes, read as a signed integer, as py-amqp writes
 // them); a table that cannot be read otherwise is replaced by the stand-in
-// {unreadableHeader: "<why>"}, which servers answer as malformed and
+// {UnreadableHeader: "<why>"}, which servers answer as malformed and
 // clients ignore. Nothing else of a message changes.
 //
 // It reads the connection in large chunks and scans each frame's 7-byte
 // header; only content headers, a few dozen bytes each, are read whole.
-type frameReader struct {
+// Each content header is also where a message's body is admitted to the
+// connection's budget, if it has one: the reader waits there while the
+// budget is spent (see Budget).
+type FrameReader struct {
 	net.Conn
-	buf     []byte // buf[r:w] is read from the connection and not yet handed on
+	budget  *Budget // nil for none
+	buf     []byte  // buf[r:w] is read from the connection and not yet handed on
 	r, w    int
 	vetted  int  // bytes from buf[r] on, read or still to come, of frames already checked
 	started bool // the first frame has been seen
+
+	mu       sync.Mutex
+	deadline time.Time // the read deadline amqp091-go last set
 }
 
-// unreadableHeader is the only header of a message whose headers
+// UnreadableHeader is the only header of a message whose headers
 // amqp091-go could not have read; its value says why.
-const unreadableHeader = "amqprpc-unreadable-headers"
+const UnreadableHeader = "amqprpc-unreadable-headers"
 
 // What amqp091-go v1.16 reads of a field table: tables and arrays nested at
 // most maxTableDepth deep, of at most maxTableEntries entries each.
@@ -53,14 +62,32 @@ const (
 	maxHeaderFrame = 4 << 20
 )
 
-func newFrameReader(conn net.Conn) *frameReader {
-	return &frameReader{Conn: conn, buf: make([]byte, readChunk)}
+// NewFrameReader returns the reader of conn, which admits the bodies of
+// messages to budget, if not nil.
+func NewFrameReader(conn net.Conn, budget *Budget) *FrameReader {
+	return &FrameReader{Conn: conn, budget: budget, buf: make([]byte, readChunk)}
+}
+
+// SetReadDeadline sets the read deadline, as amqp091-go does to find a
+// broker that stopped sending heartbeats, and records it: a wait for the
+// budget is not the broker's silence, and moves the deadline on.
+func (f *FrameReader) SetReadDeadline(t time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deadline = t
+	return f.Conn.SetReadDeadline(t)
+}
+
+// Close closes the connection and ends a wait for the budget.
+func (f *FrameReader) Close() error {
+	f.budget.close()
+	return f.Conn.Close()
 }
 
 // Read hands on checked bytes: from the buffer, as many frames as are
 // there and fit, or, for a large frame that needs no check, straight from
 // the connection.
-func (f *frameReader) Read(p []byte) (int, error) {
+func (f *FrameReader) Read(p []byte) (int, error) {
 	for f.vetted == 0 {
 		if err := f.vet(); err != nil {
 			return 0, err
@@ -91,7 +118,7 @@ func (f *frameReader) Read(p []byte) (int, error) {
 
 // buffered reports whether the next frame can be checked without reading:
 // its header is in the buffer and, for a content header, all of it.
-func (f *frameReader) buffered() bool {
+func (f *FrameReader) buffered() bool {
 	if f.w-f.r < frameHeaderLen {
 		return false
 	}
@@ -101,7 +128,7 @@ func (f *frameReader) buffered() bool {
 }
 
 // vet checks the frame that starts at buf[r].
-func (f *frameReader) vet() error {
+func (f *FrameReader) vet() error {
 	if err := f.fill(frameHeaderLen); err != nil {
 		return err
 	}
@@ -120,8 +147,11 @@ func (f *frameReader) vet() error {
 		return err
 	}
 	frame := f.buf[f.r : f.r+size]
+	if err := f.admit(frame); err != nil {
+		return err
+	}
 	fixed := sanitizeHeaderFrame(frame)
-	if len(fixed) != size { // the table was replaced: splice the new frame in
+	if &fixed[0] != &frame[0] { // the table was replaced: splice the new frame in
 		rest := f.buf[f.r+size : f.w]
 		buf := make([]byte, max(len(fixed)+len(rest), readChunk))
 		copy(buf[copy(buf, fixed):], rest)
@@ -131,9 +161,30 @@ func (f *frameReader) vet() error {
 	return nil
 }
 
+// admit admits the body that the content header frame announces to the
+// budget, waiting as long as it must, and moves the read deadline on by
+// the wait.
+func (f *FrameReader) admit(frame []byte) error {
+	if f.budget == nil || len(frame) < frameHeaderLen+12 {
+		return nil
+	}
+	size := binary.BigEndian.Uint64(frame[frameHeaderLen+4:]) // after class and weight
+	waited, err := f.budget.admit(int(min(size, 1<<40)))
+	if err != nil || waited == 0 {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.deadline.IsZero() {
+		f.deadline = f.deadline.Add(waited)
+		f.Conn.SetReadDeadline(f.deadline)
+	}
+	return nil
+}
+
 // fill reads until buf[r:w] holds at least n bytes, growing the buffer for
 // a content header larger than it.
-func (f *frameReader) fill(n int) error {
+func (f *FrameReader) fill(n int) error {
 	if f.w-f.r >= n {
 		return nil
 	}
@@ -195,8 +246,8 @@ func standIn(head, tail []byte, why error) []byte {
 		msg = msg[:200]
 	}
 	table := make([]byte, 0, 64+len(msg))
-	table = append(table, byte(len(unreadableHeader)))
-	table = append(table, unreadableHeader...)
+	table = append(table, byte(len(UnreadableHeader)))
+	table = append(table, UnreadableHeader...)
 	table = append(table, 'S')
 	table = binary.BigEndian.AppendUint32(table, uint32(len(msg)))
 	table = append(table, msg...)

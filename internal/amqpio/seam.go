@@ -1,0 +1,97 @@
+// Package amqpio is what amqprpc runs on below RPC: the AMQP seam (Conn,
+// Channel) that clients and servers talk to, the connector that dials
+// brokers in turn and backs off, the reader that hands amqp091-go only
+// frames it can parse, the writer that coalesces small writes, the batcher
+// of messages, the multiple-ack batcher, and the budget of bytes a
+// connection may hold. It knows nothing of requests, replies or methods.
+package amqpio
+
+import (
+	"context"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Conn is an AMQP connection as amqprpc uses one: what it needs of an
+// *amqp.Connection, and nothing else, so that tests can stand in a broker
+// of their own that fails at any step.
+type Conn interface {
+	// Channel opens a channel.
+	Channel() (Channel, error)
+	// NotifyClose registers c to receive the connection's end, and to be
+	// closed then, as amqp091-go's.
+	NotifyClose(c chan *amqp.Error) chan *amqp.Error
+	// NotifyBlocked registers c to receive connection.blocked and
+	// unblocked, as amqp091-go's.
+	NotifyBlocked(c chan amqp.Blocking) chan amqp.Blocking
+	// Release gives back n bytes of content to the connection's budget
+	// (see Budget): a delivery's body that its owner is done with.
+	Release(n int)
+	Close() error
+	IsClosed() bool
+}
+
+// Channel is an AMQP channel as amqprpc uses one: amqp091-go's
+// *amqp.Channel, whose methods have its meaning, except Publish, which
+// returns the broker's confirmation, nil unless the channel is in confirm
+// mode.
+type Channel interface {
+	Qos(prefetchCount, prefetchSize int, global bool) error
+	Confirm(noWait bool) error
+	ExchangeDeclare(name, kind string, durable, autoDelete, internal, noWait bool, args amqp.Table) error
+	ExchangeDeclarePassive(name, kind string, durable, autoDelete, internal, noWait bool, args amqp.Table) error
+	QueueDeclare(name string, durable, autoDelete, exclusive, noWait bool, args amqp.Table) (amqp.Queue, error)
+	QueueBind(name, key, exchange string, noWait bool, args amqp.Table) error
+	Consume(queue, consumer string, autoAck, exclusive, noLocal, noWait bool, args amqp.Table) (<-chan amqp.Delivery, error)
+	Cancel(consumer string, noWait bool) error
+	// Publish publishes msg and returns, in confirm mode, the broker's
+	// confirmation of it, and otherwise nil.
+	Publish(ctx context.Context, exchange, key string, mandatory, immediate bool, msg amqp.Publishing) (Confirmation, error)
+	Ack(tag uint64, multiple bool) error
+	Nack(tag uint64, multiple, requeue bool) error
+	Reject(tag uint64, requeue bool) error
+	NotifyClose(c chan *amqp.Error) chan *amqp.Error
+	NotifyCancel(c chan string) chan string
+	NotifyReturn(c chan amqp.Return) chan amqp.Return
+	Close() error
+	IsClosed() bool
+}
+
+// Confirmation is the broker's confirmation of one publication: Done is
+// closed once it came, or once the channel closed without it, when Acked
+// is false.
+type Confirmation interface {
+	Done() <-chan struct{}
+	Acked() bool
+}
+
+// conn is a Conn over amqp091-go, with its budget of content bytes.
+type conn struct {
+	*amqp.Connection
+	budget *Budget // nil for none
+}
+
+// Wrap returns c as a Conn whose deliveries' bodies are counted against
+// budget, which may be nil.
+func Wrap(c *amqp.Connection, budget *Budget) Conn { return &conn{c, budget} }
+
+func (c *conn) Channel() (Channel, error) {
+	ch, err := c.Connection.Channel()
+	if err != nil {
+		return nil, err
+	}
+	return channel{ch}, nil
+}
+
+func (c *conn) Release(n int) { c.budget.Release(n) }
+
+// channel is a Channel over amqp091-go.
+type channel struct{ *amqp.Channel }
+
+func (ch channel) Publish(ctx context.Context, exchange, key string, mandatory, immediate bool, msg amqp.Publishing) (Confirmation, error) {
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, mandatory, immediate, msg)
+	if dc == nil { // not in confirm mode, or not published: no typed nil in the interface
+		return nil, err
+	}
+	return dc, err
+}

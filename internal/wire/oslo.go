@@ -1,0 +1,470 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// OsloSettings are the settings of an OpenStack deployment that shape what
+// oslo.messaging's peers declare (docs/PROTOCOL.md, oslo.messaging).
+type OsloSettings struct {
+	// Exchange is the control exchange: control_exchange.
+	Exchange string
+	// DurableQueues, AutoDelete and QuorumQueues are amqp_durable_queues,
+	// amqp_auto_delete and rabbit_quorum_queue; the limits are
+	// rabbit_quorum_delivery_limit, rabbit_quorum_max_memory_length and
+	// rabbit_quorum_max_memory_bytes, when not 0.
+	DurableQueues, AutoDelete, QuorumQueues                          bool
+	QuorumDeliveryLimit, QuorumMaxMemoryLength, QuorumMaxMemoryBytes int
+}
+
+// Oslo returns oslo.messaging's RPC protocol over RabbitMQ, as its rabbit
+// driver speaks it, with the settings s: no batches, no gathers; heartbeats
+// to callers that ask for them.
+func Oslo(s OsloSettings) *Protocol {
+	o := oslo{s}
+	return &Protocol{Name: "oslo.messaging", Topology: o, Requests: o, Replies: o, Finder: o, Heartbeats: o}
+}
+
+type oslo struct{ s OsloSettings }
+
+func (o oslo) RequestExchange() Exchange {
+	return Exchange{Name: o.s.Exchange, Kind: amqp.ExchangeTopic, Durable: o.s.DurableQueues || o.s.QuorumQueues, AutoDelete: o.s.AutoDelete}
+}
+
+func (o oslo) FanoutExchange(topic string) Exchange {
+	return Exchange{Name: topic + "_fanout", Kind: amqp.ExchangeFanout, AutoDelete: true}
+}
+
+// ServerQueues are oslo.messaging's: <topic> and <topic>.<server> as its
+// settings make them, since Python servers declare them too. The fanout
+// queue is the server's alone: exclusive, so that it goes with its
+// connection, where oslo.messaging's stays 30 minutes
+// (rabbit_transient_queues_ttl); no peer declares it, so no peer sees the
+// difference.
+func (o oslo) ServerQueues(topic, server, random string) (shared, own, fanout Queue) {
+	shared = o.topicQueue(topic)
+	own = o.topicQueue(topic + "." + server)
+	fanout = Queue{Name: topic + "_fanout_" + random, AutoDelete: true, Exclusive: true}
+	return shared, own, fanout
+}
+
+func (o oslo) topicQueue(name string) Queue {
+	q := Queue{Name: name, Durable: o.s.DurableQueues || o.s.QuorumQueues, AutoDelete: o.s.AutoDelete, Mirrors: true}
+	if o.s.QuorumQueues {
+		q.Args = amqp.Table{"x-queue-type": "quorum"}
+		for arg, v := range map[string]int{
+			"x-delivery-limit":       o.s.QuorumDeliveryLimit,
+			"x-max-in-memory-length": o.s.QuorumMaxMemoryLength,
+			"x-max-in-memory-bytes":  o.s.QuorumMaxMemoryBytes,
+		} {
+			if v > 0 {
+				q.Args[arg] = int64(v)
+			}
+		}
+	}
+	return q
+}
+
+// ReplyQueue is named as oslo.messaging names its reply queues, but
+// exclusive: its calls end with their connection anyway.
+func (oslo) ReplyQueue(random string) Queue {
+	return Queue{Name: "reply_" + random, AutoDelete: true, Exclusive: true}
+}
+
+// Find dispatches as oslo.messaging's RPCDispatcher does: the method, if
+// its service has the request's namespace and a compatible version; else
+// NoSuchMethod when a service has both, and UnsupportedVersion when none
+// has, even for another namespace. Names starting with "_" are never
+// methods.
+func (oslo) Find(_ string, found *Service, all []*Service, r *In) *Failure {
+	serves := func(s *Service) bool { return s.Namespace == r.Namespace && Compatible(s.Version, r.Version) }
+	if found != nil && !strings.HasPrefix(r.Method, "_") && serves(found) {
+		return nil
+	}
+	if slices.ContainsFunc(all, serves) {
+		return &Failure{Code: "unimplemented", Module: osloDispatcher, Class: "NoSuchMethod",
+			Message: "Endpoint does not support RPC method " + ClipMessage(r.Method)}
+	}
+	return &Failure{Code: "unsupported_version", Module: osloDispatcher, Class: "UnsupportedVersion",
+		Message: fmt.Sprintf("Endpoint does not support RPC version %s. Attempted method: %s", ClipMessage(VersionOr1(r.Version)), ClipMessage(r.Method))}
+}
+
+const osloDispatcher = "oslo_messaging.rpc.dispatcher"
+
+// The envelope: every message's body is {"oslo.version": "2.0",
+// "oslo.message": "<the message, as JSON text>"}.
+
+type osloEnvelope struct {
+	Version string `json:"oslo.version"`
+	Message string `json:"oslo.message"`
+}
+
+// envelope fills pub with message, enveloped, and the properties
+// oslo.messaging gives every message.
+func envelope(pub *amqp.Publishing, message []byte) error {
+	body, err := json.Marshal(osloEnvelope{Version: "2.0", Message: string(message)})
+	if err != nil {
+		return err
+	}
+	pub.ContentType = contentTypeJSON
+	pub.ContentEncoding = "utf-8"
+	pub.DeliveryMode = amqp.Persistent
+	pub.Body = body
+	return nil
+}
+
+var errOsloEnvelope = malformed("unsupported oslo.messaging envelope version")
+
+// unenvelope returns the message of body: the envelope's, or body itself,
+// oslo.messaging's un-enveloped 1.0 format.
+func unenvelope(body []byte) ([]byte, error) {
+	var env struct {
+		Version *string `json:"oslo.version"`
+		Message *string `json:"oslo.message"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
+	}
+	if env.Version == nil || env.Message == nil {
+		return body, nil
+	}
+	if !Compatible("2.0", *env.Version) {
+		return nil, fmt.Errorf("%w %s", errOsloEnvelope, Clip(*env.Version))
+	}
+	return []byte(*env.Message), nil
+}
+
+func newUniqueID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
+
+func (oslo) EncodeRequest(pub *amqp.Publishing, r *Out) error {
+	args, err := json.Marshal(r.Args)
+	if err != nil {
+		return fmt.Errorf("encode arguments of %q: %w", r.Method, err)
+	}
+	if bytes.Equal(args, []byte("null")) {
+		args = []byte("{}")
+	}
+	m := make([]byte, 0, 160+len(args))
+	m = append(m, `{"method":`...)
+	m = AppendJSONString(m, r.Method)
+	m = append(m, `,"args":`...)
+	m = append(m, args...)
+	if r.Namespace != "" {
+		m = append(m, `,"namespace":`...)
+		m = AppendJSONString(m, r.Namespace)
+	}
+	if r.Version != "" {
+		m = append(m, `,"version":`...)
+		m = AppendJSONString(m, r.Version)
+	}
+	if r.ReplyTo != "" {
+		m = append(m, `,"_msg_id":`...)
+		m = AppendJSONString(m, r.MsgID)
+		m = append(m, `,"_reply_q":`...)
+		m = AppendJSONString(m, r.ReplyTo)
+		m = append(m, `,"_timeout":`...)
+		if secs := int64(r.Heartbeat / time.Second); secs > 0 {
+			m = fmt.Appendf(m, "%d", secs)
+		} else {
+			m = append(m, "null"...)
+		}
+	}
+	m = append(m, `,"_unique_id":`...)
+	m = AppendJSONString(m, newUniqueID())
+	for _, k := range slices.Sorted(maps.Keys(r.Context)) {
+		v, err := json.Marshal(r.Context[k])
+		if err != nil {
+			return fmt.Errorf("encode request context %q: %w", k, err)
+		}
+		m = append(m, ',')
+		m = AppendJSONString(m, contextPrefix+k)
+		m = append(m, ':')
+		m = append(m, v...)
+	}
+	m = append(m, '}')
+	if err := envelope(pub, m); err != nil {
+		return err
+	}
+	pub.MessageId = r.MsgID // for returns: oslo.messaging reads no property but content_type
+	return nil
+}
+
+func (oslo) ReturnedIDs(r *amqp.Return) []string { return []string{r.MessageId} }
+
+const contextPrefix = "_context_"
+
+func (o oslo) DecodeRequest(d *amqp.Delivery, r *In) error {
+	err := o.decodeBody(d.Body, r)
+	if why, ok := unreadable(d); ok {
+		return fmt.Errorf("%w: %v", ErrUnreadableHeaders, why)
+	}
+	return err
+}
+
+func (oslo) decodeBody(body []byte, r *In) error {
+	message, err := unenvelope(body)
+	if err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(message, &fields); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotJSON, err)
+	}
+	str := func(key string) string {
+		var s string
+		json.Unmarshal(fields[key], &s) // absent, null or not a string: ""
+		return s
+	}
+	r.MsgID = str("_msg_id")
+	if q := str("_reply_q"); q != "" && r.MsgID != "" {
+		r.Reply = QueueRoute(q)
+	}
+	var timeout float64
+	if json.Unmarshal(fields["_timeout"], &timeout) == nil && timeout > 0 {
+		r.Heartbeat = time.Duration(min(timeout, 1e6) * float64(time.Second))
+	}
+	r.UniqueID = str("_unique_id")
+	r.Namespace = str("namespace")
+	r.Version = str("version")
+	for k, v := range fields {
+		if name, ok := strings.CutPrefix(k, contextPrefix); ok {
+			if r.Context == nil {
+				r.Context = make(map[string]any)
+			}
+			var value any
+			json.Unmarshal(v, &value) // a field of an object that decoded: it decodes
+			r.Context[name] = value
+		}
+	}
+	r.Method = str("method")
+	if r.Method == "" {
+		return ErrNoMethod
+	}
+	if a := bytes.TrimSpace(fields["args"]); len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
+		return ErrBadArgs
+	}
+	r.Args = fields["args"]
+	return nil
+}
+
+// osloReply is a reply's message; Failure is a JSON text, not an object.
+type osloReply struct {
+	Result   any     `json:"result"`
+	Failure  *string `json:"failure"`
+	Ending   bool    `json:"ending"`
+	MsgID    string  `json:"_msg_id"`
+	UniqueID string  `json:"_unique_id"`
+}
+
+func (o oslo) EncodeReply(pub *amqp.Publishing, msgID, _ string, result any, failure *Failure) error {
+	m := osloReply{Result: result, Ending: true, MsgID: msgID, UniqueID: newUniqueID()}
+	if failure != nil {
+		f, err := json.Marshal(osloFailureOf(failure))
+		if err != nil {
+			return err
+		}
+		text := string(f)
+		m.Result, m.Failure = nil, &text
+	}
+	message, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return envelope(pub, message)
+}
+
+// EncodeHeartbeat makes what oslo.messaging's servers send a caller that
+// gave a _timeout, every half of it, while its method runs.
+func (oslo) EncodeHeartbeat(pub *amqp.Publishing, msgID string) error {
+	message, err := json.Marshal(osloReply{MsgID: msgID, UniqueID: newUniqueID()})
+	if err != nil {
+		return err
+	}
+	return envelope(pub, message)
+}
+
+// SplitReplies hands each the message of reply d, unenveloped, with its
+// _msg_id as id: a final reply when it says "ending": true; a heartbeat
+// when it does not, and carries neither result nor failure; and otherwise
+// a provisional result, which a final reply without one confirms (the
+// two messages of oslo.messaging's servers before 4.0), as oslo.messaging's
+// own client reads them.
+func (oslo) SplitReplies(d *amqp.Delivery, each func(*Reply)) error {
+	message, err := unenvelope(d.Body)
+	if err != nil {
+		return err
+	}
+	var head struct {
+		MsgID   string          `json:"_msg_id"`
+		Ending  bool            `json:"ending"`
+		Result  json.RawMessage `json:"result"`
+		Failure json.RawMessage `json:"failure"`
+	}
+	if err := json.Unmarshal(message, &head); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotJSON, err)
+	}
+	empty := absent(head.Result) && (absent(head.Failure) || string(head.Failure) == `""`)
+	r := Reply{ID: head.MsgID, Empty: empty, Body: message}
+	switch {
+	case head.Ending:
+	case empty:
+		r.Kind = Beat
+	default:
+		r.Kind = Provisional
+	}
+	each(&r)
+	return nil
+}
+
+// absent reports whether a JSON member is missing or null.
+func absent(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" }
+
+func (o oslo) DecodeReply(r *Reply, result any) (*Failure, error) {
+	m := osloReply{Result: result}
+	if result == nil {
+		m.Result = new(json.RawMessage)
+	}
+	err := json.Unmarshal(r.Body, &m)
+	if m.Failure != nil && *m.Failure != "" {
+		var f osloFailure
+		if err := json.Unmarshal([]byte(*m.Failure), &f); err != nil {
+			return nil, fmt.Errorf("%w: %v", malformed("failure"), err)
+		}
+		return f.failure(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", malformed("reply"), err)
+	}
+	return nil, nil
+}
+
+// osloFailure is a Python exception, as oslo.messaging serializes it.
+type osloFailure struct {
+	Class     string         `json:"class"`
+	Module    string         `json:"module"`
+	Message   string         `json:"message"`
+	Traceback []string       `json:"tb"`
+	Args      []any          `json:"args"`
+	Kwargs    map[string]any `json:"kwargs"`
+}
+
+// pythonExceptions are the builtin exceptions that failures of a code are
+// sent as, when they name no class of their own, and the codes that
+// builtin exceptions are received as. The codes not here go as
+// amqprpc.<Code>Error, which Python callers raise as RemoteError.
+var pythonExceptions = []struct{ class, code string }{
+	{"ValueError", "invalid_argument"},
+	{"TypeError", "invalid_argument"},
+	{"ValueError", "malformed"},
+	{"IndexError", "out_of_range"},
+	{"LookupError", "not_found"},
+	{"KeyError", "not_found"},
+	{"FileExistsError", "already_exists"},
+	{"PermissionError", "permission_denied"},
+	{"PermissionError", "unauthenticated"},
+	{"TimeoutError", "deadline_exceeded"},
+	{"NotImplementedError", "unimplemented"},
+	{"MemoryError", "resource_exhausted"},
+}
+
+// osloFailureOf is the Python exception that f is sent as: the one f
+// names, else the builtin exception of its code, else amqprpc.<Code>Error.
+func osloFailureOf(f *Failure) osloFailure {
+	p := osloFailure{Module: f.Module, Class: f.Class, Message: f.Message, Traceback: []string{}, Args: []any{f.Message}, Kwargs: map[string]any{}}
+	if p.Class != "" {
+		return p
+	}
+	for _, x := range pythonExceptions {
+		if x.code == f.Code {
+			p.Module, p.Class = "builtins", x.class
+			return p
+		}
+	}
+	p.Module, p.Class = "amqprpc", codeClass(f.Code)
+	return p
+}
+
+// failure is the Failure that p is received as, its code from the table
+// above, from oslo.messaging's dispatcher's exceptions, or from
+// amqprpc.<Code>Error; "unknown" otherwise.
+func (p *osloFailure) failure() *Failure {
+	f := &Failure{Code: "unknown", Message: p.Message, Module: p.Module, Class: p.Class, Traceback: p.Traceback}
+	if p.Module == "exceptions" { // Python 2's builtins
+		f.Module = "builtins"
+	}
+	switch f.Module {
+	case "builtins":
+		for _, x := range pythonExceptions {
+			if x.class == p.Class {
+				f.Code = x.code
+				break
+			}
+		}
+	case osloDispatcher:
+		switch p.Class {
+		case "NoSuchMethod":
+			f.Code = "unimplemented"
+		case "UnsupportedVersion":
+			f.Code = "unsupported_version"
+		}
+	case "amqprpc":
+		if code, ok := classCode(p.Class); ok {
+			f.Code = code
+		}
+	}
+	f.Module = p.Module
+	return f
+}
+
+// codeClass is the name of the Python exception of a code that has no
+// builtin one: internal -> InternalError.
+func codeClass(code string) string {
+	var b strings.Builder
+	for w := range strings.SplitSeq(code, "_") {
+		if w != "" {
+			b.WriteString(strings.ToUpper(w[:1]) + w[1:])
+		}
+	}
+	return b.String() + "Error"
+}
+
+// classCode is the code of a class codeClass made: InternalError ->
+// internal.
+func classCode(class string) (string, bool) {
+	name, ok := strings.CutSuffix(class, "Error")
+	if !ok || name == "" {
+		return "", false
+	}
+	var b strings.Builder
+	for i, c := range name {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			b.WriteRune(c - 'A' + 'a')
+		case c >= 'a' && c <= 'z':
+			b.WriteRune(c)
+		default:
+			return "", false
+		}
+	}
+	return b.String(), codeClass(b.String()) == class
+}
+
+// ErrNoGathers returns why p has no call to every server, or nil.
+func (p *Protocol) ErrNoGathers() error {
+	if p.Gathers {
+		return nil
+	}
+	return fmt.Errorf("amqprpc: %s has no call to every server of a topic, only casts (Fanout)", p.Name)
+}

@@ -1,0 +1,262 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/amqpio"
+	"github.com/amqprpc/amqprpc/internal/wire"
+)
+
+// directReplies publishes replies to RabbitMQ's direct reply-to addresses
+// (wire.DirectNode says what they are). Only the broker can tell whether
+// an address names a live consumer, and one whose node the broker does not
+// know makes it close the publishing connection, whatever else that
+// connection carries. So:
+//
+//   - an address that cannot be one the broker made is refused before its
+//     request runs (check), and so is one of a node the broker refused;
+//   - replies go through a connection of the server's own for them,
+//     opened when the first is due, each confirmed, many at once;
+//   - a reply to a node not yet known to be good is published alone, one
+//     at a time (a probe): when the broker closes the connection for an
+//     internal error (541) with a probe in flight, the probe's node is
+//     refused, and remembered so; the other replies in flight are
+//     published again, as they are after a blip of the connection, which
+//     closes it otherwise;
+//   - a connection that cannot be opened is tried again after a backoff
+//     that grows while it fails (a breaker), not once per reply; replies
+//     wait for it until their caller's deadline (or replyPatience), and
+//     are then dropped (Undelivered): their requests ran once, and do not
+//     run again.
+type directReplies struct {
+	connector *amqpio.Connector
+	backoff   amqpio.Backoff
+	log       *slog.Logger
+	throttle  *throttle
+	nodes     *cache[string, bool] // a node: whether the broker took a reply to it
+	probe     sync.Mutex           // held by a reply to a node not known to be good
+
+	mu       sync.Mutex
+	conn     amqpio.Conn
+	ch       amqpio.Channel
+	closed   chan *amqp.Error // conn's end
+	reason   *amqp.Error      // why the last connection closed
+	dialing  chan struct{}    // closed when the dial under way ends; nil when none is
+	failures int              // dials failed in a row
+	retryAt  time.Time        // no dial before, while dials fail
+	quit     chan struct{}    // closed by close
+	stopped  bool
+}
+
+// replyPatience is how long a reply to a direct reply-to address waits for
+// a connection when its request had no deadline.
+const replyPatience = 30 * time.Second
+
+// directNodes bounds how many nodes directReplies remembers, and for how
+// long: a node refused once (or accepted) is tried again after that.
+const (
+	directNodes   = 256
+	directNodeTTL = time.Minute
+)
+
+func newDirectReplies(connector *amqpio.Connector, backoff amqpio.Backoff, log *slog.Logger, t *throttle) *directReplies {
+	return &directReplies{connector: connector, backoff: backoff, log: log, throttle: t,
+		nodes: newCache[string, bool](directNodes, directNodeTTL), quit: make(chan struct{})}
+}
+
+// check returns why a reply cannot go to address, known before it runs: it
+// cannot be a broker's, or the broker refused its node.
+func (dr *directReplies) check(address string) error {
+	node, err := wire.DirectNode(address)
+	if err != nil {
+		return fmt.Errorf("%w: reply_to %s: %w", errUnanswerable, clip(address), err)
+	}
+	if good, ok := dr.nodes.get(node); ok && !good {
+		return fmt.Errorf("%w: reply_to %s names node %s, which the broker refused a reply to", errUnanswerable, clip(address), clip(node))
+	}
+	return nil
+}
+
+// send publishes pub to address and returns what became of it: published
+// once the broker confirms it, refused when the broker refused its node,
+// late when no connection took it before deadline (or replyPatience, when
+// zero).
+func (dr *directReplies) send(ctx context.Context, address string, deadline time.Time, pub amqp.Publishing) sent {
+	if err := dr.check(address); err != nil {
+		return routeRefused
+	}
+	node, _ := wire.DirectNode(address)
+	good, known := dr.nodes.get(node)
+	if !known || !good {
+		dr.probe.Lock()
+		defer dr.probe.Unlock()
+		good, known = dr.nodes.get(node) // learned while waiting, maybe
+	}
+	probe := !known || !good
+	if deadline.IsZero() {
+		deadline = time.Now().Add(replyPatience)
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	for {
+		ch, err := dr.channel(ctx)
+		if err != nil {
+			if ctx.Err() != nil && time.Now().After(deadline) {
+				return late
+			}
+			return unpublished // the server gives up: Shutdown
+		}
+		if publish(ctx, ch, "", address, pub) == published {
+			if probe {
+				dr.nodes.set(node, true)
+			}
+			return published
+		}
+		reason := dr.lost(ch)
+		switch {
+		case time.Now().After(deadline):
+			return late
+		case ctx.Err() != nil:
+			return unpublished
+		case probe && reason != nil && reason.Server && reason.Code == amqp.InternalError:
+			dr.nodes.set(node, false)
+			dr.throttle.warn(dr.log, "amqprpc: the broker closed the connection rather than route a reply to a direct reply-to address; refusing the replies to its node", "reply_to", clip(address), "node", clip(node), "error", reason)
+			return routeRefused
+		}
+		// A blip, or another reply's fault: the same reply goes again.
+	}
+}
+
+// channel returns the channel of the connection, dialing one when there is
+// none, unless the last dials failed less than their backoff ago; then it
+// waits until ctx ends or a dial can be tried. One dial is under way at a
+// time; the others wait for it.
+func (dr *directReplies) channel(ctx context.Context) (amqpio.Channel, error) {
+	for {
+		dr.mu.Lock()
+		switch {
+		case dr.stopped:
+			dr.mu.Unlock()
+			return nil, ErrServerClosed
+		case dr.ch != nil && !dr.ch.IsClosed():
+			ch := dr.ch
+			dr.mu.Unlock()
+			return ch, nil
+		case dr.dialing != nil:
+			dialing := dr.dialing
+			dr.mu.Unlock()
+			select {
+			case <-dialing:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		wait := time.Until(dr.retryAt)
+		dialing := make(chan struct{})
+		dr.dialing = dialing
+		dr.mu.Unlock()
+		err := dr.dial(ctx, wait)
+		dr.mu.Lock()
+		dr.dialing = nil
+		if err != nil && ctx.Err() == nil { // the broker's failure, not the caller's
+			dr.failures++
+			dr.retryAt = time.Now().Add(dr.backoff.Delay(dr.failures - 1))
+		}
+		dr.mu.Unlock()
+		close(dialing)
+		if err != nil {
+			dr.throttle.warn(dr.log, "amqprpc: cannot open the connection for direct reply-to replies", "error", err)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+		}
+	}
+}
+
+// dial opens the connection and its channel, in confirm mode, after
+// waiting wait (the breaker's backoff), unless ctx ends first.
+func (dr *directReplies) dial(ctx context.Context, wait time.Duration) error {
+	if wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-dr.quit:
+			return ErrServerClosed
+		}
+	}
+	dctx, cancel := context.WithCancel(ctx) // its end stops the dial
+	defer cancel()
+	go func() { // owned here: ends with dctx
+
+		select {
+		case <-dr.quit:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	conn, err := dr.connector.Connect(dctx)
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = ch.Confirm(false) // noWait
+	}
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.stopped {
+		conn.Close()
+		return ErrServerClosed
+	}
+	dr.conn, dr.ch, dr.failures = conn, ch, 0
+	dr.closed = conn.NotifyClose(make(chan *amqp.Error, 1))
+	return nil
+}
+
+// lost returns why the connection of ch closed, when it has: the broker's
+// error, or nil for a network failure; a reply it took and then nacked
+// leaves it open, and lost returns nil.
+func (dr *directReplies) lost(ch amqpio.Channel) *amqp.Error {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.ch != ch { // another reply found out first
+		return dr.reason
+	}
+	if !ch.IsClosed() {
+		return nil
+	}
+	select {
+	case dr.reason = <-dr.closed:
+	case <-time.After(time.Second): // amqp091-go closes its channels before it tells why
+		dr.reason = nil
+	}
+	dr.conn.Close()
+	dr.conn, dr.ch = nil, nil
+	return dr.reason
+}
+
+// close closes the connection, if open, and ends the waits for it.
+func (dr *directReplies) close() {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if !dr.stopped {
+		dr.stopped = true
+		close(dr.quit)
+	}
+	if dr.conn != nil {
+		dr.conn.Close()
+		dr.conn, dr.ch = nil, nil
+	}
+}
