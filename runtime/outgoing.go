@@ -162,8 +162,11 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 				}
 			}
 		}
-		if o.ctx.Err() != nil {
-			return nil, nil, o.ctx.Err()
+		if cerr := o.ctx.Err(); cerr != nil { // while blocked (ErrBlocked), or waiting for room
+			if errors.Is(err, cerr) {
+				return nil, nil, err
+			}
+			return nil, nil, cerr
 		}
 		if !s.conn.IsClosed() && !errors.Is(err, ErrConnectionLost) && !errors.Is(err, amqpio.ErrStopped) {
 			return nil, nil, fmt.Errorf("publish: %w", err)
