@@ -19,10 +19,11 @@ import (
 // and changes state only in to, by these transitions, each of which tells
 // the broker what it must, exactly once:
 //
-//	received ──take──────────► running ──its requests finished──► acked     basic.ack (several at a time)
-//	   │                                                    ├───► requeued  basic.nack, requeue
-//	   ├──take, at most once──► acked (its requests run after)└───► rejected  basic.reject, no requeue
-//	   ├──taken while shutting down──► requeued
+//	received ──taken, at least once──► running ──all its requests have an outcome──► acked     basic.ack, with others (amqpio.Acker)
+//	   │                                                                        ├──► requeued  basic.nack, requeue
+//	   │                                                                        └──► rejected  basic.reject
+//	   ├──taken, at most once──► acked      basic.ack at once; its requests run after
+//	   ├──taken while Shutdown runs──► requeued
 //	   ├──quarantined, or a batch that cannot be read──► rejected
 //	   └──(received or running) its channel is gone──► lost   nothing to tell: the broker delivers it again
 //
@@ -120,8 +121,9 @@ func (sess *serverSession) receive(raw amqp.Delivery, fanout bool) *delivery {
 }
 
 // to moves d to next and tells the broker what that means. It reports
-// false, doing nothing, when d is in a state that does not lead there: a
-// delivery already lost with its channel, say.
+// false when d is in a state that does not lead there (a delivery already
+// lost with its channel, say), when it does nothing, or when the broker
+// could not be told, as its channel is gone.
 func (d *delivery) to(next state) bool {
 	d.mu.Lock()
 	from := d.state
@@ -139,14 +141,18 @@ func (d *delivery) to(next state) bool {
 	}
 	s, tag := d.sess.s, d.raw.DeliveryTag
 	var err error
-	switch next {
-	case acked:
+	switch {
+	case next == acked && from == received: // at most once: the ack goes before the method runs
+		if err = d.sess.ch.Ack(tag, false); err == nil { // multiple
+			err = d.sess.acker.Finish(tag, false)
+		}
+	case next == acked: // with others, soon (amqpio.Acker)
 		err = d.sess.acker.Finish(tag, true)
-	case requeued:
+	case next == requeued:
 		if err = d.sess.ch.Nack(tag, false, true); err == nil { // multiple, requeue
 			err = d.sess.acker.Finish(tag, false)
 		}
-	case rejected:
+	case next == rejected:
 		if err = d.sess.ch.Reject(tag, false); err == nil { // requeue
 			err = d.sess.acker.Finish(tag, false)
 		}
@@ -154,7 +160,7 @@ func (d *delivery) to(next state) bool {
 	if err != nil { // the channel is gone: the broker delivers it again
 		s.throttle.warn(s.log, "amqprpc: settle request", "state", next, "correlation_id", clip(d.raw.CorrelationId), "error", err)
 	}
-	return true
+	return err == nil
 }
 
 // take decides what becomes of d, just received, before anything of it is
@@ -187,7 +193,7 @@ func (s *Server) admit(d *delivery) bool {
 			return false
 		}
 	}
-	if !s.cfg.ackAfterReply { // at most once: acknowledged before it runs
+	if !s.cfg.ackAfterReply { // at most once: acknowledged before it runs, or not run
 		return d.to(acked)
 	}
 	return d.to(running)

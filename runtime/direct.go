@@ -35,12 +35,12 @@ import (
 //     are then dropped (Undelivered): their requests ran once, and do not
 //     run again.
 type directReplies struct {
-	connector *amqpio.Connector
-	backoff   amqpio.Backoff
-	log       *slog.Logger
-	throttle  *throttle
-	nodes     *cache[string, bool] // a node: whether the broker took a reply to it
-	probe     sync.Mutex           // held by a reply to a node not known to be good
+	connect  func(context.Context) (amqpio.Conn, error)
+	backoff  amqpio.Backoff
+	log      *slog.Logger
+	throttle *throttle
+	nodes    *cache[string, bool] // a node: whether the broker took a reply to it
+	probe    sync.Mutex           // held by a reply to a node not known to be good
 
 	mu       sync.Mutex
 	conn     amqpio.Conn
@@ -65,8 +65,8 @@ const (
 	directNodeTTL = time.Minute
 )
 
-func newDirectReplies(connector *amqpio.Connector, backoff amqpio.Backoff, log *slog.Logger, t *throttle) *directReplies {
-	return &directReplies{connector: connector, backoff: backoff, log: log, throttle: t,
+func newDirectReplies(connect func(context.Context) (amqpio.Conn, error), backoff amqpio.Backoff, log *slog.Logger, t *throttle) *directReplies {
+	return &directReplies{connect: connect, backoff: backoff, log: log, throttle: t,
 		nodes: newCache[string, bool](directNodes, directNodeTTL), quit: make(chan struct{})}
 }
 
@@ -202,7 +202,7 @@ func (dr *directReplies) dial(ctx context.Context, wait time.Duration) error {
 		case <-dctx.Done():
 		}
 	}()
-	conn, err := dr.connector.Connect(dctx)
+	conn, err := dr.connect(dctx)
 	if err != nil {
 		return err
 	}

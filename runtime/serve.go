@@ -32,13 +32,13 @@ import (
 // travel on queues that end with their server's connection: those are
 // served at most once. docs/PROTOCOL.md says what becomes of each request.
 type Server struct {
-	services  // its topic, name, logger and methods, and how it calls them
-	cfg       config
-	proto     *wire.Protocol
-	connector *amqpio.Connector
-	direct    *directReplies // replies to direct reply-to addresses
-	memory    memory         // what the server remembers of requests
-	stats     serverStats
+	services // its topic, name, logger and methods, and how it calls them
+	cfg      config
+	proto    *wire.Protocol
+	connect  func(context.Context) (amqpio.Conn, error) // a connector's, or a test's
+	direct   *directReplies                             // replies to direct reply-to addresses
+	memory   memory                                     // what the server remembers of requests
+	stats    serverStats
 
 	mu       sync.Mutex
 	started  bool
@@ -61,14 +61,14 @@ func NewServer(url, topic string, opts ...ServerOption) *Server {
 		name, _ = os.Hostname()
 	}
 	s := &Server{
-		cfg:       cfg,
-		proto:     cfg.protocol(),
-		connector: cfg.connector(url, "amqprpc server "+topic, cfg.maxHeld),
-		quit:      make(chan struct{}),
-		done:      make(chan struct{}),
+		cfg:     cfg,
+		proto:   cfg.protocol(),
+		connect: cfg.connector(url, "amqprpc server "+topic, cfg.maxHeld).Connect,
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	s.services = services{topic: topic, server: name, finder: s.proto.Finder, log: cfg.logger.With("topic", topic, "server", name), intercept: chainServer(cfg.serverInterceptors)}
-	s.direct = newDirectReplies(cfg.connector(url, "amqprpc server "+topic+" direct replies", 0), cfg.backoff(), s.log, &s.throttle)
+	s.direct = newDirectReplies(cfg.connector(url, "amqprpc server "+topic+" direct replies", 0).Connect, cfg.backoff(), s.log, &s.throttle)
 	s.memory = newMemory(cfg.dedupe)
 	return s
 }

@@ -70,7 +70,7 @@ type subscription struct {
 // openSession connects, declares the topology and starts consuming the
 // server's queues.
 func (s *Server) openSession() (*serverSession, error) {
-	conn, err := s.connector.Connect(s.ctx)
+	conn, err := s.connect(s.ctx)
 	if err != nil {
 		return nil, err
 	}
