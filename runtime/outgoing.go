@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -168,7 +170,7 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 			}
 			return nil, nil, cerr
 		}
-		if !s.conn.IsClosed() && !errors.Is(err, ErrConnectionLost) && !errors.Is(err, amqpio.ErrStopped) {
+		if !connectionLost(s, err) {
 			return nil, nil, fmt.Errorf("publish: %w", err)
 		}
 		c.unregister(o.req.MsgID, p)
@@ -181,6 +183,14 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 			return nil, nil, ErrClosed
 		}
 	}
+}
+
+// connectionLost reports whether err, of publishing on s, says that s's
+// connection is lost, or going: then nothing was published.
+func connectionLost(s *session, err error) bool {
+	var nerr net.Error
+	return s.conn.IsClosed() || errors.Is(err, ErrConnectionLost) || errors.Is(err, amqpio.ErrStopped) ||
+		errors.Is(err, amqp.ErrClosed) || errors.As(err, &nerr) || errors.Is(err, io.EOF)
 }
 
 // toCalls routes a request to the calls channel and the request exchange.

@@ -2,12 +2,16 @@ package runtime
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/amqprpc/amqprpc/internal/faultproxy"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // TestQueuedCallsKeepTheirInFlightSlots: while the connection cannot take
@@ -54,4 +58,95 @@ func TestQueuedCallsKeepTheirInFlightSlots(t *testing.T) {
 		t.Fatalf("%d calls queued to be published at once; WithMaxInFlight(%d) bounds them", most, slots)
 	}
 	t.Logf("at most %d calls queued", most)
+}
+
+// TestQueuedCallsGoAgainAfterALostConnection: calls queued to be published
+// with others, and not published, when the connection is lost are sent on
+// the next connection, and answered, rather than failed with
+// ErrConnectionLost: only calls handed to the connection may have reached
+// the broker, and only those fail.
+func TestQueuedCallsGoAgainAfterALostConnection(t *testing.T) {
+	topic := "test.queued." + time.Now().Format("150405.000000")
+	echo := &ServiceDesc{ServiceName: "Echo", Methods: []MethodDesc{{Name: "echo", Handler: func(_ any, _ context.Context, dec func(any) error) (any, error) {
+		var args struct{ S string }
+		err := dec(&args)
+		return len(args.S), err
+	}}}}
+	srv := NewServer(brokerURL(), topic, WithServerName("queued"))
+	srv.RegisterService(echo, struct{}{})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	defer func() {
+		srv.Shutdown(context.Background())
+		<-served
+		if conn, err := amqp.Dial(brokerURL()); err == nil {
+			if ch, err := conn.Channel(); err == nil {
+				ch.QueueDelete(topic, false, false, false)
+				ch.ExchangeDelete(FanoutExchange(DefaultExchange, topic), false, false)
+			}
+			conn.Close()
+		}
+	}()
+	u, _ := url.Parse(brokerURL())
+	p, err := faultproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := Dial(p.URL(brokerURL()), WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	big := strings.Repeat("x", 256<<10)
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		var n int
+		err := c.Invoke(ctx, Request{Target: Target{Topic: topic}, Method: "echo", Args: map[string]string{"S": big}}, &n)
+		if err == nil && n != len(big) {
+			err = fmt.Errorf("echo of %d bytes = %d", len(big), n)
+		}
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Second); call() != nil; time.Sleep(20 * time.Millisecond) { // its reply opens the topic to batches
+		if time.Now().After(deadline) {
+			t.Fatal("the server does not answer")
+		}
+	}
+	p.Stall()
+	const n = 64
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- call() }()
+	}
+	time.Sleep(300 * time.Millisecond) // the network buffers fill; the other calls queue, or wait to be written
+	c.mu.Lock()
+	queued, published := c.sess.requests.Queued(), 0
+	for _, p := range c.pending {
+		if p.sent.Load() {
+			published++
+		}
+	}
+	c.mu.Unlock()
+	p.Cut()
+	p.Resume()
+	lost := 0
+	for range n {
+		switch err := <-errs; {
+		case errors.Is(err, ErrConnectionLost):
+			if lost == 0 {
+				t.Logf("the first: %v", err)
+			}
+			lost++
+		case err != nil:
+			t.Errorf("a call: %v", err)
+		}
+	}
+	// What the connection had taken, in its buffers and the network's,
+	// may have reached the broker: those calls fail; the others go again.
+	if lost > published {
+		t.Errorf("%d of %d calls failed with ErrConnectionLost; the connection had taken %d", lost, n, published)
+	}
+	t.Logf("%d calls taken by the connection when it was lost, %d queued, the others being written; %d failed with ErrConnectionLost, the others were answered", published, queued, lost)
 }

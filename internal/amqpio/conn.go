@@ -109,7 +109,7 @@ func (k *Connector) dial(ctx context.Context, rawURL string) (Conn, error) {
 		budget = NewBudget(k.held)
 	}
 	var mu sync.Mutex
-	var raw net.Conn // the connection being dialed, closed if ctx ends first
+	var raw, transport net.Conn // the connection being dialed, closed if ctx ends first, and what amqp091-go reads
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
@@ -117,11 +117,16 @@ func (k *Connector) dial(ctx context.Context, rawURL string) (Conn, error) {
 			raw.Close()
 		}
 	})
-	cfg.Dial = netDial(ctx, k.timeout, tlsConf, budget, func(c net.Conn) {
+	dial := netDial(ctx, k.timeout, tlsConf, budget, func(c net.Conn) {
 		mu.Lock()
 		defer mu.Unlock()
 		raw = c
 	})
+	cfg.Dial = func(network, addr string) (net.Conn, error) {
+		c, err := dial(network, addr)
+		transport = c
+		return c, err
+	}
 	c, err := amqp.DialConfig(target, cfg)
 	if !stop() && err == nil { // ctx ended: the connection is closed
 		c.Close()
@@ -130,7 +135,7 @@ func (k *Connector) dial(ctx context.Context, rawURL string) (Conn, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return Wrap(c, budget), nil
+	return Wrap(c, budget, transport), nil
 }
 
 // Backoff is how long to wait between attempts to connect: First, doubled

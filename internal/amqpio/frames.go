@@ -87,7 +87,20 @@ func (f *FrameReader) Close() error {
 // Read hands on checked bytes: from the buffer, as many frames as are
 // there and fit, or, for a large frame that needs no check, straight from
 // the connection.
+//
+// A connection whose reading fails is dead: Read then closes it, which
+// ends the writes blocked on it too (a stalled network, found out by
+// amqp091-go's heartbeat deadline), before amqp091-go's shutdown waits for
+// them.
 func (f *FrameReader) Read(p []byte) (int, error) {
+	n, err := f.read(p)
+	if err != nil {
+		f.Close()
+	}
+	return n, err
+}
+
+func (f *FrameReader) read(p []byte) (int, error) {
 	for f.vetted == 0 {
 		if err := f.vet(); err != nil {
 			return 0, err

@@ -42,6 +42,7 @@ type dribble struct {
 }
 
 func (d *dribble) Read(p []byte) (int, error) { return d.r.Read(p[:min(len(p), d.n)]) }
+func (d *dribble) Close() error               { return nil }
 
 func TestFrameReader(t *testing.T) {
 	big := make([]byte, 8)

@@ -8,6 +8,8 @@ package amqpio
 
 import (
 	"context"
+	"net"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -65,15 +67,34 @@ type Confirmation interface {
 	Acked() bool
 }
 
-// conn is a Conn over amqp091-go, with its budget of content bytes.
+// conn is a Conn over amqp091-go, with its budget of content bytes and
+// the network connection under it.
 type conn struct {
 	*amqp.Connection
-	budget *Budget // nil for none
+	budget    *Budget  // nil for none
+	transport net.Conn // nil when not known
 }
 
 // Wrap returns c as a Conn whose deliveries' bodies are counted against
-// budget, which may be nil.
-func Wrap(c *amqp.Connection, budget *Budget) Conn { return &conn{c, budget} }
+// budget, which may be nil. transport, when not nil, is the network
+// connection under c, which Close closes when c does not close in time.
+func Wrap(c *amqp.Connection, budget *Budget, transport net.Conn) Conn {
+	return &conn{c, budget, transport}
+}
+
+// closeTimeout bounds a graceful close: amqp091-go's connection.close
+// waits for the writes under way, which a stalled network holds.
+const closeTimeout = time.Second
+
+// Close closes the connection, gracefully within closeTimeout, and
+// otherwise by closing the network connection.
+func (c *conn) Close() error {
+	if c.transport != nil {
+		abort := time.AfterFunc(closeTimeout, func() { c.transport.Close() })
+		defer abort.Stop()
+	}
+	return c.Connection.Close()
+}
 
 func (c *conn) Channel() (Channel, error) {
 	ch, err := c.Connection.Channel()
@@ -84,6 +105,9 @@ func (c *conn) Channel() (Channel, error) {
 }
 
 func (c *conn) Release(n int) { c.budget.Release(n) }
+
+// Budget returns the connection's budget, nil if it has none.
+func (c *conn) Budget() *Budget { return c.budget }
 
 // channel is a Channel over amqp091-go.
 type channel struct{ *amqp.Channel }

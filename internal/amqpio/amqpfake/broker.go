@@ -36,6 +36,8 @@ type Broker struct {
 	violations []string
 	refused    map[string]bool // direct reply-to addresses whose replies close the connection
 	nacks      int             // confirms still to nack
+	hold       bool            // confirms wait for ReleaseConfirms
+	held       []*confirmation
 }
 
 // Message is a message published to a queue, and what became of it.
@@ -427,7 +429,12 @@ func (ch *Channel) Publish(_ context.Context, exchange, key string, _, _ bool, m
 			c.resolve(false)
 			return c, nil
 		}
-		defer c.resolve(true)
+		if b.hold {
+			b.held = append(b.held, c)
+			ch.pending = append(ch.pending, c)
+		} else {
+			defer c.resolve(true)
+		}
 	}
 	var to []*queue
 	switch {
@@ -601,12 +608,16 @@ func (b *Broker) dispatch() {
 
 // confirmation is the fake broker's confirmation of a publication.
 type confirmation struct {
-	done  chan struct{}
-	acked bool
+	done     chan struct{}
+	acked    bool
+	resolved bool // b.mu guards it, once published
 }
 
 func (c *confirmation) resolve(acked bool) {
-	c.acked = acked
+	if c.resolved {
+		return
+	}
+	c.resolved, c.acked = true, acked
 	close(c.done)
 }
 

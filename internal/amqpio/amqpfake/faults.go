@@ -94,6 +94,26 @@ func (b *Broker) NackNext() {
 	b.nacks++
 }
 
+// HoldConfirms makes the broker hold the confirms it owes until
+// ReleaseConfirms, when hold is set.
+func (b *Broker) HoldConfirms(hold bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.hold = hold
+}
+
+// ReleaseConfirms confirms what the broker held, and returns how many.
+func (b *Broker) ReleaseConfirms() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(b.held)
+	for _, c := range b.held {
+		c.resolve(true)
+	}
+	b.held = nil
+	return n
+}
+
 // Refuse makes a reply to the direct reply-to address close the
 // connection that publishes it, as RabbitMQ does for one whose node it
 // does not know (541 INTERNAL_ERROR).
