@@ -36,6 +36,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -383,7 +384,7 @@ func cleanupAt(url string, topics []string) {
 	for _, t := range topics {
 		ch.QueueDelete(t, false, false, false)
 		ch.QueueDelete(t+".s1", false, false, false) // oslo.messaging's server queue
-		ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, t), false, false)
+		ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, t), false, false)
 		ch.ExchangeDelete(t+"_fanout", false, false)
 	}
 	ch.ExchangeDelete(baselineExchange, false, false)

@@ -25,6 +25,7 @@ import (
 	"github.com/amqprpc/amqprpc/internal/faultproxy"
 	"github.com/amqprpc/amqprpc/internal/hostile"
 	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -560,5 +561,5 @@ func cleanBroker(t *testing.T, topic string) {
 		return
 	}
 	ch.QueueDelete(topic, false, false, false)
-	ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, topic), false, false)
+	ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
 }

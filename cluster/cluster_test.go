@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -206,7 +207,7 @@ func (e *env) stop(t *testing.T) {
 	if conn, err := amqp.Dial(e.urls[0]); err == nil {
 		if ch, err := conn.Channel(); err == nil {
 			ch.QueueDelete(e.topic, false, false, false)
-			ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, e.topic), false, false)
+			ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, e.topic), false, false)
 			ch.ExchangeDelete(e.topic+".dead", false, false)
 		}
 		conn.Close()

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amqprpc/amqprpc/examples/calc"
+	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/otelamqprpc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
@@ -52,7 +53,7 @@ func TestTraceAcrossTheBroker(t *testing.T) {
 		if conn, err := amqp.Dial(brokerURL()); err == nil {
 			ch, _ := conn.Channel()
 			ch.QueueDelete(topic, false, false, false)
-			ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, topic), false, false)
+			ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
 			conn.Close()
 		}
 	}()

@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/amqprpc/amqprpc/internal/amqpio"
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // TestServerHoldsAtMostMaxRequestBytes: a server holds at most
@@ -48,7 +49,7 @@ func TestServerHoldsAtMostMaxRequestBytes(t *testing.T) {
 		s.Shutdown(context.Background())
 		<-served
 		ch.QueueDelete(topic, false, false, false)
-		ch.ExchangeDelete(FanoutExchange(DefaultExchange, topic), false, false)
+		ch.ExchangeDelete(wire.FanoutExchange(DefaultExchange, topic), false, false)
 	}()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := ch.QueueDeclarePassive(topic, true, false, false, false, nil); err == nil {

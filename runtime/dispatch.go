@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"sync"
 
+	"github.com/amqprpc/amqprpc/describe"
 	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
@@ -36,10 +37,10 @@ type method struct {
 	noCtx   bool // the method ignores its context
 }
 
-// describeService is the service of DescribeMethod, which every server
+// describer is the service of describe.Request, which every server
 // has: a request for it goes through the server's interceptors as any
 // other, so that one can refuse it.
-var describeService = &ServiceDesc{ServiceName: "amqprpc"}
+var describer = &ServiceDesc{ServiceName: "amqprpc"}
 
 // RegisterService registers impl to serve the methods of desc. Generated
 // Register<Interface>Server functions call it with an impl of the right
@@ -80,8 +81,8 @@ func (sv *services) seal() {
 
 // lookup returns the method req names, or the failure to answer with.
 func (sv *services) lookup(req *wire.In) (method, *Error) {
-	if req.Method == DescribeMethod {
-		return method{desc: describeService, handler: func(_ any, ctx context.Context, _ func(any) error) (any, error) {
+	if req.Method == describe.Request {
+		return method{desc: describer, handler: func(_ any, ctx context.Context, _ func(any) error) (any, error) {
 			return sv.describe(ctx)
 		}}, nil
 	}

@@ -15,6 +15,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -58,7 +59,7 @@ func newTopic(t *testing.T) string {
 			return
 		}
 		ch.QueueDelete(topic, false, false, false)
-		ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, topic), false, false)
+		ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
 	})
 	return topic
 }

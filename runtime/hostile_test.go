@@ -14,6 +14,7 @@ import (
 
 	"github.com/amqprpc/amqprpc/internal/hostile"
 	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -180,7 +181,7 @@ func TestHostileReplyPaths(t *testing.T) {
 	waitServing(t, topic, "main") // the fanout exchange exists
 	spies := map[string]string{   // exchange: the routing key a reply through it would have
 		"amq.topic": "amq.topic", "amq.direct": "amq.direct", runtime.DefaultExchange: runtime.DefaultExchange,
-		runtime.FanoutExchange(runtime.DefaultExchange, topic): "", "test.hostile.topic": "test.hostile.topic", "test.hostile.durable-direct": "test.hostile.durable-direct",
+		wire.FanoutExchange(runtime.DefaultExchange, topic): "", "test.hostile.topic": "test.hostile.topic", "test.hostile.durable-direct": "test.hostile.durable-direct",
 	}
 	var spied []<-chan amqp.Delivery
 	for exchange, key := range spies {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqprpc/amqprpc/internal/wire"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -34,7 +35,7 @@ func TestNoPerCallLeaks(t *testing.T) {
 		if conn, err := amqp.Dial(brokerURL()); err == nil {
 			if ch, err := conn.Channel(); err == nil {
 				ch.QueueDelete(topic, false, false, false)
-				ch.ExchangeDelete(FanoutExchange(DefaultExchange, topic), false, false)
+				ch.ExchangeDelete(wire.FanoutExchange(DefaultExchange, topic), false, false)
 			}
 			conn.Close()
 		}

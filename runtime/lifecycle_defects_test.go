@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/amqprpc/amqprpc/describe"
 	"github.com/amqprpc/amqprpc/internal/testsvc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
@@ -413,8 +414,8 @@ func TestLifecycleDescribeGoesThroughInterceptors(t *testing.T) {
 	if _, err := testsvc.NewArithClient(c, topic).Add(ctxTimeout(t, 5*time.Second), 2, 3); remoteCode(err) != runtime.CodePermissionDenied {
 		t.Fatalf("Add through an interceptor that refuses every request = %v; want permission_denied", err)
 	}
-	var d runtime.Description
-	err := c.Invoke(ctxTimeout(t, 5*time.Second), runtime.Request{Target: runtime.Target{Topic: topic}, Method: runtime.DescribeMethod, Args: struct{}{}}, &d)
+	var d describe.Server
+	err := c.Invoke(ctxTimeout(t, 5*time.Second), runtime.Request{Target: runtime.Target{Topic: topic}, Method: describe.Request, Args: struct{}{}}, &d)
 	if remoteCode(err) != runtime.CodePermissionDenied {
 		t.Fatalf("describe through an interceptor that refuses every request = %v, with %d services described; want permission_denied", err, len(d.Services))
 	}

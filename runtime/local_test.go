@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqprpc/amqprpc/describe"
 	"github.com/amqprpc/amqprpc/internal/testsvc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
@@ -160,14 +161,14 @@ func eventuallyTrue(cond func() bool) bool {
 // as the generator described it.
 func TestDescribe(t *testing.T) {
 	l, _ := newLocal(t)
-	var d runtime.Description
-	if err := l.Invoke(context.Background(), runtime.Request{Target: runtime.Target{Topic: "fleet", Server: "b"}, Method: runtime.DescribeMethod, Args: struct{}{}}, &d); err != nil {
+	var d describe.Server
+	if err := l.Invoke(context.Background(), runtime.Request{Target: runtime.Target{Topic: "fleet", Server: "b"}, Method: describe.Request, Args: struct{}{}}, &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Topic != "fleet" || d.Server != "b" || len(d.Services) != 1 || d.Services[0].Name != "Fleet" || d.Services[0].Version != "1.2" {
+	if d.Topic != "fleet" || d.Name != "b" || len(d.Services) != 1 || d.Services[0].Name != "Fleet" || d.Services[0].Version != "1.2" {
 		t.Fatalf("description %+v", d)
 	}
-	byName := map[string]runtime.MethodDescription{}
+	byName := map[string]describe.Method{}
 	for _, m := range d.Services[0].Methods {
 		byName[m.Name] = m
 	}

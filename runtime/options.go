@@ -9,6 +9,13 @@ import (
 	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
+// maxQueuedCalls bounds the calls a client queues to be published with
+// others while its connection is busy; a call beyond waits for room.
+const maxQueuedCalls = 4096
+
+// dialTimeout bounds a connection attempt: TCP, TLS and AMQP handshakes.
+const dialTimeout = 30 * time.Second
+
 // Defaults of the options below.
 const (
 	// DefaultExchange is the topic exchange requests are published to.
@@ -23,17 +30,11 @@ const (
 	// DefaultMaxRequestBytes bounds the request bodies a server holds at
 	// once: 256 MiB.
 	DefaultMaxRequestBytes = 256 << 20
-	// DefaultMaxQueuedCalls bounds the calls a client queues to be
-	// published with others while its connection is busy.
-	DefaultMaxQueuedCalls = 4096
 	// DefaultReconnectMin and DefaultReconnectMax bound the wait between
 	// attempts to reconnect: it starts at the first and doubles up to the
 	// second.
 	DefaultReconnectMin = 100 * time.Millisecond
 	DefaultReconnectMax = 5 * time.Second
-	// DefaultDialTimeout bounds a connection attempt: TCP, TLS and AMQP
-	// handshakes.
-	DefaultDialTimeout = 30 * time.Second
 	// DefaultQueueType is the kind of a topic's queue: see WithQueueType.
 	DefaultQueueType = QueueClassic
 	// DefaultDeliveryLimit is how often a quorum topic queue delivers a
@@ -160,7 +161,7 @@ func newConfig(apply func(*options)) config {
 		reconnectMax:  DefaultReconnectMax,
 		maxBody:       DefaultMaxBodySize,
 		maxHeld:       DefaultMaxRequestBytes,
-		maxQueued:     DefaultMaxQueuedCalls,
+		maxQueued:     maxQueuedCalls,
 		queueType:     DefaultQueueType,
 		deliveryLimit: DefaultDeliveryLimit,
 	}}
@@ -229,7 +230,7 @@ func (c *config) connector(url, name string, heldBytes int) *amqpio.Connector {
 		Name:      name,
 		TLS:       c.tls,
 		Heartbeat: c.heartbeat,
-		Timeout:   DefaultDialTimeout,
+		Timeout:   dialTimeout,
 		HeldBytes: heldBytes,
 	})
 }
@@ -368,7 +369,7 @@ func WithReconnectBackoff(first, most time.Duration) Option {
 // published with others keeps its slot until it leaves the queue, even once
 // its caller gave up, so that the bound holds while the connection cannot
 // take more. 0 means no bound, but for the calls queued to be published
-// (DefaultMaxQueuedCalls). Default: 0. Client only.
+// (4096). Default: 0. Client only.
 func WithMaxInFlight(n int) ClientOption {
 	return clientOption(func(c *options) { c.maxInFlight = max(n, 0) })
 }

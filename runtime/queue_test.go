@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/amqprpc/amqprpc/internal/faultproxy"
+	"github.com/amqprpc/amqprpc/internal/wire"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -82,7 +83,7 @@ func TestQueuedCallsGoAgainAfterALostConnection(t *testing.T) {
 		if conn, err := amqp.Dial(brokerURL()); err == nil {
 			if ch, err := conn.Channel(); err == nil {
 				ch.QueueDelete(topic, false, false, false)
-				ch.ExchangeDelete(FanoutExchange(DefaultExchange, topic), false, false)
+				ch.ExchangeDelete(wire.FanoutExchange(DefaultExchange, topic), false, false)
 			}
 			conn.Close()
 		}

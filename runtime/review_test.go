@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -36,7 +37,7 @@ func TestGatherAfterTheBrokerForgotItsFanoutExchange(t *testing.T) {
 	}
 	// What a broker restart does to the client: its connection goes, and
 	// so does the exchange.
-	if err := rawChannel(t).ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, topic), false, false); err != nil {
+	if err := rawChannel(t).ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false); err != nil {
 		t.Fatal(err)
 	}
 	p.Cut()

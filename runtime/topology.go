@@ -95,11 +95,3 @@ func (e *mismatchError) Error() string {
 }
 
 func (e *mismatchError) Unwrap() []error { return []error{ErrTopologyMismatch, e.err} }
-
-// FanoutExchange returns the name of the exchange that delivers a request
-// to every server of topic, for clients and servers whose requests go to
-// the exchange named exchange (WithExchange): "<exchange>.fanout.<topic>",
-// e.g. "amqprpc.fanout.calc". It is amqprpc's own, apart from
-// OpenStack's "<topic>_fanout", which oslo.messaging declares with other
-// flags: the two never meet on a broker.
-func FanoutExchange(exchange, topic string) string { return wire.FanoutExchange(exchange, topic) }

@@ -10,6 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -61,7 +62,7 @@ func TestTopology(t *testing.T) {
 					byName["topic"] = q
 				case strings.HasPrefix(q.Name, topic+".main_"):
 					byName["own"] = q
-				case strings.HasPrefix(q.Name, runtime.FanoutExchange(runtime.DefaultExchange, topic)+"_"):
+				case strings.HasPrefix(q.Name, wire.FanoutExchange(runtime.DefaultExchange, topic)+"_"):
 					byName["fanout"] = q
 				case q.Name == "":
 					byName["reply"] = q

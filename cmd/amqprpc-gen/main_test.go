@@ -92,7 +92,7 @@ func TestRuntimeGuard(t *testing.T) {
 
 	// A copy of the runtime from some other version: no SupportPackageIsVersion2.
 	stub := t.TempDir()
-	for _, pkg := range []string{"runtime", "internal/amqpio", "internal/wire"} {
+	for _, pkg := range []string{"runtime", "describe", "internal/amqpio", "internal/wire"} {
 		copyDir(t, filepath.Join(root, pkg), filepath.Join(stub, pkg))
 	}
 	desc := filepath.Join(stub, "runtime", "desc.go")

@@ -2,7 +2,7 @@
 // does gRPC servers: it lists the servers of a topic, describes what they
 // serve, and calls, casts, fanouts and gathers their methods, with
 // arguments typed by the description every server gives
-// (runtime.DescribeMethod), without the services' Go types.
+// (describe.Request), without the services' Go types.
 //
 //	go install github.com/amqprpc/amqprpc/cmd/amqprpc@latest
 //
@@ -37,6 +37,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/amqprpc/amqprpc/describe"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -171,14 +172,14 @@ func (c *cli) trace(ctx context.Context, req *runtime.Request, reply any, next r
 // descriptions gathers the descriptions of the topic's servers, or of
 // the one named: all that answer within -wait, or the first one when
 // first is set.
-func (c *cli) descriptions(topic string, first bool) ([]runtime.Description, error) {
-	req := runtime.Request{Target: runtime.Target{Topic: topic, Server: c.server}, Method: runtime.DescribeMethod, Args: struct{}{}}
+func (c *cli) descriptions(topic string, first bool) ([]describe.Server, error) {
+	req := runtime.Request{Target: runtime.Target{Topic: topic, Server: c.server}, Method: describe.Request, Args: struct{}{}}
 	if c.server != "" {
-		var d runtime.Description
+		var d describe.Server
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		defer cancel()
 		err := c.client.Invoke(ctx, req, &d)
-		return []runtime.Description{d}, err
+		return []describe.Server{d}, err
 	}
 	want, wait := 0, c.wait
 	if first {
@@ -186,8 +187,8 @@ func (c *cli) descriptions(topic string, first bool) ([]runtime.Description, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	replies, err := runtime.Gather[runtime.Description](ctx, c.client, req, want)
-	var ds []runtime.Description
+	replies, err := runtime.Gather[describe.Server](ctx, c.client, req, want)
+	var ds []describe.Server
 	for _, r := range replies {
 		if r.Err != nil {
 			fmt.Fprintf(c.errOut, "amqprpc: server %s: %v\n", r.Server, r.Err)
@@ -198,7 +199,7 @@ func (c *cli) descriptions(topic string, first bool) ([]runtime.Description, err
 	if err == nil && len(ds) == 0 {
 		err = fmt.Errorf("no server of topic %q answered within %v", topic, c.wait)
 	}
-	slices.SortFunc(ds, func(a, b runtime.Description) int { return strings.Compare(a.Server, b.Server) })
+	slices.SortFunc(ds, func(a, b describe.Server) int { return strings.Compare(a.Name, b.Name) })
 	return ds, err
 }
 
@@ -216,7 +217,7 @@ func (c *cli) list(topic string) error {
 			for _, m := range s.Methods {
 				names = append(names, m.Name)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Server, s.Name, s.Version, strings.Join(names, " "))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Name, s.Name, s.Version, strings.Join(names, " "))
 		}
 	}
 	return w.Flush()
@@ -231,7 +232,7 @@ func (c *cli) describe(topic string, method []string) error {
 	d := ds[0]
 	found := false
 	for _, s := range d.Services {
-		fmt.Fprintf(c.out, "service %s %s (server %s)", s.Name, s.Version, d.Server)
+		fmt.Fprintf(c.out, "service %s %s (server %s)", s.Name, s.Version, d.Name)
 		if s.Namespace != "" {
 			fmt.Fprintf(c.out, ", namespace %s", s.Namespace)
 		}
@@ -251,8 +252,8 @@ func (c *cli) describe(topic string, method []string) error {
 }
 
 // signature renders m: "call add(v1 int, v2 int) int, since 1.0".
-func signature(m runtime.MethodDescription) string {
-	fields := func(fs []runtime.FieldDesc) string {
+func signature(m describe.Method) string {
+	fields := func(fs []describe.Field) string {
 		var parts []string
 		for _, f := range fs {
 			parts = append(parts, f.Name+" "+f.GoType)
@@ -334,10 +335,10 @@ func (c *cli) gather(req runtime.Request) error {
 }
 
 // method returns the description of method from a server of the topic.
-func (c *cli) method(topic, method string) (runtime.MethodDescription, error) {
+func (c *cli) method(topic, method string) (describe.Method, error) {
 	ds, err := c.descriptions(topic, true)
 	if err != nil {
-		return runtime.MethodDescription{}, err
+		return describe.Method{}, err
 	}
 	for _, d := range ds {
 		for _, s := range d.Services {
@@ -348,12 +349,12 @@ func (c *cli) method(topic, method string) (runtime.MethodDescription, error) {
 			}
 		}
 	}
-	return runtime.MethodDescription{}, fmt.Errorf("topic %q has no method %q (amqprpc describe %s)", topic, method, topic)
+	return describe.Method{}, fmt.Errorf("topic %q has no method %q (amqprpc describe %s)", topic, method, topic)
 }
 
 // args makes the arguments object of m from -d or name=value words, each
 // value typed by the parameter's JSON shape.
-func (c *cli) args(m runtime.MethodDescription, words []string) (map[string]json.RawMessage, error) {
+func (c *cli) args(m describe.Method, words []string) (map[string]json.RawMessage, error) {
 	args := map[string]json.RawMessage{}
 	if c.data != "" {
 		if len(words) > 0 {
@@ -369,7 +370,7 @@ func (c *cli) args(m runtime.MethodDescription, words []string) (map[string]json
 		if !ok {
 			return nil, fmt.Errorf("%w: argument %q is not name=value", errUsage, w)
 		}
-		i := slices.IndexFunc(m.Params, func(f runtime.FieldDesc) bool { return f.Name == name })
+		i := slices.IndexFunc(m.Params, func(f describe.Field) bool { return f.Name == name })
 		if i < 0 {
 			var names []string
 			for _, f := range m.Params {
@@ -387,7 +388,7 @@ func (c *cli) args(m runtime.MethodDescription, words []string) (map[string]json
 }
 
 // typed returns value as the JSON of parameter f.
-func typed(f runtime.FieldDesc, value string) (json.RawMessage, error) {
+func typed(f describe.Field, value string) (json.RawMessage, error) {
 	switch f.JSON {
 	case "integer":
 		if _, err := strconv.ParseInt(value, 10, 64); err != nil {

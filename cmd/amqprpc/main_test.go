@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/amqprpc/amqprpc/examples/calc"
+	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -41,7 +42,7 @@ func serveCalc(t *testing.T, topic string) {
 		if conn, err := amqp.Dial(brokerURL()); err == nil {
 			ch, _ := conn.Channel()
 			ch.QueueDelete(topic, false, false, false)
-			ch.ExchangeDelete(runtime.FanoutExchange(runtime.DefaultExchange, topic), false, false)
+			ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
 			conn.Close()
 		}
 	})
