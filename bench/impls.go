@@ -58,8 +58,12 @@ var impls = map[string]impl{
 		o.variant = "quorum"
 		return serveAmqprpc(ctx, url, topic, name, o, ready)
 	}, dial: dialAmqprpc},
-	"baseline": {serve: serveBaseline, dial: dialBaseline},
+	"baseline": {serve: serveBaseline, dial: dialPlain(baselineExchange, directReplyTo)},
 	"floor":    {serve: serveFloor, dial: dialFloor},
+	// A plain client of the default amqprpc server, its replies over
+	// direct reply-to or to a queue of its own (bench/replypath.go).
+	"plain-direct": {serve: serveAmqprpc, dial: dialPlain(runtime.DefaultExchange, directReplyTo)},
+	"plain-queue":  {serve: serveAmqprpc, dial: dialPlain(runtime.DefaultExchange, ownReplyQueue)},
 }
 
 // amqprpc: the generated Calculator client and server.
@@ -141,13 +145,15 @@ func dialAmqprpc(url, topic string, o options) (caller, func(), error) {
 
 // baseline: what a careful programmer writes with amqp091-go alone. One
 // connection; requests published to a topic exchange; replies over direct
-// reply-to, matched to calls by correlation id in one reader goroutine; a
-// server that acks each request after replying, prefetch 256, replying
-// through the default exchange.
+// reply-to, matched to calls by correlation id in one reader goroutine
+// (dialPlain); a server that acks each request after replying, prefetch
+// 256, replying through the default exchange.
 
 const baselineExchange = "bench.baseline"
 
-type baselineRequest struct {
+// plainRequest is the request body of add(v1, v2), as dialPlain's client
+// writes it and the baseline's server reads it.
+type plainRequest struct {
 	Method string `json:"method"`
 	Args   struct {
 		V1 int `json:"v1"`
@@ -192,7 +198,7 @@ func serveBaseline(ctx context.Context, url, topic, name string, o options, read
 	ready()
 	go func() { <-ctx.Done(); ch.Cancel("", false); conn.Close() }()
 	for d := range msgs {
-		var req baselineRequest
+		var req plainRequest
 		if err := json.Unmarshal(d.Body, &req); err != nil {
 			d.Reject(false)
 			continue
@@ -208,69 +214,150 @@ func serveBaseline(ctx context.Context, url, topic, name string, o options, read
 	return nil
 }
 
-func dialBaseline(url, topic string, o options) (caller, func(), error) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return nil, nil, err
-	}
-	ch, err := conn.Channel()
-	if err != nil {
-		return nil, nil, err
-	}
-	replies, err := ch.Consume("amq.rabbitmq.reply-to", "", true, true, false, false, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	var mu sync.Mutex
-	pending := make(map[string]chan []byte)
-	go func() {
-		for d := range replies {
-			mu.Lock()
-			c, ok := pending[d.CorrelationId]
-			delete(pending, d.CorrelationId)
-			mu.Unlock()
-			if ok {
-				c <- d.Body
-			}
-		}
-	}()
-	var seq atomic.Uint64
-	call := func(ctx context.Context, i int) error {
-		id := strconv.FormatUint(seq.Add(1), 10)
-		var req baselineRequest
-		req.Method, req.Args.V1, req.Args.V2 = "add", i, 1
-		body, err := json.Marshal(req)
+// plainReply is a reply body as a plain client reads it: amqprpc's server
+// sends a failure instead of a result when the call failed.
+type plainReply struct {
+	Result  int `json:"result"`
+	Failure *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"failure"`
+}
+
+// Where a plain client asks for its replies: RabbitMQ's direct reply-to,
+// or a queue of its own (server-named, exclusive, auto-delete).
+const (
+	directReplyTo = "amq.rabbitmq.reply-to"
+	ownReplyQueue = ""
+)
+
+// dialPlain returns the dial of a client written with amqp091-go alone,
+// as RabbitMQ's RPC tutorial has it: one connection, each request
+// published to exchange with the topic as routing key and a correlation
+// id, replies consumed without acks from replyQueue (directReplyTo, or
+// ownReplyQueue for a queue declared for them) and matched to calls by
+// correlation id in one reader goroutine.
+func dialPlain(exchange, replyQueue string) func(url, topic string, o options) (caller, func(), error) {
+	return func(url, topic string, o options) (caller, func(), error) {
+		conn, err := amqp.Dial(url)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		c := make(chan []byte, 1)
-		mu.Lock()
-		pending[id] = c
-		mu.Unlock()
-		err = ch.PublishWithContext(ctx, baselineExchange, topic, false, false, amqp.Publishing{
-			ContentType:   "application/json",
-			CorrelationId: id,
-			ReplyTo:       "amq.rabbitmq.reply-to",
-			Body:          body,
-		})
-		if err == nil {
-			select {
-			case b := <-c:
-				var rep baselineReply
-				if err = json.Unmarshal(b, &rep); err == nil && rep.Result != i+1 {
-					err = fmt.Errorf("add(%d, 1) = %d", i, rep.Result)
-				}
-				return err
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
+		ch, err := conn.Channel()
+		if err != nil {
+			conn.Close()
+			return nil, nil, err
 		}
-		mu.Lock()
-		delete(pending, id)
-		mu.Unlock()
+		replyTo, replies, err := consumeReplies(ch, replyQueue)
+		if err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		p := &plainClient{ch: ch, exchange: exchange, topic: topic, replyTo: replyTo, pending: make(map[string]chan []byte)}
+		go p.read(replies)
+		return p.call, func() { conn.Close() }, nil
+	}
+}
+
+// consumeReplies consumes replyQueue on ch, or a queue declared for the
+// purpose when it is ownReplyQueue, and returns the address to name in
+// requests' reply_to. Requests go out on ch as well: the broker takes
+// reply_to directReplyTo only on the channel that consumes it.
+func consumeReplies(ch *amqp.Channel, replyQueue string) (string, <-chan amqp.Delivery, error) {
+	if replyQueue == ownReplyQueue {
+		q, err := ch.QueueDeclare("", // server-named
+			false, // durable
+			true,  // autoDelete
+			true,  // exclusive
+			false, // noWait
+			nil)
+		if err != nil {
+			return "", nil, fmt.Errorf("declare reply queue: %w", err)
+		}
+		replyQueue = q.Name
+	}
+	replies, err := ch.Consume(replyQueue, "",
+		true,  // autoAck
+		true,  // exclusive
+		false, // noLocal
+		false, // noWait
+		nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("consume %s: %w", replyQueue, err)
+	}
+	return replyQueue, replies, nil
+}
+
+// plainClient is dialPlain's client.
+type plainClient struct {
+	ch                       *amqp.Channel
+	exchange, topic, replyTo string
+	seq                      atomic.Uint64
+	mu                       sync.Mutex
+	pending                  map[string]chan []byte // by correlation id
+}
+
+// read hands each reply to its call.
+func (p *plainClient) read(replies <-chan amqp.Delivery) {
+	for d := range replies {
+		p.mu.Lock()
+		c, ok := p.pending[d.CorrelationId]
+		delete(p.pending, d.CorrelationId)
+		p.mu.Unlock()
+		if ok {
+			c <- d.Body
+		}
+	}
+}
+
+// call calls add(i, 1) and checks the result.
+func (p *plainClient) call(ctx context.Context, i int) error {
+	id := strconv.FormatUint(p.seq.Add(1), 10)
+	var req plainRequest
+	req.Method, req.Args.V1, req.Args.V2 = "add", i, 1
+	body, err := json.Marshal(req)
+	if err != nil {
 		return err
 	}
-	return call, func() { conn.Close() }, nil
+	c := make(chan []byte, 1)
+	p.mu.Lock()
+	p.pending[id] = c
+	p.mu.Unlock()
+	err = p.ch.PublishWithContext(ctx, p.exchange, p.topic,
+		false, // mandatory
+		false, // immediate
+		amqp.Publishing{
+			ContentType:   "application/json",
+			CorrelationId: id,
+			ReplyTo:       p.replyTo,
+			Body:          body,
+		})
+	if err == nil {
+		select {
+		case b := <-c:
+			return checkSum(b, i)
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	p.mu.Lock()
+	delete(p.pending, id)
+	p.mu.Unlock()
+	return err
+}
+
+// checkSum checks that body is the reply of add(i, 1).
+func checkSum(body []byte, i int) error {
+	var rep plainReply
+	switch err := json.Unmarshal(body, &rep); {
+	case err != nil:
+		return fmt.Errorf("add(%d, 1): %w", i, err)
+	case rep.Failure != nil:
+		return fmt.Errorf("add(%d, 1): %s: %s", i, rep.Failure.Code, rep.Failure.Message)
+	case rep.Result != i+1:
+		return fmt.Errorf("add(%d, 1) = %d", i, rep.Result)
+	}
+	return nil
 }
 
 // floor: two small messages through the broker, and nothing else: an

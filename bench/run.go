@@ -43,13 +43,21 @@ func runMain(args []string) {
 	fs.BoolVar(&cfg.quick, "quick", false, "a short smoke run")
 	fs.BoolVar(&cfg.ab, "ab", false, "measure only the sequential latency A/B of amqprpc and baseline, for 4x the duration, and print it")
 	observe := fs.Bool("observe", false, "measure only the interceptors and OpenTelemetry section, and print it")
+	replyPath := fs.Bool("replypath", false, "measure only the section on a plain client's reply path, and print it")
 	clusterURLs := fs.String("cluster", "", "the AMQP URLs of a cluster's nodes, comma-separated (scripts/cluster.sh urls), for the cluster section")
 	fs.Parse(args)
 	if *clusterURLs != "" {
 		cfg.cluster = strings.Split(*clusterURLs, ",")
 	}
-	if *observe {
-		if err := runObserveAlone(cfg, os.Stdout); err != nil {
+	var alone section
+	switch {
+	case *observe:
+		alone = runObserve
+	case *replyPath:
+		alone = runReplyPath
+	}
+	if alone != nil {
+		if err := runAlone(cfg, os.Stdout, alone); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -100,9 +108,13 @@ func runAB(cfg config, w io.Writer) error {
 	return nil
 }
 
-// runObserveAlone measures the interceptors and OpenTelemetry section
-// alone, and prints it.
-func runObserveAlone(cfg config, w io.Writer) error {
+// A section measures its implementations, printing progress to w, and
+// writes its part of the report to md; topic names a topic for the run,
+// broker is the pid of the broker.
+type section func(cfg config, w io.Writer, md *strings.Builder, topic func(string) string, broker int) error
+
+// runAlone measures section s alone, and prints it.
+func runAlone(cfg config, w io.Writer, s section) error {
 	broker, err := brokerPID()
 	if err != nil {
 		return err
@@ -116,7 +128,7 @@ func runObserveAlone(cfg config, w io.Writer) error {
 		return t
 	}
 	var md strings.Builder
-	if err := runObserve(cfg, w, &md, topic, broker); err != nil {
+	if err := s(cfg, w, &md, topic, broker); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\n%s", md.String())
@@ -196,6 +208,11 @@ func run(cfg config, w io.Writer) (string, error) {
 
 	// 2b. Interceptors and OpenTelemetry.
 	if err := runObserve(cfg, w, &md, topic, broker); err != nil {
+		return "", err
+	}
+
+	// 2c. A plain client's reply path.
+	if err := runReplyPath(cfg, w, &md, topic, broker); err != nil {
 		return "", err
 	}
 

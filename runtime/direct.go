@@ -21,14 +21,16 @@ import (
 //
 //   - an address that cannot be one the broker made is refused before its
 //     request runs (check), and so is one of a node the broker refused;
-//   - replies go through a connection of the server's own for them,
-//     opened when the first is due, each confirmed, many at once;
-//   - a reply to a node not yet known to be good is published alone, one
-//     at a time (a probe): when the broker closes the connection for an
-//     internal error (541) with a probe in flight, the probe's node is
-//     refused, and remembered so; the other replies in flight are
-//     published again, as they are after a blip of the connection, which
-//     closes it otherwise;
+//   - a reply to a node the broker took a reply to before (known) goes as
+//     a reply to a caller's queue does, on the session's channel, before
+//     its request's ack: the broker takes any address of a node it knows,
+//     in the encoding it made (wire.DirectNode);
+//   - a reply to a node not yet known goes through a connection of the
+//     server's own for them, opened when the first is due, confirmed,
+//     alone, one at a time (a probe): when the broker closes that
+//     connection for an internal error (541) with a probe in flight, the
+//     probe's node is refused, and remembered so; a reply in flight when
+//     the connection closed otherwise (a blip) is published again;
 //   - a connection that cannot be opened is tried again after a backoff
 //     that grows while it fails (a breaker), not once per reply; replies
 //     wait for it until their caller's deadline (or replyPatience), and
@@ -81,6 +83,16 @@ func (dr *directReplies) check(address string) error {
 		return fmt.Errorf("%w: reply_to %s names node %s, which the broker refused a reply to", errUnanswerable, clip(address), clip(node))
 	}
 	return nil
+}
+
+// known reports whether the broker took a reply to the node of address.
+func (dr *directReplies) known(address string) bool {
+	node, err := wire.DirectNode(address)
+	if err != nil {
+		return false
+	}
+	good, _ := dr.nodes.get(node)
+	return good
 }
 
 // send publishes pub to address and returns what became of it: published

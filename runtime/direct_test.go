@@ -14,12 +14,13 @@ import (
 )
 
 // TestDirectRepliesGoOutManyAtOnce: replies to direct reply-to addresses
-// of a node the broker took replies to go out while the confirms of the
-// others are awaited, not one confirmed round trip at a time; a reply to a
-// node not yet known goes alone.
+// of a node the broker took a reply to go out while the confirms of the
+// others are awaited (here with reply confirms, on the session's channel),
+// not one confirmed round trip at a time; the first, to a node not yet
+// known, goes alone on the server's connection for them.
 func TestDirectRepliesGoOutManyAtOnce(t *testing.T) {
 	b := amqpfake.New()
-	s := NewServer("amqp://fake/", "direct", WithServerName("s"), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	s := NewServer("amqp://fake/", "direct", WithServerName("s"), WithReplyConfirms(true), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	s.connect, s.direct.connect = b.Connect, b.Connect
 	s.RegisterService(benchDesc, struct{}{})
 	served := make(chan error, 1)

@@ -22,9 +22,11 @@ import (
 //     ack (with reply confirms, confirmed first), batched with the other
 //     replies to that queue while the session is busy, for callers that
 //     accept it;
-//   - a direct reply-to address: on a connection of the server's own
-//     (directReplies), confirmed, as only the broker can judge an address,
-//     and a bad one costs the connection that publishes to it;
+//   - a direct reply-to address: as to a caller's queue, when the broker
+//     took a reply to the address's node before; otherwise alone, on a
+//     connection of the server's own (directReplies), confirmed, as only
+//     the broker can judge an address, and a bad one costs the connection
+//     that publishes to it;
 //   - a classic caller's exchange: on a channel of the session's own for
 //     them, confirmed, once another channel has checked the exchange.
 //
@@ -48,9 +50,9 @@ func (s *Server) send(r *request, pub amqp.Publishing) {
 		s.replied(r, nowhere)
 	case route.Declare:
 		s.replied(r, sess.sendClassic(s.ctx, route.Exchange, route.Key, pub))
-	case route.Direct:
+	case route.Direct && !s.direct.known(route.Key):
 		s.replied(r, s.direct.send(s.ctx, route.Key, r.in.Deadline, pub))
-	case r.in.Batch && !r.d.fanout && s.proto.Batches != nil:
+	case r.in.Batch && !r.d.fanout && !route.Direct && s.proto.Batches != nil:
 		if sess.replies.Send(context.Background(), route.Key, queuedReply{wire.BatchedReply{MsgID: pub.CorrelationId, Body: pub.Body}, r}) != nil {
 			s.replied(r, unpublished) // the session is gone
 		}

@@ -29,10 +29,15 @@ func IsDirectReplyTo(queue string) bool { return strings.HasPrefix(queue, Direct
 // that a broker made.
 var errNotDirect = errors.New("not a direct reply-to address a broker makes: amq.rabbitmq.reply-to.<base64 Erlang pid>.<base64 key>")
 
-// DirectNode returns the node that direct reply-to address addr names: the
-// node of its pid, as the broker encoded it. The broker routes a reply by
-// it, and refuses one whose node it does not know. An address that cannot
-// be one the broker made is an error.
+// DirectNode returns the node that direct reply-to address addr names, as
+// the broker encoded it: the node of its pid, and the Erlang tags of the
+// pid and of its node's atom (e.g. "reply@9248884/Xv"). The broker routes
+// a reply by it, and refuses one whose node it does not know, or whose
+// node it knows in another encoding (RabbitMQ 3.10 refuses the tags "Xd",
+// "Xs" and "gd" of a node whose replies it takes as "Xv"); a reply to a
+// node it took a reply to, in the same encoding, whatever the rest of the
+// address, it takes. An address that cannot be one the broker made is an
+// error.
 func DirectNode(addr string) (string, error) {
 	suffix, ok := strings.CutPrefix(addr, DirectReplyTo+".")
 	pid, key, ok2 := strings.Cut(suffix, ".")
@@ -50,7 +55,7 @@ func DirectNode(addr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", errNotDirect, err)
 	}
-	return node, nil
+	return fmt.Sprintf("%s/%c%c", node, term[1], term[2]), nil
 }
 
 // pidNode returns the node of term, an Erlang pid in the external term
