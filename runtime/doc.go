@@ -15,12 +15,14 @@
 //
 //	conn, err := runtime.Dial("amqp://guest:guest@127.0.0.1:5672/")
 //	...
-//	calc := calc.NewCalculatorClient(conn, "calc")
-//	sum, err := calc.Add(ctx, 2, 3)
+//	calculator := calc.NewCalculatorClient(conn, "calc")
+//	sum, err := calculator.Add(ctx, 2, 3)
 //
 //	srv := runtime.NewServer("amqp://guest:guest@127.0.0.1:5672/", "calc")
 //	calc.RegisterCalculatorServer(srv, new(calc.Machine))
-//	err := srv.Serve()
+//	err = srv.Serve()
+//
+// (Example, which compiles, is the same.)
 //
 // # Wire contract
 //
@@ -41,8 +43,8 @@
 // Client and server interceptors (WithClientInterceptors,
 // WithServerInterceptors) wrap each request, as gRPC's unary interceptors
 // do; metadata (WithMetadata, IncomingMetadata) travels with a request as
-// AMQP headers. Every server answers DescribeMethod with what it serves
-// (Description), which cmd/amqprpc uses to call methods from the command
+// AMQP headers. Every server answers describe.Request with what it serves
+// (a describe.Server), which cmd/amqprpc uses to call methods from the command
 // line. A Local runs a client and servers in memory, through the same
 // dispatch and encoding, for tests without a broker. The package
 // otelamqprpc traces and measures with OpenTelemetry; Server.Stats and
@@ -86,7 +88,14 @@
 // request after its reply, so requests on a topic's queue are served at
 // least once (see WithDeduplication); casts are confirmed by the broker, and
 // so are calls and replies with the Safe profile (see Profile); the
-// deadline of a call travels with it to the method.
+// deadline of a call travels with it to the method. A server consumes
+// again a queue whose consumer the broker cancels, and holds at most
+// WithMaxRequestBytes of requests at once.
+//
+// What becomes of each request a server takes (acknowledged, requeued or
+// rejected, once) is decided in one place, delivery.go, whose states and
+// transitions a model-based test (model_test.go) checks against a broker in
+// memory that fails at every step.
 //
 // # Versions
 //

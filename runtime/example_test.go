@@ -9,6 +9,25 @@ import (
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
+// Calling and serving the Calculator of examples/calc over RabbitMQ (it
+// needs a broker, so it does not run as a test: it compiles).
+func Example() {
+	ctx := context.Background()
+	conn, err := runtime.Dial("amqp://guest:guest@127.0.0.1:5672/")
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	calculator := calc.NewCalculatorClient(conn, "calc")
+	sum, err := calculator.Add(ctx, 2, 3)
+	fmt.Println(sum, err)
+
+	srv := runtime.NewServer("amqp://guest:guest@127.0.0.1:5672/", "calc")
+	calc.RegisterCalculatorServer(srv, new(calc.Machine))
+	err = srv.Serve()
+	fmt.Println(err)
+}
+
 // A Local serves and calls a service in memory, through the same dispatch
 // and encoding as a broker: for unit tests, without RabbitMQ.
 func ExampleLocal() {

@@ -402,7 +402,7 @@ func TestLifecycleClassicRepliesDoNotRerunOthers(t *testing.T) {
 }
 
 // TestLifecycleDescribeGoesThroughInterceptors: a server's interceptors
-// wrap DescribeMethod as any other request, so that one that refuses a
+// wrap describe.Request as any other request, so that one that refuses a
 // caller hides what the server serves too.
 func TestLifecycleDescribeGoesThroughInterceptors(t *testing.T) {
 	topic := newTopic(t)

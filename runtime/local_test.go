@@ -157,7 +157,7 @@ func eventuallyTrue(cond func() bool) bool {
 	return false
 }
 
-// TestDescribe: every server answers DescribeMethod with what it serves,
+// TestDescribe: every server answers describe.Request with what it serves,
 // as the generator described it.
 func TestDescribe(t *testing.T) {
 	l, _ := newLocal(t)
