@@ -10,8 +10,9 @@ import (
 )
 
 // maxQueuedCalls bounds the calls a client queues to be published with
-// others while its connection is busy; a call beyond waits for room.
-const maxQueuedCalls = 4096
+// others while its connection is busy; a call beyond waits for room, until
+// its deadline. A variable for tests.
+var maxQueuedCalls = 4096
 
 // dialTimeout bounds a connection attempt: TCP, TLS and AMQP handshakes.
 const dialTimeout = 30 * time.Second

@@ -151,3 +151,52 @@ func TestQueuedCallsGoAgainAfterALostConnection(t *testing.T) {
 	}
 	t.Logf("%d calls taken by the connection when it was lost, %d queued, the others being written; %d failed with ErrConnectionLost, the others were answered", published, queued, lost)
 }
+
+// TestClientQueueIsBounded: while the connection cannot take more, at
+// most maxQueuedCalls calls queue to be published with others; the
+// others wait for room, and end at their deadline.
+func TestClientQueueIsBounded(t *testing.T) {
+	defer func(n int) { maxQueuedCalls = n }(maxQueuedCalls)
+	maxQueuedCalls = 16
+	u, _ := url.Parse(brokerURL())
+	p, err := faultproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := Dial(p.URL(brokerURL()), WithTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.batching.Store("test.bounded", true) // as a reply of its servers would say
+	p.Stall()
+	big := strings.Repeat("x", 64<<10)
+	var wg sync.WaitGroup
+	errs := make(chan error, 256)
+	for range cap(errs) {
+		wg.Go(func() {
+			errs <- c.Invoke(context.Background(), Request{Target: Target{Topic: "test.bounded"}, Method: "echo", Args: map[string]string{"S": big}}, nil)
+		})
+	}
+	most := 0
+	for deadline := time.Now().Add(900 * time.Millisecond); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		c.mu.Lock()
+		if s := c.sess; s != nil && s.requests != nil {
+			most = max(most, s.requests.Queued())
+		}
+		c.mu.Unlock()
+	}
+	p.Close() // ends the writes under way
+	wg.Wait()
+	close(errs)
+	if most > maxQueuedCalls || most < maxQueuedCalls/2 {
+		t.Errorf("at most %d calls queued; want the bound, %d, reached and held", most, maxQueuedCalls)
+	}
+	for err := range errs {
+		if err == nil {
+			t.Fatal("a call succeeded with no server")
+		}
+	}
+	t.Logf("at most %d calls queued", most)
+}

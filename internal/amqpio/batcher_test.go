@@ -133,3 +133,25 @@ func TestBatcherBoundsItsQueue(t *testing.T) {
 		t.Fatalf("published %v; want [[first] [a b] [d]]", f.batches)
 	}
 }
+
+// TestBatcherSendAfterStopPublishesNothing: senders that come after Stop,
+// many at once, publish nothing (the batcher's scratch is the flusher's
+// alone, with no sender beside it): each answers for its item.
+func TestBatcherSendAfterStopPublishesNothing(t *testing.T) {
+	f := newFakePublisher()
+	b := NewBatcher(0, f.publish)
+	b.Start()
+	b.Stop()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if err := b.Send(context.Background(), "q", fmt.Sprint(i)); !errors.Is(err, ErrStopped) {
+				t.Errorf("Send after Stop = %v; want ErrStopped", err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(f.batches) != 0 {
+		t.Fatalf("published %v after Stop", f.batches)
+	}
+}
