@@ -100,14 +100,14 @@ type delivery struct {
 	mu       sync.Mutex
 	state    state
 	left     int  // requests without an outcome
-	unrun    int  // requests whose method has not returned
+	holding  int  // requests that still need the body: their method has not returned
 	retry    bool // one of its requests is to be served again
 	answered bool // one of them was answered
 	released bool // its body was released to the budget
 }
 
-// receive registers raw, just taken from consumer c of sess, as a
-// delivery in state received.
+// receive registers raw, just taken from a consumer of sess (of its
+// fanout queue when fanout is set), as a delivery in state received.
 func (sess *serverSession) receive(raw amqp.Delivery, fanout bool) *delivery {
 	d := &delivery{sess: sess, raw: raw, fanout: fanout}
 	sess.mu.Lock()
@@ -202,7 +202,7 @@ func (s *Server) admit(d *delivery) bool {
 // serving records that d's requests, n of them, are about to be served.
 func (d *delivery) serving(n int) {
 	d.mu.Lock()
-	d.left, d.unrun = n, n
+	d.left, d.holding = n, n
 	d.mu.Unlock()
 }
 
@@ -212,12 +212,14 @@ func (d *delivery) unreadable() {
 	d.to(rejected)
 }
 
-// ran records that the method of one request of d returned, or will not
-// run: once all have, d's body goes back to the budget.
-func (d *delivery) ran() {
+// letGo records that one request of d no longer needs d's body: its
+// method returned, or will not run. Once none does, the body goes back to
+// the budget: before any reply waits for the broker, which the
+// connection's reader may hold back while the budget is spent.
+func (d *delivery) letGo() {
 	d.mu.Lock()
-	d.unrun--
-	last := d.unrun == 0
+	d.holding--
+	last := d.holding == 0
 	d.mu.Unlock()
 	if last {
 		d.release()
@@ -268,7 +270,7 @@ type request struct {
 	in      wire.In
 	failure *Error // what to answer a request that cannot run
 	done    atomic.Bool
-	ran     bool // its method returned
+	let     bool // it let go of its delivery's body (letGo)
 }
 
 // from returns the name of the server to put in the reply to r: this
@@ -286,9 +288,7 @@ func (s *Server) finish(r *request, o outcome) {
 	if r.done.Swap(true) {
 		panic("amqprpc: a request finished twice") // a bug of this file's
 	}
-	if !r.ran {
-		r.d.ran()
-	}
+	r.letGo()
 	if o == answered && r.in.UniqueID != "" {
 		s.memory.took(r.in.UniqueID)
 	}
@@ -298,56 +298,60 @@ func (s *Server) finish(r *request, o outcome) {
 	r.d.settle(o)
 }
 
-// returned records that r's method returned.
-func (r *request) returned() {
-	r.ran = true
-	r.d.ran()
+// letGo records, once, that r no longer needs its delivery's body.
+func (r *request) letGo() {
+	if !r.let {
+		r.let = true
+		r.d.letGo()
+	}
 }
 
 // before decides what becomes of r before its method runs, and reports
-// whether to run it; when not, r has its outcome, or will once the reply
-// it gets without running goes out. entry, when not nil, is r's entry in
-// the server's memory of replies (WithDeduplication), to fill with its
-// reply.
-func (s *Server) before(r *request) (run bool, entry *remembered) {
+// whether to run it. When not, r has its outcome, or answer is the reply
+// it gets without running (a failure, or the reply it had before), to
+// send. entry, when not nil, is r's entry in the server's memory of
+// replies (WithDeduplication), to fill with its reply.
+func (s *Server) before(r *request) (run bool, answer *amqp.Publishing, entry *remembered) {
 	in := &r.in
 	if err := s.checkReply(in); err != nil {
 		s.refused(in, err)
 		s.finish(r, discard)
-		return false, nil
+		return false, nil, nil
 	}
 	if r.failure != nil {
 		s.stats.malformed.Add(1)
 		s.throttle.warn(s.log, "amqprpc: rejecting malformed request", "correlation_id", clip(in.MsgID), "error", r.failure.Message)
-		s.send(r, s.encode(r, nil, r.failure))
-		return false, nil
+		r.letGo()
+		failure := s.encode(r, nil, r.failure)
+		return false, &failure, nil
 	}
 	if !in.Deadline.IsZero() && time.Now().After(in.Deadline) {
 		s.stats.expired.Add(1)
 		s.log.Debug("amqprpc: dropping a request past its deadline", "correlation_id", clip(in.MsgID), "method", clip(in.Method), "deadline", in.Deadline)
 		s.finish(r, answered)
-		return false, nil
+		return false, nil, nil
 	}
 	if in.UniqueID != "" && s.memory.tookAlready(in.UniqueID, !s.cfg.ackAfterReply) {
 		s.throttle.info(s.log, "amqprpc: dropping a message delivered twice", "unique_id", clip(in.UniqueID), "correlation_id", clip(in.MsgID), "method", clip(in.Method))
 		s.finish(r, answered)
-		return false, nil
+		return false, nil, nil
 	}
-	if in.MsgID != "" {
-		if entry, first := s.memory.answer(in.Reply, in.MsgID); entry != nil && !first {
-			s.throttle.info(s.log, "amqprpc: request delivered again; answering with the first reply", "correlation_id", clip(in.MsgID), "method", clip(in.Method))
-			select {
-			case <-entry.done:
-				s.send(r, entry.reply)
-			case <-s.ctx.Done(): // Shutdown gave up: its connection goes
-				s.finish(r, retry)
-			}
-			return false, nil
-		} else if entry != nil {
-			return true, entry
-		}
+	if in.MsgID == "" {
+		return true, nil, nil
 	}
-	return true, nil
+	entry, first := s.memory.answer(in.Reply, in.MsgID)
+	if entry == nil || first {
+		return true, nil, entry
+	}
+	s.throttle.info(s.log, "amqprpc: request delivered again; answering with the first reply", "correlation_id", clip(in.MsgID), "method", clip(in.Method))
+	select {
+	case <-entry.done:
+		r.letGo()
+		return false, &entry.reply, nil
+	case <-s.ctx.Done(): // Shutdown gave up: its connection goes
+		s.finish(r, retry)
+		return false, nil, nil
+	}
 }
 
 // sent is what became of a reply.

@@ -15,9 +15,12 @@ import (
 // starts another, up to the prefetch count in all, so that a lightly
 // loaded server keeps a few warm workers rather than cycling through many.
 // A worker waits on one queue, not in a select over the three: a lone call
-// is answered 1% sooner (bench/NOTES.md).
+// is answered 1% sooner (bench/NOTES.md). A subscription whose consumer
+// ends (the broker cancelled it) loses its workers, and the one that takes
+// its place starts with one.
 func (s *Server) work(sess *serverSession, sub *subscription) {
 	defer s.handlers.Done()
+	defer sess.workers.Add(-1)
 	for {
 		sub.idle.Add(1)
 		raw, ok := <-sub.deliveries
@@ -55,7 +58,11 @@ func (s *Server) handle(d *delivery) {
 
 // serveBatch serves the requests of batch d. The requests beyond the first
 // run in goroutines of their own while the server's prefetch count
-// allows, and otherwise one after the other.
+// allows, and otherwise one after the other, their methods all first and
+// then their replies: a reply may wait for the broker's confirm, which
+// the connection's reader holds back while the delivery's body is
+// counted against its budget (WithMaxRequestBytes), and the body is
+// released once every method returned.
 func (s *Server) serveBatch(d *delivery) {
 	var batch []wire.BatchedRequest
 	err := fmt.Errorf("batch of %d bytes is larger than the server's limit of %d", len(d.raw.Body), s.cfg.maxBody)
@@ -77,13 +84,13 @@ func (s *Server) serveBatch(d *delivery) {
 	s.stats.batched.Add(uint64(len(batch)))
 	d.serving(len(batch))
 	sess := d.sess
+	var inline []*ran // run here, one after the other: answered after
 	for i := range batch {
 		r := &request{d: d}
 		if err := s.proto.Batches.DecodeBatched(&d.raw, &batch[i], &r.in); err != nil {
 			r.failure = &Error{Code: CodeMalformed, Message: wire.ClipMessage(err.Error())}
 		}
-		last := i == len(batch)-1
-		if !last && sess.extra.Add(1) <= int32(s.cfg.prefetch) {
+		if i < len(batch)-1 && sess.extra.Add(1) <= int32(s.cfg.prefetch) {
 			s.handlers.Add(1)
 			go func() {
 				defer s.handlers.Done()
@@ -92,32 +99,60 @@ func (s *Server) serveBatch(d *delivery) {
 			}()
 			continue
 		}
-		if !last {
+		if i < len(batch)-1 {
 			sess.extra.Add(-1)
 		}
-		s.serve(r)
+		if x := s.runMethod(r); x != nil {
+			inline = append(inline, x)
+		}
+	}
+	for _, x := range inline {
+		s.reply(x)
 	}
 }
 
 // serve serves r: it runs its method, unless before decides otherwise,
 // and sends its reply.
 func (s *Server) serve(r *request) {
-	run, entry := s.before(r)
-	if !run {
-		return
+	if x := s.runMethod(r); x != nil {
+		s.reply(x)
+	}
+}
+
+// ran is a request whose method returned, and its reply, to send.
+type ran struct {
+	r     *request
+	pub   amqp.Publishing
+	entry *remembered // its entry in the memory of replies, if any
+}
+
+// runMethod runs r's method, unless before decides otherwise, and
+// returns its reply; or the reply before gives it without running; or nil
+// when r has its outcome already.
+func (s *Server) runMethod(r *request) *ran {
+	run, answer, entry := s.before(r)
+	switch {
+	case answer != nil:
+		return &ran{r: r, pub: *answer}
+	case !run:
+		return nil
 	}
 	stopBeats := s.heartbeats(r)
 	result, failure := s.dispatch(s.ctx, &r.in)
+	r.letGo()
 	stopBeats()
-	r.returned()
 	if failure != nil && !r.in.Reply.OK() {
 		s.throttle.warn(s.log, "amqprpc: request failed and names no reply path", "correlation_id", clip(r.in.MsgID), "method", clip(r.in.Method), "error", failure)
 	}
-	pub := s.encode(r, result, failure)
-	if entry != nil {
-		s.memory.remember(entry, pub)
+	return &ran{r: r, pub: s.encode(r, result, failure), entry: entry}
+}
+
+// reply sends the reply of x, remembered first when it is to be.
+func (s *Server) reply(x *ran) {
+	if x.entry != nil {
+		s.memory.remember(x.entry, x.pub)
 	}
-	s.send(r, pub)
+	s.send(x.r, x.pub)
 }
 
 // heartbeats starts sending heartbeats to the caller of r, when it asked
@@ -134,14 +169,14 @@ func (s *Server) heartbeats(r *request) (stop func()) {
 		return func() {}
 	}
 	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
+	go func() { // owned by the returned function
 		defer close(stopped)
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {
-			case <-tick.C:
-				r.d.sess.publish(s.ctx, route.Key, beat)
+			case <-tick.C: // not confirmed: a heartbeat waits for nothing
+				r.d.sess.ch.Publish(s.ctx, "", route.Key, false, false, beat) // mandatory, immediate
 			case <-done:
 				return
 			}

@@ -778,3 +778,103 @@ func blackHole(t *testing.T) (url string, accepted <-chan struct{}, closeAll fun
 	t.Cleanup(closeAll)
 	return "amqp://guest:guest@" + ln.Addr().String() + "/", got, closeAll
 }
+
+// concurrency is a server interceptor that records how many requests run
+// at once, at most, since the last reset.
+type concurrency struct{ now, most atomic.Int32 }
+
+func (c *concurrency) intercept(ctx context.Context, _ *runtime.ServerInfo, next runtime.Handler) (any, error) {
+	n := c.now.Add(1)
+	defer c.now.Add(-1)
+	for m := c.most.Load(); n > m && !c.most.CompareAndSwap(m, n); m = c.most.Load() {
+	}
+	return next(ctx)
+}
+
+// sleepAll makes n calls of Sleep(d) at once, and waits for them.
+func sleepAll(t *testing.T, arith *testsvc.ArithClient, n int, d time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if err := arith.Sleep(ctxTimeout(t, 10*time.Second), d); err != nil {
+				t.Errorf("Sleep: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestLifecycleWorkersAfterCancel: the queue whose consumer the broker
+// cancelled is served by as many workers as before, not one.
+func TestLifecycleWorkersAfterCancel(t *testing.T) {
+	topic := newTopic(t)
+	var c concurrency
+	serve(t, topic, runtime.WithPrefetch(16), runtime.WithServerInterceptors(c.intercept))
+	arith := testsvc.NewArithClient(dial(t, runtime.WithBatching(false)), topic)     // a delivery, and a worker, a request
+	sleepAll(t, arith, 16, 200*time.Millisecond)                                     // the workers grow
+	if _, err := rawChannel(t).QueueDelete(topic, false, false, false); err != nil { // ifUnused, ifEmpty, noWait
+		t.Fatal(err)
+	}
+	pollUntil(t, 10*time.Second, "the server consumes its queue again", func() error {
+		_, err := arith.Add(ctxTimeout(t, time.Second), 1, 1)
+		return err
+	})
+	c.most.Store(0)
+	sleepAll(t, arith, 16, 300*time.Millisecond)
+	if most := c.most.Load(); most < 8 {
+		t.Fatalf("%d requests at once after the consumer was cancelled; want most of the 16 sent at once", most)
+	}
+	t.Logf("%d requests at once after the consumer was cancelled", c.most.Load())
+}
+
+// TestLifecycleBudgetWithReplyConfirms: a server whose request budget is
+// spent, with reply confirms, serves batches one request after another
+// without waiting, holding the budget, for a confirm its connection's
+// reader holds back.
+func TestLifecycleBudgetWithReplyConfirms(t *testing.T) {
+	topic := newTopic(t)
+	// Two deliveries at once, each a batch of about 60 KiB, more than the
+	// budget: the second waits at the reader while the first is served,
+	// two of its requests beside its worker and the others by it.
+	serve(t, topic, runtime.WithReplyConfirms(true), runtime.WithPrefetch(2), runtime.WithMaxRequestBytes(48<<10))
+	arith := testsvc.NewArithClient(dial(t), topic)
+	if _, err := arith.Add(ctxTimeout(t, 5*time.Second), 1, 1); err != nil { // its reply opens the topic to batches
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 10<<10)
+	var wg sync.WaitGroup
+	for i := range 48 {
+		wg.Go(func() {
+			name := fmt.Sprint(i, pad)
+			p, err := arith.Echo(ctxTimeout(t, 10*time.Second), testsvc.Payload{Name: name})
+			if err != nil || p.Name != name {
+				t.Errorf("Echo %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestLifecycleBudgetWithHeartbeats: heartbeats to oslo.messaging callers
+// wait for nothing, and a request lets go of the budget when its method
+// returns, before its heartbeats stop: a server whose budget is spent,
+// with reply confirms, answers calls that ask for heartbeats.
+func TestLifecycleBudgetWithHeartbeats(t *testing.T) {
+	topic := newTopic(t)
+	cfg := runtime.OsloConfig{ControlExchange: osloExchange(t), CallMonitorTimeout: 3 * time.Second} // a heartbeat every second
+	c := dial(t, runtime.WithOslo(cfg))
+	// A request is about 400 bytes: the budget holds one at a time, and
+	// the reader waits at the second of the prefetch count's two.
+	serveOslo(t, brokerURL(), topic, c, runtime.WithOslo(cfg), runtime.WithReplyConfirms(true), runtime.WithPrefetch(2), runtime.WithMaxRequestBytes(500))
+	arith := testsvc.NewArithClient(c, topic)
+	var wg sync.WaitGroup
+	for range 2 { // the second waits for the first, less than the call monitor allows
+		wg.Go(func() {
+			if err := arith.Sleep(ctxTimeout(t, 15*time.Second), 1500*time.Millisecond); err != nil {
+				t.Errorf("Sleep: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+}
