@@ -25,9 +25,11 @@ import (
 //
 // It reads the connection in large chunks and scans each frame's 7-byte
 // header; only content headers, a few dozen bytes each, are read whole.
-// Each content header is also where a message's body is admitted to the
-// connection's budget, if it has one: the reader waits there while the
-// budget is spent (see Budget).
+// The content header of a delivery (basic.deliver) is also where its
+// body is admitted to the connection's budget, if it has one: the reader
+// waits there while the budget is spent (see Budget). Other messages (a
+// message the broker returned, basic.return) are not counted: nothing
+// would give them back.
 type FrameReader struct {
 	net.Conn
 	budget  *Budget // nil for none
@@ -35,6 +37,11 @@ type FrameReader struct {
 	r, w    int
 	vetted  int  // bytes from buf[r] on, read or still to come, of frames already checked
 	started bool // the first frame has been seen
+	// delivery is the channel of the last basic.deliver; while delivering,
+	// no other method came on that channel since, and the content header
+	// that comes next on it is the delivery's.
+	delivery   uint16
+	delivering bool
 
 	mu       sync.Mutex
 	deadline time.Time // the read deadline amqp091-go last set
@@ -52,10 +59,12 @@ const (
 )
 
 const (
-	frameHeaderLen  = 7 // type, channel, size
-	frameTypeHeader = 2 // a content header
-	frameEndLen     = 1
-	readChunk       = 64 << 10
+	frameHeaderLen     = 7 // type, channel, size
+	frameTypeMethod    = 1
+	frameTypeHeader    = 2           // a content header
+	methodBasicDeliver = 60<<16 | 60 // class basic, method deliver
+	frameEndLen        = 1
+	readChunk          = 64 << 10
 	// maxHeaderFrame is the largest content header read whole: larger
 	// than any frame RabbitMQ sends (its frame_max is at most 1 MiB), so
 	// that a peer that is not one cannot make the reader buffer more.
@@ -125,7 +134,12 @@ func (f *FrameReader) read(p []byte) (int, error) {
 		if n == len(p) || f.vetted > 0 || !f.buffered() {
 			return n, nil
 		}
-		f.vet() // cannot fail: the frame is in the buffer
+		if f.budget != nil && f.buf[f.r] == frameTypeHeader {
+			// Its admission may wait for the budget, which a delivery in
+			// the bytes read so far may be what frees: they go on first.
+			return n, nil
+		}
+		f.vet() // cannot fail, or wait: the frame is in the buffer
 	}
 }
 
@@ -137,7 +151,13 @@ func (f *FrameReader) buffered() bool {
 	}
 	head := f.buf[f.r:]
 	size := frameHeaderLen + int(binary.BigEndian.Uint32(head[3:7])) + frameEndLen
-	return head[0] != frameTypeHeader || size > maxHeaderFrame || f.w-f.r >= size
+	switch {
+	case head[0] == frameTypeMethod:
+		return f.w-f.r >= min(size, frameHeaderLen+4) // its class and method
+	case head[0] == frameTypeHeader && size <= maxHeaderFrame:
+		return f.w-f.r >= size
+	}
+	return true
 }
 
 // vet checks the frame that starts at buf[r].
@@ -152,6 +172,19 @@ func (f *FrameReader) vet() error {
 	}
 	f.started = true
 	size := frameHeaderLen + int(binary.BigEndian.Uint32(head[3:7])) + frameEndLen
+	if head[0] == frameTypeMethod {
+		if err := f.fill(min(size, frameHeaderLen+4)); err != nil {
+			return err
+		}
+		head = f.buf[f.r:]
+		channel := binary.BigEndian.Uint16(head[1:3])
+		switch {
+		case size >= frameHeaderLen+4 && binary.BigEndian.Uint32(head[frameHeaderLen:]) == methodBasicDeliver:
+			f.delivery, f.delivering = channel, true
+		case channel == f.delivery: // another method: what follows is not a delivery's
+			f.delivering = false
+		}
+	}
 	if head[0] != frameTypeHeader || size > maxHeaderFrame {
 		f.vetted = size
 		return nil
@@ -178,9 +211,10 @@ func (f *FrameReader) vet() error {
 // budget, waiting as long as it must, and moves the read deadline on by
 // the wait.
 func (f *FrameReader) admit(frame []byte) error {
-	if f.budget == nil || len(frame) < frameHeaderLen+12 {
+	if f.budget == nil || len(frame) < frameHeaderLen+12 || !f.delivering || binary.BigEndian.Uint16(frame[1:3]) != f.delivery {
 		return nil
 	}
+	f.delivering = false
 	size := binary.BigEndian.Uint64(frame[frameHeaderLen+4:]) // after class and weight
 	waited, err := f.budget.admit(int(min(size, 1<<40)))
 	if err != nil || waited == 0 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -165,5 +166,96 @@ func BenchmarkFrameReader(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestFrameReaderBudgetsDeliveriesOnly: the reader counts against its
+// budget the bodies of deliveries (basic.deliver), and not those of
+// messages the broker returned (basic.return), which no one gives back:
+// each would hold a server's budget for good, until it read nothing more.
+func TestFrameReaderBudgetsDeliveriesOnly(t *testing.T) {
+	deliver := frame(frameTypeMethod, []byte{0, 60, 0, 60, 1, 'c'})
+	returned := frame(frameTypeMethod, []byte{0, 60, 0, 50, 1, 0xF8})
+	ack := frame(frameTypeMethod, []byte{0, 60, 0, 80, 0, 0, 0, 0, 0, 0, 0, 1, 0}) // a confirm
+	otherAck := bytes.Clone(ack)
+	otherAck[2] = 2                  // on channel 2
+	header := headerFrame(nil, "id") // a body of 5 bytes
+	body := frame(3, []byte("hello"))
+	for _, tc := range []struct {
+		name   string
+		frames [][]byte
+		held   int
+	}{
+		{"a delivery", [][]byte{deliver, header, body}, 5},
+		{"a returned message", [][]byte{returned, header, body}, 0},
+		{"returned, then delivered", [][]byte{returned, header, body, ack, deliver, header, body}, 5},
+		{"a confirm of another channel between a delivery's frames", [][]byte{deliver, otherAck, header, body}, 5},
+		{"a delivery, then a returned message", [][]byte{deliver, header, body, returned, header, body}, 5},
+	} {
+		for _, n := range []int{1, 7, 4096} {
+			budget := NewBudget(1 << 20)
+			fr := NewFrameReader(&dribble{r: bytes.NewReader(bytes.Join(tc.frames, nil)), n: n}, budget)
+			if _, err := io.ReadAll(fr); err != nil {
+				t.Fatal(err)
+			}
+			if budget.held != tc.held {
+				t.Errorf("%s, read %d bytes at a time: %d bytes held; want %d", tc.name, n, budget.held, tc.held)
+			}
+		}
+	}
+}
+
+// TestFrameReaderHandsOnADeliveryBeforeItWaits: a delivery read whole is
+// handed on before the reader waits for the budget at the next one in
+// the same read: its release may be what the wait needs.
+func TestFrameReaderHandsOnADeliveryBeforeItWaits(t *testing.T) {
+	deliver := frame(frameTypeMethod, []byte{0, 60, 0, 60, 1, 'c'})
+	msg := bytes.Join([][]byte{deliver, headerFrame(nil, "id"), frame(3, []byte("hello"))}, nil)
+	budget := NewBudget(8) // one body of 5 bytes at a time
+	defer budget.close()
+	fr := NewFrameReader(&dribble{r: bytes.NewReader(bytes.Repeat(msg, 2)), n: 1 << 20}, budget) // both in one read
+	var mu sync.Mutex
+	var got []byte
+	go func() { // as amqp091-go reads: into a buffer larger than a message
+		buf := make([]byte, 4096)
+		for {
+			n, err := fr.Read(buf)
+			mu.Lock()
+			got = append(got, buf[:n]...)
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	handedOn := func(n int) bool {
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			mu.Lock()
+			ok := len(got) >= n
+			mu.Unlock()
+			if ok {
+				return true
+			}
+		}
+		return false
+	}
+	if !handedOn(len(msg)) {
+		t.Fatal("the first delivery, read whole, waits with the second for the budget")
+	}
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	early := len(got) >= 2*len(msg)
+	mu.Unlock()
+	if early {
+		t.Fatal("the second delivery was read before the first gave the budget back")
+	}
+	budget.Release(5)
+	if !handedOn(2 * len(msg)) {
+		t.Fatal("the second delivery waits still, the first given back")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !bytes.Equal(got, bytes.Repeat(msg, 2)) {
+		t.Fatalf("read %q; want the two deliveries", got)
 	}
 }
