@@ -155,3 +155,61 @@ func TestBatcherSendAfterStopPublishesNothing(t *testing.T) {
 		t.Fatalf("published %v after Stop", f.batches)
 	}
 }
+
+// TestBatcherSendsDuringStop: senders racing with Stop each either queue
+// their item, which is then published once or handed back by Stop, or
+// learn that the batcher stopped (ErrStopped), and their item goes
+// nowhere; run with -race, no sender shares the flusher's scratch.
+func TestBatcherSendsDuringStop(t *testing.T) {
+	f := newFakePublisher()
+	b := NewBatcher(0, f.publish)
+	b.Start()
+	var (
+		mu       sync.Mutex
+		accepted = map[string]bool{}
+		wg       sync.WaitGroup
+	)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				item := fmt.Sprint(w, "/", i)
+				switch err := b.Send(context.Background(), "q", item); {
+				case err == nil:
+					mu.Lock()
+					accepted[item] = true
+					mu.Unlock()
+				case !errors.Is(err, ErrStopped):
+					t.Errorf("Send = %v; want nil or ErrStopped", err)
+				}
+			}
+		})
+	}
+	time.Sleep(time.Millisecond)
+	left := b.Stop()
+	wg.Wait()
+
+	seen := map[string]int{}
+	f.mu.Lock()
+	for _, batch := range f.batches {
+		for _, item := range batch {
+			seen[item]++
+		}
+	}
+	f.mu.Unlock()
+	for _, item := range left {
+		seen[item]++
+	}
+	for item, n := range seen {
+		if !accepted[item] || n != 1 {
+			t.Errorf("item %s published or handed back %d times; accepted: %v", item, n, accepted[item])
+		}
+	}
+	for item := range accepted {
+		if seen[item] == 0 {
+			t.Errorf("item %s accepted, then neither published nor handed back", item)
+		}
+	}
+	if len(accepted) == 0 || len(accepted) == 8*200 {
+		t.Logf("%d of %d items accepted: Stop came before or after every Send", len(accepted), 8*200)
+	}
+}
