@@ -23,9 +23,10 @@ import (
 // channel.
 type consumer struct {
 	queue         wire.Queue
-	exchange, key string // its binding
-	fanout        bool   // the queue of requests sent to every server
-	tag           string // its consumer's tag; subMu guards it
+	exchange, key string        // its binding
+	fanout        bool          // the queue of requests sent to every server
+	tag           string        // its consumer's tag; subMu guards it
+	sub           *subscription // the deliveries under tag; subMu guards it
 }
 
 // subscription is the deliveries of one consumer's tag, and the workers
@@ -33,6 +34,7 @@ type consumer struct {
 type subscription struct {
 	c          *consumer
 	deliveries <-chan amqp.Delivery
+	workers    atomic.Int32 // started, and not ended: at most the prefetch count
 	idle       atomic.Int32 // workers waiting for a delivery
 }
 
@@ -69,8 +71,8 @@ func (sess *serverSession) consume(c *consumer) (*subscription, error) {
 	if err != nil {
 		return nil, fmt.Errorf("amqprpc: consume queue %q: %w", c.queue.Name, err)
 	}
-	c.tag = tag
-	return &subscription{c: c, deliveries: deliveries}, nil
+	c.tag, c.sub = tag, &subscription{c: c, deliveries: deliveries}
+	return c.sub, nil
 }
 
 // watch consumes again each queue whose consumer the broker cancels: it
@@ -163,6 +165,6 @@ func (sess *serverSession) subscribe(c *consumer) error {
 	if err != nil {
 		return err
 	}
-	sess.startWorker(sub)
+	sess.grow(sub)
 	return nil
 }

@@ -20,7 +20,7 @@ import (
 // its place starts with one.
 func (s *Server) work(sess *serverSession, sub *subscription) {
 	defer s.handlers.Done()
-	defer sess.workers.Add(-1)
+	defer sub.workers.Add(-1)
 	for {
 		sub.idle.Add(1)
 		raw, ok := <-sub.deliveries
@@ -29,12 +29,7 @@ func (s *Server) work(sess *serverSession, sub *subscription) {
 			return
 		}
 		if idle == 0 {
-			if sess.workers.Add(1) <= int32(s.cfg.prefetch) {
-				s.handlers.Add(1)
-				go s.work(sess, sub)
-			} else {
-				sess.workers.Add(-1)
-			}
+			sess.grow(sub)
 		}
 		s.handle(sess.receive(raw, sub.c.fanout))
 	}

@@ -83,11 +83,18 @@ func TestNoPerCallLeaks(t *testing.T) {
 		var m goruntime.MemStats
 		goruntime.ReadMemStats(&m)
 		srv.mu.Lock()
-		workers := int(srv.sess.workers.Load())
+		sess := srv.sess
 		srv.mu.Unlock()
-		if workers > DefaultPrefetch {
-			t.Errorf("%d server workers; the prefetch count, %d, bounds them", workers, DefaultPrefetch)
+		workers := 0
+		sess.subMu.Lock()
+		for _, c := range sess.consumers {
+			n := int(c.sub.workers.Load())
+			if n > DefaultPrefetch {
+				t.Errorf("%d workers of queue %s; the prefetch count, %d, bounds them", n, c.queue.Name, DefaultPrefetch)
+			}
+			workers += n
 		}
+		sess.subMu.Unlock()
 		return goruntime.NumGoroutine() - workers, m.HeapAlloc
 	}
 	round(2000) // warm up: buffers, maps, workers at their working size

@@ -275,9 +275,9 @@ func WithBatching(on bool) ClientOption {
 
 // WithPrefetch sets how many messages a server takes from each of its
 // three queues (the topic's, its own, its fanout queue) before
-// acknowledging them, and how many handlers run at once, or up to twice as
-// many when requests come in batches (docs/PROTOCOL.md). Values <= 0 are
-// ignored. Default: DefaultPrefetch (64). Server only.
+// acknowledging them, and how many of each queue's requests run at once,
+// or up to twice as many when requests come in batches (docs/PROTOCOL.md).
+// Values <= 0 are ignored. Default: DefaultPrefetch (64). Server only.
 func WithPrefetch(n int) ServerOption {
 	return serverOption(func(c *options) {
 		if n > 0 {

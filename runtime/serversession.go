@@ -31,7 +31,6 @@ type serverSession struct {
 	acker   *amqpio.Acker
 	replies *amqpio.Batcher[queuedReply] // replies to callers that accept them batched
 	shared  wire.Queue                   // the topic's queue, as declared
-	workers atomic.Int32                 // started: at most the prefetch count, and one per subscription at least
 	extra   atomic.Int32                 // goroutines serving requests of a batch beside its worker
 	watcher sync.WaitGroup               // watch
 	subs    []*subscription              // the first subscriptions, whose workers start
@@ -123,15 +122,19 @@ func (sess *serverSession) open() ([]*subscription, error) {
 func (sess *serverSession) start() {
 	sess.replies.Start()
 	for _, sub := range sess.subs {
-		sess.startWorker(sub)
+		sess.grow(sub)
 	}
 	sess.watcher.Add(1)
 	go sess.watch()
 }
 
-// startWorker starts a worker of sub.
-func (sess *serverSession) startWorker(sub *subscription) {
-	sess.workers.Add(1)
+// grow starts a worker of sub, unless it has the prefetch count of them:
+// as many as the broker delivers it at once, at least once.
+func (sess *serverSession) grow(sub *subscription) {
+	if sub.workers.Add(1) > int32(sess.s.cfg.prefetch) {
+		sub.workers.Add(-1)
+		return
+	}
 	sess.s.handlers.Add(1)
 	go sess.s.work(sess, sub)
 }
