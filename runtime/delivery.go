@@ -27,7 +27,9 @@ import (
 //	   ├──quarantined, or a batch that cannot be read──► rejected
 //	   └──(received or running) its channel is gone──► lost   nothing to tell: the broker delivers it again
 //
-// A delivery that is acked, requeued, rejected or lost stays so. A
+// A delivery that is acked, requeued, rejected or lost stays so: at most
+// once, a request found malformed after it was taken, or a batch that
+// cannot be read, stays acked, which drops it as a reject would. A
 // request's outcome is answered, retry or discard; a delivery's, once all
 // its requests have one, is retry if any is retry, else answered if any is
 // answered, else discard, which make it acked, requeued or rejected.
@@ -43,7 +45,8 @@ import (
 //	otherwise it runs, and its reply:
 //	  went out, confirmed where confirms are on ──► answered
 //	  had nowhere to go (a cast), or no caller waits ► answered
-//	  did not go out (its channel went, a nack) ───► retry
+//	  did not go out (its channel went) ───────────► retry
+//	  was refused by the broker (a nack) ──────────► retry, and a strike (quarantine)
 //	  was refused by its route ────────────────────► discard
 //	  could not go out before its caller's deadline ► answered (Undelivered: the caller is gone)
 //
@@ -187,7 +190,7 @@ func (s *Server) admit(d *delivery) bool {
 		}
 		if s.cfg.ackAfterReply && s.memory.quarantined(&d.raw) {
 			s.stats.quarantined.Add(1)
-			s.log.Error("amqprpc: quarantining a request: it was in flight each time the connection was lost", "losses", quarantineLosses,
+			s.log.Error("amqprpc: quarantining a request: it was in flight each time the connection was lost, or the broker refused its reply", "strikes", quarantineLosses,
 				"correlation_id", clip(d.raw.CorrelationId), "message_id", clip(d.raw.MessageId), "reply_to", clip(d.raw.ReplyTo), "body_bytes", len(d.raw.Body))
 			d.to(rejected)
 			return false
@@ -360,7 +363,8 @@ type sent uint8
 const (
 	published    sent = iota // it went out, confirmed by the broker where confirms are on
 	nowhere                  // it had nowhere to go, or no caller waits for it
-	unpublished              // it did not go out: its channel went, or the broker nacked it
+	unpublished              // it did not go out: its channel went first
+	nacked                   // the broker refused it (a nack, its channel open)
 	routeRefused             // its route refused it: it cannot go there
 	late                     // it could not go out before its caller's deadline
 )
@@ -370,6 +374,9 @@ func (s *Server) replied(r *request, what sent) {
 	o := answered
 	switch what {
 	case unpublished:
+		o = retry
+	case nacked: // again, but not forever: a strike, as for a lost connection
+		s.memory.refused(&r.d.raw)
 		o = retry
 	case routeRefused:
 		s.stats.unanswerable.Add(1)

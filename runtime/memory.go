@@ -128,8 +128,19 @@ func (m *memory) lost(ds []*amqp.Delivery, session uint64) {
 	}
 }
 
+// refused records that the broker refused the reply to d's request (a
+// nack): a strike, as a lost connection is, so that a request whose reply
+// the broker keeps refusing is not served again and again.
+func (m *memory) refused(d *amqp.Delivery) {
+	m.strikes.update(m.key(d), func(s strike, _ bool) strike {
+		s.losses++
+		s.session = 0 // the next lost connection strikes again
+		return s
+	})
+}
+
 // quarantined reports whether d, delivered again, was in flight at
-// quarantineLosses lost connections.
+// quarantineLosses lost connections, or had its reply refused as often.
 func (m *memory) quarantined(d *amqp.Delivery) bool {
 	s, _ := m.strikes.get(m.key(d))
 	return s.losses >= quarantineLosses

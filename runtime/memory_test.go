@@ -154,3 +154,19 @@ func TestTookAlready(t *testing.T) {
 		t.Errorf("a is remembered past %d ids, or the memory grows (%d)", uniqueIDs, m.ids.len())
 	}
 }
+
+// TestQuarantineCountsRefusedReplies: a request whose reply the broker
+// refused (a nack) twice is quarantined when delivered again, as one in
+// flight at two lost connections is, rather than run again and again.
+func TestQuarantineCountsRefusedReplies(t *testing.T) {
+	m := newMemory(0)
+	d := amqp.Delivery{CorrelationId: "c1", ReplyTo: "full-queue", Body: []byte(`{"method":"add"}`)}
+	m.refused(&d)
+	if m.quarantined(&d) {
+		t.Fatal("quarantined after one refused reply")
+	}
+	m.lost([]*amqp.Delivery{&d}, 7) // and a lost connection, after: a strike too
+	if !m.quarantined(&d) {
+		t.Fatal("not quarantined after a refused reply and a lost connection")
+	}
+}

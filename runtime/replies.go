@@ -52,7 +52,7 @@ func (s *Server) send(r *request, pub amqp.Publishing) {
 		s.replied(r, sess.sendClassic(s.ctx, route.Exchange, route.Key, pub))
 	case route.Direct && !s.direct.known(route.Key):
 		s.replied(r, s.direct.send(s.ctx, route.Key, r.in.Deadline, pub))
-	case r.in.Batch && !r.d.fanout && !route.Direct && s.proto.Batches != nil:
+	case r.in.Batch && !r.d.fanout && route.Batchable() && s.proto.Batches != nil:
 		if sess.replies.Send(context.Background(), route.Key, queuedReply{wire.BatchedReply{MsgID: pub.CorrelationId, Body: pub.Body}, r}) != nil {
 			s.replied(r, unpublished) // the session is gone
 		}
@@ -105,10 +105,13 @@ func publish(ctx context.Context, ch amqpio.Channel, exchange, key string, pub a
 	case <-ctx.Done():
 		return unpublished
 	}
-	if !c.Acked() {
+	switch {
+	case c.Acked():
+		return published
+	case ch.IsClosed(): // amqp091-go nacks what is unconfirmed when a channel closes
 		return unpublished
 	}
-	return published
+	return nacked
 }
 
 // checkReply returns why the reply to in cannot be published where in
@@ -184,7 +187,7 @@ func (sess *serverSession) sendClassic(ctx context.Context, exchange, key string
 			return unpublished
 		}
 		what := publish(ctx, ch, exchange, key, pub)
-		if what == published || !ch.IsClosed() || sess.conn.IsClosed() || attempt == classicAttempts {
+		if what != unpublished || sess.conn.IsClosed() || attempt == classicAttempts {
 			return what
 		}
 	}

@@ -17,7 +17,8 @@ type ServerStats struct {
 	// (docs/PROTOCOL.md, Replies).
 	Unanswerable uint64
 	// Quarantined is the requests rejected without requeue when delivered
-	// again after they were in flight at two lost connections.
+	// again after two strikes: each a lost connection they were in flight
+	// at, or a reply of theirs that the broker refused (a nack).
 	Quarantined uint64
 	// Expired is the requests dropped unrun because their caller's
 	// deadline had passed when the server took them.
@@ -35,8 +36,8 @@ type ServerStats struct {
 	// losing its connection.
 	Reconnects uint64
 	// Cancelled is how many times the broker cancelled one of the server's
-	// consumers (its queue was deleted, or lost with its node), each of
-	// which the server consumed again.
+	// consumers (its queue was deleted, or lost with its node), counted as
+	// the server learns of it; the server then consumes the queue again.
 	Cancelled uint64
 	// Batches is the deliveries that held several requests, and
 	// BatchedRequests the requests in them: BatchedRequests / Batches is
