@@ -29,25 +29,28 @@ import (
 //     server's own for them, opened when the first is due, confirmed,
 //     alone, one at a time (a probe): when the broker closes that
 //     connection for an internal error (541) with a probe in flight, the
-//     probe's node is refused, and remembered so; a reply in flight when
-//     the connection closed otherwise (a blip) is published again;
+//     probe's node is refused, and remembered so for directNodeTTL (the
+//     replies waiting their turn to it are refused without a connection);
+//     a reply in flight when the connection closed otherwise (a blip) is
+//     published again;
 //   - a connection that cannot be opened is tried again after a backoff
 //     that grows while it fails (a breaker), not once per reply; replies
-//     wait for it until their caller's deadline (or replyPatience), and
-//     are then dropped (Undelivered): their requests ran once, and do not
-//     run again.
+//     wait for it, and for their turn, until their caller's deadline (or
+//     replyPatience), and are then dropped (Undelivered): their requests
+//     ran once, and do not run again.
 type directReplies struct {
 	connect  func(context.Context) (amqpio.Conn, error)
 	backoff  amqpio.Backoff
 	log      *slog.Logger
 	throttle *throttle
-	nodes    *cache[string, bool] // a node: whether the broker took a reply to it
-	probe    sync.Mutex           // held by a reply to a node not known to be good
+	good     *cache[string, struct{}] // the nodes the broker took a reply to
+	bad      *cache[string, struct{}] // the nodes it refused one to, for directNodeTTL
+	probe    chan struct{}            // a slot: one reply to a node not known at a time
 
 	mu       sync.Mutex
 	conn     amqpio.Conn
 	ch       amqpio.Channel
-	closed   chan *amqp.Error // conn's end
+	closed   chan *amqp.Error // ch's end, and why: the connection's error too
 	reason   *amqp.Error      // why the last connection closed
 	dialing  chan struct{}    // closed when the dial under way ends; nil when none is
 	failures int              // dials failed in a row
@@ -60,8 +63,9 @@ type directReplies struct {
 // a connection when its request had no deadline.
 const replyPatience = 30 * time.Second
 
-// directNodes bounds how many nodes directReplies remembers, and for how
-// long: a node refused once (or accepted) is tried again after that.
+// directNodes bounds how many nodes directReplies remembers, of each
+// kind, and directNodeTTL for how long a refused one: it is tried again
+// after that.
 const (
 	directNodes   = 256
 	directNodeTTL = time.Minute
@@ -69,7 +73,8 @@ const (
 
 func newDirectReplies(connect func(context.Context) (amqpio.Conn, error), backoff amqpio.Backoff, log *slog.Logger, t *throttle) *directReplies {
 	return &directReplies{connect: connect, backoff: backoff, log: log, throttle: t,
-		nodes: newCache[string, bool](directNodes, directNodeTTL), quit: make(chan struct{})}
+		good: newCache[string, struct{}](directNodes, 0), bad: newCache[string, struct{}](directNodes, directNodeTTL),
+		probe: make(chan struct{}, 1), quit: make(chan struct{})}
 }
 
 // check returns why a reply cannot go to address, known before it runs: it
@@ -79,7 +84,7 @@ func (dr *directReplies) check(address string) error {
 	if err != nil {
 		return fmt.Errorf("%w: reply_to %s: %w", errUnanswerable, clip(address), err)
 	}
-	if good, ok := dr.nodes.get(node); ok && !good {
+	if _, bad := dr.bad.get(node); bad {
 		return fmt.Errorf("%w: reply_to %s names node %s, which the broker refused a reply to", errUnanswerable, clip(address), clip(node))
 	}
 	return nil
@@ -91,57 +96,64 @@ func (dr *directReplies) known(address string) bool {
 	if err != nil {
 		return false
 	}
-	good, _ := dr.nodes.get(node)
+	_, good := dr.good.get(node)
 	return good
 }
 
-// send publishes pub to address and returns what became of it: published
-// once the broker confirms it, refused when the broker refused its node,
-// late when no connection took it before deadline (or replyPatience, when
-// zero).
+// send publishes pub to address, a node not known to be good, and returns
+// what became of it: published once the broker confirms it, routeRefused
+// when the broker refused its node, late when it could not go out before
+// deadline (or replyPatience, when zero), unpublished when the server gave
+// up (Shutdown). One such reply goes at a time (a probe); the others wait
+// their turn, until their deadline.
 func (dr *directReplies) send(ctx context.Context, address string, deadline time.Time, pub amqp.Publishing) sent {
-	if err := dr.check(address); err != nil {
+	node, err := wire.DirectNode(address)
+	if err != nil {
 		return routeRefused
 	}
-	node, _ := wire.DirectNode(address)
-	good, known := dr.nodes.get(node)
-	if !known || !good {
-		dr.probe.Lock()
-		defer dr.probe.Unlock()
-		good, known = dr.nodes.get(node) // learned while waiting, maybe
-	}
-	probe := !known || !good
 	if deadline.IsZero() {
 		deadline = time.Now().Add(replyPatience)
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	gaveUp := func() sent {
+		if time.Now().After(deadline) {
+			return late
+		}
+		return unpublished
+	}
+	select {
+	case dr.probe <- struct{}{}:
+		defer func() { <-dr.probe }()
+	case <-ctx.Done():
+		return gaveUp()
+	}
+	if _, bad := dr.bad.get(node); bad { // refused while this one waited
+		return routeRefused
+	}
+	_, good := dr.good.get(node)
 	for {
 		ch, err := dr.channel(ctx)
 		if err != nil {
-			if ctx.Err() != nil && time.Now().After(deadline) {
-				return late
-			}
-			return unpublished // the server gives up: Shutdown
+			return gaveUp()
 		}
-		if publish(ctx, ch, "", address, pub) == published {
-			if probe {
-				dr.nodes.set(node, true)
-			}
+		switch publish(ctx, ch, "", address, pub) {
+		case published:
+			dr.good.add(node, struct{}{})
 			return published
+		case nacked: // the broker refused this reply: not the connection's fault
+			return nacked
 		}
 		reason := dr.lost(ch)
 		switch {
-		case time.Now().After(deadline):
-			return late
 		case ctx.Err() != nil:
-			return unpublished
-		case probe && reason != nil && reason.Server && reason.Code == amqp.InternalError:
-			dr.nodes.set(node, false)
+			return gaveUp()
+		case !good && reason != nil && reason.Server && reason.Code == amqp.InternalError:
+			dr.bad.add(node, struct{}{})
 			dr.throttle.warn(dr.log, "amqprpc: the broker closed the connection rather than route a reply to a direct reply-to address; refusing the replies to its node", "reply_to", clip(address), "node", clip(node), "error", reason)
 			return routeRefused
 		}
-		// A blip, or another reply's fault: the same reply goes again.
+		// A blip: the same reply goes again.
 	}
 }
 
@@ -233,13 +245,15 @@ func (dr *directReplies) dial(ctx context.Context, wait time.Duration) error {
 		return ErrServerClosed
 	}
 	dr.conn, dr.ch, dr.failures = conn, ch, 0
-	dr.closed = conn.NotifyClose(make(chan *amqp.Error, 1))
+	dr.closed = ch.NotifyClose(make(chan *amqp.Error, 1))
 	return nil
 }
 
-// lost returns why the connection of ch closed, when it has: the broker's
-// error, or nil for a network failure; a reply it took and then nacked
-// leaves it open, and lost returns nil.
+// lost returns why ch closed, when it has: the broker's error (which, for
+// a connection the broker closed, is the connection's), or nil for a
+// network failure; a reply it took and then nacked leaves it open, and lost
+// returns nil. The connection goes with the channel; the next reply dials
+// again.
 func (dr *directReplies) lost(ch amqpio.Channel) *amqp.Error {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
@@ -250,8 +264,8 @@ func (dr *directReplies) lost(ch amqpio.Channel) *amqp.Error {
 		return nil
 	}
 	select {
-	case dr.reason = <-dr.closed:
-	case <-time.After(time.Second): // amqp091-go closes its channels before it tells why
+	case dr.reason = <-dr.closed: // closed, or sent, as the channel's shutdown ends
+	case <-time.After(time.Second):
 		dr.reason = nil
 	}
 	dr.conn.Close()

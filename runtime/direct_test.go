@@ -59,3 +59,67 @@ func TestDirectRepliesGoOutManyAtOnce(t *testing.T) {
 		t.Fatal("the requests were not acknowledged once their replies were confirmed")
 	}
 }
+
+// directServer serves benchDesc on topic "direct" of b, with opts.
+func directServer(t *testing.T, b *amqpfake.Broker, opts ...ServerOption) *Server {
+	t.Helper()
+	s := NewServer("amqp://fake/", "direct", append([]ServerOption{WithServerName("s"), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		WithReconnectBackoff(50*time.Millisecond, time.Second)}, opts...)...)
+	s.connect, s.direct.connect = b.Connect, b.Connect
+	s.RegisterService(benchDesc, struct{}{})
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	t.Cleanup(func() {
+		s.Shutdown(context.Background())
+		<-served
+	})
+	if !eventually(2*time.Second, func() bool { return b.Consumers("direct") > 0 }) {
+		t.Fatal("the server does not consume")
+	}
+	return s
+}
+
+// TestDirectRepliesWhileTheirConnectionCannotBeHad: replies to a node not
+// yet known wait for the server's connection for them, and their turn,
+// only until their caller's deadline; then they are dropped, counted
+// Undelivered, and their requests acknowledged: they ran once.
+func TestDirectRepliesWhileTheirConnectionCannotBeHad(t *testing.T) {
+	b := amqpfake.New()
+	s := directServer(t, b)
+	b.Down(true)
+	const n = 5
+	due := time.Now().Add(300 * time.Millisecond)
+	for i := range n {
+		b.Publish(DefaultExchange, "direct", amqp.Publishing{CorrelationId: fmt.Sprint(i), ReplyTo: modelDirect,
+			Headers: amqp.Table{"amqprpc-deadline": due.UnixMilli()}, Body: []byte(`{"method":"add","args":{"v1":1,"v2":2}}`)})
+	}
+	if !eventually(3*time.Second, func() bool { return b.Idle("direct") }) {
+		t.Fatalf("requests still unacknowledged 3s after their deadline; stats %+v", s.Stats())
+	}
+	if st := s.Stats(); st.Undelivered != n || len(b.Record().Replies) != 0 {
+		t.Fatalf("stats %+v, %d replies; want %d undelivered, none published", st, len(b.Record().Replies), n)
+	}
+}
+
+// TestDirectRepliesToARefusedNode: of the requests whose replies go to a
+// node the broker refuses, the first costs the server's connection for
+// them; the others, waiting their turn, are refused without one.
+func TestDirectRepliesToARefusedNode(t *testing.T) {
+	b := amqpfake.New()
+	s := directServer(t, b)
+	b.Refuse(modelRefused)
+	before := b.Connections()
+	const n = 5
+	for i := range n {
+		b.Publish(DefaultExchange, "direct", amqp.Publishing{CorrelationId: fmt.Sprint(i), ReplyTo: modelRefused, Body: []byte(`{"method":"add","args":{"v1":1,"v2":2}}`)})
+	}
+	if !eventually(3*time.Second, func() bool { return b.Idle("direct") }) {
+		t.Fatal("requests still unacknowledged")
+	}
+	if conns := b.Connections() - before; conns > 2 {
+		t.Errorf("%d connections for the replies to a refused node; want the first's, and one more at most", conns)
+	}
+	if st := s.Stats(); st.Unanswerable != n {
+		t.Errorf("stats %+v; want %d unanswerable", st, n)
+	}
+}

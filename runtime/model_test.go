@@ -37,8 +37,13 @@ import (
 //   - no request ran more often than its deliveries, or, at most once or
 //     with deduplication, more than once;
 //   - at least once, every call acknowledged was answered before its ack;
-//   - the server consumes its queue again after every cancel;
+//   - the server consumes its three queues again after every cancel, and
+//     as many requests at once as before (a gate of them must all run);
 //   - no goroutine outlives the server.
+//
+// The broker's faults also come inside single operations: a channel that
+// cannot be opened, a queue declaration, a consumer or a publication
+// refused (each closing its channel, as RabbitMQ's do).
 //
 // AMQPRPC_MODEL_RUNS sets how many sequences run (default modelRuns),
 // AMQPRPC_MODEL_SEED replays one.
@@ -53,7 +58,7 @@ func TestLifecycleModel(t *testing.T) {
 	if seed, err := strconv.ParseUint(os.Getenv("AMQPRPC_MODEL_SEED"), 10, 64); err == nil {
 		runs, first = 1, seed
 	}
-	baseline := goruntime.NumGoroutine()
+	baseline := settledGoroutines()
 	start := time.Now()
 	for seed := first; seed < first+uint64(runs); seed++ {
 		if err := runModel(seed, baseline); err != nil {
@@ -85,6 +90,37 @@ type model struct {
 	runs     map[int]int // work id: runs
 	atLeast  bool
 	dedupe   bool
+	prefetch int
+	gate     gate
+}
+
+// gate holds requests until want of them run at once, or a second passes.
+type gate struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	want    int
+	running int
+	opened  bool
+	closed  int // requests that gave up waiting
+}
+
+func (g *gate) pass() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running++
+	if g.running >= g.want {
+		g.opened = true
+		g.cond.Broadcast()
+	}
+	timer := time.AfterFunc(time.Second, func() { g.mu.Lock(); g.cond.Broadcast(); g.mu.Unlock() })
+	defer timer.Stop()
+	start := time.Now()
+	for !g.opened && time.Since(start) < time.Second {
+		g.cond.Wait()
+	}
+	if !g.opened {
+		g.closed++
+	}
 }
 
 // The direct reply-to addresses of a sequence: one of a live caller, and
@@ -98,8 +134,10 @@ func runModel(seed uint64, baseline int) error {
 	m := &model{rng: rand.New(rand.NewPCG(seed, seed)), b: amqpfake.New(), topic: "model", runs: map[int]int{}}
 	m.atLeast = m.rng.IntN(4) != 0
 	m.dedupe = m.rng.IntN(3) == 0
+	m.prefetch = 1 + m.rng.IntN(6)
+	m.gate.cond = sync.NewCond(&m.gate.mu)
 	opts := []ServerOption{WithServerName("s"), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		WithPrefetch(1 + m.rng.IntN(6)), WithAckAfterReply(m.atLeast), WithReplyConfirms(m.rng.IntN(2) == 0),
+		WithPrefetch(m.prefetch), WithAckAfterReply(m.atLeast), WithReplyConfirms(m.rng.IntN(2) == 0),
 		WithReconnectBackoff(time.Millisecond, 4*time.Millisecond)}
 	if m.dedupe {
 		opts = append(opts, WithDeduplication(10000))
@@ -121,21 +159,30 @@ func runModel(seed uint64, baseline int) error {
 		}
 		return nil
 	}
-	if !eventually(2*time.Second, func() bool { return m.b.Consumers(m.topic) > 0 }) {
+	consuming := func() bool { // its three queues: the topic's, its own, the fanout's
+		return m.b.Consumers(m.topic) > 0 && m.b.ConsumersOf(m.topic+".s_") > 0 && m.b.ConsumersOf(wire.FanoutExchange(DefaultExchange, m.topic)+"_") > 0
+	}
+	if !eventually(2*time.Second, consuming) { // Serve fails with its first connection's error
 		stop()
-		return errors.New("the server does not consume its queue")
+		return errors.New("the server does not consume its queues")
 	}
 	for range 20 + m.rng.IntN(40) {
 		m.step()
 	}
-	settled := eventually(5*time.Second, func() bool { return m.b.Idle(m.topic) && m.b.Consumers(m.topic) > 0 })
+	settled := eventually(5*time.Second, func() bool {
+		return m.b.Idle(m.topic) && consuming()
+	})
+	gated := settled && m.gateOpens()
 	if err := stop(); err != nil {
 		return err
 	}
 	if !settled {
-		return fmt.Errorf("the server did not settle every request, or consume its queue again, within 5s of the last fault: %s", m.describe())
+		return fmt.Errorf("the server did not settle every request, or consume its three queues again, within 5s of the last fault: %s", m.describe())
 	}
-	if !eventually(2*time.Second, func() bool { return goruntime.NumGoroutine() <= baseline }) {
+	if !gated {
+		return fmt.Errorf("%d requests did not run at once (prefetch %d) after the faults: %s", m.gate.want, m.prefetch, m.describe())
+	}
+	if !eventually(2*time.Second, func() bool { return goruntime.NumGoroutine() <= baseline }) { // the baseline settled before the first sequence
 		buf := make([]byte, 1<<20)
 		return fmt.Errorf("%d goroutines outlive the server (%d before):\n%s", goruntime.NumGoroutine(), baseline, buf[:goruntime.Stack(buf, true)])
 	}
@@ -143,7 +190,7 @@ func runModel(seed uint64, baseline int) error {
 }
 
 // service is the sequence's service: work(id, us) records a run of id,
-// takes us microseconds, and returns id.
+// takes us microseconds, and returns id; gate() waits at the gate.
 func (m *model) service() *ServiceDesc {
 	return &ServiceDesc{ServiceName: "Model", Methods: []MethodDesc{{Name: "work", Handler: func(_ any, ctx context.Context, dec func(any) error) (any, error) {
 		var args struct{ ID, US int }
@@ -155,7 +202,40 @@ func (m *model) service() *ServiceDesc {
 		m.mu.Unlock()
 		time.Sleep(time.Duration(args.US) * time.Microsecond)
 		return args.ID, nil
+	}}, {Name: "gate", Handler: func(any, context.Context, func(any) error) (any, error) {
+		m.gate.pass()
+		return nil, nil
 	}}}}
+}
+
+// gateOpens sends as many requests through the gate as the server runs at
+// once from the topic's queue (its prefetch count) and reports whether
+// they all ran at once.
+func (m *model) gateOpens() bool {
+	m.gate.want = m.prefetch
+	for range m.gate.want {
+		m.b.Publish(DefaultExchange, m.topic, amqp.Publishing{ContentType: "application/json", Body: []byte(`{"method":"gate"}`)})
+	}
+	if !eventually(3*time.Second, func() bool { return m.b.Idle(m.topic) }) {
+		return false
+	}
+	m.gate.mu.Lock()
+	defer m.gate.mu.Unlock()
+	return m.gate.opened && m.gate.closed == 0
+}
+
+// settledGoroutines returns how many goroutines run once their number has
+// not changed for a while: those of earlier tests have ended.
+func settledGoroutines() int {
+	n := goruntime.NumGoroutine()
+	for stable := 0; stable < 10; time.Sleep(10 * time.Millisecond) {
+		if now := goruntime.NumGoroutine(); now == n {
+			stable++
+		} else {
+			n, stable = now, 0
+		}
+	}
+	return n
 }
 
 // step publishes a request or injects a fault.
@@ -174,6 +254,8 @@ func (m *model) step() {
 		b.NackNext()
 	case n < 80:
 		b.DeleteQueue(m.topic)
+	case n < 85:
+		b.FailNext([]string{"channel", "declare", "consume", "publish"}[r.IntN(4)])
 	default:
 		time.Sleep(time.Duration(r.IntN(300)) * time.Microsecond)
 	}

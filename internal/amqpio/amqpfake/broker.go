@@ -38,6 +38,8 @@ type Broker struct {
 	nacks      int             // confirms still to nack
 	hold       bool            // confirms wait for ReleaseConfirms
 	held       []*confirmation
+	down       bool           // connections are refused
+	failNext   map[string]int // operations to fail, by name
 }
 
 // Message is a message published to a queue, and what became of it.
@@ -96,7 +98,7 @@ type consumer struct {
 
 // New returns an empty broker with the default exchange.
 func New() *Broker {
-	b := &Broker{exchanges: map[string]*exchange{}, queues: map[string]*queue{}, refused: map[string]bool{}}
+	b := &Broker{exchanges: map[string]*exchange{}, queues: map[string]*queue{}, refused: map[string]bool{}, failNext: map[string]int{}}
 	b.exchanges[""] = &exchange{kind: amqp.ExchangeDirect, durable: true}
 	return b
 }
@@ -108,6 +110,9 @@ func (b *Broker) Connect(ctx context.Context) (amqpio.Conn, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.down {
+		return nil, errors.New("amqpfake: connection refused")
+	}
 	c := &Conn{b: b}
 	b.conns = append(b.conns, c)
 	return c, nil
@@ -142,6 +147,9 @@ func (c *Conn) Channel() (amqpio.Channel, error) {
 	defer c.b.mu.Unlock()
 	if c.closed {
 		return nil, errClosed
+	}
+	if c.b.fails("channel") {
+		return nil, &amqp.Error{Code: amqp.NotAllowed, Reason: "NOT_ALLOWED - a fault of the fake broker's", Server: true}
 	}
 	ch := &Channel{c: c}
 	c.channels = append(c.channels, ch)
@@ -321,6 +329,9 @@ func (ch *Channel) QueueDeclare(name string, _, _, exclusive, _ bool, _ amqp.Tab
 		return amqp.Queue{}, err
 	}
 	defer b.mu.Unlock()
+	if b.fails("declare") { // as for a queue whose node is down
+		return amqp.Queue{}, ch.fail(amqp.NotFound, "NOT_FOUND - a fault of the fake broker's")
+	}
 	if name == "" {
 		b.nextID++
 		name = fmt.Sprintf("amq.gen-%d", b.nextID)
@@ -364,7 +375,7 @@ func (ch *Channel) Consume(name, tag string, autoAck, _, _, _ bool, _ amqp.Table
 		return nil, errors.New("amqpfake: consumers acknowledge")
 	}
 	q, ok := b.queues[name]
-	if !ok {
+	if !ok || b.fails("consume") {
 		return nil, ch.fail(amqp.NotFound, "NOT_FOUND - no queue "+name)
 	}
 	if tag == "" {
@@ -403,6 +414,9 @@ func (ch *Channel) Publish(_ context.Context, exchange, key string, _, _ bool, m
 	}
 	defer b.mu.Unlock()
 	b.seq++
+	if b.fails("publish") { // as for an exchange that went
+		return nil, ch.fail(amqp.NotFound, "NOT_FOUND - a fault of the fake broker's")
+	}
 	if strings.HasPrefix(key, "amq.rabbitmq.reply-to") && exchange == "" && b.refused[key] {
 		// As amqp091-go: the frames were written, and the confirm is
 		// nacked when the connection closes.
@@ -460,6 +474,16 @@ func (ch *Channel) Publish(_ context.Context, exchange, key string, _, _ bool, m
 		return nil, nil
 	}
 	return c, nil
+}
+
+// fails reports whether the operation op is to fail now, and counts it;
+// b.mu is held.
+func (b *Broker) fails(op string) bool {
+	if b.failNext[op] > 0 {
+		b.failNext[op]--
+		return true
+	}
+	return false
 }
 
 // enqueue puts msg, a copy, at the end of q; b.mu is held.

@@ -2,6 +2,7 @@ package amqpfake
 
 import (
 	"slices"
+	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -92,6 +93,45 @@ func (b *Broker) NackNext() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.nacks++
+}
+
+// FailNext makes the next operation op fail as a broker fails it:
+// "channel" (channel.open refused), "declare" (a queue declaration, as for
+// a queue whose node is down), "consume" (a consumer, likewise) or
+// "publish" (as to an exchange that went): the last three close their
+// channel.
+func (b *Broker) FailNext(op string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failNext[op]++
+}
+
+// ConsumersOf returns how many consumers the queues whose names begin with
+// prefix have.
+func (b *Broker) ConsumersOf(prefix string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for name, q := range b.queues {
+		if strings.HasPrefix(name, prefix) {
+			n += len(q.consumers)
+		}
+	}
+	return n
+}
+
+// Down makes the broker refuse new connections while down is set.
+func (b *Broker) Down(down bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.down = down
+}
+
+// Connections returns how many connections the broker took.
+func (b *Broker) Connections() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
 }
 
 // HoldConfirms makes the broker hold the confirms it owes until
