@@ -40,10 +40,6 @@ type Client struct {
 	// batching knows, for each routing key, whether calls to it may go
 	// several to a message (batches).
 	batching sync.Map
-	// batched are the calls of the batches in flight, by batch id, for a
-	// batch that comes back whole from a server that does not read
-	// batches (bounced).
-	batched *cache[string, []string]
 
 	mu      sync.Mutex
 	sess    *session            // nil while reconnecting
@@ -67,7 +63,6 @@ func Dial(url string, opts ...ClientOption) (*Client, error) {
 		cfg:       cfg,
 		proto:     cfg.protocol(),
 		connector: cfg.connector(url, "amqprpc client", 0),
-		batched:   newCache[string, []string](batchesInFlight, cfg.timeout),
 		pending:   make(map[string]*pending),
 		ready:     make(chan struct{}),
 		done:      make(chan struct{}),

@@ -3,17 +3,15 @@ package runtime
 import (
 	"context"
 	"maps"
-	"strings"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // Metadata is what a request carries besides its arguments, as gRPC's
 // metadata: keys and string values, sent as AMQP headers of the request
 // (in amqprpc's protocol; docs/PROTOCOL.md), for tracing (traceparent),
 // authentication, tenancy. Keys are header names: lower case by
-// convention; those beginning with "amqprpc-" or "x-" are the runtime's
-// and the broker's, and are not sent.
+// convention, at most 255 bytes (a longer one fails its call with
+// ErrNameTooLong); those beginning with "amqprpc-" or "x-" are the
+// runtime's and the broker's, and are not sent.
 type Metadata map[string]string
 
 type outgoingKey struct{}
@@ -41,42 +39,5 @@ func OutgoingMetadata(ctx context.Context) Metadata {
 // interceptor's), the metadata its request carried; nil if none.
 func IncomingMetadata(ctx context.Context) Metadata {
 	md, _ := ctx.Value(incomingKey{}).(Metadata)
-	return md
-}
-
-// reservedHeader reports whether a header is the runtime's or the
-// broker's rather than metadata.
-func reservedHeader(key string) bool {
-	return strings.HasPrefix(key, "amqprpc-") || strings.HasPrefix(key, "x-")
-}
-
-// putMetadata adds md to headers, which it makes if nil, and returns them.
-func putMetadata(headers amqp.Table, md Metadata) amqp.Table {
-	for k, v := range md {
-		if reservedHeader(k) {
-			continue
-		}
-		if headers == nil {
-			headers = make(amqp.Table, len(md)+1)
-		}
-		headers[k] = v
-	}
-	return headers
-}
-
-// metadataOf returns the metadata of headers: those that are strings and
-// not reserved; nil if none.
-func metadataOf(headers amqp.Table) Metadata {
-	var md Metadata
-	for k, v := range headers {
-		s, ok := v.(string)
-		if !ok || reservedHeader(k) {
-			continue
-		}
-		if md == nil {
-			md = make(Metadata)
-		}
-		md[k] = s
-	}
 	return md
 }

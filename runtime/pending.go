@@ -19,6 +19,7 @@ type pending struct {
 	key    string        // where it went: its replies say whether that takes batches
 	beats  chan struct{} // a heartbeat came: the server still runs it
 	sent   atomic.Bool   // it was handed to the broker (not only queued)
+	batch  string        // the id of the batch it went in, if it did; Client.mu guards it
 	// provisional is a result that a final reply without one confirms
 	// (oslo.messaging's servers before 4.0); resolve guards it.
 	provisional *wire.Reply
@@ -82,10 +83,7 @@ func (c *Client) unregister(id string, p *pending) {
 // read, says that one of the key's servers does not (a topic may have
 // servers of other versions, or of another implementation), and the key
 // gets no batch for mixedFleet, until its replies say so again.
-const (
-	mixedFleet      = time.Minute
-	batchesInFlight = 4096 // the batches a client remembers the calls of
-)
+const mixedFleet = time.Minute
 
 // batches reports whether calls to key may go several to a message: the
 // key's entry is true, not a time until which it gets no batch.
@@ -105,28 +103,35 @@ func (c *Client) readsBatches(key string) {
 	c.batching.Store(key, true)
 }
 
-// bounced sends again, one by one, the calls of batch id, which came back
-// from a server that does not read batches, and keeps batches from key
-// for a while.
-func (c *Client) bounced(id string) {
-	calls, ok := c.batched.get(id)
-	if !ok {
-		return
-	}
-	c.batched.remove(id)
+// inBatch records that the calls ids went in the batch id.
+func (c *Client) inBatch(id string, ids []string) {
 	c.mu.Lock()
-	var key string
-	for _, call := range calls {
+	defer c.mu.Unlock()
+	for _, call := range ids {
 		if p, ok := c.pending[call]; ok {
-			key = p.key
-			break
+			p.batch = id
+		}
+	}
+}
+
+// bounced sends again, one by one, the calls of batch id, which came back
+// from a server that does not read batches, and keeps batches from their
+// key for a while.
+func (c *Client) bounced(id string) {
+	var calls []string
+	var key string
+	c.mu.Lock()
+	for call, p := range c.pending {
+		if p.batch == id {
+			calls, key = append(calls, call), p.key
 		}
 	}
 	c.mu.Unlock()
-	if key != "" {
-		c.batching.Store(key, time.Now().Add(mixedFleet))
-		c.throttle.warn(c.cfg.logger, "amqprpc: a server of this routing key does not read batches of calls; sending them one by one", "routing_key", wire.Clip(key))
+	if len(calls) == 0 {
+		return
 	}
+	c.batching.Store(key, time.Now().Add(mixedFleet))
+	c.throttle.warn(c.cfg.logger, "amqprpc: a server of this routing key does not read batches of calls; sending them one by one", "routing_key", wire.Clip(key))
 	for _, call := range calls {
 		c.resolve(call, callResult{err: errResend})
 	}
@@ -137,8 +142,15 @@ func (c *Client) bounced(id string) {
 // is a provisional result; a reply that says its server reads batches of
 // requests opens its key to them.
 func (c *Client) resolve(id string, r callResult) bool {
+	return c.resolveOf(id, nil, r)
+}
+
+// resolveOf is resolve, when id's pending request is want, or any if want
+// is nil: a call sent again under its id is another.
+func (c *Client) resolveOf(id string, want *pending, r callResult) bool {
 	c.mu.Lock()
 	p, ok := c.pending[id]
+	ok = ok && (want == nil || p == want)
 	switch {
 	case !ok:
 	case r.err == nil && r.reply.Kind == wire.Provisional:

@@ -34,6 +34,8 @@ type session struct {
 	reason  string        // why it blocks
 
 	lost chan struct{} // closed when the connection or the calls channel is gone
+
+	taken []*pending // publishCalls' scratch: the pending requests of a batch
 }
 
 // channel is an AMQP channel that requests are published on, in confirm
@@ -152,22 +154,31 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 		}
 		batch := calls[:n]
 		calls = calls[n:]
-		err := s.publishBatch(key, batch)
+		// Once published, a call may come back (a batch bounced) and its
+		// caller send it again, under another pending request: what is
+		// left to do is done to the ones it was published with.
+		taken := s.taken[:0]
 		for _, o := range batch {
-			id := o.req.MsgID
+			taken = append(taken, o.pending)
+		}
+		err := s.publishBatch(key, batch)
+		for i, o := range batch {
+			id, p := o.req.MsgID, taken[i]
 			switch {
 			case err != nil:
-				s.c.resolve(id, callResult{err: errResend})
+				s.c.resolveOf(id, p, callResult{err: errResend})
 			default:
-				o.pending.sent.Store(true)
+				p.sent.Store(true)
 				select {
 				case <-s.lost:
-					s.c.resolve(id, callResult{err: ErrConnectionLost})
+					s.c.resolveOf(id, p, callResult{err: ErrConnectionLost})
 				default:
 				}
 			}
 			o.unref()
 		}
+		clear(taken)
+		s.taken = taken[:0]
 	}
 }
 
@@ -188,7 +199,7 @@ func (s *session) publishBatch(key string, calls []*outgoing) error {
 	if err := s.c.proto.Batches.EncodeRequests(&pub, id, s.replyTo, reqs); err != nil {
 		return err
 	}
-	s.c.batched.set(id, ids)
+	s.c.inBatch(id, ids)
 	s.c.stats.batches.Add(1)
 	s.c.stats.batched.Add(uint64(len(calls)))
 	return s.publishCall(key, pub)

@@ -460,11 +460,3 @@ func classCode(class string) (string, bool) {
 	}
 	return b.String(), codeClass(b.String()) == class
 }
-
-// ErrNoGathers returns why p has no call to every server, or nil.
-func (p *Protocol) ErrNoGathers() error {
-	if p.Gathers {
-		return nil
-	}
-	return fmt.Errorf("amqprpc: %s has no call to every server of a topic, only casts (Fanout)", p.Name)
-}

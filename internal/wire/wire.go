@@ -13,6 +13,7 @@ package wire
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -35,6 +36,14 @@ type Protocol struct {
 	Heartbeats Heartbeats
 	// Gathers says that a call may go to every server of a topic.
 	Gathers bool
+}
+
+// ErrNoGathers returns why p has no call to every server, or nil.
+func (p *Protocol) ErrNoGathers() error {
+	if p.Gathers {
+		return nil
+	}
+	return fmt.Errorf("amqprpc: %s has no call to every server of a topic, only casts (Fanout)", p.Name)
 }
 
 // Topology is what a protocol declares: its exchanges and queues, their
