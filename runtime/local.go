@@ -29,7 +29,8 @@ import (
 // Casts and fanouts run in goroutines of the Local; Close waits for them.
 // The client options of Dial that apply are WithTimeout,
 // WithClientInterceptors and WithMaxBodySize; the server options,
-// WithServerInterceptors and WithLogger.
+// WithServerInterceptors and WithLogger. A Local speaks amqprpc's protocol
+// whatever the options say: WithOslo changes nothing.
 type Local struct {
 	topic  string
 	cfg    config
