@@ -107,6 +107,7 @@ type delivery struct {
 	retry    bool // one of its requests is to be served again
 	answered bool // one of them was answered
 	released bool // its body was released to the budget
+	refused  bool // the broker refused a reply of one of its requests
 }
 
 // receive registers raw, just taken from a consumer of sess (of its
@@ -238,6 +239,17 @@ func (d *delivery) release() {
 	if !released {
 		d.sess.conn.Release(len(d.raw.Body))
 	}
+}
+
+// refusal records that the broker refused a reply to one of d's requests,
+// and reports whether it is the first: a delivery earns one strike for
+// its refused replies, however many of its requests' were.
+func (d *delivery) refusal() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	first := !d.refused
+	d.refused = true
+	return first
 }
 
 // settle records the outcome of one request of d and, once all have one,
@@ -376,7 +388,9 @@ func (s *Server) replied(r *request, what sent) {
 	case unpublished:
 		o = retry
 	case nacked: // again, but not forever: a strike, as for a lost connection
-		s.memory.refused(&r.d.raw)
+		if r.d.refusal() {
+			s.memory.refused(&r.d.raw)
+		}
 		o = retry
 	case routeRefused:
 		s.stats.unanswerable.Add(1)

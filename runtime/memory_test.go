@@ -7,6 +7,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/amqprpc/amqprpc/internal/amqpio/amqpfake"
 	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
@@ -168,5 +169,36 @@ func TestQuarantineCountsRefusedReplies(t *testing.T) {
 	m.lost([]*amqp.Delivery{&d}, 7) // and a lost connection, after: a strike too
 	if !m.quarantined(&d) {
 		t.Fatal("not quarantined after a refused reply and a lost connection")
+	}
+}
+
+// TestQuarantineStrikesABatchOnce: a batch whose requests' replies the
+// broker refused earns one strike, however many of its requests' replies
+// were refused, as a lost connection does: delivered again, it is served
+// and answered, not quarantined.
+func TestQuarantineStrikesABatchOnce(t *testing.T) {
+	b := amqpfake.New()
+	s := directServer(t, b, WithAckAfterReply(true), WithReplyConfirms(true))
+	b.HoldConfirms(true)
+	body := `[{"id":"c1","deadline":0,"request":{"method":"add","args":{"v1":1,"v2":2}}},` +
+		`{"id":"c2","deadline":0,"request":{"method":"add","args":{"v1":3,"v2":4}}}]`
+	b.Publish(DefaultExchange, "direct", amqp.Publishing{ContentType: "application/json", Type: wire.RequestsType, ReplyTo: "reply.q", Body: []byte(body)})
+	if !eventually(2*time.Second, func() bool { return b.Held() == 2 }) {
+		t.Fatalf("%d replies published; want the two requests'", b.Held())
+	}
+	b.HoldConfirms(false)
+	b.NackHeld()
+	if !eventually(2*time.Second, func() bool { return b.Idle("direct") }) {
+		t.Fatal("the batch was not settled")
+	}
+	if st := s.Stats(); st.Quarantined != 0 || st.Redelivered != 1 {
+		t.Fatalf("stats %+v; want the batch delivered again and served, not quarantined", st)
+	}
+	got := map[string]bool{}
+	for _, r := range b.Record().Replies {
+		got[r.Pub.CorrelationId] = true
+	}
+	if !got["c1"] || !got["c2"] {
+		t.Fatalf("replies to %v; want both requests answered", got)
 	}
 }

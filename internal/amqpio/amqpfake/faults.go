@@ -142,6 +142,26 @@ func (b *Broker) HoldConfirms(hold bool) {
 	b.hold = hold
 }
 
+// NackHeld nacks what the broker held, as a broker that refused those
+// messages, and returns how many.
+func (b *Broker) NackHeld() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(b.held)
+	for _, c := range b.held {
+		c.resolve(false)
+	}
+	b.held = nil
+	return n
+}
+
+// Held returns how many confirms the broker holds.
+func (b *Broker) Held() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.held)
+}
+
 // ReleaseConfirms confirms what the broker held, and returns how many.
 func (b *Broker) ReleaseConfirms() int {
 	b.mu.Lock()
