@@ -100,6 +100,15 @@ func (c *cache[K, V]) remove(k K) {
 	}
 }
 
+// clear forgets every entry.
+func (c *cache[K, V]) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+	c.order.Init()
+	c.weight = 0
+}
+
 // len returns how many entries c keeps.
 func (c *cache[K, V]) len() int {
 	c.mu.Lock()

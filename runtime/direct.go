@@ -31,8 +31,16 @@ import (
 //     connection for an internal error (541) with a probe in flight, the
 //     probe's node is refused, and remembered so for directNodeTTL (the
 //     replies waiting their turn to it are refused without a connection);
-//     a reply in flight when the connection closed otherwise (a blip) is
-//     published again;
+//     when it closes the probe's channel (a channel error: the reply
+//     itself is refused, as one too large), the reply is treated as one
+//     the broker nacked; when the connection closes otherwise (a blip),
+//     the reply goes again, after the breaker's backoff; a probe that
+//     gives up unconfirmed closes the connection, so that the broker's
+//     answer to it cannot be taken for the next probe's;
+//   - a node is known for goodNodeTTL, and forgotten when the broker
+//     closes a session's connection for an internal error: a reply to a
+//     node that left the cluster then costs the server's connection for
+//     them, not its session's twice;
 //   - a connection that cannot be opened is tried again after a backoff
 //     that grows while it fails (a breaker), not once per reply; replies
 //     wait for it, and for their turn, until their caller's deadline (or
@@ -43,7 +51,7 @@ type directReplies struct {
 	backoff  amqpio.Backoff
 	log      *slog.Logger
 	throttle *throttle
-	good     *cache[string, struct{}] // the nodes the broker took a reply to
+	good     *cache[string, struct{}] // the nodes the broker took a reply to, for goodNodeTTL
 	bad      *cache[string, struct{}] // the nodes it refused one to, for directNodeTTL
 	probe    chan struct{}            // a slot: one reply to a node not known at a time
 
@@ -53,7 +61,7 @@ type directReplies struct {
 	closed   chan *amqp.Error // ch's end, and why: the connection's error too
 	reason   *amqp.Error      // why the last connection closed
 	dialing  chan struct{}    // closed when the dial under way ends; nil when none is
-	failures int              // dials failed in a row
+	failures int              // dials failed, or connections lost under a probe, since a reply went out
 	retryAt  time.Time        // no dial before, while dials fail
 	quit     chan struct{}    // closed by close
 	stopped  bool
@@ -64,16 +72,17 @@ type directReplies struct {
 const replyPatience = 30 * time.Second
 
 // directNodes bounds how many nodes directReplies remembers, of each
-// kind, and directNodeTTL for how long a refused one: it is tried again
-// after that.
+// kind; directNodeTTL is for how long a refused one (it is tried again
+// after that), goodNodeTTL a known one (its next reply is a probe).
 const (
 	directNodes   = 256
 	directNodeTTL = time.Minute
+	goodNodeTTL   = 10 * time.Minute
 )
 
 func newDirectReplies(connect func(context.Context) (amqpio.Conn, error), backoff amqpio.Backoff, log *slog.Logger, t *throttle) *directReplies {
 	return &directReplies{connect: connect, backoff: backoff, log: log, throttle: t,
-		good: newCache[string, struct{}](directNodes, 0), bad: newCache[string, struct{}](directNodes, directNodeTTL),
+		good: newCache[string, struct{}](directNodes, goodNodeTTL), bad: newCache[string, struct{}](directNodes, directNodeTTL),
 		probe: make(chan struct{}, 1), quit: make(chan struct{})}
 }
 
@@ -102,10 +111,11 @@ func (dr *directReplies) known(address string) bool {
 
 // send publishes pub to address, a node not known to be good, and returns
 // what became of it: published once the broker confirms it, routeRefused
-// when the broker refused its node, late when it could not go out before
-// deadline (or replyPatience, when zero), unpublished when the server gave
-// up (Shutdown). One such reply goes at a time (a probe); the others wait
-// their turn, until their deadline.
+// when the broker refused its node, nacked when it refused the reply,
+// late when it could not go out before deadline (or replyPatience, when
+// zero), unpublished when the server gave up (Shutdown). One such reply
+// goes at a time (a probe); the others wait their turn, until their
+// deadline.
 func (dr *directReplies) send(ctx context.Context, address string, deadline time.Time, pub amqp.Publishing) sent {
 	node, err := wire.DirectNode(address)
 	if err != nil {
@@ -140,22 +150,60 @@ func (dr *directReplies) send(ctx context.Context, address string, deadline time
 		switch publish(ctx, ch, "", address, pub) {
 		case published:
 			dr.good.add(node, struct{}{})
+			dr.wentOut()
 			return published
 		case nacked: // the broker refused this reply: not the connection's fault
 			return nacked
 		}
-		reason := dr.lost(ch)
+		reason := dr.drop(ch)
 		switch {
 		case ctx.Err() != nil:
 			return gaveUp()
-		case !good && reason != nil && reason.Server && reason.Code == amqp.InternalError:
+		case reason == nil || !reason.Server: // a blip: the same reply goes again, after a backoff
+			dr.blip()
+		case reason.Code == amqp.InternalError && !good:
 			dr.bad.add(node, struct{}{})
 			dr.throttle.warn(dr.log, "amqprpc: the broker closed the connection rather than route a reply to a direct reply-to address; refusing the replies to its node", "reply_to", clip(address), "node", clip(node), "error", reason)
 			return routeRefused
+		case channelError(reason.Code): // this reply's fault, as one too large
+			dr.throttle.warn(dr.log, "amqprpc: the broker refused a reply to a direct reply-to address", "reply_to", clip(address), "error", reason)
+			return nacked
+		default:
+			dr.blip()
 		}
-		// A blip: the same reply goes again.
 	}
 }
+
+// channelError reports whether code is one the broker closes a channel
+// with, for what was done on it (a soft error), rather than its connection.
+func channelError(code int) bool {
+	switch code {
+	case amqp.ContentTooLarge, amqp.NoRoute, amqp.NoConsumers, amqp.AccessRefused, amqp.NotFound, amqp.ResourceLocked, amqp.PreconditionFailed:
+		return true
+	}
+	return false
+}
+
+// blip records that the connection went under a probe: the next dial
+// waits for the breaker's backoff, longer each time until a reply goes out.
+func (dr *directReplies) blip() {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	dr.failures++
+	dr.retryAt = time.Now().Add(dr.backoff.Delay(dr.failures - 1))
+}
+
+// wentOut records that a reply went out: the breaker closes.
+func (dr *directReplies) wentOut() {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	dr.failures = 0
+}
+
+// forget forgets the nodes known to be good: the broker closed a
+// session's connection for an internal error, as for a reply to a node it
+// no longer knows.
+func (dr *directReplies) forget() { dr.good.clear() }
 
 // channel returns the channel of the connection, dialing one when there is
 // none, unless the last dials failed less than their backoff ago; then it
@@ -244,29 +292,29 @@ func (dr *directReplies) dial(ctx context.Context, wait time.Duration) error {
 		conn.Close()
 		return ErrServerClosed
 	}
-	dr.conn, dr.ch, dr.failures = conn, ch, 0
+	dr.conn, dr.ch = conn, ch
 	dr.closed = ch.NotifyClose(make(chan *amqp.Error, 1))
 	return nil
 }
 
-// lost returns why ch closed, when it has: the broker's error (which, for
-// a connection the broker closed, is the connection's), or nil for a
-// network failure; a reply it took and then nacked leaves it open, and lost
-// returns nil. The connection goes with the channel; the next reply dials
-// again.
-func (dr *directReplies) lost(ch amqpio.Channel) *amqp.Error {
+// drop closes the connection of ch, a probe's that did not go out: its
+// channel closed, or the probe gave up unconfirmed, when the broker's
+// answer to it must not be taken for the next probe's. It returns why ch
+// closed, if it did: the broker's error (which, for a connection the broker
+// closed, is the connection's), or nil for a network failure. The next
+// reply dials again.
+func (dr *directReplies) drop(ch amqpio.Channel) *amqp.Error {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
-	if dr.ch != ch { // another reply found out first
+	if dr.ch != ch { // dropped already
 		return dr.reason
 	}
-	if !ch.IsClosed() {
-		return nil
-	}
-	select {
-	case dr.reason = <-dr.closed: // closed, or sent, as the channel's shutdown ends
-	case <-time.After(time.Second):
-		dr.reason = nil
+	dr.reason = nil
+	if ch.IsClosed() {
+		select {
+		case dr.reason = <-dr.closed: // closed, or sent, as the channel's shutdown ends
+		case <-time.After(time.Second):
+		}
 	}
 	dr.conn.Close()
 	dr.conn, dr.ch = nil, nil

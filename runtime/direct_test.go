@@ -123,3 +123,74 @@ func TestDirectRepliesToARefusedNode(t *testing.T) {
 		t.Errorf("stats %+v; want %d unanswerable", st, n)
 	}
 }
+
+// TestDirectReplyRefusedOnItsChannel: a reply to a node not yet known that
+// the broker refuses on its channel (a channel error, as for a reply too
+// large) is one it refused, as a nacked reply is: not published again and
+// again, on a new connection each time, until its deadline.
+func TestDirectReplyRefusedOnItsChannel(t *testing.T) {
+	b := amqpfake.New()
+	s := directServer(t, b, WithAckAfterReply(false))
+	for range 200 {
+		b.FailNext("publish")
+	}
+	before := b.Connections()
+	b.Publish(DefaultExchange, "direct", amqp.Publishing{CorrelationId: "1", ReplyTo: modelDirect, Body: []byte(`{"method":"add","args":{"v1":1,"v2":2}}`)})
+	if !eventually(2*time.Second, func() bool { return b.Idle("direct") }) {
+		t.Fatal("the request was not acknowledged")
+	}
+	time.Sleep(100 * time.Millisecond) // what a loop would dial meanwhile
+	if conns := b.Connections() - before; conns != 1 {
+		t.Fatalf("%d connections for one reply the broker refused; want 1 (stats %+v)", conns, s.Stats())
+	}
+}
+
+// TestDirectProbeGivenUpClosesItsConnection: a reply to a node not yet
+// known that gives up before the broker confirms it closes the server's
+// connection for them: the broker's answer to it, if it closes that
+// connection, must not be taken for the next reply's.
+func TestDirectProbeGivenUpClosesItsConnection(t *testing.T) {
+	b := amqpfake.New()
+	s := directServer(t, b)
+	b.HoldConfirms(true)
+	b.Publish(DefaultExchange, "direct", amqp.Publishing{CorrelationId: "1", ReplyTo: modelDirect,
+		Headers: amqp.Table{"amqprpc-deadline": time.Now().Add(200 * time.Millisecond).UnixMilli()}, Body: []byte(`{"method":"add","args":{"v1":1,"v2":2}}`)})
+	if !eventually(2*time.Second, func() bool { return s.Stats().Undelivered == 1 }) {
+		t.Fatalf("stats %+v; want the reply given up at its deadline", s.Stats())
+	}
+	b.HoldConfirms(false)
+	b.ReleaseConfirms()
+	before := b.Connections()
+	b.Publish(DefaultExchange, "direct", amqp.Publishing{CorrelationId: "2", ReplyTo: modelDirect, Body: []byte(`{"method":"add","args":{"v1":1,"v2":2}}`)})
+	if !eventually(2*time.Second, func() bool { return len(b.Record().Replies) == 2 }) {
+		t.Fatal("no reply to the second request")
+	}
+	if conns := b.Connections() - before; conns != 1 {
+		t.Fatalf("the next reply went on %d new connections; want 1, the one before given up with its unconfirmed reply", conns)
+	}
+}
+
+// TestDirectNodeThatLeft: a reply to a node the broker took replies to,
+// once it no longer knows the node (it left the cluster), costs the
+// session's connection once: the server then forgets the nodes it knew,
+// and the request, delivered again, is refused on the server's connection
+// for them rather than close the session's again (and be quarantined).
+func TestDirectNodeThatLeft(t *testing.T) {
+	b := amqpfake.New()
+	s := directServer(t, b, WithAckAfterReply(true))
+	call := func(id string) {
+		b.Publish(DefaultExchange, "direct", amqp.Publishing{CorrelationId: id, ReplyTo: modelDirect, Body: []byte(`{"method":"add","args":{"v1":1,"v2":2}}`)})
+	}
+	call("1")
+	if !eventually(2*time.Second, func() bool { return b.Idle("direct") && s.direct.known(modelDirect) }) {
+		t.Fatal("the node was not learned")
+	}
+	b.Refuse(modelDirect)
+	call("2")
+	if !eventually(3*time.Second, func() bool { return b.Idle("direct") }) {
+		t.Fatalf("the request was not settled; stats %+v", s.Stats())
+	}
+	if st := s.Stats(); st.Reconnects != 1 || st.Unanswerable != 1 || st.Quarantined != 0 {
+		t.Fatalf("stats %+v; want one reconnection, then the request refused unanswered", st)
+	}
+}

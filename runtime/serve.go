@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/amqprpc/amqprpc/internal/amqpio"
 	"github.com/amqprpc/amqprpc/internal/wire"
 )
@@ -155,6 +157,9 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 			return false
 		}
 		s.memory.lost(held, sess.id)
+		if aerr != nil && aerr.Code == amqp.InternalError { // as for a reply to a node the broker no longer knows
+			s.direct.forget()
+		}
 		s.mu.Lock()
 		s.sess = nil
 		s.mu.Unlock()
