@@ -83,8 +83,9 @@
 // lost, to the brokers they were given in turn. No single message costs
 // either its connection: headers that AMQP libraries cannot read are made
 // readable or replaced, a reply path that is not one is refused, and a
-// request in flight at two lost connections is quarantined (Server.Stats
-// counts them; docs/PROTOCOL.md says how). Servers acknowledge a
+// request in flight at two lost connections, or whose reply the broker
+// refused twice, is quarantined (Server.Stats counts them;
+// docs/PROTOCOL.md says how). Servers acknowledge a
 // request after its reply, so requests on a topic's queue are served at
 // least once (see WithDeduplication); casts are confirmed by the broker, and
 // so are calls and replies with the Safe profile (see Profile); the

@@ -23,7 +23,8 @@ const (
 	DefaultExchange = "amqprpc"
 	// DefaultTimeout bounds a call whose context has no deadline.
 	DefaultTimeout = 30 * time.Second
-	// DefaultPrefetch is how many requests a server handles at once.
+	// DefaultPrefetch is how many of each of its queues' requests a server
+	// takes, and runs, at once.
 	DefaultPrefetch = 64
 	// DefaultMaxBodySize is the largest request body a server accepts and
 	// a client sends: 16 MiB.

@@ -29,7 +29,9 @@ import (
 // body is admitted to the connection's budget, if it has one: the reader
 // waits there while the budget is spent (see Budget). Other messages (a
 // message the broker returned, basic.return) are not counted: nothing
-// would give them back.
+// would give them back. It follows the deliveries of one channel at a
+// time, as RabbitMQ writes a message's frames together; a delivery whose
+// frames another channel's delivery interleaved would go uncounted.
 type FrameReader struct {
 	net.Conn
 	budget  *Budget // nil for none
