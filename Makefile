@@ -61,8 +61,8 @@ bench: broker
 	@scripts/cluster.sh stop
 	@scripts/cluster.sh start
 	@trap 'scripts/cluster.sh stop' EXIT; $(GO) run ./bench -out bench/RESULTS.md -cluster $$(scripts/cluster.sh urls | paste -sd, -)
-	@{ printf '\n## Micro-benchmarks\n\nThe per-call work of the runtime without the network (`go test -bench . -benchmem ./runtime`):\n\n```\n'; \
-	  $(GO) test -run '^$$' -bench . -benchmem -count 3 ./runtime | grep -E '^(Benchmark|goos|goarch|cpu)'; \
+	@{ printf '\n## Micro-benchmarks\n\nThe per-call work of the runtime without the network (`go test -bench . -benchmem ./runtime ./internal/...`):\n\n```\n'; \
+	  $(GO) test -run '^$$' -bench . -benchmem -count 3 ./runtime ./internal/... | grep -E '^(Benchmark|goos|goarch|cpu|pkg)'; \
 	  printf '```\n'; } >> bench/RESULTS.md
 	@cat bench/RESULTS.md
 

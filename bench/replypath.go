@@ -61,7 +61,7 @@ func writeReplyPath(md *strings.Builder, res results, ms []measurement) {
 		"a client with amqp091-go alone, as Spring AMQP, go-micro and the pika or kombu scripts of RabbitMQ's RPC tutorial are "+
 		"(`dialPlain` in `bench/impls.go`, the baseline's client), publishing `{\"method\": \"add\", \"args\": {...}}` to the `amqprpc` exchange "+
 		"with a correlation id and no `msg_id` or `batch_replies`, so that each reply comes alone.\n\n"+
-		"- **plain-direct**: replies over direct reply-to (`reply_to: amq.rabbitmq.reply-to`), which the server publishes through a connection of its own for them, one at a time, each confirmed (docs/PROTOCOL.md, Replies).\n"+
+		"- **plain-direct**: replies over direct reply-to (`reply_to: amq.rabbitmq.reply-to`), which the server publishes, once the broker took one to the client's node through a connection of the server's own for them, on the channel of the request's ack, as it publishes replies to a client's queue (docs/PROTOCOL.md, Replies).\n"+
 		"- **plain-queue**: replies to a queue of the client's own (server-named, exclusive, auto-delete, consumed without acks), as amqprpc's client has them.\n\n")
 	cols := []column{{"p50", "latency", p50, fmtMicros}, {"p99", "latency", p99, fmtMicros}}
 	for _, m := range ms {
