@@ -146,8 +146,11 @@ func TestQueuedCallsGoAgainAfterALostConnection(t *testing.T) {
 	}
 	// What the connection had taken, in its buffers and the network's,
 	// may have reached the broker: those calls fail; the others go again.
-	if lost > published {
-		t.Errorf("%d of %d calls failed with ErrConnectionLost; the connection had taken %d", lost, n, published)
+	// The batch being written when the calls were counted may have been
+	// taken by the time the connection went, or not; the calls queued
+	// behind it were not.
+	if lost > n-queued {
+		t.Errorf("%d of %d calls failed with ErrConnectionLost; %d were queued, not taken by the connection", lost, n, queued)
 	}
 	t.Logf("%d calls taken by the connection when it was lost, %d queued, the others being written; %d failed with ErrConnectionLost, the others were answered", published, queued, lost)
 }
