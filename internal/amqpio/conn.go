@@ -29,11 +29,17 @@ import (
 //     for an unknown tag. At-least-once serving needs acks of deliveries from
 //     a lost connection to fail, and the broker to redeliver them; new
 //     channels give exactly that.
-//   - It redials one URL; amqprpc tries the brokers of a cluster in turn.
+//   - It redials one URL; amqprpc tries the brokers of a cluster in turn,
+//     starting after the one whose connection was lost: a node that froze
+//     (a stalled VM, a long pause) still accepts TCP connections, and
+//     whoever tries it first waits out a dial timeout.
 //   - It gives up after a fixed number of attempts at a fixed interval; a
 //     server must keep trying, backing off, until it is shut down.
 
-// Connector connects to the first broker of its URLs that answers.
+// Connector connects to the first broker of its URLs that answers. Each
+// Connect starts with the URL after the one it last connected to, or last
+// failed to: a connection is made again when the last one was lost, and
+// the broker that lost it is the one to try last.
 type Connector struct {
 	urls    []string
 	cfg     amqp.Config
@@ -41,7 +47,7 @@ type Connector struct {
 	held    int // each connection's Budget, in bytes; 0 for none
 
 	mu   sync.Mutex
-	next int // the URL to try first: the one after the last that failed
+	next int // the URL to try first
 }
 
 // Settings are what a Connector dials with.
@@ -56,7 +62,8 @@ type Settings struct {
 	// Heartbeat is the AMQP heartbeat interval; 0 for amqp091-go's default.
 	Heartbeat time.Duration
 	// Timeout bounds a dial: the TCP connection and the TLS and AMQP
-	// handshakes.
+	// handshakes. A URL's connection_timeout (in milliseconds) overrides
+	// it for that URL.
 	Timeout time.Duration
 	// HeldBytes, when set, bounds the message bodies each connection holds
 	// (Budget).
@@ -80,16 +87,17 @@ func (k *Connector) Connect(ctx context.Context) (Conn, error) {
 		u := k.urls[k.next%len(k.urls)]
 		k.mu.Unlock()
 		c, err := k.dial(ctx, u)
-		if err == nil {
-			return c, nil
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
+		if err != nil && ctx.Err() != nil {
+			errs = append(errs, err)
 			break
 		}
 		k.mu.Lock()
 		k.next++
 		k.mu.Unlock()
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
 	}
 	return nil, errors.Join(errs...)
 }
@@ -117,7 +125,11 @@ func (k *Connector) dial(ctx context.Context, rawURL string) (Conn, error) {
 			raw.Close()
 		}
 	})
-	dial := netDial(ctx, k.timeout, tlsConf, budget, func(c net.Conn) {
+	timeout := k.timeout
+	if uri, err := amqp.ParseURI(rawURL); err == nil && uri.ConnectionTimeout > 0 {
+		timeout = time.Duration(uri.ConnectionTimeout) * time.Millisecond
+	}
+	dial := netDial(ctx, timeout, tlsConf, budget, func(c net.Conn) {
 		mu.Lock()
 		defer mu.Unlock()
 		raw = c
