@@ -102,8 +102,8 @@ func routingKey(t *Target) string {
 // (WithTimeout). The deadline also becomes the request's expiration, so the
 // broker drops a request that no server took in time, and travels with the
 // request, so the server's method sees it. A request the broker cannot
-// route fails at once with ErrNoServer; one it refuses fails at once with
-// ErrNacked when it is confirmed (casts, and calls with the Safe profile);
+// route fails at once with ErrNoServer; one it refuses (its queue is full:
+// WithQueueLimit) fails at once with ErrOverloaded, which is ErrNacked too;
 // one whose routing key or metadata keys AMQP cannot carry fails at once,
 // unsent, with ErrNameTooLong. A Cast or a Fanout ends when the broker has
 // confirmed that it took the request.

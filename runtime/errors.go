@@ -42,10 +42,20 @@ var (
 	// client's limit (WithMaxBodySize); nothing is sent.
 	ErrTooLarge = errors.New("amqprpc: request body too large")
 
-	// ErrNacked is returned by a request that the broker refused to take,
-	// when it was published in confirm mode: a cast, and a call with
-	// request confirms (the Safe profile, WithRequestConfirms).
+	// ErrNacked is returned at once by a request that the broker refused
+	// to take (a nack): a call or a cast. The broker refuses a request
+	// when the topic's queue is full (WithQueueLimit; the error is then
+	// also ErrOverloaded), or, rarely, when it fails to take it.
 	ErrNacked = errors.New("amqprpc: the broker refused the message")
+
+	// ErrOverloaded is returned at once by a call or a cast that the
+	// broker refused: the topic's queue holds as many requests as its
+	// servers set (WithQueueLimit), and they have more work than they can
+	// do. errors.Is(err, ErrNacked) holds too. The broker does not say why
+	// it refuses: a request routed to a queue whose node failed before it
+	// took the request (a server's own queue, a classic topic queue) is
+	// reported alike.
+	ErrOverloaded = errors.New("amqprpc: the topic's queue is full: its servers are overloaded")
 
 	// ErrNameTooLong is returned, without sending anything, for a request
 	// whose routing key (its topic, and the server it names) or a

@@ -145,6 +145,7 @@ type config struct {
 	queueExpiry        time.Duration
 	deliveryLimit      int
 	deadLetterExchange string
+	queueLimit         int
 	serverInterceptors []ServerInterceptor
 	clientInterceptors []ClientInterceptor
 	// oslo, when set, makes the protocol oslo.messaging's (WithOslo).
@@ -226,7 +227,7 @@ func (c *config) protocol() *wire.Protocol {
 		return wire.Oslo(c.oslo.settings(c.exchange))
 	}
 	return wire.Amqprpc(wire.AmqprpcTopology{Exchange: c.exchange, Quorum: c.queueType == QueueQuorum,
-		DeliveryLimit: c.deliveryLimit, Expiry: c.queueExpiry, DeadLetterExchange: c.deadLetterExchange})
+		DeliveryLimit: c.deliveryLimit, Expiry: c.queueExpiry, DeadLetterExchange: c.deadLetterExchange, MaxLength: c.queueLimit})
 }
 
 // connector returns the connector of url and c's brokers, naming its
@@ -475,6 +476,28 @@ func WithDeadLetterExchange(name string) ServerOption {
 	return serverOption(func(c *options) { c.deadLetterExchange = name })
 }
 
+// WithQueueLimit bounds the requests waiting in the topic's queue for a
+// server to take them: beyond n, the broker refuses new ones
+// (x-max-length n, x-overflow reject-publish), and an amqprpc caller's
+// call or cast fails at once with ErrOverloaded, instead of waiting its
+// deadline out behind work the servers cannot do in time. A call that
+// is taken waits for about n / (the calls the topic's servers finish a
+// second) before it runs; the requests the servers have taken and run
+// (their prefetch counts) are not counted, and a message that carries
+// several calls (WithBatching) counts once. Callers that do not publish
+// in confirm mode (most plain AMQP clients, oslo.messaging) see a refused
+// request as no reply. Classic and quorum queues alike; 0 for no bound.
+// Default: 0. Server only; not with WithOslo, whose queues are
+// oslo.messaging's.
+//
+// The bound is an argument of the queue, which the broker fixes when the
+// queue is declared: servers that disagree on it, or a limit added to a
+// topic whose queue exists, stop with ErrTopologyMismatch, as for
+// WithQueueType.
+func WithQueueLimit(n int) ServerOption {
+	return serverOption(func(c *options) { c.queueLimit = max(n, 0) })
+}
+
 // Profile presets the delivery guarantees of clients and servers, each of
 // which costs throughput; WithRequestConfirms, WithReplyConfirms and
 // WithAckAfterReply set them one by one, whichever order they are given
@@ -482,18 +505,19 @@ func WithDeadLetterExchange(name string) ServerOption {
 type Profile string
 
 const (
-	// Safe turns every guarantee on: requests confirmed by the broker
-	// (ErrNacked at once), replies confirmed before their request is
-	// acknowledged, requests acknowledged after their reply. Calls
-	// confirmed one by one are not batched: under load, Safe serves about
-	// half the calls of Fast (bench/RESULTS.md).
+	// Safe turns every guarantee on: each call confirmed by the broker on
+	// its own, replies confirmed before their request is acknowledged,
+	// requests acknowledged after their reply. Calls confirmed one by one
+	// are not batched: under load, Safe serves about half the calls of
+	// Fast (bench/RESULTS.md).
 	Safe Profile = "safe"
 	// Fast keeps acknowledgement after the reply, and with it at-least-once
-	// serving, and drops the confirms of calls and replies: the reply of a
-	// call already proves the broker took it, and a reply published before
-	// its request's ack on the same channel is lost only if the ack is too.
-	// A call the broker refuses then ends at its deadline rather than at
-	// once with ErrNacked. Casts are always confirmed.
+	// serving, and does not wait for the confirms of replies: a reply
+	// published before its request's ack on the same channel is lost only
+	// if the ack is too. Calls may share a message (WithBatching), whose
+	// confirm no call waits for, as its reply proves the broker took it; a
+	// call the broker refuses still fails at once (ErrOverloaded). Casts
+	// are always confirmed.
 	Fast Profile = "fast"
 	// DefaultProfile is the profile of a client or server given none.
 	DefaultProfile = Fast
@@ -516,11 +540,12 @@ func (p Profile) guarantees() (requestConfirms, replyConfirms, ackAfterReply boo
 	return true, true, true
 }
 
-// WithRequestConfirms sets whether a client publishes its calls in confirm
-// mode, so that a call the broker refuses fails at once with ErrNacked
-// rather than at its deadline. Confirmed calls go one to a message, never
-// batched (WithBatching). Casts are always confirmed. Default: as the
-// profile says. Client only.
+// WithRequestConfirms sets whether a client has each call confirmed by
+// the broker on its own: in a message of its own, never batched
+// (WithBatching). Calls are always published in confirm mode, and one the
+// broker refuses fails at once with ErrOverloaded (and ErrNacked), either
+// way. Casts are always confirmed. Default: as the profile says. Client
+// only.
 func WithRequestConfirms(on bool) ClientOption {
 	return clientOption(func(c *options) { c.requestConfirms.to(on) })
 }

@@ -215,5 +215,16 @@ func refusedBy(k *channel) error {
 	if k.ch.IsClosed() {
 		return fmt.Errorf("%w: the channel closed before the broker confirmed", ErrConnectionLost)
 	}
-	return ErrNacked
+	return errRefused
 }
+
+// errRefused is a request the broker refused: ErrOverloaded and ErrNacked.
+var errRefused error = refusal{}
+
+type refusal struct{}
+
+func (refusal) Error() string {
+	return "amqprpc: the broker refused the request: its queue is full, its servers overloaded (or the queue failed to take it)"
+}
+
+func (refusal) Is(target error) bool { return target == ErrOverloaded || target == ErrNacked }

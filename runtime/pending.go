@@ -199,8 +199,8 @@ func (c *Client) heartbeat(id string) {
 // receive on flush is a caller waiting until every return received before
 // it has been handled; it is answered by closing the channel it sent, and
 // done is closed when readReturns ends.
-func (c *Client) readReturns(returns <-chan amqp.Return, flush <-chan chan struct{}, done chan struct{}) {
-	defer c.wg.Done()
+func (s *session) readReturns(returns <-chan amqp.Return, flush <-chan chan struct{}, done chan struct{}) {
+	defer s.c.wg.Done()
 	defer close(done)
 	for {
 		select {
@@ -208,8 +208,12 @@ func (c *Client) readReturns(returns <-chan amqp.Return, flush <-chan chan struc
 			if !ok {
 				return
 			}
-			for _, id := range c.proto.ReturnedIDs(&r) {
-				c.resolve(id, callResult{err: ErrNoServer})
+			err := ErrNoServer
+			if r.Exchange == s.c.cfg.exchange { // not to a fanout exchange: a topic's queue, or a server's
+				err = s.unroutable(r.RoutingKey)
+			}
+			for _, id := range s.c.proto.ReturnedIDs(&r) {
+				s.c.resolve(id, callResult{err: err})
 			}
 		case f := <-flush:
 			close(f)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -36,6 +37,28 @@ type session struct {
 	lost chan struct{} // closed when the connection or the calls channel is gone
 
 	taken []*pending // publishCalls' scratch: the pending requests of a batch
+
+	whyMu sync.Mutex
+	why   map[string]unrouted // by routing key: why requests to it came back
+
+	// confirms are the messages of calls published by the batcher, in
+	// order, for watchConfirms; closed by stop.
+	confirms  chan publication
+	closeOnce sync.Once
+}
+
+// publication is a message of calls, batched or alone, that the calls
+// channel published: each call's id and pending request, and the
+// broker's confirmation.
+type publication struct {
+	confirm amqpio.Confirmation
+	calls   []callOf
+}
+
+// callOf is a call of a publication.
+type callOf struct {
+	id string
+	p  *pending
 }
 
 // channel is an AMQP channel that requests are published on, in confirm
@@ -64,7 +87,7 @@ func (c *Client) openSession() (*session, error) {
 }
 
 func (s *session) open() error {
-	calls, err := s.openChannel(s.c.cfg.requestConfirms)
+	calls, err := s.openChannel(true) // a call the broker refuses (WithQueueLimit) fails at once
 	if err != nil {
 		return err
 	}
@@ -88,6 +111,9 @@ func (s *session) open() error {
 	if !s.c.cfg.noBatching && !s.c.cfg.requestConfirms && s.c.proto.Batches != nil {
 		s.requests = amqpio.NewBatcher(s.c.cfg.maxQueued, s.publishCalls)
 		s.requests.Start() // stopped by stop
+		s.confirms = make(chan publication, 1024)
+		s.c.wg.Add(1)
+		go s.watchConfirms() // ends once stop closes confirms
 	}
 	blocks := s.conn.NotifyBlocked(make(chan amqp.Blocking, 1))
 	s.c.wg.Add(2)
@@ -113,7 +139,7 @@ func (s *session) openChannel(confirm bool) (*channel, error) {
 	flush := make(chan chan struct{})
 	done := make(chan struct{})
 	s.c.wg.Add(1)
-	go s.c.readReturns(returns, flush, done)
+	go s.readReturns(returns, flush, done)
 	return &channel{
 		ch: ch,
 		flush: func() {
@@ -161,7 +187,14 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 		for _, o := range batch {
 			taken = append(taken, o.pending)
 		}
-		err := s.publishBatch(key, batch)
+		confirm, err := s.publishBatch(key, batch)
+		if err == nil && confirm != nil {
+			m := publication{confirm: confirm, calls: make([]callOf, len(batch))}
+			for i, o := range batch {
+				m.calls[i] = callOf{o.req.MsgID, taken[i]}
+			}
+			s.confirms <- m
+		}
 		for i, o := range batch {
 			id, p := o.req.MsgID, taken[i]
 			switch {
@@ -184,7 +217,7 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 
 // publishBatch publishes calls, one alone or several in one message, to
 // key with the mandatory flag.
-func (s *session) publishBatch(key string, calls []*outgoing) error {
+func (s *session) publishBatch(key string, calls []*outgoing) (amqpio.Confirmation, error) {
 	if len(calls) == 1 {
 		return s.publishCall(key, calls[0].pub)
 	}
@@ -197,7 +230,7 @@ func (s *session) publishBatch(key string, calls []*outgoing) error {
 	id := wire.BatchID(uuid.NewString())
 	var pub amqp.Publishing
 	if err := s.c.proto.Batches.EncodeRequests(&pub, id, s.replyTo, reqs); err != nil {
-		return err
+		return nil, err
 	}
 	s.c.inBatch(id, ids)
 	s.c.stats.batches.Add(1)
@@ -207,12 +240,31 @@ func (s *session) publishBatch(key string, calls []*outgoing) error {
 
 // publishCall publishes pub, one call or several, to key with the
 // mandatory flag.
-func (s *session) publishCall(key string, pub amqp.Publishing) error {
-	_, err := s.calls.ch.Publish(context.Background(), s.c.cfg.exchange, key,
+func (s *session) publishCall(key string, pub amqp.Publishing) (amqpio.Confirmation, error) {
+	return s.calls.ch.Publish(context.Background(), s.c.cfg.exchange, key,
 		true,  // mandatory
 		false, // immediate
 		pub)
-	return err
+}
+
+// watchConfirms fails at once the calls of each message the broker
+// refuses (a nack: the topic's queue is full), rather than let them wait
+// for replies that cannot come. A message unconfirmed when the session is
+// lost is the loss's (lose).
+func (s *session) watchConfirms() {
+	defer s.c.wg.Done()
+	for m := range s.confirms {
+		select {
+		case <-m.confirm.Done():
+			if m.confirm.Acked() || s.calls.ch.IsClosed() {
+				continue
+			}
+			for _, c := range m.calls {
+				s.c.resolveOf(c.id, c.p, callResult{err: errRefused})
+			}
+		case <-s.lost:
+		}
+	}
 }
 
 // castChannel returns the open casts channel, opening one if needed, after
@@ -342,6 +394,7 @@ func (s *session) stop() {
 			s.c.resolve(o.req.MsgID, callResult{err: errResend})
 			o.unref()
 		}
+		s.closeOnce.Do(func() { close(s.confirms) }) // the batcher, its only sender, has stopped
 	}
 }
 
@@ -407,4 +460,62 @@ func (c *Client) install(s *session) bool {
 	close(c.ready)
 	c.ready = make(chan struct{})
 	return true
+}
+
+// unrouted is why requests to a routing key came back unroutable, as the
+// broker last said, and whether it is being asked again.
+type unrouted struct {
+	err    error // nil until the broker said
+	at     time.Time
+	asking bool
+}
+
+// unroutable returns the error of a request to key that the broker could
+// not route: ErrNoServer, with the broker's reason when it has one. A
+// topic whose queue exists on a node that is down, or cannot be reached
+// (a classic queue, in a cluster), routes nowhere, as one no server ever
+// declared; a passive declaration of the queue tells them apart. It is
+// asked by another goroutine (the one that reads returns must not wait
+// for the broker: it would hold up the connection), at most once a second
+// for each key, and until it answers, requests to key fail with
+// ErrNoServer alone.
+func (s *session) unroutable(key string) error {
+	s.whyMu.Lock()
+	defer s.whyMu.Unlock()
+	w := s.why[key]
+	if !w.asking && time.Since(w.at) > time.Second {
+		if s.why == nil || len(s.why) > maxUnrouted {
+			s.why = make(map[string]unrouted)
+		}
+		w.asking = true
+		s.why[key] = w
+		s.c.wg.Add(1)
+		go s.ask(key)
+	}
+	if w.err == nil {
+		return ErrNoServer
+	}
+	return w.err
+}
+
+// maxUnrouted bounds the routing keys whose reasons a session remembers.
+const maxUnrouted = 1024
+
+// ask asks the broker why requests to key are unroutable, for unroutable.
+func (s *session) ask(key string) {
+	defer s.c.wg.Done()
+	err := ErrNoServer
+	if ch, cerr := s.conn.Channel(); cerr == nil {
+		_, qerr := ch.QueueDeclarePassive(key, false, false, false, false, nil)
+		var aerr *amqp.Error
+		if errors.As(qerr, &aerr) && aerr.Code == amqp.NotFound && strings.Contains(aerr.Reason, "down") {
+			err = fmt.Errorf("%w: its queue %q is on a node that is down or cannot be reached (the broker: %s)", ErrNoServer, key, aerr.Reason)
+		}
+		ch.Close()
+	}
+	s.whyMu.Lock()
+	defer s.whyMu.Unlock()
+	if s.why != nil {
+		s.why[key] = unrouted{err: err, at: time.Now()}
+	}
 }

@@ -49,6 +49,8 @@ func TestTopology(t *testing.T) {
 		{"classic, expiring, dead-lettering", []runtime.ServerOption{runtime.WithQueueType(runtime.QueueClassic), runtime.WithQueueExpiry(time.Minute), runtime.WithDeadLetterExchange("test.dead")},
 			"map[x-dead-letter-exchange:test.dead x-expires:60000]"},
 		{"quorum without a delivery limit", []runtime.ServerOption{runtime.WithQueueType(runtime.QueueQuorum), runtime.WithDeliveryLimit(0)}, "map[x-queue-type:quorum]"},
+		{"classic, bounded", []runtime.ServerOption{runtime.WithQueueLimit(100)}, "map[x-max-length:100 x-overflow:reject-publish]"},
+		{"quorum, bounded", []runtime.ServerOption{runtime.WithQueueType(runtime.QueueQuorum), runtime.WithQueueLimit(100)}, "map[x-delivery-limit:10 x-max-length:100 x-overflow:reject-publish x-queue-type:quorum]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := len(runtime.DeclaredQueues())

@@ -69,6 +69,10 @@ type AmqprpcTopology struct {
 	Expiry time.Duration
 	// DeadLetterExchange, when set, is its x-dead-letter-exchange.
 	DeadLetterExchange string
+	// MaxLength, when set, bounds the requests waiting in it
+	// (x-max-length); the broker refuses a request beyond (x-overflow
+	// reject-publish), which a publisher in confirm mode sees as a nack.
+	MaxLength int
 }
 
 // Amqprpc returns amqprpc's own protocol, with batches, on topology t.
@@ -90,7 +94,8 @@ func Amqprpc(t AmqprpcTopology) *Protocol {
 //
 //   - the topic's queue, <topic>, shared by its servers, is durable: a
 //     quorum queue (replicated, with a delivery limit) or a classic one,
-//     optionally deleted after a time unused;
+//     optionally deleted after a time unused, optionally bounded in
+//     length, refusing requests beyond;
 //   - a server's own queue, for requests sent to it by name, and its queue
 //     on the topic's fanout exchange are exclusive to its connection, named
 //     <topic>.<server>_<random> and <exchange>.fanout.<topic>_<random>;
@@ -129,6 +134,10 @@ func (t amqprpcTopology) topicQueue(topic string) Queue {
 	}
 	if t.DeadLetterExchange != "" {
 		args["x-dead-letter-exchange"] = t.DeadLetterExchange
+	}
+	if t.MaxLength > 0 {
+		args["x-max-length"] = int64(t.MaxLength)
+		args["x-overflow"] = "reject-publish"
 	}
 	return Queue{Name: topic, Durable: true, Args: args}
 }

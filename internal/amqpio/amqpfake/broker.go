@@ -349,6 +349,19 @@ func (ch *Channel) QueueDeclare(name string, _, _, exclusive, _ bool, _ amqp.Tab
 	return amqp.Queue{Name: name, Messages: len(q.ready)}, nil
 }
 
+func (ch *Channel) QueueDeclarePassive(name string, _, _, _, _ bool, _ amqp.Table) (amqp.Queue, error) {
+	b, err := ch.lock()
+	if err != nil {
+		return amqp.Queue{}, err
+	}
+	defer b.mu.Unlock()
+	q, ok := b.queues[name]
+	if !ok {
+		return amqp.Queue{}, ch.fail(amqp.NotFound, "NOT_FOUND - no queue "+name)
+	}
+	return amqp.Queue{Name: name, Messages: len(q.ready), Consumers: len(q.consumers)}, nil
+}
+
 func (ch *Channel) QueueBind(name, key, exchange string, _ bool, _ amqp.Table) error {
 	b, err := ch.lock()
 	if err != nil {

@@ -1,0 +1,87 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amqprpc/amqprpc/internal/testsvc"
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+// TestQueueLimitRefusesAtOnce: on a topic whose queue holds at most one
+// waiting request (WithQueueLimit) and whose server runs one at a time,
+// calls and casts beyond what it can hold (a quorum queue takes a few
+// more, as it applies its limit to what follows) fail at once with
+// ErrOverloaded, which is ErrNacked too, whether calls share messages or
+// not, while those it holds are served.
+func TestQueueLimitRefusesAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []runtime.ClientOption
+	}{
+		{"batched", nil},
+		{"not batched", []runtime.ClientOption{runtime.WithBatching(false)}},
+		{"safe", []runtime.ClientOption{runtime.WithProfile(runtime.Safe)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, queueType := range []runtime.QueueType{runtime.QueueClassic, runtime.QueueQuorum} {
+				topic := newTopic(t)
+				serve(t, topic, runtime.WithPrefetch(1), runtime.WithQueueLimit(1), runtime.WithQueueType(queueType))
+				arith := testsvc.NewArithClient(dial(t, tc.opts...), topic)
+				fleet := testsvc.NewFleetClient(dial(t, tc.opts...), topic)
+				if _, err := arith.Add(ctxTimeout(t, 5*time.Second), 1, 1); err != nil { // its reply says the server reads batches
+					t.Fatal(err)
+				}
+				const n = 12
+				var mu sync.Mutex
+				var ok, refused int
+				var slowest time.Duration
+				var others []error
+				var wg sync.WaitGroup
+				for i := range n {
+					if i == n/3 { // a quorum queue takes the first requests over its limit, then refuses
+						time.Sleep(200 * time.Millisecond)
+					}
+					wg.Go(func() {
+						start := time.Now()
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						defer cancel()
+						var err error
+						if i%3 == 2 {
+							err = fleet.Note(ctx, i)
+						} else {
+							_, err = arith.Work(ctx, i, 300*time.Millisecond)
+						}
+						took := time.Since(start)
+						mu.Lock()
+						defer mu.Unlock()
+						switch {
+						case err == nil:
+							ok++
+						case errors.Is(err, runtime.ErrOverloaded) && errors.Is(err, runtime.ErrNacked):
+							refused++
+							slowest = max(slowest, took)
+						default:
+							others = append(others, err)
+						}
+					})
+				}
+				wg.Wait()
+				t.Logf("%s queue: %d served, %d refused (slowest refusal %v)", queueType, ok, refused, slowest)
+				if len(others) > 0 {
+					t.Errorf("%s queue: %d requests failed otherwise: %v", queueType, len(others), others[0])
+				}
+				if refused == 0 || ok == 0 {
+					t.Errorf("%s queue: %d served, %d refused; want some of each", queueType, ok, refused)
+				}
+				if slowest > 2*time.Second {
+					t.Errorf("%s queue: a refused request took %v; want it refused at once", queueType, slowest)
+				}
+			}
+		})
+	}
+}
