@@ -58,6 +58,12 @@ func (s *Server) openSession() (*serverSession, error) {
 	s.sessions++
 	id := s.sessions
 	s.mu.Unlock()
+	if id == 1 { // at start, before this server's own queue is bound
+		if err := s.checkName(conn); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
 	sess := &serverSession{s: s, id: id, conn: conn, done: make(chan struct{}), live: make(map[uint64]*delivery)}
 	subs, err := sess.open()
 	if err != nil {

@@ -137,6 +137,7 @@ type Channel struct {
 	consumers []*consumer
 	closes    []chan *amqp.Error
 	cancels   []chan string
+	returns   []chan amqp.Return
 	pending   []*confirmation
 }
 
@@ -384,6 +385,9 @@ func (ch *Channel) Consume(name, tag string, autoAck, _, _, _ bool, _ amqp.Table
 		return nil, err
 	}
 	defer b.mu.Unlock()
+	if name == "amq.rabbitmq.reply-to" && autoAck { // no caller of the fake's replies to it
+		return make(chan amqp.Delivery), nil
+	}
 	if autoAck {
 		return nil, errors.New("amqpfake: consumers acknowledge")
 	}
@@ -420,7 +424,7 @@ func (ch *Channel) Cancel(tag string, _ bool) error {
 	return nil
 }
 
-func (ch *Channel) Publish(_ context.Context, exchange, key string, _, _ bool, msg amqp.Publishing) (amqpio.Confirmation, error) {
+func (ch *Channel) Publish(_ context.Context, exchange, key string, mandatory, _ bool, msg amqp.Publishing) (amqpio.Confirmation, error) {
 	b, err := ch.lock()
 	if err != nil {
 		return nil, err
@@ -476,7 +480,15 @@ func (ch *Channel) Publish(_ context.Context, exchange, key string, _, _ bool, m
 			}
 		}
 	}
-	if len(to) == 0 {
+	switch {
+	case len(to) == 0 && mandatory && exchange != "": // unroutable: returned, if anyone listens
+		for _, l := range ch.returns {
+			select {
+			case l <- amqp.Return{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE", Exchange: exchange, RoutingKey: key, CorrelationId: msg.CorrelationId}:
+			default:
+			}
+		}
+	case len(to) == 0:
 		b.replies = append(b.replies, Reply{Seq: b.seq, Exchange: exchange, Key: key, Pub: msg})
 	}
 	for _, q := range to {
@@ -588,7 +600,12 @@ func (ch *Channel) NotifyCancel(l chan string) chan string {
 	return l
 }
 
-func (ch *Channel) NotifyReturn(l chan amqp.Return) chan amqp.Return { return l }
+func (ch *Channel) NotifyReturn(l chan amqp.Return) chan amqp.Return {
+	ch.c.b.mu.Lock()
+	defer ch.c.b.mu.Unlock()
+	ch.returns = append(ch.returns, l)
+	return l
+}
 
 func (ch *Channel) Close() error {
 	b := ch.c.b

@@ -1,0 +1,92 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/describe"
+	"github.com/amqprpc/amqprpc/internal/amqpio"
+	"github.com/amqprpc/amqprpc/internal/wire"
+)
+
+// ErrServerNameTaken is returned by Serve when another server of the same
+// name (WithServerName) serves the topic already: both would receive the
+// requests sent to that name, and run each twice.
+var ErrServerNameTaken = errors.New("amqprpc: a server of this name serves the topic already")
+
+// nameProbe bounds the wait for a server of the same name to answer.
+const nameProbe = 2 * time.Second
+
+// nameTaken reports whether a server named as s answers on its topic: it
+// sends a description request to that name, with the mandatory flag, and
+// takes the broker's return for no, an answer for yes, and silence (a
+// queue whose server is gone, and the broker not yet aware) for no. Only
+// amqprpc's protocol is asked; oslo.messaging's servers are not.
+func (s *Server) nameTaken(conn amqpio.Conn) (bool, error) {
+	if s.cfg.oslo != nil { // oslo.messaging's servers answer no description
+		return false, nil
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, err
+	}
+	defer ch.Close()
+	if err := declareExchange(ch, s.proto.RequestExchange()); err != nil { // on a new broker, the first server's
+		return false, err
+	}
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	replies, err := ch.Consume(wire.DirectReplyTo, "", true, false, false, false, nil) // autoAck, as direct reply-to wants
+	if err != nil {
+		return false, fmt.Errorf("amqprpc: consume direct replies: %w", err)
+	}
+	id := uuid.NewString()
+	var pub amqp.Publishing
+	if err := s.proto.EncodeRequest(&pub, &wire.Out{MsgID: id, Method: describe.Request, ReplyTo: wire.DirectReplyTo, Deadline: time.Now().Add(nameProbe)}); err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), nameProbe)
+	defer cancel()
+	if _, err := ch.Publish(ctx, s.proto.RequestExchange().Name, s.topic+"."+s.server, true, false, pub); err != nil { // mandatory
+		return false, err
+	}
+	for {
+		select {
+		case <-returns:
+			return false, nil
+		case d, ok := <-replies:
+			if !ok {
+				return false, errors.New("amqprpc: the channel closed while asking for a server of the same name")
+			}
+			found := false
+			s.proto.SplitReplies(&d, func(r *wire.Reply) { found = found || r.ID == id })
+			if found {
+				return true, nil
+			}
+		case <-ctx.Done():
+			return false, nil
+		}
+	}
+}
+
+// checkName stops a server from serving under a name that another server
+// of its topic answers to: with ErrServerNameTaken when the name was
+// given (WithServerName); the default name, the host's, is shared by the
+// processes of one host, which the log line says.
+func (s *Server) checkName(conn amqpio.Conn) error {
+	taken, err := s.nameTaken(conn)
+	switch {
+	case err != nil:
+		return err
+	case !taken:
+		return nil
+	case s.cfg.serverName == "":
+		s.log.Error("amqprpc: another server of this name, the host's, serves the topic: both receive the requests sent to the name, and run them; give each its own name (WithServerName)")
+		return nil
+	}
+	return fmt.Errorf("%w: %q on topic %q; give each server its own name (WithServerName)", ErrServerNameTaken, s.server, s.topic)
+}
