@@ -117,9 +117,14 @@ func (sess *serverSession) consumerOf(tag string) *consumer {
 	return nil
 }
 
+// resubscribeMost bounds the wait between attempts to consume a queue
+// again: a classic queue whose node is down comes back with its node, and
+// its servers consume it within about this long of that.
+const resubscribeMost = 2 * time.Second
+
 // resubscribe declares c's queue again and consumes it, backing off
-// between attempts while the queue cannot be had, until it does, the
-// session ends or Shutdown begins. The declarations run on a channel of
+// between attempts (up to resubscribeMost) while the queue cannot be had,
+// until it does, the session ends or Shutdown begins. The declarations run on a channel of
 // their own, which a refusal closes instead of the session's. A queue
 // declared with other settings than the server's ends the session: the
 // server then fails with ErrTopologyMismatch as it reconnects.
@@ -128,7 +133,7 @@ func (sess *serverSession) resubscribe(c *consumer) {
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			select {
-			case <-time.After(s.cfg.backoff().Delay(attempt - 1)):
+			case <-time.After(amqpio.Backoff{First: s.cfg.reconnectMin, Most: min(s.cfg.reconnectMax, resubscribeMost)}.Delay(attempt - 1)):
 			case <-sess.done:
 				return
 			case <-s.quit:

@@ -94,7 +94,12 @@ type model struct {
 	gate     gate
 }
 
-// gate holds requests until want of them run at once, or a second passes.
+// gate holds requests until want of them run at once, or gateWait
+// passes: long enough for a loaded machine (make test runs every
+// package's tests at once, with the race detector) to start them all.
+const gateWait = 3 * time.Second
+
+// gate holds requests until want of them run at once, or gateWait passes.
 type gate struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -112,10 +117,10 @@ func (g *gate) pass() {
 		g.opened = true
 		g.cond.Broadcast()
 	}
-	timer := time.AfterFunc(time.Second, func() { g.mu.Lock(); g.cond.Broadcast(); g.mu.Unlock() })
+	timer := time.AfterFunc(gateWait, func() { g.mu.Lock(); g.cond.Broadcast(); g.mu.Unlock() })
 	defer timer.Stop()
 	start := time.Now()
-	for !g.opened && time.Since(start) < time.Second {
+	for !g.opened && time.Since(start) < gateWait {
 		g.cond.Wait()
 	}
 	if !g.opened {
@@ -216,7 +221,7 @@ func (m *model) gateOpens() bool {
 	for range m.gate.want {
 		m.b.Publish(DefaultExchange, m.topic, amqp.Publishing{ContentType: "application/json", Body: []byte(`{"method":"gate"}`)})
 	}
-	if !eventually(3*time.Second, func() bool { return m.b.Idle(m.topic) }) {
+	if !eventually(gateWait+2*time.Second, func() bool { return m.b.Idle(m.topic) }) {
 		return false
 	}
 	m.gate.mu.Lock()
