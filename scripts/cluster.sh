@@ -79,7 +79,8 @@ start_node() {
 		cat >"$dir/node$i/rabbitmq.conf" <<-EOF
 			listeners.tcp.default = 127.0.0.1:$((port + i - 1))
 			loopback_users = none
-			cluster_partition_handling = pause_minority
+			cluster_partition_handling = autoheal
+			net_ticktime = 10
 		EOF
 		if [ -n "${AMQPRPC_CLUSTER_TLS:-}" ]; then
 			cat >>"$dir/node$i/rabbitmq.conf" <<-EOF
