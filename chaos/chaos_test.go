@@ -57,6 +57,11 @@ func TestMain(m *testing.M) {
 		serveProcess(topic, name)
 		return
 	}
+	if spec := os.Getenv("AMQPRPC_OVERLOAD_SERVE"); spec != "" {
+		topic, queueType, _ := strings.Cut(spec, ",")
+		serveOverloaded(topic, queueType)
+		return
+	}
 	if os.Getenv("AMQPRPC_CLUSTER_DIR") == "" {
 		fmt.Fprintln(os.Stderr, "chaos: the fault tests break their broker: run them with make chaos, on a node of their own")
 		os.Exit(1)
