@@ -47,7 +47,7 @@ test: lint check-generated
 	  $(GO) test -race -count=1 ./...
 
 ## chaos: fault tests: load while the broker drops, stops, stalls, alarms, and servers die,
-## against a broker node of their own (5811)
+## and three times the load a server can take for a minute, against a broker node of their own (5811)
 chaos:
 	@$(CHAOS_NODE) scripts/cluster.sh stop
 	@$(CHAOS_NODE) scripts/cluster.sh start 1
@@ -67,7 +67,8 @@ bench: broker
 	@cat bench/RESULTS.md
 
 ## cluster-test: start three RabbitMQ nodes of the project's own (scripts/cluster.sh),
-## lose nodes under load (stop, kill -9, pause, rolling restart), and remove the nodes
+## lose nodes under load (stop, kill -9, pause, freeze for 60 s, network cut, rolling restart,
+## a classic queue's node), measure the failover, and remove the nodes
 cluster-test:
 	@scripts/cluster.sh stop
 	@scripts/cluster.sh start
