@@ -40,6 +40,10 @@ type Client struct {
 	// batching knows, for each routing key, whether calls to it may go
 	// several to a message (batches).
 	batching sync.Map
+	// limited holds the routing keys whose replies said their queue
+	// refuses requests beyond a limit (WithQueueLimit): calls to them go
+	// in confirm mode, so that a refused one fails at once.
+	limited sync.Map
 
 	mu      sync.Mutex
 	sess    *session            // nil while reconnecting
@@ -102,8 +106,10 @@ func routingKey(t *Target) string {
 // (WithTimeout). The deadline also becomes the request's expiration, so the
 // broker drops a request that no server took in time, and travels with the
 // request, so the server's method sees it. A request the broker cannot
-// route fails at once with ErrNoServer; one it refuses (its queue is full:
-// WithQueueLimit) fails at once with ErrOverloaded, which is ErrNacked too;
+// route fails at once with ErrNoServer; one it refuses fails at once with
+// ErrOverloaded, which is ErrNacked too, when it is confirmed (casts, calls
+// with the Safe profile, and calls to a topic whose replies said its queue
+// has a limit: WithQueueLimit);
 // one whose routing key or metadata keys AMQP cannot carry fails at once,
 // unsent, with ErrNameTooLong. A Cast or a Fanout ends when the broker has
 // confirmed that it took the request.
@@ -167,11 +173,12 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 	o.req.BatchReplies = !c.cfg.noBatching // and it may go out with other calls
 	o.req.Heartbeat = c.cfg.callMonitor
 	for {
-		_, confirm, err := c.send(o, false, c.toCalls, routingKey(&req.Target))
+		key := routingKey(&req.Target)
+		k, confirm, err := c.send(o, false, c.callsTo(key), key)
 		if err != nil {
 			return err
 		}
-		r, err := c.await(o, confirm)
+		r, err := c.await(o, k, confirm)
 		switch {
 		case errors.Is(err, errResend):
 			o.alone = true
@@ -183,12 +190,12 @@ func (c *Client) call(ctx context.Context, req *Request, reply any) error {
 	}
 }
 
-// await waits for the final reply to o, published with confirm (nil
+// await waits for the final reply to o, published on k with confirm (nil
 // unless confirmed). With a call monitor, the call fails once its server
 // has been silent that long: no heartbeat, no reply. A call that its
 // session's end finds queued, unpublished, comes back from the queue
 // (errResend).
-func (c *Client) await(o *outgoing, confirm amqpio.Confirmation) (*wire.Reply, error) {
+func (c *Client) await(o *outgoing, k *channel, confirm amqpio.Confirmation) (*wire.Reply, error) {
 	confirmed := confirmed(confirm)
 	var silent <-chan time.Time
 	var beats <-chan struct{}
@@ -209,7 +216,7 @@ func (c *Client) await(o *outgoing, confirm amqpio.Confirmation) (*wire.Reply, e
 			return nil, fmt.Errorf("%w: no heartbeat for %v", ErrServerSilent, c.cfg.callMonitor)
 		case <-confirmed:
 			if !confirm.Acked() {
-				return nil, refusedBy(o.sess.calls)
+				return nil, refusedBy(k)
 			}
 			confirmed = nil // taken: wait for the reply
 		case <-lost:

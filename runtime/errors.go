@@ -43,8 +43,10 @@ var (
 	ErrTooLarge = errors.New("amqprpc: request body too large")
 
 	// ErrNacked is returned at once by a request that the broker refused
-	// to take (a nack): a call or a cast. The broker refuses a request
-	// when the topic's queue is full (WithQueueLimit; the error is then
+	// to take (a nack), published in confirm mode: a cast, a call with
+	// request confirms (the Safe profile, WithRequestConfirms), and a call
+	// to a topic whose queue has a limit (WithQueueLimit). The broker
+	// refuses a request when the topic's queue is full (the error is then
 	// also ErrOverloaded), or, rarely, when it fails to take it.
 	ErrNacked = errors.New("amqprpc: the broker refused the message")
 

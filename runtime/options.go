@@ -378,16 +378,21 @@ func WithServerName(name string) ServerOption {
 }
 
 // WithURLs adds brokers of the same cluster to try, in turn, after the URL
-// given to Dial or NewServer, when connecting and when reconnecting.
-// Default: none.
+// given to Dial or NewServer. A client or server connects again starting
+// with the broker after the one whose connection it lost, so that a node
+// that froze, and still takes TCP connections, is tried last. Default:
+// none.
 func WithURLs(urls ...string) Option {
 	return option(func(c *options) { c.urls = append(c.urls, urls...) })
 }
 
 // WithReconnectBackoff sets the wait between attempts to reconnect after
 // the connection is lost: first, doubling on each failed attempt up to
-// most (at least first), with jitter. Values <= 0 are ignored. Default:
-// DefaultReconnectMin (100ms) and DefaultReconnectMax (5s).
+// most (at least first), with jitter. Values <= 0 are ignored. A server
+// whose consumer the broker cancelled asks for its queue again the same
+// way, but at least every 2 s, so that it consumes a queue whose node came
+// back within about that. Default: DefaultReconnectMin (100ms) and
+// DefaultReconnectMax (5s).
 func WithReconnectBackoff(first, most time.Duration) Option {
 	return option(func(c *options) {
 		if first > 0 {
@@ -480,7 +485,11 @@ func WithDeadLetterExchange(name string) ServerOption {
 // server to take them: beyond n, the broker refuses new ones
 // (x-max-length n, x-overflow reject-publish), and an amqprpc caller's
 // call or cast fails at once with ErrOverloaded, instead of waiting its
-// deadline out behind work the servers cannot do in time. A call that
+// deadline out behind work the servers cannot do in time. The servers'
+// replies say that the queue has a limit, and a client publishes its calls
+// to the topic in confirm mode once one has (before, a refused call ends
+// at its deadline; a client that gets no reply at all from an overloaded
+// topic learns it at the first that is taken). A call that
 // is taken waits for about n / (the calls the topic's servers finish a
 // second) before it runs; the requests the servers have taken and run
 // (their prefetch counts) are not counted, and a message that carries
@@ -512,12 +521,14 @@ const (
 	// Fast (bench/RESULTS.md).
 	Safe Profile = "safe"
 	// Fast keeps acknowledgement after the reply, and with it at-least-once
-	// serving, and does not wait for the confirms of replies: a reply
-	// published before its request's ack on the same channel is lost only
-	// if the ack is too. Calls may share a message (WithBatching), whose
-	// confirm no call waits for, as its reply proves the broker took it; a
-	// call the broker refuses still fails at once (ErrOverloaded). Casts
-	// are always confirmed.
+	// serving, and drops the confirms of calls and replies: the reply of a
+	// call already proves the broker took it, and a reply published before
+	// its request's ack on the same channel is lost only if the ack is too.
+	// Calls to a topic whose queue has a limit (WithQueueLimit) are the
+	// exception: once a reply from there has said so, they go in confirm
+	// mode, and one the broker refuses fails at once (ErrOverloaded); any
+	// other call the broker refuses ends at its deadline. Casts are always
+	// confirmed.
 	Fast Profile = "fast"
 	// DefaultProfile is the profile of a client or server given none.
 	DefaultProfile = Fast
@@ -540,12 +551,12 @@ func (p Profile) guarantees() (requestConfirms, replyConfirms, ackAfterReply boo
 	return true, true, true
 }
 
-// WithRequestConfirms sets whether a client has each call confirmed by
-// the broker on its own: in a message of its own, never batched
-// (WithBatching). Calls are always published in confirm mode, and one the
-// broker refuses fails at once with ErrOverloaded (and ErrNacked), either
-// way. Casts are always confirmed. Default: as the profile says. Client
-// only.
+// WithRequestConfirms sets whether a client publishes its calls in confirm
+// mode, so that a call the broker refuses fails at once with ErrNacked
+// rather than at its deadline. Confirmed calls go one to a message, never
+// batched (WithBatching). Casts are always confirmed, and so are calls to
+// a topic whose queue has a limit (WithQueueLimit). Default: as the
+// profile says. Client only.
 func WithRequestConfirms(on bool) ClientOption {
 	return clientOption(func(c *options) { c.requestConfirms.to(on) })
 }

@@ -198,6 +198,21 @@ func (c *Client) toCalls(s *session) (*channel, string, error) {
 	return s.calls, c.cfg.exchange, nil
 }
 
+// callsTo returns where a call to key goes: the calls channel or, when
+// key's queue refuses requests beyond a limit (and the calls channel is
+// not in confirm mode), the casts channel, in confirm mode, whose
+// refusals fail calls at once. Their replies come to the reply queue all
+// the same.
+func (c *Client) callsTo(key string) destination {
+	if c.cfg.requestConfirms || !c.confirms(key) {
+		return c.toCalls
+	}
+	return func(s *session) (*channel, string, error) {
+		k, _, err := s.castChannel(false, "")
+		return k, c.cfg.exchange, err
+	}
+}
+
 // confirmed returns the channel that is closed when the broker confirms
 // confirm, or nil, which blocks forever, for a channel not in confirm mode.
 func confirmed(confirm amqpio.Confirmation) <-chan struct{} {

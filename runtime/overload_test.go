@@ -3,6 +3,8 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 
 	"sync"
 	"testing"
@@ -83,5 +85,45 @@ func TestQueueLimitRefusesAtOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCloseWhileCallsGoToABoundedTopic: closing a client while its calls
+// to a topic with a queue limit are being published and confirmed ends
+// every call, without a panic or a race, and leaves no goroutine behind.
+func TestCloseWhileCallsGoToABoundedTopic(t *testing.T) {
+	topic := newTopic(t)
+	serve(t, topic, runtime.WithQueueLimit(1000))
+	for range 5 {
+		c, err := runtime.Dial(brokerURL(), runtime.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		arith := testsvc.NewArithClient(c, topic)
+		if _, err := arith.Add(ctxTimeout(t, 5*time.Second), 1, 1); err != nil { // its reply says the queue has a limit
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Go(func() {
+				for {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					_, err := arith.Add(ctx, 1, 2)
+					cancel()
+					if errors.Is(err, runtime.ErrClosed) || errors.Is(err, runtime.ErrConnectionLost) {
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(100 * time.Millisecond)
+		c.Close()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("calls still under way 10s after Close")
+		}
 	}
 }

@@ -103,6 +103,17 @@ func (c *Client) readsBatches(key string) {
 	c.batching.Store(key, true)
 }
 
+// confirms reports whether calls to key go in confirm mode: with request
+// confirms (WithRequestConfirms), or to a key whose replies said its queue
+// refuses requests beyond a limit.
+func (c *Client) confirms(key string) bool {
+	if c.cfg.requestConfirms {
+		return true
+	}
+	_, limited := c.limited.Load(key)
+	return limited
+}
+
 // inBatch records that the calls ids went in the batch id.
 func (c *Client) inBatch(id string, ids []string) {
 	c.mu.Lock()
@@ -166,6 +177,9 @@ func (c *Client) resolveOf(id string, want *pending, r callResult) bool {
 	c.mu.Unlock()
 	if ok && r.err == nil && r.reply.ReadsBatches {
 		c.readsBatches(p.key)
+	}
+	if ok && r.err == nil && r.reply.Bounded {
+		c.limited.Store(p.key, true)
 	}
 	switch {
 	case !ok:

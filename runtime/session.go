@@ -41,16 +41,20 @@ type session struct {
 	whyMu sync.Mutex
 	why   map[string]unrouted // by routing key: why requests to it came back
 
-	// confirms are the messages of calls published by the batcher, in
-	// order, for watchConfirms; closed by stop.
-	confirms  chan publication
-	closeOnce sync.Once
+	// unconfirmed are the messages of calls the batcher published since
+	// watchConfirms last looked, in order; published wakes it, and stop
+	// closes it.
+	pubMu       sync.Mutex
+	unconfirmed []publication
+	published   chan struct{}
+	pubStopped  bool
 }
 
 // publication is a message of calls, batched or alone, that the calls
 // channel published: each call's id and pending request, and the
 // broker's confirmation.
 type publication struct {
+	ch      *channel // the channel it went on
 	confirm amqpio.Confirmation
 	calls   []callOf
 }
@@ -87,7 +91,7 @@ func (c *Client) openSession() (*session, error) {
 }
 
 func (s *session) open() error {
-	calls, err := s.openChannel(true) // a call the broker refuses (WithQueueLimit) fails at once
+	calls, err := s.openChannel(s.c.cfg.requestConfirms)
 	if err != nil {
 		return err
 	}
@@ -111,9 +115,9 @@ func (s *session) open() error {
 	if !s.c.cfg.noBatching && !s.c.cfg.requestConfirms && s.c.proto.Batches != nil {
 		s.requests = amqpio.NewBatcher(s.c.cfg.maxQueued, s.publishCalls)
 		s.requests.Start() // stopped by stop
-		s.confirms = make(chan publication, 1024)
+		s.published = make(chan struct{}, 1)
 		s.c.wg.Add(1)
-		go s.watchConfirms() // ends once stop closes confirms
+		go s.watchConfirms() // ends once stop closes published
 	}
 	blocks := s.conn.NotifyBlocked(make(chan amqp.Blocking, 1))
 	s.c.wg.Add(2)
@@ -187,13 +191,13 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 		for _, o := range batch {
 			taken = append(taken, o.pending)
 		}
-		confirm, err := s.publishBatch(key, batch)
+		k, confirm, err := s.publishBatch(key, batch)
 		if err == nil && confirm != nil {
-			m := publication{confirm: confirm, calls: make([]callOf, len(batch))}
+			m := publication{ch: k, confirm: confirm, calls: make([]callOf, len(batch))}
 			for i, o := range batch {
 				m.calls[i] = callOf{o.req.MsgID, taken[i]}
 			}
-			s.confirms <- m
+			s.watch(m)
 		}
 		for i, o := range batch {
 			id, p := o.req.MsgID, taken[i]
@@ -217,7 +221,7 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 
 // publishBatch publishes calls, one alone or several in one message, to
 // key with the mandatory flag.
-func (s *session) publishBatch(key string, calls []*outgoing) (amqpio.Confirmation, error) {
+func (s *session) publishBatch(key string, calls []*outgoing) (*channel, amqpio.Confirmation, error) {
 	if len(calls) == 1 {
 		return s.publishCall(key, calls[0].pub)
 	}
@@ -230,7 +234,7 @@ func (s *session) publishBatch(key string, calls []*outgoing) (amqpio.Confirmati
 	id := wire.BatchID(uuid.NewString())
 	var pub amqp.Publishing
 	if err := s.c.proto.Batches.EncodeRequests(&pub, id, s.replyTo, reqs); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.c.inBatch(id, ids)
 	s.c.stats.batches.Add(1)
@@ -239,31 +243,83 @@ func (s *session) publishBatch(key string, calls []*outgoing) (amqpio.Confirmati
 }
 
 // publishCall publishes pub, one call or several, to key with the
-// mandatory flag.
-func (s *session) publishCall(key string, pub amqp.Publishing) (amqpio.Confirmation, error) {
-	return s.calls.ch.Publish(context.Background(), s.c.cfg.exchange, key,
+// mandatory flag, on the calls channel, or in confirm mode on the casts
+// channel when key's queue refuses requests beyond a limit; it returns
+// the channel and, in confirm mode, the broker's confirmation.
+func (s *session) publishCall(key string, pub amqp.Publishing) (*channel, amqpio.Confirmation, error) {
+	k, exchange, err := s.c.callsTo(key)(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	confirm, err := k.ch.Publish(context.Background(), exchange, key,
 		true,  // mandatory
 		false, // immediate
 		pub)
+	return k, confirm, err
 }
 
 // watchConfirms fails at once the calls of each message the broker
 // refuses (a nack: the topic's queue is full), rather than let them wait
-// for replies that cannot come. A message unconfirmed when the session is
-// lost is the loss's (lose).
+// for replies that cannot come. It takes the messages published since it
+// last looked and waits for the newest one's confirm, which the broker
+// sends with, or after, those of the others: a wake-up for the messages of
+// a round trip, not one each. A message unconfirmed when the session is
+// lost is the loss's (lose). It ends when stop closes published.
 func (s *session) watchConfirms() {
 	defer s.c.wg.Done()
-	for m := range s.confirms {
-		select {
-		case <-m.confirm.Done():
-			if m.confirm.Acked() || s.calls.ch.IsClosed() {
+	var waiting []publication
+	for open := true; open; {
+		_, open = <-s.published
+		s.pubMu.Lock()
+		waiting = append(waiting, s.unconfirmed...)
+		clear(s.unconfirmed)
+		s.unconfirmed = s.unconfirmed[:0]
+		s.pubMu.Unlock()
+		for len(waiting) > 0 {
+			select {
+			case <-waiting[len(waiting)-1].confirm.Done():
+			case <-s.lost:
+				clear(waiting)
+				waiting = waiting[:0]
 				continue
 			}
-			for _, c := range m.calls {
-				s.c.resolveOf(c.id, c.p, callResult{err: errRefused})
+			left := waiting[:0]
+			for _, m := range waiting {
+				select {
+				case <-m.confirm.Done():
+					s.refused(m)
+				default:
+					left = append(left, m)
+				}
 			}
-		case <-s.lost:
+			clear(waiting[len(left):])
+			waiting = left
 		}
+	}
+}
+
+// watch hands m, just published, to watchConfirms, unless stop has
+// begun: the session is going, and its loss fails m's calls (lose).
+func (s *session) watch(m publication) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	if s.pubStopped {
+		return
+	}
+	s.unconfirmed = append(s.unconfirmed, m)
+	select {
+	case s.published <- struct{}{}:
+	default: // the watcher will look anyway
+	}
+}
+
+// refused fails the calls of m, confirmed, if the broker refused it.
+func (s *session) refused(m publication) {
+	if m.confirm.Acked() || m.ch.ch.IsClosed() {
+		return
+	}
+	for _, c := range m.calls {
+		s.c.resolveOf(c.id, c.p, callResult{err: errRefused})
 	}
 }
 
@@ -394,7 +450,14 @@ func (s *session) stop() {
 			s.c.resolve(o.req.MsgID, callResult{err: errResend})
 			o.unref()
 		}
-		s.closeOnce.Do(func() { close(s.confirms) }) // the batcher, its only sender, has stopped
+		// A publishCalls may still be under way in a caller's goroutine
+		// (the batcher's idle path): watch sees pubStopped.
+		s.pubMu.Lock()
+		if !s.pubStopped {
+			s.pubStopped = true
+			close(s.published)
+		}
+		s.pubMu.Unlock()
 	}
 }
 

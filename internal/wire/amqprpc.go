@@ -50,6 +50,11 @@ const (
 	// ServerHeader names the server replying to a request sent to every
 	// server of a topic.
 	ServerHeader = "amqprpc-server"
+	// QueueLimitHeader, on a reply, says that the topic's queue refuses
+	// requests beyond a number waiting (x-max-length, reject-publish): a
+	// client publishes its calls to the topic in confirm mode from then
+	// on, so that a refused one fails at once.
+	QueueLimitHeader = "amqprpc-queue-limit"
 	// DeadlineHeader carries the caller's deadline, in milliseconds since
 	// the Unix epoch.
 	DeadlineHeader = "amqprpc-deadline"
@@ -81,9 +86,9 @@ func Amqprpc(t AmqprpcTopology) *Protocol {
 		Name:     "amqprpc",
 		Topology: amqprpcTopology(t),
 		Requests: classic{},
-		Replies:  classic{},
+		Replies:  classic{queueLimit: t.MaxLength},
 		Finder:   amqprpcFinder{},
-		Batches:  classic{},
+		Batches:  classic{queueLimit: t.MaxLength},
 		Gathers:  true,
 	}
 }
@@ -175,7 +180,9 @@ type Service struct {
 }
 
 // classic is the amqprpc envelope.
-type classic struct{}
+type classic struct {
+	queueLimit int // the topic queue's, which replies say (QueueLimitHeader)
+}
 
 type classicRequest struct {
 	Method       string          `json:"method"`
@@ -291,7 +298,7 @@ func (classic) decodeBody(replyTo string, body []byte, r *In) error {
 	return nil
 }
 
-func (classic) EncodeReply(pub *amqp.Publishing, msgID, server string, result any, failure *Failure) error {
+func (c classic) EncodeReply(pub *amqp.Publishing, msgID, server string, result any, failure *Failure) error {
 	var body []byte
 	var err error
 	if failure != nil {
@@ -309,7 +316,19 @@ func (classic) EncodeReply(pub *amqp.Publishing, msgID, server string, result an
 	if server != "" {
 		pub.Headers = amqp.Table{ServerHeader: server}
 	}
+	c.sayLimit(pub)
 	return nil
+}
+
+// sayLimit marks pub, a reply, with the topic queue's limit, if any.
+func (c classic) sayLimit(pub *amqp.Publishing) {
+	if c.queueLimit <= 0 {
+		return
+	}
+	if pub.Headers == nil {
+		pub.Headers = amqp.Table{}
+	}
+	pub.Headers[QueueLimitHeader] = int64(c.queueLimit)
 }
 
 type classicRequestEntry struct {
@@ -409,7 +428,8 @@ func (classic) SplitRequests(d *amqp.Delivery) ([]BatchedRequest, error) {
 	return reqs, nil
 }
 
-func (classic) EncodeReplies(pub *amqp.Publishing, replies []BatchedReply) error {
+func (c classic) EncodeReplies(pub *amqp.Publishing, replies []BatchedReply) error {
+	c.sayLimit(pub)
 	if len(replies) == 1 {
 		pub.ContentType = contentTypeJSON
 		pub.Type = ReplyType
@@ -452,9 +472,11 @@ type classicBatchEntry struct {
 
 func (classic) SplitReplies(d *amqp.Delivery, each func(*Reply)) error {
 	readsBatches := d.Type == ReplyType || d.Type == BatchType
+	limit, _ := Integer(d.Headers[QueueLimitHeader])
+	bounded := limit > 0
 	if d.Type != BatchType {
 		server, _ := d.Headers[ServerHeader].(string)
-		each(&Reply{ID: d.CorrelationId, ReadsBatches: readsBatches, Server: server, Body: d.Body})
+		each(&Reply{ID: d.CorrelationId, ReadsBatches: readsBatches, Bounded: bounded, Server: server, Body: d.Body})
 		return nil
 	}
 	var entries []classicBatchEntry
@@ -462,7 +484,7 @@ func (classic) SplitReplies(d *amqp.Delivery, each func(*Reply)) error {
 		return fmt.Errorf("%w: %v", malformed("body is not a JSON array of replies"), err)
 	}
 	for _, e := range entries {
-		each(&Reply{ID: e.ID, ReadsBatches: true, Body: e.Reply})
+		each(&Reply{ID: e.ID, ReadsBatches: true, Bounded: bounded, Body: e.Reply})
 	}
 	return nil
 }

@@ -516,3 +516,31 @@ func BenchmarkDecodeReply(b *testing.B) {
 		}
 	}
 }
+
+// TestRepliesSayTheQueueLimit: the replies of a protocol whose topic queue
+// has a limit say so, alone or in batches, and a client reads it; those of
+// one without do not.
+func TestRepliesSayTheQueueLimit(t *testing.T) {
+	for _, limit := range []int{0, 100} {
+		p := Amqprpc(AmqprpcTopology{Exchange: "x", MaxLength: limit})
+		var one, many amqp.Publishing
+		if err := p.EncodeReply(&one, "c1", "", 5, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Batches.EncodeReplies(&many, []BatchedReply{{MsgID: "a", Body: []byte(`{"result":1}`)}, {MsgID: "b", Body: []byte(`{"result":2}`)}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, pub := range []amqp.Publishing{one, many} {
+			d := amqp.Delivery{Type: pub.Type, Headers: pub.Headers, CorrelationId: pub.CorrelationId, Body: pub.Body}
+			n := 0
+			if err := p.SplitReplies(&d, func(r *Reply) {
+				n++
+				if r.Bounded != (limit > 0) {
+					t.Errorf("limit %d: a reply (type %s) says bounded %v", limit, pub.Type, r.Bounded)
+				}
+			}); err != nil || n == 0 {
+				t.Errorf("limit %d: %d replies, %v", limit, n, err)
+			}
+		}
+	}
+}

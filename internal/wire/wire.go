@@ -226,6 +226,9 @@ type Reply struct {
 	Server string
 	// ReadsBatches says its server reads batches of requests.
 	ReadsBatches bool
+	// Bounded says its topic's queue refuses requests beyond a limit
+	// (QueueLimitHeader).
+	Bounded bool
 	// Empty says it carries neither result nor failure.
 	Empty bool
 	// Body is the reply's body, as the protocol decodes it.
