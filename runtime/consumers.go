@@ -152,7 +152,7 @@ func (sess *serverSession) resubscribe(c *consumer) {
 			sess.conn.Close()
 			return
 		}
-		s.log.Warn("amqprpc: cannot consume the queue yet", "queue", c.queue.Name, "attempt", attempt+1, "error", err)
+		s.throttle.warn(s.log, "amqprpc: cannot consume the queue yet", "queue", c.queue.Name, "attempt", attempt+1, "error", err)
 	}
 }
 

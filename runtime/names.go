@@ -24,9 +24,12 @@ const nameProbe = 2 * time.Second
 
 // nameTaken reports whether a server named as s answers on its topic: it
 // sends a description request to that name, with the mandatory flag, and
-// takes the broker's return for no, an answer for yes, and silence (a
-// queue whose server is gone, and the broker not yet aware) for no. Only
-// amqprpc's protocol is asked; oslo.messaging's servers are not.
+// takes the broker's return for no, an answer for yes (but a description
+// of a server of another topic or name: <topic>.<name> is also the key of
+// a topic named so), and silence (a queue whose server is gone, and the
+// broker not yet aware) for no. Only amqprpc's protocol is asked;
+// oslo.messaging's servers are not. Two servers of one name that start
+// together may both find it free.
 func (s *Server) nameTaken(conn amqpio.Conn) (bool, error) {
 	if s.cfg.oslo != nil { // oslo.messaging's servers answer no description
 		return false, nil
@@ -62,9 +65,19 @@ func (s *Server) nameTaken(conn amqpio.Conn) (bool, error) {
 			if !ok {
 				return false, errors.New("amqprpc: the channel closed while asking for a server of the same name")
 			}
-			found := false
-			s.proto.SplitReplies(&d, func(r *wire.Reply) { found = found || r.ID == id })
-			if found {
+			taken := false
+			s.proto.SplitReplies(&d, func(r *wire.Reply) {
+				if r.ID != id {
+					return
+				}
+				// The key <topic>.<name> also routes to the queue of a
+				// topic named so: the description says whose it is.
+				var desc describe.Server
+				if f, err := s.proto.DecodeReply(r, &desc); f != nil || err != nil || desc.Topic == s.topic && desc.Name == s.server {
+					taken = true
+				}
+			})
+			if taken {
 				return true, nil
 			}
 		case <-ctx.Done():
