@@ -107,11 +107,13 @@ type gate struct {
 	running int
 	opened  bool
 	closed  int // requests that gave up waiting
+	passed  int // requests that left it, through or not
 }
 
 func (g *gate) pass() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	defer func() { g.passed++ }()
 	g.running++
 	if g.running >= g.want {
 		g.opened = true
@@ -216,17 +218,35 @@ func (m *model) service() *ServiceDesc {
 // gateOpens sends as many requests through the gate as the server runs at
 // once from the topic's queue (its prefetch count) and reports whether
 // they all ran at once.
+//
+// A worker may still be busy with an earlier request (at most once, its
+// delivery was acknowledged before it ran, and its reply may be retrying
+// a route): the gate is tried up to three times; a server that runs fewer
+// requests at once for good fails each.
 func (m *model) gateOpens() bool {
-	m.gate.want = m.prefetch
-	for range m.gate.want {
-		m.b.Publish(DefaultExchange, m.topic, amqp.Publishing{ContentType: "application/json", Body: []byte(`{"method":"gate"}`)})
+	for range 3 {
+		m.gate.mu.Lock()
+		m.gate.want, m.gate.running, m.gate.opened, m.gate.closed, m.gate.passed = m.prefetch, 0, false, 0, 0
+		m.gate.mu.Unlock()
+		for range m.prefetch {
+			m.b.Publish(DefaultExchange, m.topic, amqp.Publishing{ContentType: "application/json", Body: []byte(`{"method":"gate"}`)})
+		}
+		left := eventually(gateWait+2*time.Second, func() bool { // every request through the gate, and settled
+			m.gate.mu.Lock()
+			defer m.gate.mu.Unlock()
+			return m.gate.passed == m.prefetch && m.b.Idle(m.topic)
+		})
+		if !left {
+			return false
+		}
+		m.gate.mu.Lock()
+		ok := m.gate.opened && m.gate.closed == 0
+		m.gate.mu.Unlock()
+		if ok {
+			return true
+		}
 	}
-	if !eventually(gateWait+2*time.Second, func() bool { return m.b.Idle(m.topic) }) {
-		return false
-	}
-	m.gate.mu.Lock()
-	defer m.gate.mu.Unlock()
-	return m.gate.opened && m.gate.closed == 0
+	return false
 }
 
 // settledGoroutines returns how many goroutines run once their number has

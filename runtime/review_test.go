@@ -132,7 +132,9 @@ func TestWithoutAckAfterReplyTheServerHoldsItsPrefetch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.Messages < n-30 {
+	// In 300 ms, 4 at a time, a server runs about 24 of them and holds 4
+	// more; one that took what it was sent, unbounded, would hold all.
+	if q.Messages < n/2 {
 		t.Fatalf("%d of %d requests wait in the queue; the server took more than its prefetch count of 4 allows", q.Messages, n)
 	}
 	ch.QueuePurge(topic, false)
