@@ -160,7 +160,8 @@ func failed(req *Request, err error) error {
 	return fmt.Errorf("%s %s/%s: %w", req.Mode, key, req.Method, err)
 }
 
-// call publishes a request on the calls channel and waits for its reply.
+// call publishes a request (on the channel callsTo says) and waits for its
+// reply.
 // A call queued to go out with others and not published when its
 // connection went, or in a batch that came back from a server that does
 // not read batches, goes again, alone.

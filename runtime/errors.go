@@ -45,7 +45,9 @@ var (
 	// ErrNacked is returned at once by a request that the broker refused
 	// to take (a nack), published in confirm mode: a cast, a call with
 	// request confirms (the Safe profile, WithRequestConfirms), and a call
-	// to a topic whose queue has a limit (WithQueueLimit). The broker
+	// to a topic whose replies have said that its queue has a limit
+	// (WithQueueLimit); any other call the broker refuses ends at its
+	// deadline. The broker
 	// refuses a request when the topic's queue is full (the error is then
 	// also ErrOverloaded), or, rarely, when it fails to take it.
 	ErrNacked = errors.New("amqprpc: the broker refused the message")
@@ -53,7 +55,9 @@ var (
 	// ErrOverloaded is returned at once by a call or a cast that the
 	// broker refused: the topic's queue holds as many requests as its
 	// servers set (WithQueueLimit), and they have more work than they can
-	// do. errors.Is(err, ErrNacked) holds too. The broker does not say why
+	// do. errors.Is(err, ErrNacked) holds too. Calls are refused so, at
+	// once, from the first reply that said the queue has a limit (see
+	// ErrNacked). The broker does not say why
 	// it refuses: a request routed to a queue whose node failed before it
 	// took the request (a server's own queue, a classic topic queue) is
 	// reported alike.

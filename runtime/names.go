@@ -27,7 +27,8 @@ const nameProbe = 2 * time.Second
 // takes the broker's return for no, an answer for yes (but a description
 // of a server of another topic or name: <topic>.<name> is also the key of
 // a topic named so), and silence (a queue whose server is gone, and the
-// broker not yet aware) for no. Only amqprpc's protocol is asked;
+// broker not yet aware) for no; a failure for an answer (a server whose
+// interceptor refuses descriptions) is a yes. Only amqprpc's protocol is asked;
 // oslo.messaging's servers are not. Two servers of one name that start
 // together may both find it free.
 func (s *Server) nameTaken(conn amqpio.Conn) (bool, error) {

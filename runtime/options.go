@@ -553,10 +553,11 @@ func (p Profile) guarantees() (requestConfirms, replyConfirms, ackAfterReply boo
 
 // WithRequestConfirms sets whether a client publishes its calls in confirm
 // mode, so that a call the broker refuses fails at once with ErrNacked
-// rather than at its deadline. Confirmed calls go one to a message, never
-// batched (WithBatching). Casts are always confirmed, and so are calls to
-// a topic whose queue has a limit (WithQueueLimit). Default: as the
-// profile says. Client only.
+// rather than at its deadline. Calls confirmed so go one to a message,
+// never batched (WithBatching). Casts are always confirmed, and so are
+// calls to a topic whose replies said that its queue has a limit
+// (WithQueueLimit), batched or not. Default: as the profile says. Client
+// only.
 func WithRequestConfirms(on bool) ClientOption {
 	return clientOption(func(c *options) { c.requestConfirms.to(on) })
 }

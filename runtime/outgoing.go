@@ -175,6 +175,9 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 		}
 		c.unregister(o.req.MsgID, p)
 		o.pending = nil
+		if k != nil && k != s.calls && !s.conn.IsClosed() && errors.Is(err, amqp.ErrClosed) {
+			continue // a channel of its own (casts, bounded calls) alone closed: it opens again
+		}
 		select {
 		case <-s.lost:
 		case <-o.ctx.Done():
@@ -200,7 +203,7 @@ func (c *Client) toCalls(s *session) (*channel, string, error) {
 
 // callsTo returns where a call to key goes: the calls channel or, when
 // key's queue refuses requests beyond a limit (and the calls channel is
-// not in confirm mode), the casts channel, in confirm mode, whose
+// not in confirm mode), the bounded calls' channel, in confirm mode, whose
 // refusals fail calls at once. Their replies come to the reply queue all
 // the same.
 func (c *Client) callsTo(key string) destination {
@@ -208,7 +211,7 @@ func (c *Client) callsTo(key string) destination {
 		return c.toCalls
 	}
 	return func(s *session) (*channel, string, error) {
-		k, _, err := s.castChannel(false, "")
+		k, err := s.boundedChannel()
 		return k, c.cfg.exchange, err
 	}
 }

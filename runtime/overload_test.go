@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"github.com/amqprpc/amqprpc/internal/wire"
 	"io"
 	"log/slog"
 
@@ -90,7 +91,8 @@ func TestQueueLimitRefusesAtOnce(t *testing.T) {
 
 // TestCloseWhileCallsGoToABoundedTopic: closing a client while its calls
 // to a topic with a queue limit are being published and confirmed ends
-// every call, without a panic or a race, and leaves no goroutine behind.
+// every call, without a panic or a race (TestMain checks that no goroutine
+// is left behind).
 func TestCloseWhileCallsGoToABoundedTopic(t *testing.T) {
 	topic := newTopic(t)
 	serve(t, topic, runtime.WithQueueLimit(1000))
@@ -125,5 +127,49 @@ func TestCloseWhileCallsGoToABoundedTopic(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("calls still under way 10s after Close")
 		}
+	}
+}
+
+// TestBoundedCallsOutliveTheCastsChannel: calls to a topic with a queue
+// limit go on the casts channel, in confirm mode; a broker error that
+// closes that channel alone (here a fanout exchange declared with another
+// type) costs them nothing: they go on a new one, and are answered.
+func TestBoundedCallsOutliveTheCastsChannel(t *testing.T) {
+	topic, clash := newTopic(t), newTopic(t)
+	serve(t, topic, runtime.WithQueueLimit(1000))
+	if err := rawChannel(t).ExchangeDeclare(wire.FanoutExchange(runtime.DefaultExchange, clash), "direct", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t)
+	arith, fleet := testsvc.NewArithClient(c, topic), testsvc.NewFleetClient(c, clash)
+	if _, err := arith.Add(ctxTimeout(t, 5*time.Second), 1, 1); err != nil { // its reply says the queue has a limit
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var failed []error
+	ok := 0
+	var wg sync.WaitGroup
+	end := time.Now().Add(time.Second)
+	for range 16 {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				_, err := arith.Add(ctxTimeout(t, 3*time.Second), 1, 2)
+				mu.Lock()
+				if err != nil {
+					failed = append(failed, err)
+				} else {
+					ok++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for time.Now().Before(end) {
+		fleet.Reset(ctxTimeout(t, time.Second)) // a fanout: its exchange's declaration closes the casts channel
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Errorf("%d of %d calls failed while the casts channel closed under them: %v", len(failed), ok+len(failed), failed[0])
 	}
 }

@@ -22,12 +22,14 @@ type session struct {
 	conn    amqpio.Conn
 	calls   *channel // requests that want replies; it consumes the reply queue
 	replyTo string   // the reply queue: exclusive to this connection
-	// requests publishes calls on calls, batched; nil when calls are
-	// confirmed one by one (WithRequestConfirms) or not batched.
+	// requests publishes calls, batched, on calls (or on bounded, to a
+	// topic whose queue has a limit); nil when calls are confirmed one by
+	// one (WithRequestConfirms) or not batched.
 	requests *amqpio.Batcher[*outgoing]
 
 	castMu  sync.Mutex
 	casts   *channel        // casts and declarations; opened on demand, reopened once closed
+	bounded *channel        // calls to topics whose queue has a limit, confirmed; opened on demand, as casts
 	fanouts map[string]bool // fanout exchanges declared on this connection
 
 	blockMu sync.Mutex
@@ -50,9 +52,9 @@ type session struct {
 	pubStopped  bool
 }
 
-// publication is a message of calls, batched or alone, that the calls
-// channel published: each call's id and pending request, and the
-// broker's confirmation.
+// publication is a message of calls, batched or alone, published in
+// confirm mode: each call's id and pending request, and the broker's
+// confirmation.
 type publication struct {
 	ch      *channel // the channel it went on
 	confirm amqpio.Confirmation
@@ -161,8 +163,8 @@ func (s *session) openChannel(confirm bool) (*channel, error) {
 // take a batch over it goes in the next.
 const maxBatch = 64 << 10
 
-// publishCalls publishes calls to key on the calls channel, as many in a
-// message as maxBatch allows. A call that could not be published goes
+// publishCalls publishes calls to key (publishCall says on which channel),
+// as many in a message as maxBatch allows. A call that could not be published goes
 // back to its caller to be sent again (errResend); one published when the
 // session is lost already fails with ErrConnectionLost, its reply being
 // due on the lost connection. Calls whose caller gave up while they waited
@@ -268,33 +270,48 @@ func (s *session) publishCall(key string, pub amqp.Publishing) (*channel, amqpio
 func (s *session) watchConfirms() {
 	defer s.c.wg.Done()
 	var waiting []publication
-	for open := true; open; {
-		_, open = <-s.published
+	take := func() { // what was published since
 		s.pubMu.Lock()
 		waiting = append(waiting, s.unconfirmed...)
 		clear(s.unconfirmed)
 		s.unconfirmed = s.unconfirmed[:0]
 		s.pubMu.Unlock()
-		for len(waiting) > 0 {
-			select {
-			case <-waiting[len(waiting)-1].confirm.Done():
-			case <-s.lost:
-				clear(waiting)
-				waiting = waiting[:0]
-				continue
+	}
+	published := s.published
+	for published != nil || len(waiting) > 0 {
+		if len(waiting) == 0 {
+			if _, open := <-published; !open {
+				published = nil
 			}
-			left := waiting[:0]
-			for _, m := range waiting {
-				select {
-				case <-m.confirm.Done():
-					s.refused(m)
-				default:
-					left = append(left, m)
-				}
-			}
-			clear(waiting[len(left):])
-			waiting = left
+			take()
+			continue
 		}
+		// A confirm that comes late (a quorum queue electing its leader)
+		// holds up none that come after it: new messages join the wait.
+		select {
+		case <-waiting[len(waiting)-1].confirm.Done():
+		case _, open := <-published:
+			if !open {
+				published = nil
+			}
+			take()
+		case <-s.lost:
+			clear(waiting)
+			waiting = waiting[:0]
+			published = nil // the session is going: its loss fails the rest (lose)
+			continue
+		}
+		left := waiting[:0]
+		for _, m := range waiting {
+			select {
+			case <-m.confirm.Done():
+				s.refused(m)
+			default:
+				left = append(left, m)
+			}
+		}
+		clear(waiting[len(left):])
+		waiting = left
 	}
 }
 
@@ -313,14 +330,36 @@ func (s *session) watch(m publication) {
 	}
 }
 
-// refused fails the calls of m, confirmed, if the broker refused it.
+// refused fails the calls of m, confirmed, if the broker refused it, or
+// if its channel closed first and it was not the calls channel, whose
+// closing ends the session (lose): the channel of calls to topics with a
+// queue limit, which carries nothing else, may close alone (its exchange
+// deleted under it), and opens again.
 func (s *session) refused(m publication) {
-	if m.confirm.Acked() || m.ch.ch.IsClosed() {
+	if m.confirm.Acked() || m.ch == s.calls && m.ch.ch.IsClosed() {
 		return
 	}
+	err := refusedBy(m.ch)
 	for _, c := range m.calls {
-		s.c.resolveOf(c.id, c.p, callResult{err: errRefused})
+		s.c.resolveOf(c.id, c.p, callResult{err: err})
 	}
+}
+
+// boundedChannel returns the open channel of calls to topics whose queue
+// has a limit, in confirm mode, opening one if needed. Nothing but those
+// calls goes on it: a declaration that fails closes its channel, and
+// with it what was published there and not yet confirmed.
+func (s *session) boundedChannel() (*channel, error) {
+	s.castMu.Lock()
+	defer s.castMu.Unlock()
+	if s.bounded == nil || s.bounded.ch.IsClosed() {
+		k, err := s.openChannel(true)
+		if err != nil {
+			return nil, err
+		}
+		s.bounded = k
+	}
+	return s.bounded, nil
 }
 
 // castChannel returns the open casts channel, opening one if needed, after
