@@ -133,6 +133,9 @@ func (k *Connector) dial(ctx context.Context, rawURL string) (Conn, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		raw = c
+		if ctx.Err() != nil { // ended as the TCP connection was made: stop has run already, with nothing to close
+			c.Close()
+		}
 	})
 	cfg.Dial = func(network, addr string) (net.Conn, error) {
 		c, err := dial(network, addr)

@@ -151,3 +151,40 @@ func handshake(c net.Conn) {
 		}
 	}
 }
+
+// TestConnectEndsWithItsContext: a context that ends as the broker takes
+// the TCP connection ends the dial at once, however the two fall: never
+// after the dial's timeout.
+func TestConnectEndsWithItsContext(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	k := NewConnector(Settings{URLs: []string{"amqp://guest:guest@" + l.Addr().String() + "/"}, Timeout: 3 * time.Second})
+	for range 50 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan time.Duration, 1)
+		go func() {
+			start := time.Now()
+			k.Connect(ctx)
+			done <- time.Since(start)
+		}()
+		c := <-accepted // the broker has the connection: the client may not yet
+		cancel()
+		if took := <-done; took > time.Second {
+			t.Fatalf("Connect returned %v after its context ended at the TCP connection; want at once", took)
+		}
+		c.Close()
+	}
+}
