@@ -130,10 +130,12 @@ const resubscribeMost = 2 * time.Second
 // server then fails with ErrTopologyMismatch as it reconnects.
 func (sess *serverSession) resubscribe(c *consumer) {
 	s := sess.s
+	backoff := s.cfg.backoff()
+	backoff.Most = min(backoff.Most, resubscribeMost)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			select {
-			case <-time.After(amqpio.Backoff{First: s.cfg.reconnectMin, Most: min(s.cfg.reconnectMax, resubscribeMost)}.Delay(attempt - 1)):
+			case <-time.After(backoff.Delay(attempt - 1)):
 			case <-sess.done:
 				return
 			case <-s.quit:

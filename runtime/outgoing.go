@@ -207,11 +207,11 @@ func (c *Client) toCalls(s *session) (*channel, string, error) {
 // refusals fail calls at once. Their replies come to the reply queue all
 // the same.
 func (c *Client) callsTo(key string) destination {
-	if c.cfg.requestConfirms || !c.confirms(key) {
+	if !c.bounded(key) {
 		return c.toCalls
 	}
 	return func(s *session) (*channel, string, error) {
-		k, err := s.boundedChannel()
+		k, err := s.callChannel(key)
 		return k, c.cfg.exchange, err
 	}
 }

@@ -103,12 +103,12 @@ func (c *Client) readsBatches(key string) {
 	c.batching.Store(key, true)
 }
 
-// confirms reports whether calls to key go in confirm mode: with request
-// confirms (WithRequestConfirms), or to a key whose replies said its queue
-// refuses requests beyond a limit.
-func (c *Client) confirms(key string) bool {
+// bounded reports whether calls to key go on the bounded calls' channel:
+// key's replies said its queue refuses requests beyond a limit, and the
+// calls channel is not in confirm mode already (WithRequestConfirms).
+func (c *Client) bounded(key string) bool {
 	if c.cfg.requestConfirms {
-		return true
+		return false
 	}
 	_, limited := c.limited.Load(key)
 	return limited
@@ -179,7 +179,9 @@ func (c *Client) resolveOf(id string, want *pending, r callResult) bool {
 		c.readsBatches(p.key)
 	}
 	if ok && r.err == nil && r.reply.Bounded {
-		c.limited.Store(p.key, true)
+		if _, known := c.limited.Load(p.key); !known {
+			c.limited.Store(p.key, true)
+		}
 	}
 	switch {
 	case !ok:

@@ -249,11 +249,11 @@ func (s *session) publishBatch(key string, calls []*outgoing) (*channel, amqpio.
 // channel when key's queue refuses requests beyond a limit; it returns
 // the channel and, in confirm mode, the broker's confirmation.
 func (s *session) publishCall(key string, pub amqp.Publishing) (*channel, amqpio.Confirmation, error) {
-	k, exchange, err := s.c.callsTo(key)(s)
+	k, err := s.callChannel(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	confirm, err := k.ch.Publish(context.Background(), exchange, key,
+	confirm, err := k.ch.Publish(context.Background(), s.c.cfg.exchange, key,
 		true,  // mandatory
 		false, // immediate
 		pub)
@@ -345,11 +345,15 @@ func (s *session) refused(m publication) {
 	}
 }
 
-// boundedChannel returns the open channel of calls to topics whose queue
-// has a limit, in confirm mode, opening one if needed. Nothing but those
-// calls goes on it: a declaration that fails closes its channel, and
-// with it what was published there and not yet confirmed.
-func (s *session) boundedChannel() (*channel, error) {
+// callChannel returns the channel a call to key goes on: the calls
+// channel, or, to a topic whose queue has a limit (Client.bounded), the
+// open channel of such calls, in confirm mode, opened if needed. Nothing
+// but those calls goes on it: a declaration that fails closes its
+// channel, and with it what was published there and not yet confirmed.
+func (s *session) callChannel(key string) (*channel, error) {
+	if !s.c.bounded(key) {
+		return s.calls, nil
+	}
 	s.castMu.Lock()
 	defer s.castMu.Unlock()
 	if s.bounded == nil || s.bounded.ch.IsClosed() {
