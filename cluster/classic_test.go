@@ -97,33 +97,26 @@ func TestClassicQueueNodeLost(t *testing.T) {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			for range 4 {
-				wg.Go(func() {
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						start := time.Now()
-						ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-						_, err := arith.Add(ctx, 1, 2)
-						cancel()
-						mu.Lock()
-						if time.Since(start) > callTimeout+hungAfter {
-							hung++
-						}
-						switch {
-						case err != nil && back.IsZero():
-							errs[testsvc.ErrorKind(err)]++
-							if errors.Is(err, runtime.ErrNoServer) && strings.Contains(err.Error(), "down") {
-								saysDown++
-							}
-						case err == nil && !back.IsZero() && start.After(back) && firstOK.IsZero():
-							firstOK = time.Now()
-						}
-						mu.Unlock()
-						time.Sleep(10 * time.Millisecond)
+				untilStopped(&wg, stop, func() {
+					start := time.Now()
+					ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+					_, err := arith.Add(ctx, 1, 2)
+					cancel()
+					mu.Lock()
+					if time.Since(start) > callTimeout+hungAfter {
+						hung++
 					}
+					switch {
+					case err != nil && back.IsZero():
+						errs[testsvc.ErrorKind(err)]++
+						if errors.Is(err, runtime.ErrNoServer) && strings.Contains(err.Error(), "down") {
+							saysDown++
+						}
+					case err == nil && !back.IsZero() && start.After(back) && firstOK.IsZero():
+						firstOK = time.Now()
+					}
+					mu.Unlock()
+					time.Sleep(10 * time.Millisecond)
 				})
 			}
 			time.Sleep(time.Second)
@@ -177,22 +170,5 @@ func TestClassicQueueNodeLost(t *testing.T) {
 				t.Errorf("%d calls hung", hung)
 			}
 		})
-	}
-}
-
-// waitAnswers waits until the server named server answers on topic.
-func waitAnswers(t *testing.T, c *runtime.Client, topic, server string) {
-	t.Helper()
-	arith := testsvc.NewArithClient(c, topic).ToServer(server)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := arith.Add(ctx, 1, 1)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server %s does not answer on %s: %v", server, topic, err)
-		}
 	}
 }

@@ -176,22 +176,42 @@ func start(t *testing.T) *env {
 	}
 	// Every server answers a call to it alone: its queues are bound, the
 	// one on the fanout exchange too.
-	arith := testsvc.NewArithClient(e.clients[0], e.topic)
 	for i := range e.servers {
-		name := fmt.Sprint("s", i+1)
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_, err := arith.ToServer(name).Add(ctx, 1, 1)
-			cancel()
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("server %s does not answer on %s: %v", name, e.topic, err)
-			}
-		}
+		waitAnswers(t, e.clients[0], e.topic, fmt.Sprint("s", i+1))
 	}
 	return e
+}
+
+// waitAnswers waits until the server named server answers on topic.
+func waitAnswers(t *testing.T, c *runtime.Client, topic, server string) {
+	t.Helper()
+	arith := testsvc.NewArithClient(c, topic).ToServer(server)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := arith.Add(ctx, 1, 1)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server %s does not answer on %s: %v", server, topic, err)
+		}
+	}
+}
+
+// untilStopped runs f again and again in a goroutine of wg until stop is
+// closed.
+func untilStopped(wg *sync.WaitGroup, stop <-chan struct{}, f func()) {
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f()
+		}
+	})
 }
 
 func (e *env) stop(t *testing.T) {
@@ -280,18 +300,7 @@ func (e *env) load(r *report, stop <-chan struct{}) (wait func() (calls int, con
 	var wg sync.WaitGroup
 	var callIDs, castIDs atomic.Int64
 	confirmed := make(chan int, 1<<16)
-	loop := func(f func()) {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				f()
-			}
-		})
-	}
+	loop := func(f func()) { untilStopped(&wg, stop, f) }
 	for i := range callers {
 		arith := testsvc.NewArithClient(e.clients[i%len(e.clients)], e.topic)
 		loop(func() {

@@ -84,18 +84,7 @@ func newFailover(t *testing.T, name string, us []string, node2 string, opts ...r
 		}
 	}
 	for _, server := range []string{"s1", "s2"} {
-		arith := testsvc.NewArithClient(f.far, f.topic).ToServer(server)
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_, err := arith.Add(ctx, 1, 1)
-			cancel()
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: server %s does not answer: %v", name, server, err)
-			}
-		}
+		waitAnswers(t, f.far, f.topic, server)
 	}
 	return f
 }
@@ -153,48 +142,41 @@ func (f *failover) load(m *measured, stop <-chan struct{}) (wait func()) {
 	var ids int
 	var idMu sync.Mutex
 	loop := func(call func(ctx context.Context) error, first *time.Duration, errs map[string]int, cast bool) {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				idMu.Lock()
-				ids++
-				id := ids
-				idMu.Unlock()
-				start := time.Now()
-				timeout := callTimeout
-				if first != nil { // a call that measures: the shorter its deadline, the sooner the next one tries
-					timeout = probeTimeout
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), timeout)
-				err := call(context.WithValue(ctx, idKey{}, id))
-				cancel()
-				m.mu.Lock()
-				if time.Since(start) > callTimeout+hungAfter {
-					m.hung++
-				}
-				if cast {
-					m.castsSent++
-				} else {
-					m.calls++
-				}
-				switch {
-				case err != nil:
-					errs[testsvc.ErrorKind(err)]++
-				case cast:
-					m.casts = append(m.casts, id)
-				default:
-					m.ok++
-				}
-				if err == nil && first != nil && !m.fault.IsZero() && start.After(m.fault) && *first == 0 {
-					*first = time.Since(m.fault)
-				}
-				m.mu.Unlock()
-				time.Sleep(20 * time.Millisecond)
+		untilStopped(&wg, stop, func() {
+			idMu.Lock()
+			ids++
+			id := ids
+			idMu.Unlock()
+			start := time.Now()
+			timeout := callTimeout
+			if first != nil { // a call that measures: the shorter its deadline, the sooner the next one tries
+				timeout = probeTimeout
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err := call(context.WithValue(ctx, idKey{}, id))
+			cancel()
+			m.mu.Lock()
+			if time.Since(start) > callTimeout+hungAfter {
+				m.hung++
+			}
+			if cast {
+				m.castsSent++
+			} else {
+				m.calls++
+			}
+			switch {
+			case err != nil:
+				errs[testsvc.ErrorKind(err)]++
+			case cast:
+				m.casts = append(m.casts, id)
+			default:
+				m.ok++
+			}
+			if err == nil && first != nil && !m.fault.IsZero() && start.After(m.fault) && *first == 0 {
+				*first = time.Since(m.fault)
+			}
+			m.mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
 		})
 	}
 	near := testsvc.NewArithClient(f.near, f.topic)
