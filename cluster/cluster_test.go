@@ -272,8 +272,9 @@ func deadLetters(t *testing.T, url, dlx string) (<-chan amqp.Delivery, *amqp.Con
 	return dead, conn
 }
 
-// expiredNotes returns the ids of the Note casts among dead, dead-lettered
-// as expired.
+// expiredNotes returns the ids of the Note casts among dead that expired:
+// the broker dead-lettered them as expired in the queue, or a server that
+// took them past their deadline rejected them.
 func expiredNotes(dead <-chan amqp.Delivery) map[int]bool {
 	ids := map[int]bool{}
 	for {
@@ -286,13 +287,33 @@ func expiredNotes(dead <-chan amqp.Delivery) map[int]bool {
 				Method string
 				Args   struct{ ID int }
 			}
-			if json.Unmarshal(d.Body, &req) == nil && req.Method == "note" && strings.Contains(fmt.Sprint(d.Headers["x-death"]), "expired") {
+			if json.Unmarshal(d.Body, &req) == nil && req.Method == "note" && expired(d) {
 				ids[req.Args.ID] = true
 			}
 		case <-time.After(500 * time.Millisecond):
 			return ids
 		}
 	}
+}
+
+// expired reports whether d was dead-lettered as expired in its queue, or
+// rejected by a server at or after its deadline (x-death's time is in
+// whole seconds).
+func expired(d amqp.Delivery) bool {
+	deaths, _ := d.Headers["x-death"].([]any)
+	if len(deaths) == 0 {
+		return false
+	}
+	death, _ := deaths[0].(amqp.Table)
+	at, _ := death["time"].(time.Time)
+	deadline, ok := d.Headers[wire.DeadlineHeader].(int64)
+	switch death["reason"] {
+	case "expired":
+		return true
+	case "rejected":
+		return ok && !at.Add(time.Second).Before(time.UnixMilli(deadline))
+	}
+	return false
 }
 
 // load runs the callers, casters and the gatherer until stop.

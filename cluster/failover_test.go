@@ -108,7 +108,7 @@ type measured struct {
 	client, server       time.Duration // to the first call answered after the fault
 	hung                 int
 	casts                []int        // confirmed
-	expired              map[int]bool // casts dead-lettered as expired: their deadline passed in the queue
+	expired              map[int]bool // casts dead-lettered as expired: their deadline passed in the queue, or before a server took them
 	castErrs, callErrs   map[string]int
 	notes                func(id int) int
 	calls, ok, castsSent int
@@ -130,7 +130,7 @@ func (m *measured) String() string {
 	lost := m.lost()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return fmt.Sprintf("client answered through another node after %v, server after %v | calls %d, %d ok, errors %s | hung %d | casts %d, %d confirmed, %d expired in the queue, %d lost, errors %s",
+	return fmt.Sprintf("client answered through another node after %v, server after %v | calls %d, %d ok, errors %s | hung %d | casts %d, %d confirmed, %d expired, %d lost, errors %s",
 		m.client.Round(100*time.Millisecond), m.server.Round(100*time.Millisecond), m.calls, m.ok, errString(m.callErrs), m.hung, m.castsSent, len(m.casts), len(m.expired), lost, errString(m.castErrs))
 }
 

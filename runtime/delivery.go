@@ -39,7 +39,7 @@ import (
 //
 //	its reply cannot go where it asks (Unanswerable) ──────► discard, unrun
 //	it is malformed, or too large (Malformed) ─────────────► answered with a failure, then discard
-//	its caller's deadline has passed (Expired) ────────────► answered, unrun
+//	its caller's deadline has passed (Expired) ────────────► discard, unrun: dead-lettered, as the broker does one it expires
 //	a message this server took already (oslo's _unique_id) ► answered, unrun
 //	a request this server answered already (WithDeduplication) ► its reply again, then as below
 //	otherwise it runs, and its reply:
@@ -343,7 +343,7 @@ func (s *Server) before(r *request) (run bool, answer *amqp.Publishing, entry *r
 	if !in.Deadline.IsZero() && time.Now().After(in.Deadline) {
 		s.stats.expired.Add(1)
 		s.log.Debug("amqprpc: dropping a request past its deadline", "correlation_id", clip(in.MsgID), "method", clip(in.Method), "deadline", in.Deadline)
-		s.finish(r, answered)
+		s.finish(r, discard)
 		return false, nil, nil
 	}
 	if in.UniqueID != "" && s.memory.tookAlready(in.UniqueID, !s.cfg.ackAfterReply) {

@@ -475,7 +475,8 @@ func WithDeliveryLimit(n int) ServerOption {
 
 // WithDeadLetterExchange names the exchange that the broker publishes the
 // topic's dead requests to: quarantined by a server, over the delivery
-// limit, or expired in the queue (x-dead-letter-exchange). "" drops them.
+// limit, expired in the queue, or taken by a server past their deadline
+// (x-dead-letter-exchange). "" drops them.
 // Default: "". Server only.
 func WithDeadLetterExchange(name string) ServerOption {
 	return serverOption(func(c *options) { c.deadLetterExchange = name })

@@ -115,13 +115,10 @@ func TestTopologyMismatchOnReconnect(t *testing.T) {
 	}
 }
 
-// TestDeliveryLimit: on a quorum queue, the broker drops, or dead-letters,
-// a request delivered more often than the delivery limit, whatever the
-// servers do; the server logs each delivery's count.
-func TestDeliveryLimit(t *testing.T) {
-	topic := newTopic(t)
-	ch := rawChannel(t)
-	dlx := topic + ".dead"
+// deadLetterQueue declares exchange dlx and a queue bound to it, and
+// returns what is dead-lettered there.
+func deadLetterQueue(t *testing.T, ch *amqp.Channel, dlx string) <-chan amqp.Delivery {
+	t.Helper()
 	if err := ch.ExchangeDeclare(dlx, "fanout", false, true, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +133,53 @@ func TestDeliveryLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dead
+}
+
+// TestLateRequestsDeadLettered: a request a server takes past its
+// deadline (one that waited with a consumer the broker lost, say, which
+// the broker does not expire) is not run and goes where one the broker
+// expired goes: to the topic's dead-letter exchange, a call or a cast, on
+// a classic queue or a quorum queue.
+func TestLateRequestsDeadLettered(t *testing.T) {
+	for _, qt := range []runtime.QueueType{runtime.QueueClassic, runtime.QueueQuorum} {
+		t.Run(string(qt), func(t *testing.T) {
+			topic := newTopic(t)
+			ch := rawChannel(t)
+			dlx := topic + ".dead"
+			dead := deadLetterQueue(t, ch, dlx)
+			srv := serve(t, topic, runtime.WithQueueType(qt), runtime.WithDeadLetterExchange(dlx))
+			late := amqp.Table{"amqprpc-deadline": time.Now().Add(-time.Second).UnixMilli()}
+			queue, replies := replyQueue(t, ch)
+			publish(t, ch, topic, amqp.Publishing{CorrelationId: "late-call", ReplyTo: queue, Headers: late,
+				Body: []byte(`{"method": "add", "args": {"v1": 1, "v2": 2}}`)})
+			publish(t, ch, topic, amqp.Publishing{Headers: late, Body: []byte(`{"method": "note", "args": {"id": 7}}`)})
+			for _, want := range []string{`"add"`, `"note"`} {
+				d := receive(t, dead)
+				if !strings.Contains(string(d.Body), want) || !strings.Contains(fmt.Sprint(d.Headers["x-death"]), "rejected") {
+					t.Fatalf("dead-lettered %s (x-death %v); want the %s request, rejected", d.Body, d.Headers["x-death"], want)
+				}
+			}
+			select {
+			case d := <-replies:
+				t.Fatalf("a request past its deadline was answered: %s", d.Body)
+			default:
+			}
+			if st := srv.Stats(); st.Expired != 2 || srv.arith.Calls.Load() != 0 || srv.fleet.Notes(7) != 0 {
+				t.Fatalf("server stats %+v, %d calls, %d notes; want two expired, none run", st, srv.arith.Calls.Load(), srv.fleet.Notes(7))
+			}
+		})
+	}
+}
+
+// TestDeliveryLimit: on a quorum queue, the broker drops, or dead-letters,
+// a request delivered more often than the delivery limit, whatever the
+// servers do; the server logs each delivery's count.
+func TestDeliveryLimit(t *testing.T) {
+	topic := newTopic(t)
+	ch := rawChannel(t)
+	dlx := topic + ".dead"
+	dead := deadLetterQueue(t, ch, dlx)
 	p, url := proxy(t)
 	srv := serveVia(t, url, topic, "main", fastReconnect, runtime.WithQueueType(runtime.QueueQuorum), runtime.WithDeliveryLimit(1), runtime.WithDeadLetterExchange(dlx))
 	arith := testsvc.NewArithClient(dial(t), topic)
