@@ -515,11 +515,10 @@ func WithQueueLimit(n int) ServerOption {
 type Profile string
 
 const (
-	// Safe turns every guarantee on: each call confirmed by the broker on
-	// its own, replies confirmed before their request is acknowledged,
-	// requests acknowledged after their reply. Calls confirmed one by one
-	// are not batched: under load, Safe serves about half the calls of
-	// Fast (bench/RESULTS.md).
+	// Safe turns every guarantee on: calls confirmed by the broker (those
+	// batched together, together), replies confirmed before their request
+	// is acknowledged, requests acknowledged after their reply. What each
+	// costs is measured in bench/RESULTS.md.
 	Safe Profile = "safe"
 	// Fast keeps acknowledgement after the reply, and with it at-least-once
 	// serving, and drops the confirms of calls and replies: the reply of a
@@ -554,11 +553,11 @@ func (p Profile) guarantees() (requestConfirms, replyConfirms, ackAfterReply boo
 
 // WithRequestConfirms sets whether a client publishes its calls in confirm
 // mode, so that a call the broker refuses fails at once with ErrNacked
-// rather than at its deadline. Calls confirmed so go one to a message,
-// never batched (WithBatching). Casts are always confirmed, and so are
-// calls to a topic whose replies said that its queue has a limit
-// (WithQueueLimit), batched or not. Default: as the profile says. Client
-// only.
+// rather than at its deadline. Calls confirmed so are batched as others
+// are (WithBatching): the broker confirms, or refuses, a batch's calls
+// together. Casts are always confirmed, and so are calls to a topic whose
+// replies said that its queue has a limit (WithQueueLimit), batched or
+// not. Default: as the profile says. Client only.
 func WithRequestConfirms(on bool) ClientOption {
 	return clientOption(func(c *options) { c.requestConfirms.to(on) })
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,6 +267,31 @@ func TestMaxInFlight(t *testing.T) {
 	}
 	if sum, err := arith.Add(ctxTimeout(t, 5*time.Second), 1, 1); err != nil || sum != 2 {
 		t.Fatalf("a call once the slots are free = %d, %v", sum, err)
+	}
+}
+
+// TestSafeCallsBatched: with request confirms (the Safe profile), calls in
+// flight together share messages, as they do without, and the broker
+// confirms them together; each is answered.
+func TestSafeCallsBatched(t *testing.T) {
+	topic := newTopic(t)
+	serve(t, topic)
+	c := dial(t, runtime.WithProfile(runtime.Safe))
+	arith := testsvc.NewArithClient(c, topic)
+	if _, err := arith.Add(ctxTimeout(t, 5*time.Second), 1, 1); err != nil { // its reply says the server reads batches
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			if sum, err := arith.Add(ctxTimeout(t, 10*time.Second), i, 1); err != nil || sum != i+1 {
+				t.Errorf("Add(%d, 1) = %d, %v", i, sum, err)
+			}
+		})
+	}
+	wg.Wait()
+	if st := c.Stats(); st.Batches == 0 {
+		t.Fatalf("client stats %+v: 200 Safe calls at once went one to a message", st)
 	}
 }
 

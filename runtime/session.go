@@ -23,8 +23,7 @@ type session struct {
 	calls   *channel // requests that want replies; it consumes the reply queue
 	replyTo string   // the reply queue: exclusive to this connection
 	// requests publishes calls, batched, on calls (or on bounded, to a
-	// topic whose queue has a limit); nil when calls are confirmed one by
-	// one (WithRequestConfirms) or not batched.
+	// topic whose queue has a limit); nil when calls are not batched.
 	requests *amqpio.Batcher[*outgoing]
 
 	castMu  sync.Mutex
@@ -114,7 +113,7 @@ func (s *session) open() error {
 		return fmt.Errorf("amqprpc: consume the reply queue: %w", err)
 	}
 	s.calls, s.replyTo = calls, q.Name
-	if !s.c.cfg.noBatching && !s.c.cfg.requestConfirms && s.c.proto.Batches != nil {
+	if !s.c.cfg.noBatching && s.c.proto.Batches != nil {
 		s.requests = amqpio.NewBatcher(s.c.cfg.maxQueued, s.publishCalls)
 		s.requests.Start() // stopped by stop
 		s.published = make(chan struct{}, 1)
