@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,23 +104,40 @@ const osloDispatcher = "oslo_messaging.rpc.dispatcher"
 // The envelope: every message's body is {"oslo.version": "2.0",
 // "oslo.message": "<the message, as JSON text>"}.
 
-type osloEnvelope struct {
-	Version string `json:"oslo.version"`
-	Message string `json:"oslo.message"`
-}
-
 // envelope fills pub with message, enveloped, and the properties
-// oslo.messaging gives every message.
-func envelope(pub *amqp.Publishing, message []byte) error {
-	body, err := json.Marshal(osloEnvelope{Version: "2.0", Message: string(message)})
-	if err != nil {
-		return err
-	}
+// oslo.messaging gives every message. message is JSON text, as
+// encoding/json or this file writes it: valid UTF-8.
+func envelope(pub *amqp.Publishing, message []byte) {
+	body := make([]byte, 0, len(message)+len(message)/4+48)
+	body = append(body, `{"oslo.version": "2.0", "oslo.message": `...)
+	body = appendQuoted(body, message)
 	pub.ContentType = contentTypeJSON
 	pub.ContentEncoding = "utf-8"
 	pub.DeliveryMode = amqp.Persistent
-	pub.Body = body
-	return nil
+	pub.Body = append(body, '}')
+}
+
+// appendQuoted appends text, valid UTF-8, to b as a JSON string: quotes,
+// backslashes and control characters escaped, the rest as it is.
+func appendQuoted(b, text []byte) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i, c := range text {
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, text[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, text[start:]...)
+	return append(b, '"')
 }
 
 var errOsloEnvelope = malformed("unsupported oslo.messaging envelope version")
@@ -127,6 +145,9 @@ var errOsloEnvelope = malformed("unsupported oslo.messaging envelope version")
 // unenvelope returns the message of body: the envelope's, or body itself,
 // oslo.messaging's un-enveloped 1.0 format.
 func unenvelope(body []byte) ([]byte, error) {
+	if m, ok := unenvelopeAsSent(body); ok {
+		return m, nil
+	}
 	var env struct {
 		Version *string `json:"oslo.version"`
 		Message *string `json:"oslo.message"`
@@ -141,6 +162,41 @@ func unenvelope(body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w %s", errOsloEnvelope, Clip(*env.Version))
 	}
 	return []byte(*env.Message), nil
+}
+
+// The envelope as oslo.messaging and amqprpc send it, which
+// unenvelopeAsSent reads without encoding/json.
+const (
+	envelopeHead = `{"oslo.version": "2.0", "oslo.message": "`
+	envelopeTail = `"}`
+)
+
+// unenvelopeAsSent returns the message of body when body is an envelope as
+// oslo.messaging and amqprpc write it, whose message has no escapes but
+// \" and \\ and no bytes that JSON escapes, and reports whether it was; a
+// body it does not report is left to encoding/json, which reads any.
+func unenvelopeAsSent(body []byte) ([]byte, bool) {
+	s, ok := bytes.CutPrefix(body, []byte(envelopeHead))
+	if !ok {
+		return nil, false
+	}
+	if s, ok = bytes.CutSuffix(s, []byte(envelopeTail)); !ok {
+		return nil, false
+	}
+	m := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\'):
+			i++
+			m = append(m, s[i])
+		case c == '\\' || c == '"' || c < 0x20 || c >= 0x80: // another escape, the string's end, or a byte to check
+			return nil, false
+		default:
+			m = append(m, c)
+		}
+	}
+	return m, true
 }
 
 func newUniqueID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
@@ -191,9 +247,7 @@ func (oslo) EncodeRequest(pub *amqp.Publishing, r *Out) error {
 		m = append(m, v...)
 	}
 	m = append(m, '}')
-	if err := envelope(pub, m); err != nil {
-		return err
-	}
+	envelope(pub, m)
 	pub.MessageId = r.MsgID // for returns: oslo.messaging reads no property but content_type
 	return nil
 }
@@ -220,16 +274,19 @@ func (oslo) decodeBody(body []byte, r *In) error {
 		return fmt.Errorf("%w: %v", ErrNotJSON, err)
 	}
 	str := func(key string) string {
+		v := fields[key]
+		if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v, '\\') < 0 { // as it is: fields decoded
+			return string(v[1 : len(v)-1])
+		}
 		var s string
-		json.Unmarshal(fields[key], &s) // absent, null or not a string: ""
+		json.Unmarshal(v, &s) // absent, null or not a string: ""
 		return s
 	}
 	r.MsgID = str("_msg_id")
 	if q := str("_reply_q"); q != "" && r.MsgID != "" {
 		r.Reply = QueueRoute(q)
 	}
-	var timeout float64
-	if json.Unmarshal(fields["_timeout"], &timeout) == nil && timeout > 0 {
+	if timeout, err := strconv.ParseFloat(string(fields["_timeout"]), 64); err == nil && timeout > 0 { // a JSON number, or none
 		r.Heartbeat = time.Duration(min(timeout, 1e6) * float64(time.Second))
 	}
 	r.UniqueID = str("_unique_id")
@@ -266,30 +323,47 @@ type osloReply struct {
 }
 
 func (o oslo) EncodeReply(pub *amqp.Publishing, msgID, _ string, result any, failure *Failure) error {
-	m := osloReply{Result: result, Ending: true, MsgID: msgID, UniqueID: newUniqueID()}
+	var res, fail []byte
+	var err error
 	if failure != nil {
-		f, err := json.Marshal(osloFailureOf(failure))
-		if err != nil {
-			return err
-		}
-		text := string(f)
-		m.Result, m.Failure = nil, &text
+		fail, err = json.Marshal(osloFailureOf(failure))
+	} else {
+		res, err = json.Marshal(result)
 	}
-	message, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return envelope(pub, message)
+	envelope(pub, osloReplyMessage(res, fail, true, msgID))
+	return nil
+}
+
+// osloReplyMessage is the message of a reply, as osloReply has it:
+// result (JSON text; nil for null), failure (JSON text, sent as a string;
+// nil for null), ending, the call's _msg_id and a _unique_id of its own.
+func osloReplyMessage(result, failure []byte, ending bool, msgID string) []byte {
+	m := make([]byte, 0, len(result)+len(failure)+len(failure)/4+160)
+	m = append(m, `{"result": `...)
+	if result == nil {
+		result = []byte("null")
+	}
+	m = append(m, result...)
+	m = append(m, `, "failure": `...)
+	if failure == nil {
+		m = append(m, "null"...)
+	} else {
+		m = appendQuoted(m, failure)
+	}
+	m = strconv.AppendBool(append(m, `, "ending": `...), ending)
+	m = AppendJSONString(append(m, `, "_msg_id": `...), msgID)
+	m = AppendJSONString(append(m, `, "_unique_id": `...), newUniqueID())
+	return append(m, '}')
 }
 
 // EncodeHeartbeat makes what oslo.messaging's servers send a caller that
 // gave a _timeout, every half of it, while its method runs.
 func (oslo) EncodeHeartbeat(pub *amqp.Publishing, msgID string) error {
-	message, err := json.Marshal(osloReply{MsgID: msgID, UniqueID: newUniqueID()})
-	if err != nil {
-		return err
-	}
-	return envelope(pub, message)
+	envelope(pub, osloReplyMessage(nil, nil, false, msgID))
+	return nil
 }
 
 // SplitReplies hands each the message of reply d, unenveloped, with its
@@ -303,17 +377,12 @@ func (oslo) SplitReplies(d *amqp.Delivery, each func(*Reply)) error {
 	if err != nil {
 		return err
 	}
-	var head struct {
-		MsgID   string          `json:"_msg_id"`
-		Ending  bool            `json:"ending"`
-		Result  json.RawMessage `json:"result"`
-		Failure json.RawMessage `json:"failure"`
-	}
-	if err := json.Unmarshal(message, &head); err != nil {
+	head := new(osloHead)
+	if err := json.Unmarshal(message, head); err != nil {
 		return fmt.Errorf("%w: %v", ErrNotJSON, err)
 	}
 	empty := absent(head.Result) && (absent(head.Failure) || string(head.Failure) == `""`)
-	r := Reply{ID: head.MsgID, Empty: empty, Body: message}
+	r := Reply{ID: head.MsgID, Empty: empty, Body: message, read: head}
 	switch {
 	case head.Ending:
 	case empty:
@@ -325,10 +394,22 @@ func (oslo) SplitReplies(d *amqp.Delivery, each func(*Reply)) error {
 	return nil
 }
 
+// osloHead is what SplitReplies reads of a reply's message, and
+// DecodeReply decodes the rest from.
+type osloHead struct {
+	MsgID   string          `json:"_msg_id"`
+	Ending  bool            `json:"ending"`
+	Result  json.RawMessage `json:"result"`
+	Failure json.RawMessage `json:"failure"`
+}
+
 // absent reports whether a JSON member is missing or null.
 func absent(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" }
 
 func (o oslo) DecodeReply(r *Reply, result any) (*Failure, error) {
+	if head, ok := r.read.(*osloHead); ok {
+		return head.decode(result)
+	}
 	m := osloReply{Result: result}
 	if result == nil {
 		m.Result = new(json.RawMessage)
@@ -343,6 +424,31 @@ func (o oslo) DecodeReply(r *Reply, result any) (*Failure, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", malformed("reply"), err)
+	}
+	return nil, nil
+}
+
+// decode decodes the result of the reply h was read from into result
+// (unless result is nil), or returns its failure, as DecodeReply does
+// from the whole message.
+func (h *osloHead) decode(result any) (*Failure, error) {
+	if !absent(h.Failure) {
+		var text string
+		if err := json.Unmarshal(h.Failure, &text); err != nil {
+			return nil, fmt.Errorf("%w: %v", malformed("reply"), err)
+		}
+		if text != "" {
+			var f osloFailure
+			if err := json.Unmarshal([]byte(text), &f); err != nil {
+				return nil, fmt.Errorf("%w: %v", malformed("failure"), err)
+			}
+			return f.failure(), nil
+		}
+	}
+	if result != nil && len(h.Result) > 0 {
+		if err := json.Unmarshal(h.Result, result); err != nil {
+			return nil, fmt.Errorf("%w: %v", malformed("reply"), err)
+		}
 	}
 	return nil, nil
 }

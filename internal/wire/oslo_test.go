@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -177,7 +178,7 @@ func TestOsloReplies(t *testing.T) {
 		t.Errorf("heartbeat %s: %+v", r.Body, r)
 	}
 	envelope := func(m string) []byte {
-		b, _ := json.Marshal(osloEnvelope{"2.0", m})
+		b, _ := json.Marshal(map[string]string{"oslo.version": "2.0", "oslo.message": m})
 		return b
 	}
 	for m, want := range map[string]string{
@@ -308,6 +309,91 @@ func FuzzDecodeOsloRequest(f *testing.F) {
 		}
 		if r.Method == "" || r.Heartbeat < 0 || (r.Reply.OK() && r.MsgID == "") {
 			t.Fatalf("accepted %q as %+v", body, r)
+		}
+	})
+}
+
+// BenchmarkOsloCall is what one call costs the two ends in oslo mode,
+// without the network: the client encodes the request, the server decodes
+// it and encodes the reply, the client reads the reply.
+func BenchmarkOsloCall(b *testing.B) {
+	o := osloFor(OsloSettings{})
+	out := Out{MsgID: "6f0a8f4e2b8e4a8e9a541c1f5b7f5d2e", Method: "add", Args: &benchArgs{2, 3}, ReplyTo: "reply_1234567890abcdef", Heartbeat: 60 * time.Second}
+	b.ReportAllocs()
+	for b.Loop() {
+		var req amqp.Publishing
+		if err := o.EncodeRequest(&req, &out); err != nil {
+			b.Fatal(err)
+		}
+		var in In
+		if err := o.DecodeRequest(&amqp.Delivery{Body: req.Body}, &in); err != nil {
+			b.Fatal(err)
+		}
+		var args benchArgs
+		if err := json.Unmarshal(in.Args, &args); err != nil {
+			b.Fatal(err)
+		}
+		var rep amqp.Publishing
+		if err := o.EncodeReply(&rep, in.MsgID, "", args.V1+args.V2, nil); err != nil {
+			b.Fatal(err)
+		}
+		var n int
+		err := o.SplitReplies(&amqp.Delivery{Body: rep.Body}, func(r *Reply) {
+			if f, err := o.DecodeReply(r, &n); f != nil || err != nil || n != 5 || r.ID != out.MsgID {
+				b.Fatal(n, f, err)
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzOsloEnvelope: whatever valid UTF-8 a message holds, the envelope is
+// JSON that oslo.messaging reads (json.loads, which reads what
+// encoding/json does) and its message comes back as it went.
+func FuzzOsloEnvelope(f *testing.F) {
+	f.Add(`{"result": "a \"quoted\" \\ <b> & é ☃ \u2028", "_msg_id": "m"}`)
+	f.Add("\x00\x01\x1f\t\n\r\"\\\x7f")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, message string) {
+		if !utf8.ValidString(message) {
+			t.Skip("a message is JSON text: valid UTF-8")
+		}
+		var pub amqp.Publishing
+		envelope(&pub, []byte(message))
+		var env map[string]string
+		if err := json.Unmarshal(pub.Body, &env); err != nil {
+			t.Fatalf("envelope %q is not JSON: %v", pub.Body, err)
+		}
+		if env["oslo.version"] != "2.0" || env["oslo.message"] != message {
+			t.Fatalf("envelope %q holds %q; want %q", pub.Body, env["oslo.message"], message)
+		}
+		got, err := unenvelope(pub.Body)
+		if err != nil || string(got) != message {
+			t.Fatalf("unenvelope = %q, %v; want %q", got, err, message)
+		}
+	})
+}
+
+// FuzzUnenvelopeAsSent: the envelope's fast path reads a body only as
+// encoding/json does.
+func FuzzUnenvelopeAsSent(f *testing.F) {
+	f.Add([]byte(`{"oslo.version": "2.0", "oslo.message": "{\"method\": \"add\", \"args\": {\"s\": \"a\\\\\\\"b\"}}"}`))
+	f.Add([]byte(`{"oslo.version": "2.0", "oslo.message": "\\u00e9"}`))
+	f.Add([]byte(`{"oslo.version": "2.0", "oslo.message": "a\"b"}`))
+	f.Add([]byte(`{"oslo.version": "2.0", "oslo.message": "x"} `))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, ok := unenvelopeAsSent(body)
+		if !ok {
+			return
+		}
+		var env struct {
+			Version string `json:"oslo.version"`
+			Message string `json:"oslo.message"`
+		}
+		if err := json.Unmarshal(body, &env); err != nil || env.Version != "2.0" || env.Message != string(m) {
+			t.Fatalf("fast path read %q from %q; encoding/json: %q, %v", m, body, env.Message, err)
 		}
 	})
 }

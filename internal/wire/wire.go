@@ -233,6 +233,9 @@ type Reply struct {
 	Empty bool
 	// Body is the reply's body, as the protocol decodes it.
 	Body []byte
+	// read is what the protocol read of Body already, if anything, for
+	// its DecodeReply.
+	read any
 }
 
 // Failure is a server's error as it travels: what a method's error, or a
