@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -105,8 +106,7 @@ const osloDispatcher = "oslo_messaging.rpc.dispatcher"
 // "oslo.message": "<the message, as JSON text>"}.
 
 // envelope fills pub with message, enveloped, and the properties
-// oslo.messaging gives every message. message is JSON text, as
-// encoding/json or this file writes it: valid UTF-8.
+// oslo.messaging gives every message.
 func envelope(pub *amqp.Publishing, message []byte) {
 	body := make([]byte, 0, len(message)+len(message)/4+48)
 	body = append(body, `{"oslo.version": "2.0", "oslo.message": `...)
@@ -117,24 +117,37 @@ func envelope(pub *amqp.Publishing, message []byte) {
 	pub.Body = append(body, '}')
 }
 
-// appendQuoted appends text, valid UTF-8, to b as a JSON string: quotes,
-// backslashes and control characters escaped, the rest as it is.
+// appendQuoted appends text to b as a JSON string: quotes, backslashes
+// and control characters escaped, each byte that is not UTF-8 replaced by
+// U+FFFD, as encoding/json writes a string (a result's json.RawMessage or
+// MarshalJSON may hold such bytes; oslo.messaging's peers decode every
+// message as UTF-8), the rest as it is.
 func appendQuoted(b, text []byte) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
-	for i, c := range text {
-		if c >= 0x20 && c != '"' && c != '\\' {
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c >= 0x80 {
+			r, size := utf8.DecodeRune(text[i:])
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+			b = append(append(b, text[start:i]...), `\ufffd`...)
+		} else if c >= 0x20 && c != '"' && c != '\\' {
+			i++
 			continue
+		} else {
+			b = append(b, text[start:i]...)
+			if c == '"' || c == '\\' {
+				b = append(b, '\\', c)
+			} else {
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
 		}
-		b = append(b, text[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
+		i++
+		start = i
 	}
 	b = append(b, text[start:]...)
 	return append(b, '"')
@@ -275,7 +288,7 @@ func (oslo) decodeBody(body []byte, r *In) error {
 	}
 	str := func(key string) string {
 		v := fields[key]
-		if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v, '\\') < 0 { // as it is: fields decoded
+		if len(v) >= 2 && v[0] == '"' && plain(v) { // as it is: fields decoded
 			return string(v[1 : len(v)-1])
 		}
 		var s string
@@ -311,6 +324,17 @@ func (oslo) decodeBody(body []byte, r *In) error {
 	}
 	r.Args = fields["args"]
 	return nil
+}
+
+// plain reports whether s, JSON, holds no escape and only ASCII: a string
+// of it reads as it is.
+func plain(s []byte) bool {
+	for _, c := range s {
+		if c == '\\' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // osloReply is a reply's message; Failure is a JSON text, not an object.

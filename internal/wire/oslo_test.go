@@ -349,29 +349,31 @@ func BenchmarkOsloCall(b *testing.B) {
 	}
 }
 
-// FuzzOsloEnvelope: whatever valid UTF-8 a message holds, the envelope is
-// JSON that oslo.messaging reads (json.loads, which reads what
-// encoding/json does) and its message comes back as it went.
+// FuzzOsloEnvelope: whatever a message holds, the envelope is JSON, valid
+// UTF-8, that oslo.messaging reads (json.loads, which reads what
+// encoding/json does), and its message comes back as it went, or as
+// encoding/json would have sent it (a byte that is not UTF-8 as U+FFFD).
 func FuzzOsloEnvelope(f *testing.F) {
 	f.Add(`{"result": "a \"quoted\" \\ <b> & é ☃ \u2028", "_msg_id": "m"}`)
 	f.Add("\x00\x01\x1f\t\n\r\"\\\x7f")
 	f.Add("")
+	f.Add("caf\xe9 \xff\xfe ok \xe2\x82")
 	f.Fuzz(func(t *testing.T, message string) {
-		if !utf8.ValidString(message) {
-			t.Skip("a message is JSON text: valid UTF-8")
-		}
+		var want string
+		q, _ := json.Marshal(message)
+		json.Unmarshal(q, &want)
 		var pub amqp.Publishing
 		envelope(&pub, []byte(message))
 		var env map[string]string
-		if err := json.Unmarshal(pub.Body, &env); err != nil {
-			t.Fatalf("envelope %q is not JSON: %v", pub.Body, err)
+		if err := json.Unmarshal(pub.Body, &env); err != nil || !utf8.Valid(pub.Body) {
+			t.Fatalf("envelope %q is not JSON in UTF-8: %v", pub.Body, err)
 		}
-		if env["oslo.version"] != "2.0" || env["oslo.message"] != message {
-			t.Fatalf("envelope %q holds %q; want %q", pub.Body, env["oslo.message"], message)
+		if env["oslo.version"] != "2.0" || env["oslo.message"] != want {
+			t.Fatalf("envelope %q holds %q; want %q", pub.Body, env["oslo.message"], want)
 		}
 		got, err := unenvelope(pub.Body)
-		if err != nil || string(got) != message {
-			t.Fatalf("unenvelope = %q, %v; want %q", got, err, message)
+		if err != nil || string(got) != want {
+			t.Fatalf("unenvelope = %q, %v; want %q", got, err, want)
 		}
 	})
 }
@@ -396,4 +398,18 @@ func FuzzUnenvelopeAsSent(f *testing.F) {
 			t.Fatalf("fast path read %q from %q; encoding/json: %q, %v", m, body, env.Message, err)
 		}
 	})
+}
+
+// TestOsloStringFields: a request's string fields read as encoding/json
+// reads them, escapes and bytes that are not UTF-8 included.
+func TestOsloStringFields(t *testing.T) {
+	for _, id := range []string{`"plain"`, `"a\"b"`, `"caf\u00e9"`, "\"a\xffb\"", `"é"`} {
+		var want string
+		json.Unmarshal([]byte(id), &want)
+		var in In
+		body := []byte(`{"method": "add", "args": {}, "_msg_id": ` + id + `, "_reply_q": "q"}`)
+		if err := osloFor(OsloSettings{}).DecodeRequest(&amqp.Delivery{Body: body}, &in); err != nil || in.MsgID != want {
+			t.Errorf("_msg_id %s read as %q, %v; want %q", id, in.MsgID, err, want)
+		}
+	}
 }
