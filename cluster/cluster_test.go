@@ -506,8 +506,8 @@ func run(t *testing.T, f fault) *report {
 }
 
 // counts returns the requests executed twice, calls and casts, the
-// confirmed casts never executed nor expired, and those expired in the
-// queue (their deadline passed before a server could take them).
+// confirmed casts never executed nor expired, and those expired (their
+// deadline passed before a server could take them: expiredNotes).
 func counts(e *env, calls, casts int, confirmed []int, expired map[int]bool) (twice, lost, expiredN int) {
 	for id := 1; id <= calls; id++ {
 		n := 0

@@ -28,8 +28,9 @@ import (
 //	   └──(received or running) its channel is gone──► lost   nothing to tell: the broker delivers it again
 //
 // A delivery that is acked, requeued, rejected or lost stays so: at most
-// once, a request found malformed after it was taken, or a batch that
-// cannot be read, stays acked, which drops it as a reject would. A
+// once, a request found malformed or past its deadline after it was
+// taken, or a batch that cannot be read, stays acked: dropped, not
+// dead-lettered. A
 // request's outcome is answered, retry or discard; a delivery's, once all
 // its requests have one, is retry if any is retry, else answered if any is
 // answered, else discard, which make it acked, requeued or rejected.
@@ -39,7 +40,7 @@ import (
 //
 //	its reply cannot go where it asks (Unanswerable) ──────► discard, unrun
 //	it is malformed, or too large (Malformed) ─────────────► answered with a failure, then discard
-//	its caller's deadline has passed (Expired) ────────────► discard, unrun: dead-lettered, as the broker does one it expires
+//	its caller's deadline has passed (Expired) ────────────► discard, unrun (alone in its delivery, at least once: dead-lettered, as one the broker expires)
 //	a message this server took already (oslo's _unique_id) ► answered, unrun
 //	a request this server answered already (WithDeduplication) ► its reply again, then as below
 //	otherwise it runs, and its reply:

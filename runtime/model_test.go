@@ -361,6 +361,8 @@ func (m *model) check() error {
 				return fmt.Errorf("work %d (%s) ran %d times with deduplication", id, req.kind, runs)
 			case (req.kind == "expired" || req.kind == "malformed") && runs > 0:
 				return fmt.Errorf("work %d (%s) ran", id, req.kind)
+			case req.kind == "expired" && m.atLeast && msg.State == "acked": // dead-lettered where the queue says
+				return fmt.Errorf("work %d, past its deadline, was acknowledged, not rejected", id)
 			}
 			// At least once: a call acknowledged was answered before.
 			if m.atLeast && msg.State == "acked" && (req.kind == "call" || req.kind == "batch" || req.kind == "direct" || req.kind == "classic") {

@@ -272,11 +272,11 @@ func WithTimeout(d time.Duration) ClientOption {
 // WithBatching sets whether a client sends calls that come close together
 // for one topic several to a message, and accepts its replies several to a
 // message (docs/PROTOCOL.md). Calls go several to a message only to a topic
-// whose replies said that its servers read them, as amqprpc servers' do, and
-// only without request confirms; a batch that reaches a server that does
-// not read batches comes back, and its calls go again one by one. Off, each
-// call and each reply is a message of its own. Default: on. Client only:
-// servers answer in batches the calls that accept it.
+// whose replies said that its servers read them, as amqprpc servers' do; a
+// batch that reaches a server that does not read batches comes back, and
+// its calls go again one by one. Off, each call and each reply is a
+// message of its own. Default: on. Client only: servers answer in batches
+// the calls that accept it.
 func WithBatching(on bool) ClientOption {
 	return clientOption(func(c *options) { c.noBatching = !on })
 }
@@ -476,8 +476,10 @@ func WithDeliveryLimit(n int) ServerOption {
 // WithDeadLetterExchange names the exchange that the broker publishes the
 // topic's dead requests to: quarantined by a server, over the delivery
 // limit, expired in the queue, or taken by a server past their deadline
-// (x-dead-letter-exchange). "" drops them.
-// Default: "". Server only.
+// (a message of its own, served at least once: docs/PROTOCOL.md), or
+// malformed (x-dead-letter-exchange). "" drops them. An exchange that
+// routes them back to the topic's queue makes a loop that the broker does
+// not break: name one of their own. Default: "". Server only.
 func WithDeadLetterExchange(name string) ServerOption {
 	return serverOption(func(c *options) { c.deadLetterExchange = name })
 }

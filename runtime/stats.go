@@ -21,8 +21,9 @@ type ServerStats struct {
 	// at, or a reply of theirs that the broker refused (a nack).
 	Quarantined uint64
 	// Expired is the requests dropped unrun because their caller's
-	// deadline had passed when the server took them: rejected, so the
-	// broker dead-letters them where the queue has a dead-letter exchange.
+	// deadline had passed when the server took them. One alone in its
+	// message, served at least once, is rejected: the broker dead-letters
+	// it where the queue has a dead-letter exchange.
 	Expired uint64
 	// Redelivered is the deliveries the broker marked as delivered before
 	// (to this server or another): their requests had been in flight at a

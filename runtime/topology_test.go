@@ -168,10 +168,60 @@ func TestLateRequestsDeadLettered(t *testing.T) {
 			select {
 			case d := <-replies:
 				t.Fatalf("a request past its deadline was answered: %s", d.Body)
-			default:
+			case <-time.After(300 * time.Millisecond):
 			}
 			if st := srv.Stats(); st.Expired != 2 || srv.arith.Calls.Load() != 0 || srv.fleet.Notes(7) != 0 {
 				t.Fatalf("server stats %+v, %d calls, %d notes; want two expired, none run", st, srv.arith.Calls.Load(), srv.fleet.Notes(7))
+			}
+		})
+	}
+}
+
+// TestLateRequestsDropped: a request taken past its deadline that is not
+// a message of its own served at least once is dropped unrun, not
+// dead-lettered: served at most once (acknowledged as taken), or in a
+// batch with a request that runs (the batch's message is acknowledged).
+func TestLateRequestsDropped(t *testing.T) {
+	late := func() int64 { return time.Now().Add(-time.Second).UnixMilli() }
+	for _, tc := range []struct {
+		name string
+		opts []runtime.ServerOption
+		pub  func(queue string) amqp.Publishing
+	}{
+		{"at most once", []runtime.ServerOption{runtime.WithAckAfterReply(false)}, func(queue string) amqp.Publishing {
+			return amqp.Publishing{CorrelationId: "late", ReplyTo: queue, Headers: amqp.Table{"amqprpc-deadline": late()},
+				Body: []byte(`{"method": "add", "args": {"v1": 1, "v2": 2}}`)}
+		}},
+		{"in a batch", nil, func(queue string) amqp.Publishing {
+			return amqp.Publishing{Type: "amqprpc.requests", ContentType: "application/json", ReplyTo: queue, Body: []byte(fmt.Sprintf(`[
+				{"id": "late", "deadline": %d, "request": {"method": "add", "args": {"v1": 1, "v2": 2}}},
+				{"id": "live", "deadline": 0, "request": {"method": "add", "args": {"v1": 2, "v2": 2}}}]`, late()))}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topic := newTopic(t)
+			ch := rawChannel(t)
+			dlx := topic + ".dead"
+			dead := deadLetterQueue(t, ch, dlx)
+			srv := serve(t, topic, append(tc.opts, runtime.WithDeadLetterExchange(dlx))...)
+			queue, replies := replyQueue(t, ch)
+			publish(t, ch, topic, tc.pub(queue))
+			waitStats(t, srv, func(st runtime.ServerStats) bool { return st.Expired == 1 })
+			for {
+				select {
+				case d := <-dead:
+					t.Fatalf("dead-lettered %s", d.Body)
+				case d := <-replies:
+					if d.CorrelationId != "live" {
+						t.Fatalf("reply %q %s; want none but the live request's", d.CorrelationId, d.Body)
+					}
+					continue
+				case <-time.After(500 * time.Millisecond):
+				}
+				break
+			}
+			if n := srv.arith.Calls.Load(); n > 1 {
+				t.Fatalf("%d calls ran; want the live one at most", n)
 			}
 		})
 	}
