@@ -47,6 +47,9 @@ var variants = map[string][]runtime.LocalOption{
 	"safe-no-reply-confirms":   {runtime.WithProfile(runtime.Safe), runtime.WithReplyConfirms(false)},
 	"fast-no-ack-after-reply":  {runtime.WithProfile(runtime.Fast), runtime.WithAckAfterReply(false)},
 	"quorum":                   {runtime.WithQueueType(runtime.QueueQuorum)},
+	// What a peer that does not batch gets: each call and each reply a
+	// message of its own.
+	"no-batching": {runtime.WithBatching(false)},
 	// oslo.messaging's protocol, with its default settings.
 	"oslo": {runtime.WithOslo(runtime.OsloConfig{ControlExchange: osloExchange})},
 }
