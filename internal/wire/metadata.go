@@ -1,9 +1,9 @@
 package wire
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -79,15 +79,51 @@ func appendMetadata(b []byte, md map[string]string) []byte {
 	return append(b, '}')
 }
 
-// AppendJSONString appends s to b as a JSON string.
+// AppendJSONString appends s to b as a JSON string (appendQuoted), without
+// a copy when nothing in it is escaped.
 func AppendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return appendQuoted(b, []byte(s))
 		}
 	}
 	b = append(b, '"')
 	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendQuoted appends text to b as a JSON string: quotes, backslashes
+// and control characters escaped, each byte that is not UTF-8 replaced by
+// U+FFFD, as encoding/json writes a string (a result's json.RawMessage or
+// MarshalJSON may hold such bytes; oslo.messaging's peers decode every
+// message as UTF-8), the rest as it is.
+func appendQuoted(b, text []byte) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c >= 0x80 {
+			r, size := utf8.DecodeRune(text[i:])
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+			b = append(append(b, text[start:i]...), `\ufffd`...)
+		} else if c >= 0x20 && c != '"' && c != '\\' {
+			i++
+			continue
+		} else {
+			b = append(b, text[start:i]...)
+			if c == '"' || c == '\\' {
+				b = append(b, '\\', c)
+			} else {
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+		}
+		i++
+		start = i
+	}
+	b = append(b, text[start:]...)
 	return append(b, '"')
 }

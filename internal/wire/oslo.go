@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -115,42 +114,6 @@ func envelope(pub *amqp.Publishing, message []byte) {
 	pub.ContentEncoding = "utf-8"
 	pub.DeliveryMode = amqp.Persistent
 	pub.Body = append(body, '}')
-}
-
-// appendQuoted appends text to b as a JSON string: quotes, backslashes
-// and control characters escaped, each byte that is not UTF-8 replaced by
-// U+FFFD, as encoding/json writes a string (a result's json.RawMessage or
-// MarshalJSON may hold such bytes; oslo.messaging's peers decode every
-// message as UTF-8), the rest as it is.
-func appendQuoted(b, text []byte) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(text); {
-		c := text[i]
-		if c >= 0x80 {
-			r, size := utf8.DecodeRune(text[i:])
-			if r != utf8.RuneError || size != 1 {
-				i += size
-				continue
-			}
-			b = append(append(b, text[start:i]...), `\ufffd`...)
-		} else if c >= 0x20 && c != '"' && c != '\\' {
-			i++
-			continue
-		} else {
-			b = append(b, text[start:i]...)
-			if c == '"' || c == '\\' {
-				b = append(b, '\\', c)
-			} else {
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-		}
-		i++
-		start = i
-	}
-	b = append(b, text[start:]...)
-	return append(b, '"')
 }
 
 var errOsloEnvelope = malformed("unsupported oslo.messaging envelope version")
@@ -337,15 +300,6 @@ func plain(s []byte) bool {
 	return true
 }
 
-// osloReply is a reply's message; Failure is a JSON text, not an object.
-type osloReply struct {
-	Result   any     `json:"result"`
-	Failure  *string `json:"failure"`
-	Ending   bool    `json:"ending"`
-	MsgID    string  `json:"_msg_id"`
-	UniqueID string  `json:"_unique_id"`
-}
-
 func (o oslo) EncodeReply(pub *amqp.Publishing, msgID, _ string, result any, failure *Failure) error {
 	var res, fail []byte
 	var err error
@@ -361,9 +315,9 @@ func (o oslo) EncodeReply(pub *amqp.Publishing, msgID, _ string, result any, fai
 	return nil
 }
 
-// osloReplyMessage is the message of a reply, as osloReply has it:
-// result (JSON text; nil for null), failure (JSON text, sent as a string;
-// nil for null), ending, the call's _msg_id and a _unique_id of its own.
+// osloReplyMessage is the message of a reply: result (JSON text; nil for
+// null), failure (JSON text, sent as a string; nil for null), ending, the
+// call's _msg_id and a _unique_id of its own.
 func osloReplyMessage(result, failure []byte, ending bool, msgID string) []byte {
 	m := make([]byte, 0, len(result)+len(failure)+len(failure)/4+160)
 	m = append(m, `{"result": `...)
@@ -430,32 +384,16 @@ type osloHead struct {
 // absent reports whether a JSON member is missing or null.
 func absent(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" }
 
+// DecodeReply decodes the result of r into result (unless result is nil),
+// or returns its failure, from what SplitReplies read of it.
 func (o oslo) DecodeReply(r *Reply, result any) (*Failure, error) {
-	if head, ok := r.read.(*osloHead); ok {
-		return head.decode(result)
-	}
-	m := osloReply{Result: result}
-	if result == nil {
-		m.Result = new(json.RawMessage)
-	}
-	err := json.Unmarshal(r.Body, &m)
-	if m.Failure != nil && *m.Failure != "" {
-		var f osloFailure
-		if err := json.Unmarshal([]byte(*m.Failure), &f); err != nil {
-			return nil, fmt.Errorf("%w: %v", malformed("failure"), err)
+	h, ok := r.read.(*osloHead)
+	if !ok { // a Reply that SplitReplies did not make
+		h = new(osloHead)
+		if err := json.Unmarshal(r.Body, h); err != nil {
+			return nil, fmt.Errorf("%w: %v", malformed("reply"), err)
 		}
-		return f.failure(), nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", malformed("reply"), err)
-	}
-	return nil, nil
-}
-
-// decode decodes the result of the reply h was read from into result
-// (unless result is nil), or returns its failure, as DecodeReply does
-// from the whole message.
-func (h *osloHead) decode(result any) (*Failure, error) {
 	if !absent(h.Failure) {
 		var text string
 		if err := json.Unmarshal(h.Failure, &text); err != nil {
