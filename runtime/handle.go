@@ -51,10 +51,10 @@ func (s *Server) handle(d *delivery) {
 	s.serve(r)
 }
 
-// serveBatch serves the requests of batch d. The requests beyond the first
-// run in goroutines of their own while the server's prefetch count
-// allows, and otherwise one after the other, their methods all first and
-// then their replies: a reply may wait for the broker's confirm, which
+// serveBatch serves the requests of batch d. The requests but the last
+// run beside the worker, in helpers (help), while the server's prefetch
+// count allows; the rest run in the worker one after the other, their
+// methods all first and then their replies: a reply may wait for the broker's confirm, which
 // the connection's reader holds back while the delivery's body is
 // counted against its budget (WithMaxRequestBytes), and the body is
 // released once every method returned.
@@ -86,12 +86,7 @@ func (s *Server) serveBatch(d *delivery) {
 			r.failure = &Error{Code: CodeMalformed, Message: wire.ClipMessage(err.Error())}
 		}
 		if i < len(batch)-1 && sess.extra.Add(1) <= int32(s.cfg.prefetch) {
-			s.handlers.Add(1)
-			go func() {
-				defer s.handlers.Done()
-				defer sess.extra.Add(-1)
-				s.serve(r)
-			}()
+			sess.help(r)
 			continue
 		}
 		if i < len(batch)-1 {
@@ -103,6 +98,50 @@ func (s *Server) serveBatch(d *delivery) {
 	}
 	for _, x := range inline {
 		s.reply(x)
+	}
+}
+
+// help serves r, a request of a batch beside its worker, in a helper of
+// sess: one that waits for work, or a new one. A helper lives as long as
+// its session, up to the prefetch count of them, so that its stack, grown
+// by the methods it ran, serves the next request: a goroutine for each
+// request spent a fifth of the server's CPU growing stacks (bench/NOTES.md).
+func (sess *serverSession) help(r *request) {
+	select {
+	case sess.helpers <- r:
+		return
+	default:
+	}
+	s := sess.s
+	s.handlers.Add(1)
+	if sess.helped.Add(1) > int32(s.cfg.prefetch) { // the helpers are busy: one for r alone
+		sess.helped.Add(-1)
+		go func() {
+			defer s.handlers.Done()
+			s.serve(r)
+			sess.extra.Add(-1)
+		}()
+		return
+	}
+	go sess.helper(r)
+}
+
+// helper serves r, then the requests handed to it, until sess ends or
+// the server shuts down.
+func (sess *serverSession) helper(r *request) {
+	s := sess.s
+	defer s.handlers.Done()
+	defer sess.helped.Add(-1)
+	for {
+		s.serve(r)
+		sess.extra.Add(-1)
+		select {
+		case r = <-sess.helpers:
+		case <-sess.done:
+			return
+		case <-s.quit:
+			return
+		}
 	}
 }
 

@@ -75,8 +75,9 @@ func TestNoPerCallLeaks(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	// measure returns the goroutines other than the server's workers, which
-	// start on demand up to the prefetch count, and the live heap.
+	// measure returns the goroutines other than the server's workers and
+	// the helpers of its batches, which start on demand up to the prefetch
+	// count, and the live heap.
 	measure := func() (goroutines int, heap uint64) {
 		time.Sleep(50 * time.Millisecond) // let the acker's last flush run
 		goruntime.GC()
@@ -95,7 +96,11 @@ func TestNoPerCallLeaks(t *testing.T) {
 			workers += n
 		}
 		sess.subMu.Unlock()
-		return goruntime.NumGoroutine() - workers, m.HeapAlloc
+		helpers := int(sess.helped.Load())
+		if helpers > DefaultPrefetch {
+			t.Errorf("%d helpers of batches; the prefetch count, %d, bounds them", helpers, DefaultPrefetch)
+		}
+		return goruntime.NumGoroutine() - workers - helpers, m.HeapAlloc
 	}
 	round(2000) // warm up: buffers, maps, workers at their working size
 	g0, _ := measure()

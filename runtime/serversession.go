@@ -31,7 +31,9 @@ type serverSession struct {
 	acker   *amqpio.Acker
 	replies *amqpio.Batcher[queuedReply] // replies to callers that accept them batched
 	shared  wire.Queue                   // the topic's queue, as declared
-	extra   atomic.Int32                 // goroutines serving requests of a batch beside its worker
+	extra   atomic.Int32                 // requests of a batch served beside its worker
+	helpers chan *request                // requests of a batch handed to an idle helper
+	helped  atomic.Int32                 // helpers started
 	watcher sync.WaitGroup               // watch
 	subs    []*subscription              // the first subscriptions, whose workers start
 
@@ -64,7 +66,8 @@ func (s *Server) openSession() (*serverSession, error) {
 			return nil, err
 		}
 	}
-	sess := &serverSession{s: s, id: id, conn: conn, done: make(chan struct{}), live: make(map[uint64]*delivery)}
+	sess := &serverSession{s: s, id: id, conn: conn, done: make(chan struct{}), live: make(map[uint64]*delivery),
+		helpers: make(chan *request)}
 	subs, err := sess.open()
 	if err != nil {
 		conn.Close()
