@@ -116,6 +116,34 @@ type methodStats struct {
 	inFlight atomic.Int64
 	failed   sync.Map // error.type -> metric.MeasurementOption
 	types    atomic.Int32
+	span     atomic.Pointer[spanTemplate] // the last one made for the method
+}
+
+// spanTemplate is what the spans of a method's requests share: their name
+// and their attributes but the message's id, made once for a service,
+// method, routing key and last attribute (the call mode, or the server's
+// name) rather than for each request, which was a third of what the
+// interceptors allocated. The SDK copies the attributes it is given.
+type spanTemplate struct {
+	service, method, key string
+	last                 attribute.KeyValue
+	name                 string
+	attrs                []attribute.KeyValue
+}
+
+// template returns m's span template for a request of method of service
+// routed with key, whose last attribute is last (with op, the
+// messaging.operation.type), making it when m has none for them: the
+// methods past maxMethods share one methodStats, and a client calls a
+// server by name with a key of its own.
+func (c *config) template(m *methodStats, service, method, key string, op, last attribute.KeyValue) *spanTemplate {
+	if t := m.span.Load(); t != nil && t.service == service && t.method == method && t.key == key && t.last == last {
+		return t
+	}
+	t := &spanTemplate{service: service, method: method, key: key, last: last, name: service + "/" + method,
+		attrs: c.spanAttrs(service, method, key, op, last)}
+	m.span.Store(t)
+	return t
 }
 
 // maxMethods bounds the methods an interceptor keeps apart, whatever names
@@ -196,6 +224,22 @@ func (c *config) spanAttrs(service, method, key string, more ...attribute.KeyVal
 	return append(attrs, more...)
 }
 
+// modes are the amqprpc.mode attributes of the call modes, made once.
+var modes = [...]attribute.KeyValue{
+	runtime.Call: modeAttr(runtime.Call), runtime.Cast: modeAttr(runtime.Cast),
+	runtime.Fanout: modeAttr(runtime.Fanout), runtime.CallAll: modeAttr(runtime.CallAll),
+}
+
+func modeAttr(m runtime.Mode) attribute.KeyValue { return attribute.String("amqprpc.mode", m.String()) }
+
+// modeOf is the amqprpc.mode attribute of m.
+func modeOf(m runtime.Mode) attribute.KeyValue {
+	if int(m) >= 0 && int(m) < len(modes) {
+		return modes[m]
+	}
+	return modeAttr(m)
+}
+
 // begin counts a request for method in flight and returns its stats and
 // its start; end records its outcome.
 func (in *instruments) begin(method string) (*methodStats, time.Time) {
@@ -236,6 +280,43 @@ func (c carrier) Keys() []string {
 	keys := make([]string, 0, len(c))
 	for k := range c {
 		keys = append(keys, k)
+	}
+	return keys
+}
+
+// pairs is a propagation carrier that collects what a propagator
+// injects, as key-value pairs for runtime.AppendMetadata.
+type pairs struct {
+	kv  []string
+	buf [4]string // traceparent and tracestate, without allocating more
+}
+
+func (p *pairs) Get(key string) string {
+	for i := 0; i+1 < len(p.kv); i += 2 {
+		if p.kv[i] == key {
+			return p.kv[i+1]
+		}
+	}
+	return ""
+}
+
+func (p *pairs) Set(key, value string) {
+	for i := 0; i+1 < len(p.kv); i += 2 {
+		if p.kv[i] == key {
+			p.kv[i+1] = value
+			return
+		}
+	}
+	if p.kv == nil {
+		p.kv = p.buf[:0]
+	}
+	p.kv = append(p.kv, key, value)
+}
+
+func (p *pairs) Keys() []string {
+	keys := make([]string, 0, len(p.kv)/2)
+	for i := 0; i+1 < len(p.kv); i += 2 {
+		keys = append(keys, p.kv[i])
 	}
 	return keys
 }
@@ -281,16 +362,16 @@ func ClientInterceptor(opts ...Option) runtime.ClientInterceptor {
 		if req.Server != "" {
 			key += "." + req.Server
 		}
-		service := serviceName(req.Service)
-		ctx, span := tracer.Start(ctx, service+"/"+req.Method, kind)
+		m, start := in.begin(req.Method)
+		t := c.template(m, serviceName(req.Service), req.Method, key, semconv.MessagingOperationTypeSend, modeOf(req.Mode))
+		ctx, span := tracer.Start(ctx, t.name, kind)
 		defer span.End()
 		if span.IsRecording() { // attributes only for spans that keep them
-			span.SetAttributes(c.spanAttrs(service, req.Method, key, semconv.MessagingOperationTypeSend, attribute.String("amqprpc.mode", req.Mode.String()))...)
+			span.SetAttributes(t.attrs...)
 		}
-		md := runtime.Metadata{}
-		c.propagator.Inject(ctx, carrier(md))
-		ctx = runtime.WithMetadata(ctx, md)
-		m, start := in.begin(req.Method)
+		var out pairs
+		c.propagator.Inject(ctx, &out)
+		ctx = runtime.AppendMetadata(ctx, out.kv...)
 		err := next(ctx, req, reply)
 		in.end(ctx, m, start, span, err, errorType)
 		return err
@@ -309,14 +390,14 @@ func ServerInterceptor(opts ...Option) runtime.ServerInterceptor {
 		if !info.Reply {
 			kind = kindConsumer
 		}
-		service := serviceName(info.Service)
-		ctx, span := tracer.Start(ctx, service+"/"+info.Method, kind)
+		m, start := in.begin(info.Method)
+		t := c.template(m, serviceName(info.Service), info.Method, info.Topic, semconv.MessagingOperationTypeProcess, attribute.String("amqprpc.server", info.Server))
+		ctx, span := tracer.Start(ctx, t.name, kind)
 		defer span.End()
 		if span.IsRecording() {
-			span.SetAttributes(c.spanAttrs(service, info.Method, info.Topic, semconv.MessagingOperationTypeProcess,
-				semconv.MessagingMessageID(info.ID), attribute.String("amqprpc.server", info.Server))...)
+			span.SetAttributes(semconv.MessagingMessageID(info.ID))
+			span.SetAttributes(t.attrs...)
 		}
-		m, start := in.begin(info.Method)
 		result, err := next(ctx)
 		in.end(ctx, m, start, span, err, serverErrorType)
 		return result, err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -400,5 +402,49 @@ func TestCardinalityIsBounded(t *testing.T) {
 	}
 	if len(types) != 65 || !types["_OTHER"] {
 		t.Errorf("%d error types for one method; want at most 64 and _OTHER", len(types))
+	}
+}
+
+// TestSpansFollowEachRequest: what a span says comes from its own request,
+// though the interceptors make a method's name and attributes once: the
+// same method called through the topic, then by a server's name, then as
+// a cast, and served by two servers of different names, gives spans with
+// each one's routing key, mode and server, and its message id.
+func TestSpansFollowEachRequest(t *testing.T) {
+	spans, _, opts := providers()
+	client, server := otelamqprpc.ClientInterceptor(opts...), otelamqprpc.ServerInterceptor(opts...)
+	ok := func(context.Context, *runtime.Request, any) error { return nil }
+	for _, req := range []*runtime.Request{
+		{Target: runtime.Target{Topic: "t"}, Service: &calc.Calculator_ServiceDesc, Method: "add"},
+		{Target: runtime.Target{Topic: "t", Server: "s2"}, Service: &calc.Calculator_ServiceDesc, Method: "add"},
+		{Target: runtime.Target{Topic: "t"}, Service: &calc.Calculator_ServiceDesc, Method: "add", Mode: runtime.Cast},
+		{Target: runtime.Target{Topic: "u"}, Method: "add"},
+	} {
+		client(context.Background(), req, nil, ok)
+	}
+	method := func(context.Context) (any, error) { return nil, nil }
+	for _, info := range []*runtime.ServerInfo{
+		{Topic: "t", Server: "s1", Service: &calc.Calculator_ServiceDesc, Method: "add", ID: "id1", Reply: true},
+		{Topic: "t", Server: "s2", Service: &calc.Calculator_ServiceDesc, Method: "add", ID: "id2", Reply: true},
+		{Topic: "t", Server: "s2", Service: &calc.Calculator_ServiceDesc, Method: "add", ID: "id3"},
+	} {
+		server(context.Background(), info, method)
+	}
+	var got []string
+	for _, s := range spans.Ended() {
+		got = append(got, fmt.Sprintf("%s %s key=%s mode=%s server=%s id=%s", s.Name(), s.SpanKind(),
+			value(s, "messaging.rabbitmq.destination.routing_key"), value(s, "amqprpc.mode"), value(s, "amqprpc.server"), value(s, "messaging.message.id")))
+	}
+	want := []string{
+		"Calculator/add client key=t mode=call server= id=",
+		"Calculator/add client key=t.s2 mode=call server= id=",
+		"Calculator/add producer key=t mode=cast server= id=",
+		"/add client key=u mode=call server= id=",
+		"Calculator/add server key=t mode= server=s1 id=id1",
+		"Calculator/add server key=t mode= server=s2 id=id2",
+		"Calculator/add consumer key=t mode= server=s2 id=id3",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("spans:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
