@@ -74,13 +74,16 @@ cluster-test:
 	@scripts/cluster.sh start
 	@trap 'scripts/cluster.sh stop' EXIT; $(GO) test -tags cluster -count=1 -v -timeout 20m ./cluster
 
-## fuzz: fuzz the request decoders and the header reader for a minute each (the seed corpus runs in make test)
+## fuzz: fuzz the request decoders, the JSON reader and the header reader for a minute each (the seed corpus runs in make test)
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s ./runtime
 	$(GO) test -run '^$$' -fuzz FuzzSplitRequests -fuzztime 60s ./runtime
 	$(GO) test -run '^$$' -fuzz FuzzSanitizeHeaderFrame -fuzztime 60s ./runtime
 	$(GO) test -run '^$$' -fuzz FuzzDecodeOsloRequest -fuzztime 60s ./runtime
 	$(GO) test -run '^$$' -fuzz FuzzBatchMetadata -fuzztime 60s ./runtime
+	$(GO) test -run '^$$' -fuzz FuzzScanClassicRequest -fuzztime 60s ./internal/wire
+	$(GO) test -run '^$$' -fuzz FuzzScanRequestEntries -fuzztime 60s ./internal/wire
+	$(GO) test -run '^$$' -fuzz FuzzValueEnd -fuzztime 60s ./internal/wire
 
 ## demo: run the calc example: a server, and a client that prints 2 + 3
 demo: broker

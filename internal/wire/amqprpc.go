@@ -192,6 +192,36 @@ type classicRequest struct {
 	BatchReplies bool            `json:"batch_replies"`
 }
 
+// classicRequestFields are classicRequest's members, in the order of
+// scan's switch.
+var classicRequestFields = []string{"method", "args", "version", "msg_id", "batch_replies"}
+
+// scan decodes body into m, as json.Unmarshal would, when body is as
+// amqprpc's peers write it (scan.go), and reports whether it was.
+func (m *classicRequest) scan(body []byte) bool {
+	fs := fields{names: classicRequestFields}
+	end, ok := eachMember(body, skipSpace(body, 0), func(key, v []byte) bool {
+		n, ok := fs.take(key)
+		if !ok {
+			return false
+		}
+		switch n {
+		case 0:
+			m.Method, ok = plainString(v)
+		case 1:
+			m.Args = v
+		case 2:
+			m.Version, ok = plainString(v)
+		case 3:
+			m.MsgID, ok = plainString(v)
+		case 4:
+			m.BatchReplies, ok = plainBool(v)
+		}
+		return ok
+	}, 1)
+	return ok && onlySpace(body, end)
+}
+
 type classicOutRequest struct {
 	Method       string `json:"method"`
 	Args         any    `json:"args"`
@@ -276,8 +306,11 @@ func (classic) decodeBody(replyTo string, body []byte, r *In) error {
 		r.Reply = QueueRoute(replyTo)
 	}
 	var m classicRequest
-	if err := json.Unmarshal(body, &m); err != nil {
-		return fmt.Errorf("%w: %v", ErrNotJSON, err)
+	if !m.scan(body) {
+		m = classicRequest{}
+		if err := json.Unmarshal(body, &m); err != nil {
+			return fmt.Errorf("%w: %v", ErrNotJSON, err)
+		}
 	}
 	if r.MsgID == "" {
 		r.MsgID = m.MsgID
@@ -336,6 +369,54 @@ type classicRequestEntry struct {
 	Deadline int64             `json:"deadline"`
 	Headers  map[string]string `json:"headers"`
 	Request  json.RawMessage   `json:"request"`
+}
+
+// classicRequestEntryFields are classicRequestEntry's members, in the
+// order of scanRequestEntries's switch.
+var classicRequestEntryFields = []string{"id", "deadline", "headers", "request"}
+
+// scanRequestEntries decodes a batch of requests, as json.Unmarshal would,
+// when body is as amqprpc's clients write it (scan.go), and reports
+// whether it was.
+func scanRequestEntries(body []byte) ([]classicRequestEntry, bool) {
+	entries := make([]classicRequestEntry, 0, 16)
+	end, ok := eachElement(body, skipSpace(body, 0), func(v []byte) bool {
+		var e classicRequestEntry
+		fs := fields{names: classicRequestEntryFields}
+		_, ok := eachMember(v, 0, func(key, v []byte) bool {
+			n, ok := fs.take(key)
+			if !ok {
+				return false
+			}
+			switch n {
+			case 0:
+				e.ID, ok = plainString(v)
+			case 1:
+				e.Deadline, ok = plainInt(v)
+			case 2:
+				e.Headers, ok = plainHeaders(v)
+			case 3:
+				e.Request = v
+			}
+			return ok
+		}, 2)
+		entries = append(entries, e)
+		return ok
+	}, 1)
+	return entries, ok && onlySpace(body, end)
+}
+
+// plainHeaders returns the map of strings the JSON object v is, when its
+// values are plain strings.
+func plainHeaders(v []byte) (map[string]string, bool) {
+	h := map[string]string{}
+	_, ok := eachMember(v, 0, func(key, v []byte) bool {
+		k, ok := plainString(key)
+		s, ok2 := plainString(v)
+		h[k] = s
+		return ok && ok2
+	}, 3)
+	return h, ok
 }
 
 // BatchID is the correlation_id of a batch of requests: a server that does
@@ -409,9 +490,12 @@ func (classic) IsBatch(d *amqp.Delivery) bool { return d.Type == RequestsType }
 // its entry but the keys that are not metadata (Reserved, or too long for
 // a header name).
 func (classic) SplitRequests(d *amqp.Delivery) ([]BatchedRequest, error) {
-	var entries []classicRequestEntry
-	if err := json.Unmarshal(d.Body, &entries); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotBatch, err)
+	entries, ok := scanRequestEntries(d.Body)
+	if !ok {
+		entries = nil
+		if err := json.Unmarshal(d.Body, &entries); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotBatch, err)
+		}
 	}
 	reqs := make([]BatchedRequest, len(entries))
 	for i, e := range entries {

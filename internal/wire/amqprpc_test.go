@@ -505,6 +505,39 @@ func BenchmarkDecodeRequest(b *testing.B) {
 	}
 }
 
+// BenchmarkSplitRequests is what a server does with a batch of 16
+// requests, each with a trace context, before their methods run.
+func BenchmarkSplitRequests(b *testing.B) {
+	reqs := make([]BatchedRequest, 16)
+	for i := range reqs {
+		var pub amqp.Publishing
+		out := Out{MsgID: fmt.Sprintf("6f0a8f4e-2b8e-4a8e-9a54-1c1f5b7f5d%02d", i), Method: "add", Args: &benchArgs{i, 3}, ReplyTo: "amq.gen-1", BatchReplies: true}
+		if err := (classic{}).EncodeRequest(&pub, &out); err != nil {
+			b.Fatal(err)
+		}
+		reqs[i] = BatchedRequest{MsgID: out.MsgID, Deadline: time.Now().Add(time.Hour), Body: pub.Body,
+			Meta: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}
+	}
+	var pub amqp.Publishing
+	if err := (classic{}).EncodeRequests(&pub, "batch:1", "amq.gen-1", reqs); err != nil {
+		b.Fatal(err)
+	}
+	d := amqp.Delivery{Body: pub.Body, Type: pub.Type, CorrelationId: pub.CorrelationId, ReplyTo: pub.ReplyTo, Headers: pub.Headers}
+	b.ReportAllocs()
+	for b.Loop() {
+		batch, err := (classic{}).SplitRequests(&d)
+		if err != nil || len(batch) != len(reqs) {
+			b.Fatal(len(batch), err)
+		}
+		for i := range batch {
+			var r In
+			if err := (classic{}).DecodeBatched(&d, &batch[i], &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
 // BenchmarkDecodeReply is what a client does with a reply.
 func BenchmarkDecodeReply(b *testing.B) {
 	r := Reply{ID: "6f0a8f4e-2b8e-4a8e-9a54-1c1f5b7f5d2e", Body: []byte(`{"result":5}`)}
