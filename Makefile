@@ -84,6 +84,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzScanClassicRequest -fuzztime 60s ./internal/wire
 	$(GO) test -run '^$$' -fuzz FuzzScanRequestEntries -fuzztime 60s ./internal/wire
 	$(GO) test -run '^$$' -fuzz FuzzValueEnd -fuzztime 60s ./internal/wire
+	$(GO) test -run '^$$' -fuzz FuzzMembersOf -fuzztime 60s ./internal/wire
+	$(GO) test -run '^$$' -fuzz FuzzScanOsloHead -fuzztime 60s ./internal/wire
+	$(GO) test -run '^$$' -fuzz FuzzScanReplyEntries -fuzztime 60s ./internal/wire
 
 ## demo: run the calc example: a server, and a client that prints 2 + 3
 demo: broker

@@ -554,6 +554,37 @@ type classicBatchEntry struct {
 	Reply json.RawMessage `json:"reply"`
 }
 
+// classicBatchEntryFields are classicBatchEntry's members, in the order
+// of scanReplyEntries's switch.
+var classicBatchEntryFields = []string{"id", "reply"}
+
+// scanReplyEntries decodes a batch of replies, as json.Unmarshal would,
+// when body is as amqprpc's servers write it (scan.go), and reports
+// whether it was.
+func scanReplyEntries(body []byte) ([]classicBatchEntry, bool) {
+	entries := make([]classicBatchEntry, 0, 16)
+	end, ok := eachElement(body, skipSpace(body, 0), func(v []byte) bool {
+		var e classicBatchEntry
+		fs := fields{names: classicBatchEntryFields}
+		_, ok := eachMember(v, 0, func(key, v []byte) bool {
+			n, ok := fs.take(key)
+			if !ok {
+				return false
+			}
+			switch n {
+			case 0:
+				e.ID, ok = plainString(v)
+			case 1:
+				e.Reply = v
+			}
+			return ok
+		}, 2)
+		entries = append(entries, e)
+		return ok
+	}, 1)
+	return entries, ok && onlySpace(body, end)
+}
+
 func (classic) SplitReplies(d *amqp.Delivery, each func(*Reply)) error {
 	readsBatches := d.Type == ReplyType || d.Type == BatchType
 	limit, _ := Integer(d.Headers[QueueLimitHeader])
@@ -563,9 +594,12 @@ func (classic) SplitReplies(d *amqp.Delivery, each func(*Reply)) error {
 		each(&Reply{ID: d.CorrelationId, ReadsBatches: readsBatches, Bounded: bounded, Server: server, Body: d.Body})
 		return nil
 	}
-	var entries []classicBatchEntry
-	if err := json.Unmarshal(d.Body, &entries); err != nil {
-		return fmt.Errorf("%w: %v", malformed("body is not a JSON array of replies"), err)
+	entries, ok := scanReplyEntries(d.Body)
+	if !ok {
+		entries = nil
+		if err := json.Unmarshal(d.Body, &entries); err != nil {
+			return fmt.Errorf("%w: %v", malformed("body is not a JSON array of replies"), err)
+		}
 	}
 	for _, e := range entries {
 		each(&Reply{ID: e.ID, ReadsBatches: true, Bounded: bounded, Body: e.Reply})

@@ -245,12 +245,12 @@ func (oslo) decodeBody(body []byte, r *In) error {
 	if err != nil {
 		return err
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(message, &fields); err != nil {
-		return fmt.Errorf("%w: %v", ErrNotJSON, err)
+	fields, err := membersOf(message)
+	if err != nil {
+		return err
 	}
 	str := func(key string) string {
-		v := fields[key]
+		v := fields.get(key)
 		if len(v) >= 2 && v[0] == '"' && plain(v) { // as it is: fields decoded
 			return string(v[1 : len(v)-1])
 		}
@@ -262,30 +262,31 @@ func (oslo) decodeBody(body []byte, r *In) error {
 	if q := str("_reply_q"); q != "" && r.MsgID != "" {
 		r.Reply = QueueRoute(q)
 	}
-	if timeout, err := strconv.ParseFloat(string(fields["_timeout"]), 64); err == nil && timeout > 0 { // a JSON number, or none
+	if timeout, err := strconv.ParseFloat(string(fields.get("_timeout")), 64); err == nil && timeout > 0 { // a JSON number, or none
 		r.Heartbeat = time.Duration(min(timeout, 1e6) * float64(time.Second))
 	}
 	r.UniqueID = str("_unique_id")
 	r.Namespace = str("namespace")
 	r.Version = str("version")
-	for k, v := range fields {
-		if name, ok := strings.CutPrefix(k, contextPrefix); ok {
+	for _, m := range fields {
+		if name, ok := bytes.CutPrefix(m.key, []byte(contextPrefix)); ok {
+			v := m.value
 			if r.Context == nil {
 				r.Context = make(map[string]any)
 			}
 			var value any
 			json.Unmarshal(v, &value) // a field of an object that decoded: it decodes
-			r.Context[name] = value
+			r.Context[string(name)] = value
 		}
 	}
 	r.Method = str("method")
 	if r.Method == "" {
 		return ErrNoMethod
 	}
-	if a := bytes.TrimSpace(fields["args"]); len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
+	if a := bytes.TrimSpace(fields.get("args")); len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
 		return ErrBadArgs
 	}
-	r.Args = fields["args"]
+	r.Args = fields.get("args")
 	return nil
 }
 
@@ -356,8 +357,11 @@ func (oslo) SplitReplies(d *amqp.Delivery, each func(*Reply)) error {
 		return err
 	}
 	head := new(osloHead)
-	if err := json.Unmarshal(message, head); err != nil {
-		return fmt.Errorf("%w: %v", ErrNotJSON, err)
+	if !head.scan(message) {
+		*head = osloHead{}
+		if err := json.Unmarshal(message, head); err != nil {
+			return fmt.Errorf("%w: %v", ErrNotJSON, err)
+		}
 	}
 	empty := absent(head.Result) && (absent(head.Failure) || string(head.Failure) == `""`)
 	r := Reply{ID: head.MsgID, Empty: empty, Body: message, read: head}
@@ -379,6 +383,34 @@ type osloHead struct {
 	Ending  bool            `json:"ending"`
 	Result  json.RawMessage `json:"result"`
 	Failure json.RawMessage `json:"failure"`
+}
+
+// osloHeadFields are osloHead's members, in the order of scan's switch.
+var osloHeadFields = []string{"_msg_id", "ending", "result", "failure"}
+
+// scan decodes message into h, as json.Unmarshal would, when message is
+// as oslo.messaging and amqprpc write it (scan.go), and reports whether
+// it was.
+func (h *osloHead) scan(message []byte) bool {
+	fs := fields{names: osloHeadFields}
+	end, ok := eachMember(message, skipSpace(message, 0), func(key, v []byte) bool {
+		n, ok := fs.take(key)
+		if !ok {
+			return false
+		}
+		switch n {
+		case 0:
+			h.MsgID, ok = plainString(v)
+		case 1:
+			h.Ending, ok = plainBool(v)
+		case 2:
+			h.Result = v
+		case 3:
+			h.Failure = v
+		}
+		return ok
+	}, 1)
+	return ok && onlySpace(message, end)
 }
 
 // absent reports whether a JSON member is missing or null.

@@ -2,6 +2,8 @@ package wire
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"strconv"
 )
 
@@ -290,4 +292,47 @@ func (fs *fields) take(quoted []byte) (int, bool) {
 		}
 	}
 	return -1, true
+}
+
+// member is a member of a JSON object: its key, unquoted, and its value
+// as it is.
+type member struct {
+	key, value []byte
+}
+
+// members are the members of an object, in order.
+type members []member
+
+// get returns the value of key, the last given; nil if none.
+func (ms members) get(key string) []byte {
+	for i := len(ms) - 1; i >= 0; i-- {
+		if string(ms[i].key) == key {
+			return ms[i].value
+		}
+	}
+	return nil
+}
+
+// membersOf returns the members of the JSON object b, or ErrNotJSON.
+// Read by encoding/json when a key is not plain, they are what a
+// map[string]json.RawMessage would hold.
+func membersOf(b []byte) (members, error) {
+	ms := make(members, 0, 16)
+	end, ok := eachMember(b, skipSpace(b, 0), func(key, v []byte) bool {
+		k, ok := plainBytes(key)
+		ms = append(ms, member{k, v})
+		return ok
+	}, 1)
+	if ok && onlySpace(b, end) {
+		return ms, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
+	}
+	ms = ms[:0]
+	for k, v := range fields {
+		ms = append(ms, member{[]byte(k), v})
+	}
+	return ms, nil
 }

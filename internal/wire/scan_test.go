@@ -111,3 +111,81 @@ func TestScanTakesWhatPeersWrite(t *testing.T) {
 		t.Error("a batch as clients write it is left to encoding/json")
 	}
 }
+
+// FuzzMembersOf: the members of an object are what encoding/json reads
+// into a map of raw values, the last of a key given twice.
+func FuzzMembersOf(f *testing.F) {
+	for _, s := range scanSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"method":"add","_context_user":"u","_context_user":{"a":1},"caf\u00e9":1}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ms, err := membersOf(b)
+		var want map[string]json.RawMessage
+		jerr := json.Unmarshal(b, &want)
+		if (err == nil) != (jerr == nil) {
+			t.Fatalf("membersOf(%q): %v; encoding/json: %v", b, err, jerr)
+		}
+		if err != nil {
+			return
+		}
+		got := map[string]json.RawMessage{}
+		for _, m := range ms {
+			got[string(m.key)] = m.value
+		}
+		if len(got) != len(want) {
+			t.Fatalf("membersOf(%q) = %q; encoding/json %q", b, got, want)
+		}
+		for k, v := range want {
+			if string(got[k]) != string(v) {
+				t.Fatalf("membersOf(%q)[%q] = %q; encoding/json %q", b, k, got[k], v)
+			}
+		}
+	})
+}
+
+// FuzzScanOsloHead: whatever the reader takes as the head of an oslo
+// reply, encoding/json reads as the same.
+func FuzzScanOsloHead(f *testing.F) {
+	for _, s := range scanSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"result": 5, "failure": null, "_msg_id": "m", "ending": true}`))
+	f.Add([]byte(`{"failure": "{\"class\": \"ValueError\"}", "_msg_id": "m", "ending": false}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got osloHead
+		if !got.scan(b) {
+			return
+		}
+		var want osloHead
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("scan took %q, which encoding/json refuses: %v", b, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("scan read %q as %+v; encoding/json as %+v", b, got, want)
+		}
+	})
+}
+
+// FuzzScanReplyEntries: whatever the reader takes as a batch of replies,
+// encoding/json reads as the same batch.
+func FuzzScanReplyEntries(f *testing.F) {
+	for _, s := range scanSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`[{"id":"a","reply":{"result":5}},{"id":"b","reply":{"failure":{"code":"not_found","message":"x"}}}]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok := scanReplyEntries(body)
+		if !ok {
+			return
+		}
+		var want []classicBatchEntry
+		if err := json.Unmarshal(body, &want); err != nil {
+			t.Fatalf("scan took %q, which encoding/json refuses: %v", body, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("scan read %q as %+v; encoding/json as %+v", body, got, want)
+		}
+	})
+}
