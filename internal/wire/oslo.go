@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -175,7 +176,14 @@ func unenvelopeAsSent(body []byte) ([]byte, bool) {
 	return m, true
 }
 
-func newUniqueID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
+// appendUniqueID appends a new _unique_id to b, quoted: a random UUID in
+// 32 hexadecimal digits, as oslo.messaging makes them.
+func appendUniqueID(b []byte) []byte {
+	u := uuid.New()
+	b = append(b, '"')
+	b = hex.AppendEncode(b, u[:])
+	return append(b, '"')
+}
 
 func (oslo) EncodeRequest(pub *amqp.Publishing, r *Out) error {
 	args, err := json.Marshal(r.Args)
@@ -185,7 +193,7 @@ func (oslo) EncodeRequest(pub *amqp.Publishing, r *Out) error {
 	if bytes.Equal(args, []byte("null")) {
 		args = []byte("{}")
 	}
-	m := make([]byte, 0, 160+len(args))
+	m := make([]byte, 0, 160+len(args)+len(r.Method)+len(r.Namespace)+len(r.Version)+len(r.MsgID)+len(r.ReplyTo))
 	m = append(m, `{"method":`...)
 	m = AppendJSONString(m, r.Method)
 	m = append(m, `,"args":`...)
@@ -205,14 +213,13 @@ func (oslo) EncodeRequest(pub *amqp.Publishing, r *Out) error {
 		m = AppendJSONString(m, r.ReplyTo)
 		m = append(m, `,"_timeout":`...)
 		if secs := int64(r.Heartbeat / time.Second); secs > 0 {
-			m = fmt.Appendf(m, "%d", secs)
+			m = strconv.AppendInt(m, secs, 10)
 		} else {
 			m = append(m, "null"...)
 		}
 	}
-	m = append(m, `,"_unique_id":`...)
-	m = AppendJSONString(m, newUniqueID())
-	for _, k := range slices.Sorted(maps.Keys(r.Context)) {
+	m = appendUniqueID(append(m, `,"_unique_id":`...))
+	for _, k := range sortedKeys(r.Context) {
 		v, err := json.Marshal(r.Context[k])
 		if err != nil {
 			return fmt.Errorf("encode request context %q: %w", k, err)
@@ -226,6 +233,14 @@ func (oslo) EncodeRequest(pub *amqp.Publishing, r *Out) error {
 	envelope(pub, m)
 	pub.MessageId = r.MsgID // for returns: oslo.messaging reads no property but content_type
 	return nil
+}
+
+// sortedKeys returns the keys of m in order; none without allocating.
+func sortedKeys(m map[string]any) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(m))
 }
 
 func (oslo) ReturnedIDs(r *amqp.Return) []string { return []string{r.MessageId} }
@@ -251,6 +266,9 @@ func (oslo) decodeBody(body []byte, r *In) error {
 	}
 	str := func(key string) string {
 		v := fields.get(key)
+		if v == nil {
+			return ""
+		}
 		if len(v) >= 2 && v[0] == '"' && plain(v) { // as it is: fields decoded
 			return string(v[1 : len(v)-1])
 		}
@@ -334,7 +352,7 @@ func osloReplyMessage(result, failure []byte, ending bool, msgID string) []byte 
 	}
 	m = strconv.AppendBool(append(m, `, "ending": `...), ending)
 	m = AppendJSONString(append(m, `, "_msg_id": `...), msgID)
-	m = AppendJSONString(append(m, `, "_unique_id": `...), newUniqueID())
+	m = appendUniqueID(append(m, `, "_unique_id": `...))
 	return append(m, '}')
 }
 

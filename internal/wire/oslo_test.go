@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -412,4 +413,41 @@ func TestOsloStringFields(t *testing.T) {
 			t.Errorf("_msg_id %s read as %q, %v; want %q", id, in.MsgID, err, want)
 		}
 	}
+}
+
+// TestOsloUniqueIDs: each request and reply carries a _unique_id of its
+// own, 32 hexadecimal digits, as oslo.messaging makes them.
+func TestOsloUniqueIDs(t *testing.T) {
+	o := osloFor(OsloSettings{})
+	hex32 := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	seen := map[string]bool{}
+	for range 3 {
+		var pub amqp.Publishing
+		if err := o.EncodeRequest(&pub, &Out{MsgID: "m", Method: "add", ReplyTo: "reply_q"}); err != nil {
+			t.Fatal(err)
+		}
+		var in In
+		if err := o.DecodeRequest(&amqp.Delivery{Body: pub.Body}, &in); err != nil {
+			t.Fatal(err)
+		}
+		var reply struct {
+			UniqueID string `json:"_unique_id"`
+		}
+		message, _ := unenvelope(osloReplyEnvelope(t, o))
+		json.Unmarshal(message, &reply)
+		for _, id := range []string{in.UniqueID, reply.UniqueID} {
+			if !hex32.MatchString(id) || seen[id] {
+				t.Errorf("_unique_id %q: not 32 hexadecimal digits, or seen before", id)
+			}
+			seen[id] = true
+		}
+	}
+}
+
+func osloReplyEnvelope(t *testing.T, o oslo) []byte {
+	var pub amqp.Publishing
+	if err := o.EncodeReply(&pub, "m", "", 5, nil); err != nil {
+		t.Fatal(err)
+	}
+	return pub.Body
 }

@@ -317,7 +317,7 @@ func (ms members) get(key string) []byte {
 // Read by encoding/json when a key is not plain, they are what a
 // map[string]json.RawMessage would hold.
 func membersOf(b []byte) (members, error) {
-	ms := make(members, 0, 16)
+	ms := make(members, 0, 12)
 	end, ok := eachMember(b, skipSpace(b, 0), func(key, v []byte) bool {
 		k, ok := plainBytes(key)
 		ms = append(ms, member{k, v})
