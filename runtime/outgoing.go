@@ -100,9 +100,13 @@ func (c *Client) carriable(ctx context.Context, req *Request) error {
 		}
 	}
 	md := OutgoingMetadata(ctx)
-	for _, k := range slices.Sorted(maps.Keys(md)) {
-		if err := shortString("metadata key", k); err != nil {
-			return err
+	for k := range md {
+		if shortString("metadata key", k) != nil { // name the first in order, whatever the map's
+			for _, k := range slices.Sorted(maps.Keys(md)) {
+				if err := shortString("metadata key", k); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
