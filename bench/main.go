@@ -23,7 +23,10 @@
 //
 //	go run ./bench -replypath [-quick]
 //
-// -observe does the same for the interceptors and OpenTelemetry section.
+// -observe does the same for the interceptors and OpenTelemetry section,
+// and -paths for the section on the paths users run (one call at a time,
+// a quorum queue, OpenTelemetry, Safe, batching off, oslo mode), each in
+// one rotation with the hand-written RPC.
 package main
 
 import (

@@ -44,6 +44,7 @@ func runMain(args []string) {
 	fs.BoolVar(&cfg.ab, "ab", false, "measure only the sequential latency A/B of amqprpc and baseline, for 4x the duration, and print it")
 	observe := fs.Bool("observe", false, "measure only the interceptors and OpenTelemetry section, and print it")
 	replyPath := fs.Bool("replypath", false, "measure only the section on a plain client's reply path, and print it")
+	pathsOnly := fs.Bool("paths", false, "measure only the section on the paths users run, side by side with the hand-written RPC, and print it")
 	clusterURLs := fs.String("cluster", "", "the AMQP URLs of a cluster's nodes, comma-separated (scripts/cluster.sh urls), for the cluster section")
 	fs.Parse(args)
 	if *clusterURLs != "" {
@@ -55,6 +56,8 @@ func runMain(args []string) {
 		alone = runObserve
 	case *replyPath:
 		alone = runReplyPath
+	case *pathsOnly:
+		alone = runPaths
 	}
 	if alone != nil {
 		if err := runAlone(cfg, os.Stdout, alone); err != nil {
@@ -200,6 +203,11 @@ func run(cfg config, w io.Writer) (string, error) {
 		s.stop()
 	}
 	clear(srv)
+
+	// 1b. The paths users run, side by side with the hand-written RPC.
+	if err := runPaths(cfg, w, &md, topic, broker); err != nil {
+		return "", err
+	}
 
 	// 2. oslo.messaging: Go and Python peers.
 	if err := runOslo(cfg, w, &md, topic, broker); err != nil {
