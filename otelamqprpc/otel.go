@@ -42,6 +42,7 @@ package otelamqprpc
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,8 +123,10 @@ type methodStats struct {
 // spanTemplate is what the spans of a method's requests share: their name
 // and their attributes but the message's id, made once for a service,
 // method, routing key and last attribute (the call mode, or the server's
-// name) rather than for each request, which was a third of what the
-// interceptors allocated. The SDK copies the attributes it is given.
+// name) rather than for each request. A span that records is given a copy
+// of them: the API does not say that a span leaves the slice it is given
+// as it is (attribute.NewSet sorts its argument in place), and the
+// template's is shared by every request of the method.
 type spanTemplate struct {
 	service, method, key string
 	last                 attribute.KeyValue
@@ -240,18 +243,19 @@ func modeOf(m runtime.Mode) attribute.KeyValue {
 	return modeAttr(m)
 }
 
-// begin counts a request for method in flight and returns its stats and
-// its start; end records its outcome.
-func (in *instruments) begin(method string) (*methodStats, time.Time) {
-	m := in.method(method)
+// begin counts a request of m in flight, until done is called (deferred,
+// so that a method that panics is counted out too), and returns its start;
+// end records its outcome.
+func (m *methodStats) begin() time.Time {
 	m.inFlight.Add(1)
-	return m, time.Now()
+	return time.Now()
 }
+
+func (m *methodStats) done() { m.inFlight.Add(-1) }
 
 // end records the duration and the outcome of a request begun at start
 // (typeOf names a failure's) on the metrics and on span.
 func (in *instruments) end(ctx context.Context, m *methodStats, start time.Time, span trace.Span, err error, typeOf func(error) string) {
-	m.inFlight.Add(-1)
 	outcome := m.ok
 	if err != nil {
 		et := typeOf(err)
@@ -362,16 +366,18 @@ func ClientInterceptor(opts ...Option) runtime.ClientInterceptor {
 		if req.Server != "" {
 			key += "." + req.Server
 		}
-		m, start := in.begin(req.Method)
+		m := in.method(req.Method)
 		t := c.template(m, serviceName(req.Service), req.Method, key, semconv.MessagingOperationTypeSend, modeOf(req.Mode))
 		ctx, span := tracer.Start(ctx, t.name, kind)
 		defer span.End()
 		if span.IsRecording() { // attributes only for spans that keep them
-			span.SetAttributes(t.attrs...)
+			span.SetAttributes(slices.Clone(t.attrs)...)
 		}
 		var out pairs
 		c.propagator.Inject(ctx, &out)
 		ctx = runtime.AppendMetadata(ctx, out.kv...)
+		start := m.begin()
+		defer m.done()
 		err := next(ctx, req, reply)
 		in.end(ctx, m, start, span, err, errorType)
 		return err
@@ -390,14 +396,17 @@ func ServerInterceptor(opts ...Option) runtime.ServerInterceptor {
 		if !info.Reply {
 			kind = kindConsumer
 		}
-		m, start := in.begin(info.Method)
+		m := in.method(info.Method)
 		t := c.template(m, serviceName(info.Service), info.Method, info.Topic, semconv.MessagingOperationTypeProcess, attribute.String("amqprpc.server", info.Server))
 		ctx, span := tracer.Start(ctx, t.name, kind)
 		defer span.End()
 		if span.IsRecording() {
-			span.SetAttributes(semconv.MessagingMessageID(info.ID))
-			span.SetAttributes(t.attrs...)
+			attrs := make([]attribute.KeyValue, len(t.attrs), len(t.attrs)+1)
+			copy(attrs, t.attrs)
+			span.SetAttributes(append(attrs, semconv.MessagingMessageID(info.ID))...)
 		}
+		start := m.begin()
+		defer m.done()
 		result, err := next(ctx)
 		in.end(ctx, m, start, span, err, serverErrorType)
 		return result, err

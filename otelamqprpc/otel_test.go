@@ -368,7 +368,9 @@ func TestCardinalityIsBounded(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	// The SDK's own limit (2000 by default) would hide the interceptor's.
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithCardinalityLimit(100000))
-	client := otelamqprpc.ClientInterceptor(otelamqprpc.WithMeterProvider(mp))
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	client := otelamqprpc.ClientInterceptor(otelamqprpc.WithMeterProvider(mp), otelamqprpc.WithTracerProvider(tp))
 	call := func(method string, code runtime.Code) {
 		req := &runtime.Request{Target: runtime.Target{Topic: "t"}, Method: method}
 		client(context.Background(), req, nil, func(context.Context, *runtime.Request, any) error {
@@ -403,6 +405,31 @@ func TestCardinalityIsBounded(t *testing.T) {
 	if len(types) != 65 || !types["_OTHER"] {
 		t.Errorf("%d error types for one method; want at most 64 and _OTHER", len(types))
 	}
+	// Methods counted together are still named apart on their spans.
+	named := map[string]bool{}
+	for _, s := range spans.Ended() {
+		named[s.Name()] = true
+	}
+	if len(named) != 5000 || !named["/m4096"] || !named["/m4999"] {
+		t.Errorf("%d span names for 5,000 methods (/m4096 %v, /m4999 %v)", len(named), named["/m4096"], named["/m4999"])
+	}
+}
+
+// TestPanicLeavesNoCallInFlight: a method that panics (the runtime recovers
+// it, outside the interceptors) is counted out of the calls in flight.
+func TestPanicLeavesNoCallInFlight(t *testing.T) {
+	_, reader, opts := providers()
+	server := otelamqprpc.ServerInterceptor(opts...)
+	info := &runtime.ServerInfo{Topic: "t", Method: "boom", ID: "id", Reply: true}
+	func() {
+		defer func() { recover() }()
+		server(context.Background(), info, func(context.Context) (any, error) { panic("boom") })
+	}()
+	for _, p := range points(t, reader) {
+		if p.name == "amqprpc.server.calls_in_flight" && p.value != 0 {
+			t.Errorf("%d calls of %s in flight after its method panicked", p.value, p.attr("rpc.method"))
+		}
+	}
 }
 
 // TestSpansFollowEachRequest: what a span says comes from its own request,
@@ -419,6 +446,7 @@ func TestSpansFollowEachRequest(t *testing.T) {
 		{Target: runtime.Target{Topic: "t", Server: "s2"}, Service: &calc.Calculator_ServiceDesc, Method: "add"},
 		{Target: runtime.Target{Topic: "t"}, Service: &calc.Calculator_ServiceDesc, Method: "add", Mode: runtime.Cast},
 		{Target: runtime.Target{Topic: "u"}, Method: "add"},
+		{Target: runtime.Target{Topic: "u"}, Service: &calc.Calculator_ServiceDesc, Method: "add"},
 	} {
 		client(context.Background(), req, nil, ok)
 	}
@@ -440,6 +468,7 @@ func TestSpansFollowEachRequest(t *testing.T) {
 		"Calculator/add client key=t.s2 mode=call server= id=",
 		"Calculator/add producer key=t mode=cast server= id=",
 		"/add client key=u mode=call server= id=",
+		"Calculator/add client key=u mode=call server= id=",
 		"Calculator/add server key=t mode= server=s1 id=id1",
 		"Calculator/add server key=t mode= server=s2 id=id2",
 		"Calculator/add consumer key=t mode= server=s2 id=id3",
