@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"maps"
+	"strconv"
 )
 
 // Metadata is what a request carries besides its arguments, as gRPC's
@@ -29,11 +30,16 @@ func WithMetadata(ctx context.Context, md Metadata) context.Context {
 }
 
 // AppendMetadata is WithMetadata for metadata given as pairs, key then
-// value (an odd last key is ignored): ctx with them added to the
-// metadata a client sends with requests made with it, a key already there
-// taking the pair's value. It makes one map where WithMetadata makes two,
-// for interceptors that add metadata to every call.
+// value: ctx with them added to the metadata a client sends with requests
+// made with it, a key already there taking the pair's value. It makes one
+// map, where a Metadata made for WithMetadata is a second, for
+// interceptors that add metadata to every call. An odd number of strings
+// is a mistake of the caller's, and panics, as gRPC's
+// AppendToOutgoingContext does.
 func AppendMetadata(ctx context.Context, kv ...string) context.Context {
+	if len(kv)%2 != 0 {
+		panic("amqprpc: AppendMetadata got an odd number of strings: " + strconv.Itoa(len(kv)))
+	}
 	in := OutgoingMetadata(ctx)
 	out := make(Metadata, len(in)+len(kv)/2)
 	maps.Copy(out, in)
