@@ -103,9 +103,12 @@ func (s *Server) serveBatch(d *delivery) {
 
 // help serves r, a request of a batch beside its worker, in a helper of
 // sess: one that waits for work, or a new one. A helper lives as long as
-// its session, up to the prefetch count of them, so that its stack, grown
-// by the methods it ran, serves the next request: a goroutine for each
-// request spent a fifth of the server's CPU growing stacks (bench/NOTES.md).
+// its session, up to the prefetch count of them (as the workers do), and
+// ends with it or at Shutdown (s.quit, closed before the session's
+// shutdown waits for its handlers), so that the stack it grew serves the
+// next request (the collector shrinks it only when mostly unused): a
+// goroutine for each request spent a fifth of the server's CPU growing
+// stacks (bench/NOTES.md, The server at 64 in flight).
 func (sess *serverSession) help(r *request) {
 	select {
 	case sess.helpers <- r:

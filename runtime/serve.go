@@ -53,7 +53,7 @@ type Server struct {
 	closing  atomic.Bool        // set by Shutdown
 	quit     chan struct{}      // closed by Shutdown
 	done     chan struct{}      // closed when Serve returns
-	handlers sync.WaitGroup     // workers of every session
+	handlers sync.WaitGroup     // workers and helpers of every session
 }
 
 // NewServer returns a server for topic on the broker at url, or else on one

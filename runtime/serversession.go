@@ -17,7 +17,8 @@ import (
 // serverSession is one connection of a Server and what it runs on it: a
 // channel that consumes the server's three queues, acknowledges what they
 // deliver and publishes the replies to callers' queues; the workers of
-// each queue; the goroutine that consumes again a queue whose consumer the
+// each queue, and the helpers that serve requests of a batch beside them
+// (help); the goroutine that consumes again a queue whose consumer the
 // broker cancelled. A lost session is never reused: the server opens a
 // new one.
 type serverSession struct {
@@ -33,7 +34,7 @@ type serverSession struct {
 	shared  wire.Queue                   // the topic's queue, as declared
 	extra   atomic.Int32                 // requests of a batch served beside its worker
 	helpers chan *request                // requests of a batch handed to an idle helper
-	helped  atomic.Int32                 // helpers started
+	helped  atomic.Int32                 // helpers alive
 	watcher sync.WaitGroup               // watch
 	subs    []*subscription              // the first subscriptions, whose workers start
 
@@ -185,8 +186,8 @@ func (sess *serverSession) shutdown() {
 	<-drained
 }
 
-// end ends sess: its connection closes, and with it its consumers and
-// workers; every delivery not settled is lost, and goes back to its queue;
+// end ends sess: its connection closes, and with it its consumers,
+// workers and helpers; every delivery not settled is lost, and goes back to its queue;
 // the replies still queued do not go out. It returns the deliveries that
 // were in flight, and waits for the watcher.
 func (sess *serverSession) end() []*amqp.Delivery {
