@@ -60,16 +60,21 @@ func runPaths(cfg config, w io.Writer, md *strings.Builder, topic func(string) s
 	// repetition.
 	ratio := func(name, m string, f func(result) float64) string {
 		a, b := res[name][m], res["hand-written"][m]
-		rs := make([]float64, min(len(a), len(b)))
-		for i := range rs {
-			rs[i] = f(a[i]) / f(b[i])
+		var rs []float64
+		for i := range min(len(a), len(b)) {
+			if f(b[i]) > 0 {
+				rs = append(rs, f(a[i])/f(b[i]))
+			}
+		}
+		if len(rs) == 0 {
+			return "-"
 		}
 		return fmt.Sprintf("%.2f (%.2f-%.2f)", median(rs), slices.Min(rs), slices.Max(rs))
 	}
 	med := res.med
 	fmt.Fprintf(md, "## The paths users run, side by side\n\n"+
 		"amqprpc as services run it, each path a server and a client process of its own, in one rotation with the hand-written RPC "+
-		"(baseline above): one call at a time (latency, calls/s at 1), and 64 in flight. Ratios are each repetition's over the "+
+		"(the baseline of bench/impls.go): one call at a time (latency, calls/s at 1), and 64 in flight. Ratios are each repetition's over the "+
 		"hand-written RPC's in the same repetition: the median, and the least and the most (%d repetitions).\n\n"+
 		"- **quorum**: the topic's queue a quorum queue; **otel**: `otelamqprpc` on both sides, every span recorded; "+
 		"**safe**: `WithProfile(Safe)`; **no-batching**: `WithBatching(false)`, one call a message and one reply a message, "+
@@ -87,9 +92,14 @@ func runPaths(cfg config, w io.Writer, md *strings.Builder, topic func(string) s
 		}
 		fmt.Fprintf(md, " %s, %s | %s |\n", fmtMicros(med(p.name, "tp64", clientCPU)), fmtMicros(med(p.name, "tp64", serverCPU)), p.target)
 	}
-	otel := make([]float64, min(len(res["otel"]["tp64"]), len(res["default"]["tp64"])))
-	for i := range otel {
-		otel[i] = 1 - rate(res["otel"]["tp64"][i])/rate(res["default"]["tp64"][i])
+	var otel []float64
+	for i := range min(len(res["otel"]["tp64"]), len(res["default"]["tp64"])) {
+		if d := rate(res["default"]["tp64"][i]); d > 0 {
+			otel = append(otel, 1-rate(res["otel"]["tp64"][i])/d)
+		}
+	}
+	if len(otel) == 0 {
+		return nil
 	}
 	fmt.Fprintf(md, "\nWhat OpenTelemetry costs the default's calls/s at 64 in flight, each repetition against the default's in it: %.0f%% (%.0f%% to %.0f%%).\n\n",
 		100*median(otel), 100*slices.Min(otel), 100*slices.Max(otel))

@@ -12,10 +12,14 @@ import (
 // elements as the bytes they are, and plain strings (ASCII, no escapes)
 // as they are, where encoding/json's reflection would decode each into a
 // value of its own, checking the bytes again at each level. It validates
-// every byte it takes as encoding/json does; whatever it does not take (an
-// escape, a key that differs from a field's name only in case, a field
-// given twice, a null), its callers leave to encoding/json, which reads
-// any JSON. Fuzz tests hold the two readings equal.
+// every byte it takes as encoding/json does. The values its callers keep
+// as raw JSON (arguments, a request in a batch) it takes whatever they
+// hold; the members it decodes it takes only as peers write them: a
+// string with an escape or a byte beyond ASCII, a key that differs from a
+// field's name only in case or has an escape, a field given twice, a null
+// where a string or a bool goes, and its callers leave the whole message
+// to encoding/json, which reads any JSON. Fuzz tests hold the two
+// readings equal.
 
 // maxScanDepth bounds the nesting the reader follows; deeper values are
 // left to encoding/json.
@@ -31,10 +35,8 @@ func skipSpace(b []byte, i int) int {
 // onlySpace reports whether b[i:] is white space alone.
 func onlySpace(b []byte, i int) bool { return skipSpace(b, i) == len(b) }
 
-// valueEnd returns the end of the JSON value that begins at b[i], and
-// whether it is one.
-func valueEnd(b []byte, i int) (int, bool) { return skipValue(b, i, 0) }
-
+// skipValue returns the end of the JSON value that begins at b[i], nested
+// depth deep, and whether it is one.
 func skipValue(b []byte, i, depth int) (int, bool) {
 	if i >= len(b) {
 		return i, false

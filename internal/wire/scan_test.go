@@ -81,12 +81,12 @@ func FuzzValueEnd(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		end, ok := valueEnd(b, skipSpace(b, 0))
+		end, ok := skipValue(b, skipSpace(b, 0), 0)
 		got := ok && onlySpace(b, end)
 		if want := json.Valid(b); got != want && (want && strings.Count(string(b), "[")+strings.Count(string(b), "{") < maxScanDepth) {
-			t.Fatalf("valueEnd(%q) = %d, %v; json.Valid %v", b, end, ok, want)
+			t.Fatalf("skipValue(%q) = %d, %v; json.Valid %v", b, end, ok, want)
 		} else if got && !want {
-			t.Fatalf("valueEnd took %q, which is not JSON", b)
+			t.Fatalf("skipValue took %q, which is not JSON", b)
 		}
 	})
 }
