@@ -199,17 +199,12 @@ var classicRequestFields = []string{"method", "args", "version", "msg_id", "batc
 // scan decodes body into m, as json.Unmarshal would, when body is as
 // amqprpc's peers write it (scan.go), and reports whether it was.
 func (m *classicRequest) scan(body []byte) bool {
-	fs := fields{names: classicRequestFields}
-	end, ok := eachMember(body, skipSpace(body, 0), func(key, v []byte) bool {
-		n, ok := fs.take(key)
-		if !ok {
-			return false
-		}
+	return scanWhole(body, classicRequestFields, func(n int, v []byte) (ok bool) {
 		switch n {
 		case 0:
 			m.Method, ok = plainString(v)
 		case 1:
-			m.Args = v
+			m.Args, ok = v, true
 		case 2:
 			m.Version, ok = plainString(v)
 		case 3:
@@ -218,8 +213,7 @@ func (m *classicRequest) scan(body []byte) bool {
 			m.BatchReplies, ok = plainBool(v)
 		}
 		return ok
-	}, 1)
-	return ok && onlySpace(body, end)
+	})
 }
 
 type classicOutRequest struct {
@@ -379,31 +373,19 @@ var classicRequestEntryFields = []string{"id", "deadline", "headers", "request"}
 // when body is as amqprpc's clients write it (scan.go), and reports
 // whether it was.
 func scanRequestEntries(body []byte) ([]classicRequestEntry, bool) {
-	entries := make([]classicRequestEntry, 0, 16)
-	end, ok := eachElement(body, skipSpace(body, 0), func(v []byte) bool {
-		var e classicRequestEntry
-		fs := fields{names: classicRequestEntryFields}
-		_, ok := eachMember(v, 0, func(key, v []byte) bool {
-			n, ok := fs.take(key)
-			if !ok {
-				return false
-			}
-			switch n {
-			case 0:
-				e.ID, ok = plainString(v)
-			case 1:
-				e.Deadline, ok = plainInt(v)
-			case 2:
-				e.Headers, ok = plainHeaders(v)
-			case 3:
-				e.Request = v
-			}
-			return ok
-		}, 2)
-		entries = append(entries, e)
+	return scanArray(body, classicRequestEntryFields, func(e *classicRequestEntry, n int, v []byte) (ok bool) {
+		switch n {
+		case 0:
+			e.ID, ok = plainString(v)
+		case 1:
+			e.Deadline, ok = plainInt(v)
+		case 2:
+			e.Headers, ok = plainHeaders(v)
+		case 3:
+			e.Request, ok = v, true
+		}
 		return ok
-	}, 1)
-	return entries, ok && onlySpace(body, end)
+	})
 }
 
 // plainHeaders returns the map of strings the JSON object v is, when its
@@ -562,27 +544,15 @@ var classicBatchEntryFields = []string{"id", "reply"}
 // when body is as amqprpc's servers write it (scan.go), and reports
 // whether it was.
 func scanReplyEntries(body []byte) ([]classicBatchEntry, bool) {
-	entries := make([]classicBatchEntry, 0, 16)
-	end, ok := eachElement(body, skipSpace(body, 0), func(v []byte) bool {
-		var e classicBatchEntry
-		fs := fields{names: classicBatchEntryFields}
-		_, ok := eachMember(v, 0, func(key, v []byte) bool {
-			n, ok := fs.take(key)
-			if !ok {
-				return false
-			}
-			switch n {
-			case 0:
-				e.ID, ok = plainString(v)
-			case 1:
-				e.Reply = v
-			}
-			return ok
-		}, 2)
-		entries = append(entries, e)
+	return scanArray(body, classicBatchEntryFields, func(e *classicBatchEntry, n int, v []byte) (ok bool) {
+		switch n {
+		case 0:
+			e.ID, ok = plainString(v)
+		case 1:
+			e.Reply, ok = v, true
+		}
 		return ok
-	}, 1)
-	return entries, ok && onlySpace(body, end)
+	})
 }
 
 func (classic) SplitReplies(d *amqp.Delivery, each func(*Reply)) error {

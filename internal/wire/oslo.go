@@ -410,25 +410,19 @@ var osloHeadFields = []string{"_msg_id", "ending", "result", "failure"}
 // as oslo.messaging and amqprpc write it (scan.go), and reports whether
 // it was.
 func (h *osloHead) scan(message []byte) bool {
-	fs := fields{names: osloHeadFields}
-	end, ok := eachMember(message, skipSpace(message, 0), func(key, v []byte) bool {
-		n, ok := fs.take(key)
-		if !ok {
-			return false
-		}
+	return scanWhole(message, osloHeadFields, func(n int, v []byte) (ok bool) {
 		switch n {
 		case 0:
 			h.MsgID, ok = plainString(v)
 		case 1:
 			h.Ending, ok = plainBool(v)
 		case 2:
-			h.Result = v
+			h.Result, ok = v, true
 		case 3:
-			h.Failure = v
+			h.Failure, ok = v, true
 		}
 		return ok
-	}, 1)
-	return ok && onlySpace(message, end)
+	})
 }
 
 // absent reports whether a JSON member is missing or null.

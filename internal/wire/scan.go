@@ -296,6 +296,38 @@ func (fs *fields) take(quoted []byte) (int, bool) {
 	return -1, true
 }
 
+// scanObject reads the object that begins at b[i], nested depth deep,
+// handing set the value of each member named in names, by its index;
+// other members it skips. It returns the object's end, and whether it was
+// one that fields let the reader take and set took every value of.
+func scanObject(b []byte, i int, names []string, set func(n int, v []byte) bool, depth int) (int, bool) {
+	fs := fields{names: names}
+	return eachMember(b, i, func(key, v []byte) bool {
+		n, ok := fs.take(key)
+		return ok && (n < 0 || set(n, v))
+	}, depth)
+}
+
+// scanWhole is scanObject of all of body, white space around it allowed.
+func scanWhole(body []byte, names []string, set func(n int, v []byte) bool) bool {
+	end, ok := scanObject(body, skipSpace(body, 0), names, set, 1)
+	return ok && onlySpace(body, end)
+}
+
+// scanArray reads body, an array of objects, into entries of type T, each
+// member named in names set by set; it reports whether it took it all.
+func scanArray[T any](body []byte, names []string, set func(e *T, n int, v []byte) bool) ([]T, bool) {
+	entries := make([]T, 0, 16)
+	end, ok := eachElement(body, skipSpace(body, 0), func(v []byte) bool {
+		var zero T
+		entries = append(entries, zero)
+		e := &entries[len(entries)-1] // filled in place: nothing appends while it is
+		_, ok := scanObject(v, 0, names, func(n int, v []byte) bool { return set(e, n, v) }, 2)
+		return ok
+	}, 1)
+	return entries, ok && onlySpace(body, end)
+}
+
 // member is a member of a JSON object: its key, unquoted, and its value
 // as it is.
 type member struct {
