@@ -269,11 +269,11 @@ func (oslo) decodeBody(body []byte, r *In) error {
 		if v == nil {
 			return ""
 		}
-		if len(v) >= 2 && v[0] == '"' && plain(v) { // as it is: fields decoded
-			return string(v[1 : len(v)-1])
+		if s, ok := plainString(v); ok { // as it is
+			return s
 		}
 		var s string
-		json.Unmarshal(v, &s) // absent, null or not a string: ""
+		json.Unmarshal(v, &s) // null or not a string: ""
 		return s
 	}
 	r.MsgID = str("_msg_id")
@@ -306,17 +306,6 @@ func (oslo) decodeBody(body []byte, r *In) error {
 	}
 	r.Args = fields.get("args")
 	return nil
-}
-
-// plain reports whether s, JSON, holds no escape and only ASCII: a string
-// of it reads as it is.
-func plain(s []byte) bool {
-	for _, c := range s {
-		if c == '\\' || c >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 func (o oslo) EncodeReply(pub *amqp.Publishing, msgID, _ string, result any, failure *Failure) error {
