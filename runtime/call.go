@@ -32,6 +32,7 @@ type Client struct {
 	connector *amqpio.Connector
 	stats     clientStats
 	throttle  throttle      // of log lines about one message
+	refused   refusals      // the broker's refusals of access in the last second
 	inFlight  chan struct{} // a token per request in flight (WithMaxInFlight); nil for no bound
 	ctx       context.Context
 	cancel    context.CancelFunc // ends ctx, and a dial under way, at Close
@@ -217,7 +218,7 @@ func (c *Client) await(o *outgoing, k *channel, confirm amqpio.Confirmation) (*w
 			return nil, fmt.Errorf("%w: no heartbeat for %v", ErrServerSilent, c.cfg.callMonitor)
 		case <-confirmed:
 			if !confirm.Acked() {
-				return nil, refusedBy(k)
+				return nil, refusedBy(k, o.pending.key)
 			}
 			confirmed = nil // taken: wait for the reply
 		case <-lost:
@@ -227,7 +228,7 @@ func (c *Client) await(o *outgoing, k *channel, confirm amqpio.Confirmation) (*w
 					return &r.reply, r.err
 				default:
 				}
-				return nil, ErrConnectionLost
+				return nil, o.sess.lostErr(o.pending.key)
 			}
 			lost = nil // queued and not published: it comes back (errResend)
 		case <-o.ctx.Done():
@@ -265,7 +266,7 @@ func (c *Client) cast(ctx context.Context, req *Request) error {
 		return ErrClosed
 	}
 	if !confirm.Acked() {
-		return refusedBy(k)
+		return refusedBy(k, routingKey(&req.Target))
 	}
 	k.flush() // a return comes before its confirm: make sure it was handled
 	select {
@@ -305,7 +306,7 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 			each(r.reply.Server, func(v any) error { return decodeReply(c.proto, c.cfg.oslo, &r.reply, v, req.Service) })
 		case <-confirmed:
 			if !confirm.Acked() {
-				return refusedBy(o.sess.calls)
+				return refusedBy(o.sess.calls, req.Topic)
 			}
 			confirmed = nil
 		case <-o.ctx.Done():

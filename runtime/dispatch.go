@@ -22,6 +22,7 @@ type services struct {
 	log           *slog.Logger
 	intercept     ServerInterceptor // the chain of WithServerInterceptors; nil for none
 	throttle      throttle          // of log lines about one message
+	gate          callerGate        // who may call (WithAnonymousCallers, WithAuthorization)
 
 	mu       sync.Mutex
 	methods  map[string]method // by wire name; read-only once sealed
@@ -104,6 +105,10 @@ func (sv *services) dispatch(ctx context.Context, req *wire.In) (result any, fai
 	if failure != nil {
 		return nil, failure
 	}
+	id := identityOf(req)
+	if failure := sv.admit(id, m.desc, req); failure != nil {
+		return nil, failure
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			sv.throttle.methodError(sv.log, req.Method, "amqprpc: method panicked", "method", req.Method, "correlation_id", req.MsgID, "panic", p, "stack", string(debug.Stack()))
@@ -116,6 +121,9 @@ func (sv *services) dispatch(ctx context.Context, req *wire.In) (result any, fai
 	}
 	if req.Meta != nil && withCtx {
 		ctx = context.WithValue(ctx, incomingKey{}, Metadata(req.Meta))
+	}
+	if id != (Identity{}) && withCtx {
+		ctx = context.WithValue(ctx, callerKey{}, &id)
 	}
 	if !req.Deadline.IsZero() && withCtx {
 		var cancel context.CancelFunc

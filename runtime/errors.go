@@ -85,6 +85,18 @@ var (
 
 	// ErrServerClosed is returned by Server.Serve after Server.Shutdown.
 	ErrServerClosed = errors.New("amqprpc: server closed")
+
+	// ErrAccessRefused is returned for a request that the broker refused
+	// because of who sent it: the client's user may not publish to the
+	// request's exchange, or to its topic there (RabbitMQ's topic
+	// permissions), or the request's user_id is not the user the client's
+	// connection logged in as (WithUserID). The error carries the broker's
+	// own words. The broker closes the channel the request went on, which
+	// ends the other calls waiting there with ErrConnectionLost; so that a
+	// caller that tries again does not close it again, requests to the
+	// same exchange and topic fail with the same error, unsent, for
+	// refusalMemory (a second) after.
+	ErrAccessRefused = errors.New("amqprpc: the broker refused access")
 )
 
 // Code classifies an error reported by a server, as gRPC's codes do. Codes

@@ -47,6 +47,7 @@ func (s *Server) handle(d *delivery) {
 	}
 	r := &request{d: d}
 	r.failure = s.decode(&d.raw, &r.in)
+	r.in.User = d.raw.UserId
 	d.serving(1)
 	s.serve(r)
 }
@@ -85,6 +86,7 @@ func (s *Server) serveBatch(d *delivery) {
 		if err := s.proto.Batches.DecodeBatched(&d.raw, &batch[i], &r.in); err != nil {
 			r.failure = &Error{Code: CodeMalformed, Message: wire.ClipMessage(err.Error())}
 		}
+		r.in.User = d.raw.UserId // the batch's publisher's, checked by the broker
 		if i < len(batch)-1 && sess.extra.Add(1) <= int32(s.cfg.prefetch) {
 			sess.help(r)
 			continue

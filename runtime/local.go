@@ -69,7 +69,7 @@ func (l *Local) Server(name string) ServiceRegistrar {
 		}
 	}
 	log := l.cfg.logger.With("topic", l.topic, "server", name)
-	s := &localServer{services{topic: l.topic, server: name, finder: l.proto.Finder, log: log, intercept: chainServer(l.cfg.serverInterceptors)}}
+	s := &localServer{services{topic: l.topic, server: name, finder: l.proto.Finder, log: log, intercept: chainServer(l.cfg.serverInterceptors), gate: callerGate{refuseAnonymous: l.cfg.refuseAnonymous, policy: l.cfg.policy}}}
 	l.servers = append(l.servers, s)
 	return s
 }
@@ -230,14 +230,14 @@ func (l *Local) encode(ctx context.Context, req *Request, reply bool) (amqp.Deli
 	if reply {
 		r.ReplyTo = "local"
 	}
-	var pub amqp.Publishing
+	pub := amqp.Publishing{UserId: l.cfg.userID.or("")}
 	if err := l.proto.EncodeRequest(&pub, &r); err != nil {
 		return amqp.Delivery{}, err
 	}
 	if err := tooLarge(pub.Body, l.cfg.maxBody); err != nil {
 		return amqp.Delivery{}, err
 	}
-	return amqp.Delivery{ContentType: pub.ContentType, CorrelationId: pub.CorrelationId, ReplyTo: pub.ReplyTo, Headers: pub.Headers, Body: pub.Body}, nil
+	return amqp.Delivery{ContentType: pub.ContentType, CorrelationId: pub.CorrelationId, ReplyTo: pub.ReplyTo, Headers: pub.Headers, UserId: pub.UserId, Body: pub.Body}, nil
 }
 
 // serve has s serve d and returns the reply it would publish.
@@ -246,7 +246,9 @@ func (l *Local) serve(s *localServer, d amqp.Delivery) amqp.Delivery {
 	var req wire.In
 	var result any
 	failure := (*Error)(nil)
-	if err := l.proto.DecodeRequest(&d, &req); err != nil {
+	err := l.proto.DecodeRequest(&d, &req)
+	req.User = d.UserId
+	if err != nil {
 		failure = &Error{Code: CodeMalformed, Message: err.Error()}
 	} else if !req.Deadline.IsZero() && time.Now().After(req.Deadline) {
 		failure = &Error{Code: CodeDeadlineExceeded, Message: "the request's deadline passed before it ran"}

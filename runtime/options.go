@@ -140,6 +140,10 @@ type config struct {
 	maxBody      int
 	maxHeld      int
 	noBatching   bool
+	// Who calls (caller.go, authorize.go).
+	userID          setting[string] // the user_id requests carry; unset: the login's
+	refuseAnonymous bool
+	policy          *Policy
 	// The topic's queue (see topology.go).
 	queueType          QueueType
 	queueExpiry        time.Duration
@@ -375,6 +379,44 @@ func WithDialTimeout(d time.Duration) Option {
 // receive the requests sent to it. Default: the host name. Server only.
 func WithServerName(name string) ServerOption {
 	return serverOption(func(c *options) { c.serverName = name })
+}
+
+// WithUserID sets the user_id property of every request the client sends:
+// the name of the user its connections log in as, which the broker checks
+// (a message whose user_id is not its connection's user is refused, and
+// the channel it came on closed: ErrAccessRefused) and a server reads as
+// the caller (Caller). "" sends none: the client's calls are anonymous.
+// Default: the user that the URL's credentials name (PLAIN); none for a
+// connection that logs in with its client certificate (EXTERNAL), whose
+// user name the broker makes from the certificate as its settings say
+// (ssl_cert_login_from), and which this option must then give. In a Local,
+// the user its requests are served as; default none. Client only.
+func WithUserID(user string) ClientOption {
+	return clientOption(func(c *options) { c.userID.to(user) })
+}
+
+// WithAnonymousCallers says whether a server runs requests from anonymous
+// callers: those without a user_id that the broker checked (Caller), such
+// as a foreign peer's or an oslo.messaging Python client's. Refused, they
+// fail with CodeUnauthenticated before any interceptor or method runs,
+// describe.Request too, with a log line and a count
+// (ServerStats.Unauthenticated). Default: true, they run. Server only.
+func WithAnonymousCallers(allow bool) ServerOption {
+	return serverOption(func(c *options) { c.refuseAnonymous = !allow })
+}
+
+// WithAuthorization makes a server check each request against p before
+// any interceptor or its method runs (describe.Request too): a caller that
+// p does not admit gets CodePermissionDenied, or CodeUnauthenticated when
+// it is anonymous, with a log line and a count (ServerStats.Denied,
+// ServerStats.Unauthenticated). Its principals are checked here: one
+// that cannot be read is a programming error, and panics. Default: none,
+// every caller may call every method. Server only.
+func WithAuthorization(p Policy) ServerOption {
+	if err := p.check(); err != nil {
+		panic("amqprpc: WithAuthorization: " + err.Error())
+	}
+	return serverOption(func(c *options) { c.policy = &p })
 }
 
 // WithURLs adds brokers of the same cluster to try, in turn, after the URL

@@ -119,7 +119,7 @@ func (c *Client) encodeFor(o *outgoing, s *session) error {
 	if o.reply {
 		o.req.ReplyTo = s.replyTo
 	}
-	o.pub = amqp.Publishing{Expiration: wire.Expiration(time.Until(o.req.Deadline))}
+	o.pub = amqp.Publishing{Expiration: wire.Expiration(time.Until(o.req.Deadline)), UserId: s.user}
 	if err := c.proto.EncodeRequest(&o.pub, &o.req); err != nil {
 		return err
 	}
@@ -147,6 +147,12 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 			return nil, nil, err
 		}
 		k, exchange, err := to(s)
+		if err == nil {
+			err = c.refused.check(exchange, key)
+		}
+		if errors.Is(err, ErrAccessRefused) { // remembered, or in declaring a fanout exchange
+			return nil, nil, err
+		}
 		if err == nil {
 			if err = s.waitUnblocked(o.ctx); err == nil {
 				if o.req.BatchReplies && !o.alone && s.requests != nil && !s.conn.IsClosed() && c.batches(key) { // a call: it may go with others
@@ -229,12 +235,16 @@ func confirmed(confirm amqpio.Confirmation) <-chan struct{} {
 	return confirm.Done()
 }
 
-// refusedBy explains a nacked confirm on k: the broker refused the
-// message, or the channel closed, alone or with its connection, before the
-// broker confirmed it (amqp091-go nacks what is unconfirmed when a channel
+// refusedBy explains a nacked confirm of a request to key on k: the
+// broker refused the message, or the channel closed, alone or with its
+// connection, before the broker confirmed it, over that request's access
+// or another's (ErrAccessRefused) (amqp091-go nacks what is unconfirmed when a channel
 // closes).
-func refusedBy(k *channel) error {
+func refusedBy(k *channel, key string) error {
 	if k.ch.IsClosed() {
+		if r := k.refusal(); r != nil {
+			return r.of(key)
+		}
 		return fmt.Errorf("%w: the channel closed before the broker confirmed", ErrConnectionLost)
 	}
 	return errRefused

@@ -71,7 +71,7 @@ func NewServer(url, topic string, opts ...ServerOption) *Server {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	s.services = services{topic: topic, server: name, finder: s.proto.Finder, log: cfg.logger.With("topic", topic, "server", name), intercept: chainServer(cfg.serverInterceptors)}
+	s.services = services{topic: topic, server: name, finder: s.proto.Finder, log: cfg.logger.With("topic", topic, "server", name), intercept: chainServer(cfg.serverInterceptors), gate: callerGate{refuseAnonymous: cfg.refuseAnonymous, policy: cfg.policy}}
 	s.direct = newDirectReplies(cfg.connector(url, "amqprpc server "+topic+" direct replies", 0).Connect, cfg.backoff(), s.log, &s.throttle)
 	s.memory = newMemory(cfg.dedupe)
 	return s

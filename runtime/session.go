@@ -22,6 +22,7 @@ type session struct {
 	conn    amqpio.Conn
 	calls   *channel // requests that want replies; it consumes the reply queue
 	replyTo string   // the reply queue: exclusive to this connection
+	user    string   // the user_id of its requests (WithUserID): its login's by default
 	// requests publishes calls, batched, on calls (or on bounded, to a
 	// topic whose queue has a limit); nil when calls are not batched.
 	requests *amqpio.Batcher[*outgoing]
@@ -74,6 +75,38 @@ type callOf struct {
 type channel struct {
 	ch    amqpio.Channel
 	flush func()
+
+	closeMu sync.Mutex
+	closed  chan *amqp.Error // the broker's reason, when it closes the channel
+	why     *amqp.Error      // that reason, once read
+	refused *refusals        // the client's memory of refusals
+}
+
+// refusal returns the broker's refusal of access that closed k (see
+// ErrAccessRefused), or nil when k is open or closed for another reason.
+func (k *channel) refusal() *accessError {
+	k.closeMu.Lock()
+	defer k.closeMu.Unlock()
+	if k.why == nil && k.closed != nil {
+		select {
+		case k.why = <-k.closed: // sent before the channel's deliveries and confirms end
+			if r := refusalOf(k.why); r != nil {
+				k.refused.note(r)
+			}
+		default:
+		}
+	}
+	return refusalOf(k.why)
+}
+
+// lostErr is the error of a call to key that s published, once s is
+// lost: ErrConnectionLost, or the broker's refusal that closed its calls
+// channel.
+func (s *session) lostErr(key string) error {
+	if r := s.calls.refusal(); r != nil {
+		return r.of(key)
+	}
+	return ErrConnectionLost
 }
 
 // openSession connects and sets up a session: the calls channel, the
@@ -83,7 +116,7 @@ func (c *Client) openSession() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{c: c, conn: conn, lost: make(chan struct{}), fanouts: make(map[string]bool)}
+	s := &session{c: c, conn: conn, user: c.cfg.userID.or(conn.User()), lost: make(chan struct{}), fanouts: make(map[string]bool)}
 	if err := s.open(); err != nil {
 		conn.Close()
 		return nil, err
@@ -96,7 +129,7 @@ func (s *session) open() error {
 	if err != nil {
 		return err
 	}
-	if err := declareExchange(calls.ch, s.c.proto.RequestExchange()); err != nil {
+	if calls, err = s.ensureExchange(calls, s.c.cfg.requestConfirms, s.c.proto.RequestExchange()); err != nil {
 		return err
 	}
 	q, err := declareQueue(calls.ch, s.c.proto.ReplyQueue(strings.ReplaceAll(uuid.NewString(), "-", "")))
@@ -140,13 +173,16 @@ func (s *session) openChannel(confirm bool) (*channel, error) {
 			return nil, fmt.Errorf("amqprpc: confirm mode: %w", err)
 		}
 	}
-	returns := ch.NotifyReturn(make(chan amqp.Return)) // unbuffered: see channel
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1)) // read by refusal
+	returns := ch.NotifyReturn(make(chan amqp.Return))  // unbuffered: see channel
 	flush := make(chan chan struct{})
 	done := make(chan struct{})
 	s.c.wg.Add(1)
 	go s.readReturns(returns, flush, done)
 	return &channel{
-		ch: ch,
+		ch:      ch,
+		closed:  closed,
+		refused: &s.c.refused,
 		flush: func() {
 			f := make(chan struct{})
 			select {
@@ -209,7 +245,7 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 				p.sent.Store(true)
 				select {
 				case <-s.lost:
-					s.c.resolveOf(id, p, callResult{err: ErrConnectionLost})
+					s.c.resolveOf(id, p, callResult{err: s.lostErr(key)})
 				default:
 				}
 			}
@@ -233,7 +269,7 @@ func (s *session) publishBatch(key string, calls []*outgoing) (*channel, amqpio.
 		ids[i] = o.req.MsgID
 	}
 	id := wire.BatchID(uuid.NewString())
-	var pub amqp.Publishing
+	pub := amqp.Publishing{UserId: s.user}
 	if err := s.c.proto.Batches.EncodeRequests(&pub, id, s.replyTo, reqs); err != nil {
 		return nil, nil, err
 	}
@@ -338,9 +374,8 @@ func (s *session) refused(m publication) {
 	if m.confirm.Acked() || m.ch == s.calls && m.ch.ch.IsClosed() {
 		return
 	}
-	err := refusedBy(m.ch)
 	for _, c := range m.calls {
-		s.c.resolveOf(c.id, c.p, callResult{err: err})
+		s.c.resolveOf(c.id, c.p, callResult{err: refusedBy(m.ch, c.p.key)})
 	}
 }
 
@@ -519,9 +554,13 @@ func (c *Client) lose(s *session) {
 		}
 		delete(c.pending, id)
 		select {
-		case p.result <- callResult{err: ErrConnectionLost}:
+		case p.result <- callResult{err: s.lostErr(p.key)}:
 		default: // a gather whose buffer is full: it will see c.done or its deadline
 		}
+	}
+	if r := s.calls.refusal(); r != nil {
+		c.cfg.logger.Warn("amqprpc: the broker refused access and closed the client's channel; reconnecting", "error", r)
+		return
 	}
 	c.cfg.logger.Warn("amqprpc: connection to the broker lost; reconnecting")
 }

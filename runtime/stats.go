@@ -45,6 +45,11 @@ type ServerStats struct {
 	// BatchedRequests the requests in them: BatchedRequests / Batches is
 	// their mean size.
 	Batches, BatchedRequests uint64
+	// Unauthenticated is the requests refused, unrun, because their
+	// caller was anonymous (WithAnonymousCallers, WithAuthorization), and
+	// Denied those refused because the policy does not let their verified
+	// caller call their method (WithAuthorization).
+	Unauthenticated, Denied uint64
 }
 
 type serverStats struct {
@@ -64,6 +69,8 @@ func (s *Server) Stats() ServerStats {
 		Cancelled:       s.stats.cancelled.Load(),
 		Batches:         s.stats.batches.Load(),
 		BatchedRequests: s.stats.batched.Load(),
+		Unauthenticated: s.gate.unauthenticated.Load(),
+		Denied:          s.gate.denied.Load(),
 	}
 }
 

@@ -73,6 +73,9 @@ var ErrTopologyMismatch = errors.New("amqprpc: the broker has this topology with
 // which and how to mend it.
 func declareError(kind, name string, err error) error {
 	var aerr *amqp.Error
+	if errors.As(err, &aerr) && aerr.Code == amqp.AccessRefused {
+		return fmt.Errorf("amqprpc: declare %s %q: %w", kind, name, refusalOf(aerr))
+	}
 	if !errors.As(err, &aerr) || aerr.Code != amqp.PreconditionFailed {
 		return fmt.Errorf("amqprpc: declare %s %q: %w", kind, name, err)
 	}
@@ -95,3 +98,28 @@ func (e *mismatchError) Error() string {
 }
 
 func (e *mismatchError) Unwrap() []error { return []error{ErrTopologyMismatch, e.err} }
+
+// ensureExchange makes sure that the broker has exchange x, for a client
+// to publish to, and returns the channel to publish on: k, or another in
+// the same mode (confirm) when k closed; k has nothing under way. It asks first, which needs no permission,
+// and declares x only when the broker has not got it, which needs the
+// configure permission on x, a permission that lets a user delete it too:
+// a client of an exchange its servers declare publishes with write alone
+// (docs/SECURITY.md). Asking for a missing exchange closes k.
+func (s *session) ensureExchange(k *channel, confirm bool, x wire.Exchange) (*channel, error) {
+	err := k.ch.ExchangeDeclarePassive(x.Name, x.Kind, x.Durable, x.AutoDelete,
+		false, // internal
+		false, // noWait
+		nil)
+	var aerr *amqp.Error
+	if err == nil || !errors.As(err, &aerr) || aerr.Code != amqp.NotFound {
+		if err != nil {
+			return k, declareError("exchange", x.Name, err)
+		}
+		return k, nil
+	}
+	if k, err = s.openChannel(confirm); err != nil {
+		return nil, err
+	}
+	return k, declareExchange(k.ch, x)
+}

@@ -18,7 +18,8 @@
 # (/tmp/amqprpc-cluster); the nodes share one Erlang cookie there. With
 # AMQPRPC_CLUSTER_TLS, each node also listens for AMQP over TLS on
 # $((PORT+100+I-1)), requiring a client certificate, with a test CA made there
-# (internal/tlsgen). Nothing of /etc/rabbitmq or /var/lib/rabbitmq is read
+# (internal/tlsgen), and a client may log in with its certificate (EXTERNAL)
+# as the user its common name names. Nothing of /etc/rabbitmq or /var/lib/rabbitmq is read
 # or written: several clusters of different directories and ports run side
 # by side, and beside the machine's own broker.
 set -euo pipefail
@@ -65,7 +66,13 @@ prepare() {
 	fi
 	mkdir -p "$dir"
 	[ -f "$dir/.erlang.cookie" ] || { head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/.erlang.cookie"; chmod 400 "$dir/.erlang.cookie"; }
-	echo '[].' >"$dir/enabled_plugins"
+	# with TLS, a client may log in with its certificate (EXTERNAL), as
+	# the user its common name names
+	if [ -n "${AMQPRPC_CLUSTER_TLS:-}" ]; then
+		echo '[rabbitmq_auth_mechanism_ssl].' >"$dir/enabled_plugins"
+	else
+		echo '[].' >"$dir/enabled_plugins"
+	fi
 	if [ -n "${AMQPRPC_CLUSTER_TLS:-}" ] && [ ! -f "$dir/tls/ca.pem" ]; then
 		(cd "$(dirname "$0")/.." && go run ./internal/tlsgen -dir "$dir/tls")
 	fi
@@ -90,6 +97,10 @@ start_node() {
 				ssl_options.keyfile = $dir/tls/server-key.pem
 				ssl_options.verify = verify_peer
 				ssl_options.fail_if_no_peer_cert = true
+				auth_mechanisms.1 = PLAIN
+				auth_mechanisms.2 = AMQPLAIN
+				auth_mechanisms.3 = EXTERNAL
+				ssl_cert_login_from = common_name
 			EOF
 		fi
 		echo '[].' >"$dir/node$i/advanced.config"

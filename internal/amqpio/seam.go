@@ -29,6 +29,12 @@ type Conn interface {
 	// Release gives back n bytes of content to the connection's budget
 	// (see Budget): a delivery's body that its owner is done with.
 	Release(n int)
+	// User is the name the connection logged in with, when its SASL
+	// mechanism names one (PLAIN, AMQPLAIN): the user the broker checks a
+	// message's user_id against. It is "" for EXTERNAL (a client
+	// certificate), whose name the broker makes from the certificate as
+	// its settings say.
+	User() string
 	Close() error
 	IsClosed() bool
 }
@@ -106,6 +112,19 @@ func (c *conn) Channel() (Channel, error) {
 }
 
 func (c *conn) Release(n int) { c.budget.Release(n) }
+
+func (c *conn) User() string {
+	if len(c.Config.SASL) == 0 { // amqp091-go keeps the mechanism it picked
+		return ""
+	}
+	switch auth := c.Config.SASL[0].(type) {
+	case *amqp.PlainAuth:
+		return auth.Username
+	case *amqp.AMQPlainAuth:
+		return auth.Username
+	}
+	return ""
+}
 
 // Budget returns the connection's budget, nil if it has none.
 func (c *conn) Budget() *Budget { return c.budget }

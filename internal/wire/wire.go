@@ -163,6 +163,10 @@ type In struct {
 	// UniqueID, when set, is the message's own id, new for each message
 	// published, by which a server drops a message it was given twice.
 	UniqueID string
+	// User is the message's user_id property, which the broker checked
+	// against the publishing connection's login; "" when it had none.
+	// The runtime reads it from the delivery, whatever the protocol.
+	User string
 }
 
 // BatchedRequest is one request of several published together.

@@ -171,6 +171,9 @@ func (c *Conn) NotifyClose(l chan *amqp.Error) chan *amqp.Error {
 func (c *Conn) NotifyBlocked(l chan amqp.Blocking) chan amqp.Blocking { return l }
 func (c *Conn) Release(int)                                           {}
 
+// User is the fake connection's login: guest.
+func (c *Conn) User() string { return "guest" }
+
 func (c *Conn) Close() error {
 	c.b.mu.Lock()
 	defer c.b.mu.Unlock()
