@@ -215,6 +215,33 @@ func TestTopicPermissions(t *testing.T) {
 	if sum, err := testsvc.NewArithClient(caller, topic).Add(ctxTimeout(t, 10*time.Second), 1, 2); err != nil || sum != 3 {
 		t.Fatalf("Add by the caller: %d, %v", sum, err)
 	}
+
+	// A server without a server's permissions says so, at once: the
+	// caller may not declare the exchange; the stranger, given a server's
+	// permissions but no topic permission to publish, may not ask whether
+	// a server of its name serves already.
+	cmd := exec.Command("../scripts/permissions.sh", "server", topic+"-stranger", topic)
+	cmd.Env = append(os.Environ(), "RABBITMQCTL=../scripts/cluster.sh ctl 1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/permissions.sh server: %v: %s", err, out)
+	}
+	rabbitmqctl(t, "set_topic_permissions", topic+"-stranger", runtime.DefaultExchange, "^$", ".*")
+	for _, user := range []string{topic + "-caller", topic + "-stranger"} {
+		srv := runtime.NewServer(urlAs(user), topic, runtime.WithServerName("second"))
+		testsvc.RegisterArithServer(srv, new(testsvc.ArithImpl))
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve() }()
+		select {
+		case err := <-served:
+			if !errors.Is(err, runtime.ErrAccessRefused) {
+				t.Errorf("Serve as %s: %v; want ErrAccessRefused", user, err)
+			}
+			t.Logf("Serve as %s: %v", user, err)
+		case <-time.After(10 * time.Second):
+			srv.Shutdown(context.Background())
+			t.Errorf("Serve as %s still runs after 10 s; want ErrAccessRefused at once", user)
+		}
+	}
 }
 
 // TestAnonymousAndForgedRequests: what a server sees of requests that plain

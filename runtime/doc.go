@@ -53,6 +53,18 @@
 // exports too. Log lines carry topic, server, method and correlation_id;
 // a flood of like messages is a line every 10 seconds, not one per message.
 //
+// # Who is calling
+//
+// A client sets each request's AMQP user_id to the user its connection
+// logged in as (WithUserID), which the broker checks; a method or a server
+// interceptor reads it, and in oslo mode the request context's identity,
+// with Caller. WithAnonymousCallers and WithAuthorization (a Policy of
+// principals per method) refuse callers before any interceptor runs, with
+// CodeUnauthenticated or CodePermissionDenied. A request the broker
+// refuses for its user's permissions fails with ErrAccessRefused.
+// docs/SECURITY.md in the repository has what the broker guarantees, and
+// the permissions each side needs.
+//
 // # Options
 //
 // Dial takes ClientOptions, NewServer ServerOptions, and NewLocal either;

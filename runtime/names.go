@@ -43,6 +43,7 @@ func (s *Server) nameTaken(conn amqpio.Conn) (bool, error) {
 	if err := declareExchange(ch, s.proto.RequestExchange()); err != nil { // on a new broker, the first server's
 		return false, err
 	}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
 	replies, err := ch.Consume(wire.DirectReplyTo, "", true, false, false, false, nil) // autoAck, as direct reply-to wants
 	if err != nil {
@@ -64,6 +65,13 @@ func (s *Server) nameTaken(conn amqpio.Conn) (bool, error) {
 			return false, nil
 		case d, ok := <-replies:
 			if !ok {
+				select {
+				case e := <-closed:
+					if r := refusalOf(e); r != nil { // the server's user may not publish to its own name
+						return false, fmt.Errorf("amqprpc: asking for a server of the same name: %w", r)
+					}
+				default:
+				}
 				return false, errors.New("amqprpc: the channel closed while asking for a server of the same name")
 			}
 			taken := false

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -101,4 +102,14 @@ func (r *refusals) check(exchange, topic string) error {
 		}
 	}
 	return nil
+}
+
+// refused returns err, or, when it is the broker's refusal of access that
+// does not say so yet (a consume, a bind), err as ErrAccessRefused.
+func refused(err error) error {
+	var aerr *amqp.Error
+	if errors.Is(err, ErrAccessRefused) || !errors.As(err, &aerr) || refusalOf(aerr) == nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrAccessRefused, err)
 }

@@ -72,7 +72,7 @@ func (s *Server) openSession() (*serverSession, error) {
 	subs, err := sess.open()
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, refused(err)
 	}
 	sess.replies = amqpio.NewBatcher(0, sess.publishReplies)
 	sess.subs = subs
