@@ -76,8 +76,10 @@ func (p *Policy) check() error {
 // hasName says that w is kind followed by a name.
 func hasName(w, kind string) bool { return strings.HasPrefix(w, kind) && len(w) > len(kind) }
 
-// admits says whether p lets id call method of svc (nil for describe).
-func (p *Policy) admits(id Identity, svc *ServiceDesc, method string) bool {
+// admits says whether p lets id call method of svc (nil for a method the
+// server has not; describer for describe.Request); an error when Groups
+// panicked.
+func (p *Policy) admits(id Identity, svc *ServiceDesc, method string) (ok bool, err error) {
 	who, ok := []string(nil), false
 	if svc != nil && svc != describer {
 		who, ok = p.Methods[svc.ServiceName+"."+method]
@@ -89,36 +91,83 @@ func (p *Policy) admits(id Identity, svc *ServiceDesc, method string) bool {
 		who = p.Methods["*"]
 	}
 	var groups []string
+	grouped := false
 	for _, w := range who {
 		switch {
 		case w == principalAnyone:
-			return true
+			return true, nil
 		case w == principalVerified:
 			if id.Verified {
-				return true
+				return true, nil
 			}
 		case strings.HasPrefix(w, principalUser):
 			if id.Verified && id.User == w[len(principalUser):] {
-				return true
+				return true, nil
 			}
 		case strings.HasPrefix(w, principalOsloUser):
 			if id.OsloUser == w[len(principalOsloUser):] {
-				return true
+				return true, nil
 			}
 		case strings.HasPrefix(w, principalOsloProject):
 			if id.OsloProject == w[len(principalOsloProject):] {
-				return true
+				return true, nil
 			}
 		case strings.HasPrefix(w, principalGroup):
-			if groups == nil {
-				groups = p.Groups(id)
+			if !grouped {
+				if groups, err = p.groups(id); err != nil {
+					return false, err
+				}
+				grouped = true
 			}
 			if slices.Contains(groups, w[len(principalGroup):]) {
-				return true
+				return true, nil
 			}
 		}
 	}
-	return false
+	return false, nil
+}
+
+// groups returns p.Groups(id), or an error when it panics: a request,
+// not the server, fails.
+func (p *Policy) groups(id Identity) (groups []string, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("the policy's Groups panicked: %v", v)
+		}
+	}()
+	return p.Groups(id), nil
+}
+
+// clone returns a copy of p that the caller's later changes to its map
+// do not touch.
+func (p Policy) clone() *Policy {
+	methods := make(map[string][]string, len(p.Methods))
+	for m, who := range p.Methods {
+		methods[m] = slices.Clone(who)
+	}
+	p.Methods = methods
+	return &p
+}
+
+// unknown returns the methods p names that no service of sv has: a
+// mistake that "*" would otherwise cover silently.
+func (p *Policy) unknown(sv *services) []string {
+	var names []string
+	for m := range p.Methods {
+		if m == "*" || m == describe.Request {
+			continue
+		}
+		if _, ok := sv.methods[m]; ok {
+			continue
+		}
+		svc, wireName, ok := strings.Cut(m, ".")
+		if got, has := sv.methods[wireName]; ok && has && got.desc.ServiceName == svc {
+			continue
+		}
+		names = append(names, m)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // callerGate is what a server checks of a caller before it runs a method: that
@@ -131,23 +180,39 @@ type callerGate struct {
 	denied          atomic.Uint64
 }
 
+// admits says whether g's policy lets id call method of svc; when it
+// cannot say, it sets *failure.
+func (g *callerGate) admits(id Identity, svc *ServiceDesc, method string, failure **Error) bool {
+	ok, err := g.policy.admits(id, svc, method)
+	if err != nil {
+		*failure = &Error{Code: CodeInternal, Message: "authorization failed: " + err.Error()}
+	}
+	return ok
+}
+
 // admit returns the failure to answer req, from id, with, or nil when its
-// method m of svc may run.
+// method of svc (nil for one the server has not) may run.
 func (sv *services) admit(id Identity, svc *ServiceDesc, req *wire.In) *Error {
 	g := &sv.gate
 	if !g.refuseAnonymous && g.policy == nil {
 		return nil
 	}
-	what := "method " + req.Method // one the server has
-	if req.Method == describe.Request {
+	what, kind := "method "+wire.Clip(req.Method), req.Method
+	switch {
+	case req.Method == describe.Request:
 		what = "describing the server"
+	case svc == nil: // the caller's word, not a method of the server's
+		kind = "(unknown)"
 	}
 	var failure *Error
 	switch {
 	case g.refuseAnonymous && id.Anonymous():
 		g.unauthenticated.Add(1)
 		failure = &Error{Code: CodeUnauthenticated, Message: fmt.Sprintf("%s refused: the request names no user the broker checked (user_id), and the server serves no anonymous callers", what)}
-	case g.policy != nil && !g.policy.admits(id, svc, req.Method):
+	case g.policy != nil && !g.admits(id, svc, req.Method, &failure):
+		if failure != nil {
+			break
+		}
 		if id.Anonymous() {
 			g.unauthenticated.Add(1)
 			failure = &Error{Code: CodeUnauthenticated, Message: fmt.Sprintf("%s refused: it needs a caller the broker checked, and the request names none (user_id)", what)}
@@ -161,8 +226,20 @@ func (sv *services) admit(id Identity, svc *ServiceDesc, req *wire.In) *Error {
 	// A line for each method and broker user (or anonymous), then at most
 	// one every throttleEvery for each while they keep coming: the kinds are
 	// as many as the methods and the broker's users, whatever callers send.
-	kind := "refused " + req.Method + " " + id.User
-	sv.throttle.log(sv.log, slog.LevelWarn, kind, "amqprpc: request refused", "method", req.Method, "correlation_id", clip(req.MsgID),
+	kind = "refused " + kind + " " + id.User
+	sv.throttle.log(sv.log, slog.LevelWarn, kind, "amqprpc: request refused", "method", clip(req.Method), "correlation_id", clip(req.MsgID),
 		"caller", id.String(), "code", string(failure.Code))
 	return failure
+}
+
+// checkPolicy returns why the server's policy (WithAuthorization) names
+// methods that it does not serve, or nil.
+func (s *Server) checkPolicy() error {
+	if s.gate.policy == nil {
+		return nil
+	}
+	if names := s.gate.policy.unknown(&s.services); len(names) > 0 {
+		return fmt.Errorf("amqprpc: WithAuthorization names methods that the server does not serve: %s (a method is its wire name, or Interface.wirename)", strings.Join(names, ", "))
+	}
+	return nil
 }

@@ -97,3 +97,45 @@ func TestPolicyMistakes(t *testing.T) {
 		}()
 	}
 }
+
+// TestPolicyFaults: what a policy's mistakes and a caller's probing come
+// to: a Groups that panics fails the request, not the server; the policy's
+// map is the server's own once given; a caller refused learns nothing of
+// the methods the server has; a policy naming a method the server does
+// not serve stops Serve, before it connects.
+func TestPolicyFaults(t *testing.T) {
+	ctx := context.Background()
+	methods := map[string][]string{"add": {"group:ops"}, "sum": {"user:alice"}}
+	l := authorized(t, runtime.Policy{Methods: methods, Groups: func(runtime.Identity) []string {
+		var m map[string]bool
+		m["x"] = true // panics
+		return nil
+	}}, runtime.WithUserID("alice"))
+	methods["sum"] = []string{"user:nobody"} // after the option: no effect
+	arith := testsvc.NewArithClient(l, "arith")
+	if _, err := arith.Add(ctx, 1, 2); remoteCode(err) != runtime.CodeInternal {
+		t.Errorf("add, whose Groups panics: %v; want internal", err)
+	}
+	if sum, err := arith.Sum(ctx, 1, 2); err != nil || sum != 3 {
+		t.Errorf("sum by alice, after the caller's map changed: %d, %v", sum, err)
+	}
+
+	err := l.Invoke(ctx, runtime.Request{Target: runtime.Target{Topic: "arith"}, Method: "no_such_method", Args: struct{}{}}, nil)
+	if remoteCode(err) != runtime.CodePermissionDenied {
+		t.Errorf("a method the policy does not name, which the server has not: %v; want permission_denied, not unimplemented", err)
+	}
+	anon := runtime.NewLocal("arith", runtime.WithAnonymousCallers(false))
+	defer anon.Close()
+	testsvc.RegisterArithServer(anon.Server("main"), new(testsvc.ArithImpl))
+	err = anon.Invoke(ctx, runtime.Request{Target: runtime.Target{Topic: "arith"}, Method: "no_such_method", Args: struct{}{}}, nil)
+	if remoteCode(err) != runtime.CodeUnauthenticated {
+		t.Errorf("an anonymous caller's unknown method: %v; want unauthenticated", err)
+	}
+
+	srv := runtime.NewServer("amqp://guest:guest@127.0.0.1:1/", "arith",
+		runtime.WithAuthorization(runtime.Policy{Methods: map[string][]string{"add": {"anyone"}, "Arith.dvi": {"anyone"}, "Store.add": {"anyone"}, "*": {"verified"}}}))
+	testsvc.RegisterArithServer(srv, new(testsvc.ArithImpl))
+	if err := srv.Serve(); err == nil || !strings.Contains(err.Error(), "Arith.dvi, Store.add") {
+		t.Errorf("Serve with a policy naming methods the server has not: %v; want them named", err)
+	}
+}

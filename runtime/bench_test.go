@@ -52,17 +52,38 @@ func BenchmarkServeIntercepted(b *testing.B) {
 	benchServe(b, WithServerInterceptors(func(ctx context.Context, info *ServerInfo, next Handler) (any, error) { return next(ctx) }))
 }
 
+// BenchmarkServeCaller is BenchmarkServe for a request with a user_id,
+// whose caller the method's context carries (Caller).
+func BenchmarkServeCaller(b *testing.B) {
+	benchServeAs(b, "alice")
+}
+
+// BenchmarkServeAuthorized is BenchmarkServeCaller with a policy that
+// admits the caller by a group (WithAuthorization).
+func BenchmarkServeAuthorized(b *testing.B) {
+	benchServeAs(b, "alice", WithAuthorization(Policy{
+		Methods: map[string][]string{"add": {"user:bob", "group:calc"}},
+		Groups:  func(Identity) []string { return []string{"calc"} },
+	}))
+}
+
 func benchServe(b *testing.B, opts ...ServerOption) {
+	benchServeAs(b, "", opts...)
+}
+
+func benchServeAs(b *testing.B, user string, opts ...ServerOption) {
 	s := NewServer("amqp://unused", "calc", append([]ServerOption{WithLogger(nil)}, opts...)...)
 	s.RegisterService(benchDesc, struct{}{})
 	s.ctx = context.Background()
 	d := benchDelivery()
+	d.UserId = user
 	b.ReportAllocs()
 	for b.Loop() {
 		r := request{d: &delivery{raw: d}}
 		if err := s.decode(&d, &r.in); err != nil {
 			b.Fatal(err)
 		}
+		r.in.User = d.UserId
 		if err := s.checkReply(&r.in); err != nil {
 			b.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -31,9 +32,10 @@ type Client struct {
 	invoke    Invoke // Invoke through the interceptors; nil for none
 	connector *amqpio.Connector
 	stats     clientStats
-	throttle  throttle      // of log lines about one message
-	refused   refusals      // the broker's refusals of access in the last second
-	inFlight  chan struct{} // a token per request in flight (WithMaxInFlight); nil for no bound
+	throttle  throttle               // of log lines about one message
+	refused   refusals               // the broker's refusals of access in the last second
+	learned   atomic.Pointer[string] // the user the broker said the client's connections are, when not their login
+	inFlight  chan struct{}          // a token per request in flight (WithMaxInFlight); nil for no bound
 	ctx       context.Context
 	cancel    context.CancelFunc // ends ctx, and a dial under way, at Close
 	wg        sync.WaitGroup
@@ -73,6 +75,7 @@ func Dial(url string, opts ...ClientOption) (*Client, error) {
 		done:      make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.refused.learn = c.learnUser
 	if len(cfg.clientInterceptors) > 0 {
 		c.invoke = chainClient(cfg.clientInterceptors, c.send1)
 	}
@@ -218,7 +221,7 @@ func (c *Client) await(o *outgoing, k *channel, confirm amqpio.Confirmation) (*w
 			return nil, fmt.Errorf("%w: no heartbeat for %v", ErrServerSilent, c.cfg.callMonitor)
 		case <-confirmed:
 			if !confirm.Acked() {
-				return nil, refusedBy(k, o.pending.key)
+				return nil, refusedBy(k, c.cfg.exchange, o.pending.key)
 			}
 			confirmed = nil // taken: wait for the reply
 		case <-lost:
@@ -228,7 +231,7 @@ func (c *Client) await(o *outgoing, k *channel, confirm amqpio.Confirmation) (*w
 					return &r.reply, r.err
 				default:
 				}
-				return nil, o.sess.lostErr(o.pending.key)
+				return nil, ErrConnectionLost
 			}
 			lost = nil // queued and not published: it comes back (errResend)
 		case <-o.ctx.Done():
@@ -266,7 +269,11 @@ func (c *Client) cast(ctx context.Context, req *Request) error {
 		return ErrClosed
 	}
 	if !confirm.Acked() {
-		return refusedBy(k, routingKey(&req.Target))
+		exchange := c.cfg.exchange
+		if everyServer {
+			exchange = c.proto.FanoutExchange(req.Topic).Name
+		}
+		return refusedBy(k, exchange, routingKey(&req.Target))
 	}
 	k.flush() // a return comes before its confirm: make sure it was handled
 	select {
@@ -288,9 +295,13 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 	if err != nil {
 		return err
 	}
-	_, confirm, err := c.send(o, true, func(s *session) (*channel, string, error) {
+	k, confirm, err := c.send(o, true, func(s *session) (*channel, string, error) {
 		_, fanout, err := s.castChannel(true, req.Topic) // declares the fanout exchange
-		return s.calls, fanout, err
+		if err != nil {
+			return nil, "", err
+		}
+		k, err := s.callsChannel()
+		return k, fanout, err
 	}, req.Topic)
 	if err != nil {
 		return err
@@ -306,7 +317,7 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 			each(r.reply.Server, func(v any) error { return decodeReply(c.proto, c.cfg.oslo, &r.reply, v, req.Service) })
 		case <-confirmed:
 			if !confirm.Acked() {
-				return refusedBy(o.sess.calls, req.Topic)
+				return refusedBy(k, c.proto.FanoutExchange(req.Topic).Name, req.Topic)
 			}
 			confirmed = nil
 		case <-o.ctx.Done():

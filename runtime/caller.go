@@ -47,10 +47,18 @@ func (id Identity) String() string {
 	if id.Verified {
 		who = fmt.Sprintf("user %q", id.User)
 	}
-	if id.OsloUser != "" || id.OsloProject != "" {
-		who += fmt.Sprintf(" (oslo user %q, project %q)", id.OsloUser, id.OsloProject)
+	if id.OsloUser != "" || id.OsloProject != "" { // the caller's words: clipped
+		who += fmt.Sprintf(" (oslo user %q, project %q)", clipWord(id.OsloUser), clipWord(id.OsloProject))
 	}
 	return who
+}
+
+// clipWord returns s, cut to 64 bytes: a caller's word in a log line.
+func clipWord(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return s[:64] + "..."
 }
 
 type callerKey struct{}

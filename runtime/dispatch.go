@@ -98,15 +98,26 @@ func (sv *services) lookup(req *wire.In) (method, *Error) {
 	return m, nil
 }
 
+// serviceOf returns the service of the method named method, describer for
+// describe.Request, and nil for none the server has.
+func (sv *services) serviceOf(method string) *ServiceDesc {
+	if method == describe.Request {
+		return describer
+	}
+	return sv.methods[method].desc
+}
+
 // dispatch calls the method req names, with ctx as the parent of its
 // context, and returns its result or the error to send back.
 func (sv *services) dispatch(ctx context.Context, req *wire.In) (result any, failure *Error) {
-	m, failure := sv.lookup(req)
-	if failure != nil {
+	// Who calls is checked first: a caller refused learns nothing of the
+	// methods the server has.
+	id := identityOf(req)
+	if failure := sv.admit(id, sv.serviceOf(req.Method), req); failure != nil {
 		return nil, failure
 	}
-	id := identityOf(req)
-	if failure := sv.admit(id, m.desc, req); failure != nil {
+	m, failure := sv.lookup(req)
+	if failure != nil {
 		return nil, failure
 	}
 	defer func() {

@@ -40,7 +40,7 @@ func (s *Server) nameTaken(conn amqpio.Conn) (bool, error) {
 		return false, err
 	}
 	defer ch.Close()
-	if err := declareExchange(ch, s.proto.RequestExchange()); err != nil { // on a new broker, the first server's
+	if err := declareShared(conn, s.proto.RequestExchange()); err != nil { // on a new broker, the first server's
 		return false, err
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
@@ -50,7 +50,7 @@ func (s *Server) nameTaken(conn amqpio.Conn) (bool, error) {
 		return false, fmt.Errorf("amqprpc: consume direct replies: %w", err)
 	}
 	id := uuid.NewString()
-	var pub amqp.Publishing
+	pub := amqp.Publishing{UserId: conn.User()} // as the server's user: a server that refuses anonymous callers answers it
 	if err := s.proto.EncodeRequest(&pub, &wire.Out{MsgID: id, Method: describe.Request, ReplyTo: wire.DirectReplyTo, Deadline: time.Now().Add(nameProbe)}); err != nil {
 		return false, err
 	}

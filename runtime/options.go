@@ -416,7 +416,8 @@ func WithAuthorization(p Policy) ServerOption {
 	if err := p.check(); err != nil {
 		panic("amqprpc: WithAuthorization: " + err.Error())
 	}
-	return serverOption(func(c *options) { c.policy = &p })
+	q := p.clone() // the caller's map may change after; the server's does not
+	return serverOption(func(c *options) { c.policy = q })
 }
 
 // WithURLs adds brokers of the same cluster to try, in turn, after the URL

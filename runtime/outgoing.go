@@ -119,7 +119,7 @@ func (c *Client) encodeFor(o *outgoing, s *session) error {
 	if o.reply {
 		o.req.ReplyTo = s.replyTo
 	}
-	o.pub = amqp.Publishing{Expiration: wire.Expiration(time.Until(o.req.Deadline)), UserId: s.user}
+	o.pub = amqp.Publishing{Expiration: wire.Expiration(time.Until(o.req.Deadline)), UserId: s.userID()}
 	if err := c.proto.EncodeRequest(&o.pub, &o.req); err != nil {
 		return err
 	}
@@ -147,6 +147,7 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 			return nil, nil, err
 		}
 		k, exchange, err := to(s)
+		p.exchange = exchange
 		if err == nil {
 			err = c.refused.check(exchange, key)
 		}
@@ -169,6 +170,9 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 						o.pub)
 					if err == nil {
 						p.sent.Store(true)
+						if err := k.refusedSince(exchange, key); err != nil {
+							return nil, nil, err
+						}
 						return k, confirm, nil
 					}
 				}
@@ -185,8 +189,8 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 		}
 		c.unregister(o.req.MsgID, p)
 		o.pending = nil
-		if k != nil && k != s.calls && !s.conn.IsClosed() && errors.Is(err, amqp.ErrClosed) {
-			continue // a channel of its own (casts, bounded calls) alone closed: it opens again
+		if k != nil && !s.conn.IsClosed() && errors.Is(err, amqp.ErrClosed) {
+			continue // the channel alone closed (a refusal of another request): it opens again
 		}
 		select {
 		case <-s.lost:
@@ -208,7 +212,8 @@ func connectionLost(s *session, err error) bool {
 
 // toCalls routes a request to the calls channel and the request exchange.
 func (c *Client) toCalls(s *session) (*channel, string, error) {
-	return s.calls, c.cfg.exchange, nil
+	k, err := s.callsChannel()
+	return k, c.cfg.exchange, err
 }
 
 // callsTo returns where a call to key goes: the calls channel or, when
@@ -235,15 +240,15 @@ func confirmed(confirm amqpio.Confirmation) <-chan struct{} {
 	return confirm.Done()
 }
 
-// refusedBy explains a nacked confirm of a request to key on k: the
+// refusedBy explains a nacked confirm of a request to key on exchange, on k: the
 // broker refused the message, or the channel closed, alone or with its
 // connection, before the broker confirmed it, over that request's access
 // or another's (ErrAccessRefused) (amqp091-go nacks what is unconfirmed when a channel
 // closes).
-func refusedBy(k *channel, key string) error {
+func refusedBy(k *channel, exchange, key string) error {
 	if k.ch.IsClosed() {
 		if r := k.refusal(); r != nil {
-			return r.of(key)
+			return r.of(exchange, key)
 		}
 		return fmt.Errorf("%w: the channel closed before the broker confirmed", ErrConnectionLost)
 	}

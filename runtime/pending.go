@@ -15,11 +15,13 @@ import (
 // pending is a request waiting for its reply, or replies.
 type pending struct {
 	result chan callResult
-	multi  bool          // takes every reply, not only the first
-	key    string        // where it went: its replies say whether that takes batches
-	beats  chan struct{} // a heartbeat came: the server still runs it
-	sent   atomic.Bool   // it was handed to the broker (not only queued)
-	batch  string        // the id of the batch it went in, if it did; Client.mu guards it
+	multi  bool   // takes every reply, not only the first
+	key    string // where it went: its replies say whether that takes batches
+	// exchange is the exchange it went to, set before it is published.
+	exchange string
+	beats    chan struct{} // a heartbeat came: the server still runs it
+	sent     atomic.Bool   // it was handed to the broker (not only queued)
+	batch    string        // the id of the batch it went in, if it did; Client.mu guards it
 	// provisional is a result that a final reply without one confirms
 	// (oslo.messaging's servers before 4.0); resolve guards it.
 	provisional *wire.Reply

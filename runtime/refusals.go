@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -20,6 +21,7 @@ type accessError struct {
 	reason   string // the broker's words
 	exchange string // the exchange it names, if it names one
 	topic    string // the topic (routing key) it names, if it names one
+	user     string // the user the connection is, when it refused a user_id
 }
 
 func (e *accessError) Error() string     { return "amqprpc: the broker refused access: " + e.reason }
@@ -34,7 +36,8 @@ func refusalOf(e *amqp.Error) *accessError {
 	if e == nil || !(e.Code == amqp.AccessRefused || e.Code == amqp.PreconditionFailed && strings.Contains(e.Reason, "user_id")) {
 		return nil
 	}
-	return &accessError{reason: e.Reason, exchange: quoted(e.Reason, "exchange '"), topic: quoted(e.Reason, "topic '")}
+	return &accessError{reason: e.Reason, exchange: quoted(e.Reason, "exchange '"), topic: quoted(e.Reason, "topic '"),
+		user: quoted(e.Reason, "authenticated user was '")}
 }
 
 // quoted returns the text between after and the next quote in s, or "".
@@ -47,12 +50,12 @@ func quoted(s, after string) string {
 	return name
 }
 
-// of returns the error of a call to topic that was waiting on the channel
-// e closed: e itself when e is about that topic, or about every
-// publication (a user_id, an exchange), and otherwise ErrConnectionLost,
-// saying why.
-func (e *accessError) of(topic string) error {
-	if e.topic == "" || e.topic == topic {
+// of returns the error of a request to topic on exchange that was waiting
+// on the channel e closed: e itself when e is about that exchange (or
+// names none: a user_id) and that topic (or names none), and otherwise
+// ErrConnectionLost, saying why.
+func (e *accessError) of(exchange, topic string) error {
+	if e.about(exchange, topic) {
 		return e
 	}
 	return fmt.Errorf("%w: the broker closed the channel over another request (%s)", ErrConnectionLost, e.reason)
@@ -62,8 +65,10 @@ func (e *accessError) of(topic string) error {
 // refusalMemory after one, a request it covers fails with it, unsent,
 // rather than close a channel, and the calls waiting there, again.
 type refusals struct {
-	mu sync.Mutex
-	by map[[2]string]refusedAt // by exchange and topic, "" for every one
+	learn func(user string) bool // takes the user the broker says the connection is; false if it cannot
+	any   atomic.Bool            // by has entries: checks take no lock without
+	mu    sync.Mutex
+	by    map[[2]string]refusedAt // by exchange and topic, "" for every one
 }
 
 type refusedAt struct {
@@ -71,8 +76,11 @@ type refusedAt struct {
 	until time.Time
 }
 
-// note remembers e.
+// note remembers e, but for a user_id that learn corrects.
 func (r *refusals) note(e *accessError) {
+	if e.user != "" && r.learn != nil && r.learn(e.user) {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
@@ -85,14 +93,19 @@ func (r *refusals) note(e *accessError) {
 		r.by = make(map[[2]string]refusedAt)
 	}
 	r.by[[2]string{e.exchange, e.topic}] = refusedAt{e, now.Add(refusalMemory)}
+	r.any.Store(true)
 }
 
 // check returns the refusal, remembered, that covers a request to topic
 // on exchange, or nil.
 func (r *refusals) check(exchange, topic string) error {
+	if !r.any.Load() {
+		return nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.by) == 0 {
+		r.any.Store(false)
 		return nil
 	}
 	now := time.Now()
@@ -112,4 +125,73 @@ func refused(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrAccessRefused, err)
+}
+
+// about says whether e is about a request to topic on exchange: e names
+// that exchange (or none: a user_id) and that topic (or none).
+func (e *accessError) about(exchange, topic string) bool {
+	return (e.exchange == "" || e.exchange == exchange) && (e.topic == "" || e.topic == topic)
+}
+
+// failRefused fails every request published and waiting that r is about:
+// the broker refuses each publication of its user there, so those it took
+// before the channel closed, if any, were refused alike.
+func (c *Client) failRefused(r *accessError) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for id, p := range c.pending {
+		if !p.sent.Load() || !r.about(p.exchange, p.key) {
+			continue
+		}
+		delete(c.pending, id)
+		n++
+		select {
+		case p.result <- callResult{err: r}:
+		default: // a gather whose buffer is full: it will see its deadline
+		}
+	}
+	c.throttle.warn(c.cfg.logger, "amqprpc: the broker refused access, and closed the channel", "error", r, "calls", n)
+}
+
+// refusedSince returns the refusal that closed k after a request to key on
+// exchange was published there, and that is about it, or nil: a request
+// the broker refused before it was counted as sent, which failRefused did
+// not see. A channel the broker has not closed says so at once.
+func (k *channel) refusedSince(exchange, key string) error {
+	if !k.ch.IsClosed() {
+		return nil
+	}
+	if r := k.refusal(); r != nil && r.about(exchange, key) {
+		return r
+	}
+	return nil
+}
+
+// userID returns the user_id of s's requests: WithUserID's; else the user
+// the broker said the client's connections are, once it refused another
+// (learnUser); else s's login.
+func (s *session) userID() string {
+	if s.c.cfg.userID.set {
+		return s.c.cfg.userID.v
+	}
+	if u := s.c.learned.Load(); u != nil {
+		return *u
+	}
+	return s.login
+}
+
+// learnUser takes user, the name the broker says the client's connection
+// logged in as when it refused the user_id of a request, for the requests
+// after: a login whose name the broker does not take from the URL (an
+// OAuth 2 token's subject, a backend that maps names) costs the requests
+// of one round trip, not every one. What WithUserID says is not changed.
+func (c *Client) learnUser(user string) bool {
+	if c.cfg.userID.set {
+		return false
+	}
+	if prev := c.learned.Swap(&user); prev == nil || *prev != user {
+		c.cfg.logger.Warn("amqprpc: the broker knows this client's connections by another name than their login; their requests carry it from now on (WithUserID names it)", "user", user)
+	}
+	return true
 }

@@ -108,7 +108,10 @@ func (s *Server) Serve() error {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Unlock()
 	s.seal()
-	err := s.serveSessions()
+	err := s.checkPolicy()
+	if err == nil {
+		err = s.serveSessions()
+	}
 	// What outlives the sessions: the handlers of a session lost just
 	// before the end, and the connection of direct replies.
 	s.cancel()

@@ -97,7 +97,7 @@ func (sess *serverSession) open() ([]*subscription, error) {
 	}
 	requests, everyServer := s.proto.RequestExchange(), s.proto.FanoutExchange(s.topic)
 	for _, x := range []wire.Exchange{requests, everyServer} {
-		if err := declareExchange(ch, x); err != nil {
+		if err := declareShared(sess.conn, x); err != nil {
 			return nil, err
 		}
 	}

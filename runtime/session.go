@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,9 +21,10 @@ import (
 type session struct {
 	c       *Client
 	conn    amqpio.Conn
-	calls   *channel // requests that want replies; it consumes the reply queue
-	replyTo string   // the reply queue: exclusive to this connection
-	user    string   // the user_id of its requests (WithUserID): its login's by default
+	calls   atomic.Pointer[channel] // requests that want replies: open, or opened again (callsChannel)
+	inbox   amqpio.Channel          // consumes the reply queue; it publishes nothing, so no refusal closes it
+	replyTo string                  // the reply queue: exclusive to this connection
+	login   string                  // the user its connection logged in as, when its mechanism says
 	// requests publishes calls, batched, on calls (or on bounded, to a
 	// topic whose queue has a limit); nil when calls are not batched.
 	requests *amqpio.Batcher[*outgoing]
@@ -36,7 +38,7 @@ type session struct {
 	blocked chan struct{} // while the broker blocks publishers: closed when it stops
 	reason  string        // why it blocks
 
-	lost chan struct{} // closed when the connection or the calls channel is gone
+	lost chan struct{} // closed when the connection, or the inbox, is gone
 
 	taken []*pending // publishCalls' scratch: the pending requests of a batch
 
@@ -99,24 +101,18 @@ func (k *channel) refusal() *accessError {
 	return refusalOf(k.why)
 }
 
-// lostErr is the error of a call to key that s published, once s is
-// lost: ErrConnectionLost, or the broker's refusal that closed its calls
-// channel.
-func (s *session) lostErr(key string) error {
-	if r := s.calls.refusal(); r != nil {
-		return r.of(key)
-	}
-	return ErrConnectionLost
-}
-
-// openSession connects and sets up a session: the calls channel, the
-// exchange, the reply consumer, and the goroutines that read them.
+// openSession connects and sets up a session: the exchange, the reply
+// queue and its consumer on a channel of its own (the inbox), the calls
+// channel, and the goroutines that read them. Replies come to the inbox,
+// which publishes nothing: a publication the broker refuses closes the
+// channel it went on, and the calls waiting for replies on others, or
+// for replies to what that channel published before, go on waiting.
 func (c *Client) openSession() (*session, error) {
 	conn, err := c.connector.Connect(c.ctx)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{c: c, conn: conn, user: c.cfg.userID.or(conn.User()), lost: make(chan struct{}), fanouts: make(map[string]bool)}
+	s := &session{c: c, conn: conn, login: conn.User(), lost: make(chan struct{}), fanouts: make(map[string]bool)}
 	if err := s.open(); err != nil {
 		conn.Close()
 		return nil, err
@@ -125,18 +121,18 @@ func (c *Client) openSession() (*session, error) {
 }
 
 func (s *session) open() error {
-	calls, err := s.openChannel(s.c.cfg.requestConfirms)
+	if err := declareShared(s.conn, s.c.proto.RequestExchange()); err != nil {
+		return err
+	}
+	inbox, err := s.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("amqprpc: open channel: %w", err)
+	}
+	q, err := declareQueue(inbox, s.c.proto.ReplyQueue(strings.ReplaceAll(uuid.NewString(), "-", "")))
 	if err != nil {
 		return err
 	}
-	if calls, err = s.ensureExchange(calls, s.c.cfg.requestConfirms, s.c.proto.RequestExchange()); err != nil {
-		return err
-	}
-	q, err := declareQueue(calls.ch, s.c.proto.ReplyQueue(strings.ReplaceAll(uuid.NewString(), "-", "")))
-	if err != nil {
-		return err
-	}
-	replies, err := calls.ch.Consume(q.Name, "", // consumer tag: generated
+	replies, err := inbox.Consume(q.Name, "", // consumer tag: generated
 		true,  // autoAck
 		true,  // exclusive
 		false, // noLocal
@@ -145,7 +141,12 @@ func (s *session) open() error {
 	if err != nil {
 		return fmt.Errorf("amqprpc: consume the reply queue: %w", err)
 	}
-	s.calls, s.replyTo = calls, q.Name
+	calls, err := s.openChannel(s.c.cfg.requestConfirms, s.callsClosed)
+	if err != nil {
+		return err
+	}
+	s.calls.Store(calls)
+	s.inbox, s.replyTo = inbox, q.Name
 	if !s.c.cfg.noBatching && s.c.proto.Batches != nil {
 		s.requests = amqpio.NewBatcher(s.c.cfg.maxQueued, s.publishCalls)
 		s.requests.Start() // stopped by stop
@@ -161,8 +162,8 @@ func (s *session) open() error {
 }
 
 // openChannel opens a channel, in confirm mode if confirm is set, with its
-// returns reader.
-func (s *session) openChannel(confirm bool) (*channel, error) {
+// returns reader, which calls onClose, if set, once the channel closed.
+func (s *session) openChannel(confirm bool, onClose func(*channel)) (*channel, error) {
 	ch, err := s.conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("amqprpc: open channel: %w", err)
@@ -177,9 +178,7 @@ func (s *session) openChannel(confirm bool) (*channel, error) {
 	returns := ch.NotifyReturn(make(chan amqp.Return))  // unbuffered: see channel
 	flush := make(chan chan struct{})
 	done := make(chan struct{})
-	s.c.wg.Add(1)
-	go s.readReturns(returns, flush, done)
-	return &channel{
+	k := &channel{
 		ch:      ch,
 		closed:  closed,
 		refused: &s.c.refused,
@@ -191,7 +190,51 @@ func (s *session) openChannel(confirm bool) (*channel, error) {
 			case <-done:
 			}
 		},
-	}, nil
+	}
+	s.c.wg.Add(1)
+	go func() {
+		s.readReturns(returns, flush, done)
+		if onClose != nil {
+			onClose(k)
+		}
+	}()
+	return k, nil
+}
+
+// callsChannel returns the open calls channel, opening another when the
+// broker closed the last (a refusal of access) and the connection is
+// still there.
+func (s *session) callsChannel() (*channel, error) {
+	if k := s.calls.Load(); !k.ch.IsClosed() {
+		return k, nil
+	}
+	s.castMu.Lock()
+	defer s.castMu.Unlock()
+	if k := s.calls.Load(); !k.ch.IsClosed() {
+		return k, nil
+	}
+	k, err := s.openChannel(s.c.cfg.requestConfirms, s.callsClosed)
+	if err != nil {
+		return nil, err
+	}
+	s.calls.Store(k)
+	return k, nil
+}
+
+// callsClosed handles the end of k, a calls channel, while the connection
+// is there: a refusal of access fails the calls it is about (the calls
+// channel opens again for the next); any other reason (the request
+// exchange deleted under it) ends the session, as the next declares
+// again what it needs.
+func (s *session) callsClosed(k *channel) {
+	if s.conn.IsClosed() { // the connection's loss: lose's
+		return
+	}
+	if r := k.refusal(); r != nil {
+		s.c.failRefused(r)
+		return
+	}
+	s.conn.Close()
 }
 
 // maxBatch bounds the body of a batch of requests: a request that would
@@ -243,9 +286,13 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 				s.c.resolveOf(id, p, callResult{err: errResend})
 			default:
 				p.sent.Store(true)
+				if err := k.refusedSince(s.c.cfg.exchange, key); err != nil {
+					s.c.resolveOf(id, p, callResult{err: err})
+					break
+				}
 				select {
 				case <-s.lost:
-					s.c.resolveOf(id, p, callResult{err: s.lostErr(key)})
+					s.c.resolveOf(id, p, callResult{err: ErrConnectionLost})
 				default:
 				}
 			}
@@ -269,7 +316,7 @@ func (s *session) publishBatch(key string, calls []*outgoing) (*channel, amqpio.
 		ids[i] = o.req.MsgID
 	}
 	id := wire.BatchID(uuid.NewString())
-	pub := amqp.Publishing{UserId: s.user}
+	pub := amqp.Publishing{UserId: s.userID()}
 	if err := s.c.proto.Batches.EncodeRequests(&pub, id, s.replyTo, reqs); err != nil {
 		return nil, nil, err
 	}
@@ -371,11 +418,11 @@ func (s *session) watch(m publication) {
 // queue limit, which carries nothing else, may close alone (its exchange
 // deleted under it), and opens again.
 func (s *session) refused(m publication) {
-	if m.confirm.Acked() || m.ch == s.calls && m.ch.ch.IsClosed() {
+	if m.confirm.Acked() || m.ch.ch.IsClosed() && s.conn.IsClosed() { // the connection's loss fails them (lose)
 		return
 	}
 	for _, c := range m.calls {
-		s.c.resolveOf(c.id, c.p, callResult{err: refusedBy(m.ch, c.p.key)})
+		s.c.resolveOf(c.id, c.p, callResult{err: refusedBy(m.ch, s.c.cfg.exchange, c.p.key)})
 	}
 }
 
@@ -386,12 +433,12 @@ func (s *session) refused(m publication) {
 // channel, and with it what was published there and not yet confirmed.
 func (s *session) callChannel(key string) (*channel, error) {
 	if !s.c.bounded(key) {
-		return s.calls, nil
+		return s.callsChannel()
 	}
 	s.castMu.Lock()
 	defer s.castMu.Unlock()
 	if s.bounded == nil || s.bounded.ch.IsClosed() {
-		k, err := s.openChannel(true)
+		k, err := s.openChannel(true, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -409,7 +456,7 @@ func (s *session) castChannel(fanout bool, topic string) (*channel, string, erro
 	s.castMu.Lock()
 	defer s.castMu.Unlock()
 	if s.casts == nil || s.casts.ch.IsClosed() {
-		k, err := s.openChannel(true) // casts are always confirmed
+		k, err := s.openChannel(true, nil) // casts are always confirmed
 		if err != nil {
 			return nil, "", err
 		}
@@ -423,8 +470,20 @@ func (s *session) castChannel(fanout bool, topic string) (*channel, string, erro
 	// would close the channel. One that deletes itself is declared each
 	// time, as it may have gone since.
 	x := s.c.proto.FanoutExchange(topic)
+	if err := s.c.refused.check(x.Name, ""); err != nil {
+		return nil, "", err
+	}
 	if !s.fanouts[topic] || x.AutoDelete {
-		if err := declareExchange(s.casts.ch, x); err != nil {
+		var err error
+		if x.AutoDelete { // may have gone since: declared each time, on the casts channel, in one round trip
+			err = declareExchange(s.casts.ch, x)
+		} else { // declared by the topic's servers: a client need not have the right to
+			err = declareShared(s.conn, x)
+		}
+		if r, ok := errors.AsType[*accessError](err); ok {
+			s.c.refused.note(r)
+		}
+		if err != nil {
 			return nil, "", err
 		}
 		s.fanouts[topic] = true
@@ -554,13 +613,9 @@ func (c *Client) lose(s *session) {
 		}
 		delete(c.pending, id)
 		select {
-		case p.result <- callResult{err: s.lostErr(p.key)}:
+		case p.result <- callResult{err: ErrConnectionLost}:
 		default: // a gather whose buffer is full: it will see c.done or its deadline
 		}
-	}
-	if r := s.calls.refusal(); r != nil {
-		c.cfg.logger.Warn("amqprpc: the broker refused access and closed the client's channel; reconnecting", "error", r)
-		return
 	}
 	c.cfg.logger.Warn("amqprpc: connection to the broker lost; reconnecting")
 }

@@ -99,27 +99,34 @@ func (e *mismatchError) Error() string {
 
 func (e *mismatchError) Unwrap() []error { return []error{ErrTopologyMismatch, e.err} }
 
-// ensureExchange makes sure that the broker has exchange x, for a client
-// to publish to, and returns the channel to publish on: k, or another in
-// the same mode (confirm) when k closed; k has nothing under way. It asks first, which needs no permission,
-// and declares x only when the broker has not got it, which needs the
-// configure permission on x, a permission that lets a user delete it too:
-// a client of an exchange its servers declare publishes with write alone
-// (docs/SECURITY.md). Asking for a missing exchange closes k.
-func (s *session) ensureExchange(k *channel, confirm bool, x wire.Exchange) (*channel, error) {
-	err := k.ch.ExchangeDeclarePassive(x.Name, x.Kind, x.Durable, x.AutoDelete,
-		false, // internal
-		false, // noWait
-		nil)
-	var aerr *amqp.Error
-	if err == nil || !errors.As(err, &aerr) || aerr.Code != amqp.NotFound {
+// declareShared makes sure that the broker has exchange x: declared with
+// the settings x says, as declareExchange does, or, when the user may not
+// declare it (the configure permission, which would let it delete the
+// exchange too), as an operator or a server declared it before: a user
+// that publishes to, or binds from, an exchange that is there needs no
+// configure permission on it (docs/SECURITY.md). It runs on channels of
+// its own, as a refusal closes the channel it happens on.
+func declareShared(conn amqpio.Conn, x wire.Exchange) error {
+	declared := func(declare func(amqpio.Channel) error) error {
+		ch, err := conn.Channel()
 		if err != nil {
-			return k, declareError("exchange", x.Name, err)
+			return fmt.Errorf("amqprpc: open channel: %w", err)
 		}
-		return k, nil
+		defer ch.Close()
+		return declare(ch)
 	}
-	if k, err = s.openChannel(confirm); err != nil {
-		return nil, err
+	err := declared(func(ch amqpio.Channel) error { return declareExchange(ch, x) })
+	if !errors.Is(err, ErrAccessRefused) {
+		return err
 	}
-	return k, declareExchange(k.ch, x)
+	there := declared(func(ch amqpio.Channel) error {
+		return ch.ExchangeDeclarePassive(x.Name, x.Kind, x.Durable, x.AutoDelete,
+			false, // internal
+			false, // noWait
+			nil)
+	})
+	if there != nil { // not there, and this user may not declare it: the refusal says why
+		return err
+	}
+	return nil
 }

@@ -9,19 +9,25 @@
 #                                                           each with its name as its password
 #
 # Options: --oslo (oslo.messaging's topology), --exchange NAME (amqprpc, or
-# openstack with --oslo), --vhost VHOST (/). RABBITMQCTL is the command that
-# runs rabbitmqctl (rabbitmqctl; scripts/cluster.sh ctl 1 for a test node).
+# openstack with --oslo), --vhost VHOST (/), --declared (the request
+# exchange is there, declared by the operator or a first server: servers
+# get no configure permission on it, which would let them delete it).
+# RABBITMQCTL is the command that runs rabbitmqctl (rabbitmqctl;
+# scripts/cluster.sh ctl 1 for a test node).
 #
 # set_permissions and set_topic_permissions replace what a user had in the
 # virtual host: give a user that serves or calls several topics all of them
-# in one command. Topics are matched whole; a topic with dots in it is
-# covered by the server permissions of a topic it begins with.
+# in one command. Names are matched whole, but for a topic's servers' own
+# queues and bindings (TOPIC.SERVER) and its clients' calls to one server,
+# which a topic named TOPIC.SOMETHING would share: give topics that must
+# be kept apart names of which none begins with another and a dot.
 set -euo pipefail
 
-oslo= exchange= vhost=/
+oslo= exchange= vhost=/ declared=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--oslo) oslo=1 ;;
+	--declared) declared=1 ;;
 	--exchange) exchange=$2; shift ;;
 	--vhost) vhost=$2; shift ;;
 	*) break ;;
@@ -31,7 +37,7 @@ done
 [ -n "$exchange" ] || exchange=$([ -n "$oslo" ] && echo openstack || echo amqprpc)
 read -r -a ctl <<<"${RABBITMQCTL:-rabbitmqctl}"
 
-usage() { sed -n '2,20p' "$0" >&2; exit 2; }
+usage() { sed -n '2,26p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 
 # quote escapes a name for a regular expression.
@@ -52,33 +58,35 @@ set_topic_perms() { # user write read
 	"${ctl[@]}" set_topic_permissions -p "$vhost" "$1" "$exchange" "$2" "$3" >/dev/null
 }
 
+# id matches the id amqprpc puts in the names of a connection's own queues.
+id='[0-9a-f]{32}'
+
 server() {
-	local user=$1 x t
+	local user=$1 x t shared
 	shift
 	x=$(quote "$exchange") t=$(any "$@")
+	# the request exchange, shared by every topic: declared by the first
+	# server, or by the operator (--declared, and no configure on it)
+	shared="$x|"
+	[ -z "$declared" ] || shared=
 	if [ -n "$oslo" ]; then
 		# exchanges: the control exchange and TOPIC_fanout; queues: TOPIC,
-		# TOPIC.SERVER, TOPIC_fanout_ID; replies to reply_ID queues through
-		# the default exchange
+		# TOPIC.SERVER, TOPIC_fanout_ID; replies to the callers' reply_ID
+		# queues through the default exchange
 		set_perms "$user" \
-			"^($x|$t(\\..+)?|${t}_fanout(_.+)?)\$" \
-			"^($t(\\..+)?|${t}_fanout_.+|amq\\.default)\$" \
-			"^($x|$t(\\..+)?|${t}_fanout(_.+)?)\$"
+			"^(${shared}$t|$t\\..+|${t}_fanout|${t}_fanout_$id)\$" \
+			"^($t|$t\\..+|${t}_fanout_$id|amq\\.default)\$" \
+			"^($x|$t|$t\\..+|${t}_fanout|${t}_fanout_$id)\$"
+		set_topic_perms "$user" '^$' "^$t(\\..+)?\$"
 	else
 		# exchanges: EXCHANGE and EXCHANGE.fanout.TOPIC; queues: TOPIC,
 		# TOPIC.SERVER_ID, EXCHANGE.fanout.TOPIC_ID; replies to the callers'
-		# queues through the default exchange; and a request to its own name
-		# at start (is another server of that name serving?)
+		# queues through the default exchange; and, at start, a request to
+		# its own name (does another server of that name serve?)
 		set_perms "$user" \
-			"^($x|$x\\.fanout\\.$t(_.+)?|$t|$t\\..+)\$" \
-			"^($x|$t|$t\\..+|$x\\.fanout\\.${t}_.+|amq\\.default)\$" \
-			"^($x|$x\\.fanout\\.$t(_.+)?|$t|$t\\..+)\$"
-	fi
-	# binding TOPIC and TOPIC.SERVER to the request exchange; publishing
-	# to TOPIC.SERVER alone (amqprpc's servers ask for their name at start)
-	if [ -n "$oslo" ]; then
-		set_topic_perms "$user" '^$' "^$t(\\..+)?\$"
-	else
+			"^(${shared}$x\\.fanout\\.$t|$x\\.fanout\\.${t}_$id|$t|$t\\..+_$id)\$" \
+			"^($x|$t|$t\\..+_$id|$x\\.fanout\\.${t}_$id|amq\\.default)\$" \
+			"^($x|$x\\.fanout\\.$t|$x\\.fanout\\.${t}_$id|$t|$t\\..+_$id)\$"
 		set_topic_perms "$user" "^$t\\..+\$" "^$t(\\..+)?\$"
 	fi
 }
@@ -88,21 +96,23 @@ client() {
 	shift
 	x=$(quote "$exchange") t=$(any "$@")
 	if [ -n "$oslo" ]; then
-		# its reply queue, reply_ID, and TOPIC_fanout for casts to every
-		# server; requests to the control exchange
+		# its reply queue, reply_ID; TOPIC_fanout, declared before each
+		# fanout (auto-delete: it may have gone); requests to the control
+		# exchange
 		set_perms "$user" \
-			"^(reply_.+|${t}_fanout)\$" \
+			"^(reply_$id|${t}_fanout)\$" \
 			"^($x|${t}_fanout)\$" \
-			"^reply_.+\$"
+			"^reply_$id\$"
 	else
-		# its reply queue, named by the broker; EXCHANGE.fanout.TOPIC for
-		# fanouts and gathers; requests to EXCHANGE
+		# its reply queue, named by the broker; requests to EXCHANGE, and
+		# to EXCHANGE.fanout.TOPIC for fanouts and gathers (declared by the
+		# topic's servers)
 		set_perms "$user" \
-			"^(amq\\.gen-.+|$x\\.fanout\\.$t)\$" \
+			'^amq\.gen-.+$' \
 			"^($x|$x\\.fanout\\.$t)\$" \
 			'^amq\.gen-.+$'
 	fi
-	# publishing to TOPIC and TOPIC.SERVER on the request exchange
+	# publishing to TOPIC, and to one server, TOPIC.SERVER
 	set_topic_perms "$user" "^$t(\\..+)?\$" '^$'
 }
 
