@@ -386,9 +386,11 @@ func WithServerName(name string) ServerOption {
 // (a message whose user_id is not its connection's user is refused, and
 // the channel it came on closed: ErrAccessRefused) and a server reads as
 // the caller (Caller). "" sends none: the client's calls are anonymous.
-// Default: the user that the URL's credentials name (PLAIN); none for a
-// connection that logs in with its client certificate (EXTERNAL), whose
-// user name the broker makes from the certificate as its settings say
+// Default: the user that the URL's credentials name (PLAIN), or, once the
+// broker refused that name and said the connection's (a login it names
+// otherwise: an OAuth 2 token's subject), that one; none for a connection
+// that logs in with its client certificate (EXTERNAL), whose user name the
+// broker makes from the certificate as its settings say
 // (ssl_cert_login_from), and which this option must then give. In a Local,
 // the user its requests are served as; default none. Client only.
 func WithUserID(user string) ClientOption {
@@ -409,9 +411,12 @@ func WithAnonymousCallers(allow bool) ServerOption {
 // any interceptor or its method runs (describe.Request too): a caller that
 // p does not admit gets CodePermissionDenied, or CodeUnauthenticated when
 // it is anonymous, with a log line and a count (ServerStats.Denied,
-// ServerStats.Unauthenticated). Its principals are checked here: one
-// that cannot be read is a programming error, and panics. Default: none,
-// every caller may call every method. Server only.
+// ServerStats.Unauthenticated). Callers are checked before the method is
+// looked up, so that a refused one learns nothing of what the server has.
+// p is copied; its principals are checked here: one that cannot be read is
+// a programming error, and panics; a method name that the server does not
+// serve stops Serve with an error. Default: none, every caller may call
+// every method. Server only.
 func WithAuthorization(p Policy) ServerOption {
 	if err := p.check(); err != nil {
 		panic("amqprpc: WithAuthorization: " + err.Error())
