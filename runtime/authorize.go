@@ -80,6 +80,9 @@ func hasName(w, kind string) bool { return strings.HasPrefix(w, kind) && len(w) 
 // server has not; describer for describe.Request); an error when Groups
 // panicked.
 func (p *Policy) admits(id Identity, svc *ServiceDesc, method string) (ok bool, err error) {
+	if svc == nil { // a method the server has not: refused as one the caller may not call, so that it learns nothing
+		return false, nil
+	}
 	who, ok := []string(nil), false
 	if svc != nil && svc != describer {
 		who, ok = p.Methods[svc.ServiceName+"."+method]

@@ -124,6 +124,15 @@ func TestPolicyFaults(t *testing.T) {
 	if remoteCode(err) != runtime.CodePermissionDenied {
 		t.Errorf("a method the policy does not name, which the server has not: %v; want permission_denied, not unimplemented", err)
 	}
+	// Nor when "*" admits the caller: a method the server has not is
+	// refused as one it has and the policy keeps from the caller.
+	open := authorized(t, runtime.Policy{Methods: map[string][]string{"*": {"verified"}, "sum": {"user:root"}}}, runtime.WithUserID("eve"))
+	for _, method := range []string{"sum", "no_such_method"} {
+		err := open.Invoke(ctx, runtime.Request{Target: runtime.Target{Topic: "arith"}, Method: method, Args: struct{}{}}, nil)
+		if remoteCode(err) != runtime.CodePermissionDenied {
+			t.Errorf("%s by eve under a policy whose * admits her: %v; want permission_denied", method, err)
+		}
+	}
 	anon := runtime.NewLocal("arith", runtime.WithAnonymousCallers(false))
 	defer anon.Close()
 	testsvc.RegisterArithServer(anon.Server("main"), new(testsvc.ArithImpl))

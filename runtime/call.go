@@ -220,10 +220,10 @@ func (c *Client) await(o *outgoing, k *channel, confirm amqpio.Confirmation) (*w
 		case <-silent:
 			return nil, fmt.Errorf("%w: no heartbeat for %v", ErrServerSilent, c.cfg.callMonitor)
 		case <-confirmed:
-			if !confirm.Acked() {
+			if !confirm.Acked() && k.refusal() == nil {
 				return nil, refusedBy(k, c.cfg.exchange, o.pending.key)
 			}
-			confirmed = nil // taken: wait for the reply
+			confirmed = nil // taken, or closed over a refusal, which afterRefusal settles: wait for it
 		case <-lost:
 			if o.pending.sent.Load() {
 				select {
@@ -316,7 +316,7 @@ func (c *Client) gather(ctx context.Context, req *Request, want int, each func(s
 			got++
 			each(r.reply.Server, func(v any) error { return decodeReply(c.proto, c.cfg.oslo, &r.reply, v, req.Service) })
 		case <-confirmed:
-			if !confirm.Acked() {
+			if !confirm.Acked() && k.refusal() == nil {
 				return refusedBy(k, c.proto.FanoutExchange(req.Topic).Name, req.Topic)
 			}
 			confirmed = nil

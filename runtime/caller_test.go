@@ -3,11 +3,13 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,27 +65,42 @@ func urlAs(user string) string {
 	return u.String()
 }
 
-// callers records the caller of each request a server runs, by method.
+// callers records the callers of the requests a server runs, by method.
 type callers struct {
-	mu sync.Mutex
-	by map[string]runtime.Identity
+	mu  sync.Mutex
+	by  map[string]runtime.Identity // the last, by method
+	all map[string]map[runtime.Identity]int
 }
 
 func (c *callers) interceptor(ctx context.Context, info *runtime.ServerInfo, next runtime.Handler) (any, error) {
 	c.mu.Lock()
 	if c.by == nil {
 		c.by = make(map[string]runtime.Identity)
+		c.all = make(map[string]map[runtime.Identity]int)
 	}
-	c.by[info.Method] = runtime.Caller(ctx)
+	id := runtime.Caller(ctx)
+	c.by[info.Method] = id
+	if c.all[info.Method] == nil {
+		c.all[info.Method] = make(map[runtime.Identity]int)
+	}
+	c.all[info.Method][id]++
 	c.mu.Unlock()
 	return next(ctx)
 }
 
+// of returns the last caller of method.
 func (c *callers) of(method string) (runtime.Identity, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id, ok := c.by[method]
 	return id, ok
+}
+
+// every returns how many requests of method each caller sent.
+func (c *callers) every(method string) map[runtime.Identity]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.all[method])
 }
 
 // TestCallerVerifiedByBroker: a server of minimal permissions
@@ -126,6 +143,24 @@ func TestCallerVerifiedByBroker(t *testing.T) {
 	}
 	waitFor(t, func() bool { _, ok := seen.of("reset"); _, ok2 := seen.of("record"); return ok && ok2 })
 	want := runtime.Identity{User: topic + "-caller", Verified: true}
+	// Calls that go several to a message carry their user all the same.
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := testsvc.NewArithClient(c, topic).Sum(ctx, 1, 2); err != nil {
+				t.Errorf("Sum: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if c.Stats().BatchedCalls == 0 {
+		t.Error("no call went in a batch; the test must send some")
+	}
+	if got := seen.every("sum"); len(got) != 1 || got[want] != 64 {
+		t.Errorf("the callers of 64 sums, some in batches: %v; want all %+v", got, want)
+	}
 	for _, m := range []string{"add", "name", "record", "reset", "total"} {
 		if id, ok := seen.of(m); !ok || id != want {
 			t.Errorf("%s: the server saw %+v (ran: %v); want %+v", m, id, ok, want)
@@ -209,6 +244,49 @@ func TestTopicPermissions(t *testing.T) {
 	if sum, err := testsvc.NewArithClient(stranger, other).Add(ctxTimeout(t, 10*time.Second), 1, 2); err != nil || sum != 3 {
 		t.Fatalf("Add to the stranger's own topic: %d, %v", sum, err)
 	}
+	// Calls published just before and just after a refused one, on the
+	// same channel: the broker takes those before and drops those after;
+	// each gets its reply all the same (those after go again), in either
+	// profile, with or without batching.
+	for _, opts := range [][]runtime.ClientOption{
+		{runtime.WithBatching(false)},
+		{runtime.WithBatching(false), runtime.WithProfile(runtime.Safe)},
+		nil,
+	} {
+		c, err := runtime.Dial(urlAs(topic+"-stranger"), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused := make(chan error, 1)
+		var wg sync.WaitGroup
+		var failures atomic.Int32
+		for i := range 40 {
+			if i == 10 {
+				go func() {
+					_, err := testsvc.NewArithClient(c, topic).Add(ctxTimeout(t, 5*time.Second), 1, 2)
+					refused <- err
+				}()
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if sum, err := testsvc.NewArithClient(c, other).Add(ctxTimeout(t, 5*time.Second), 1, 2); err != nil || sum != 3 {
+					failures.Add(1)
+					t.Logf("a bystander: %d, %v", sum, err)
+				}
+			}()
+			time.Sleep(50 * time.Microsecond)
+		}
+		wg.Wait()
+		if err := <-refused; !errors.Is(err, runtime.ErrAccessRefused) {
+			t.Errorf("options %d: the refused call: %v; want ErrAccessRefused", len(opts), err)
+		}
+		if n := failures.Load(); n > 0 {
+			t.Errorf("options %d: %d of 40 calls published around a refused one failed; want each its reply", len(opts), n)
+		}
+		c.Close()
+	}
+
 	// Every other mode is refused alike: a cast, a fanout and a gather
 	// (the topic's fanout exchange is not the stranger's to publish to), a
 	// call in confirm mode.
@@ -330,12 +408,13 @@ func TestAnonymousAndForgedRequests(t *testing.T) {
 		t.Errorf("an anonymous request's caller: %+v; want the zero Identity", id)
 	}
 	// Refused where the server serves no anonymous caller.
+	before := strictSrv.Stats() // waitServing's probes, refused too
 	_, replies = publish(brokerURL(), strict, "")
 	if body, _ := receive(replies); !strings.Contains(body, `"code":"unauthenticated"`) {
 		t.Fatalf("reply to an anonymous request on a server that refuses them: %s", body)
 	}
-	if n := strictSrv.Stats().Unauthenticated; n != 1 {
-		t.Errorf("Stats().Unauthenticated = %d; want 1", n)
+	if n := strictSrv.Stats().Unauthenticated - before.Unauthenticated; n != 1 {
+		t.Errorf("Stats().Unauthenticated grew by %d; want 1", n)
 	}
 	_, replies = publish(brokerURL(), strict, "guest") // guest's own name: verified
 	if body, _ := receive(replies); body != `{"result":3}` {
@@ -347,8 +426,8 @@ func TestAnonymousAndForgedRequests(t *testing.T) {
 	if _, err := testsvc.NewArithClient(c, strict).Sum(ctxTimeout(t, 5*time.Second), 1, 2); remoteCode(err) != runtime.CodePermissionDenied {
 		t.Fatalf("Sum by guest, which the policy gives to nobody: %v; want permission_denied", err)
 	}
-	if st := strictSrv.Stats(); st.Denied != 1 || st.Unauthenticated != 1 {
-		t.Errorf("Stats: Denied %d, Unauthenticated %d; want 1 and 1", st.Denied, st.Unauthenticated)
+	if st := strictSrv.Stats(); st.Denied-before.Denied != 1 || st.Unauthenticated-before.Unauthenticated != 1 {
+		t.Errorf("Stats grew by: Denied %d, Unauthenticated %d; want 1 and 1", st.Denied-before.Denied, st.Unauthenticated-before.Unauthenticated)
 	}
 	if !strings.Contains(strictSrv.logs.String(), "amqprpc: request refused") {
 		t.Errorf("no log line of the refusals: %s", strictSrv.logs.String())
@@ -436,6 +515,7 @@ func TestOsloCallerAndPermissions(t *testing.T) {
 			"sum": {"user:" + topic + "-caller"},
 		}}))
 	testsvc.RegisterArithServer(srv, new(testsvc.ArithImpl))
+	testsvc.RegisterFleetServer(srv, testsvc.NewFleet("main"))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	t.Cleanup(func() {
@@ -473,6 +553,16 @@ func TestOsloCallerAndPermissions(t *testing.T) {
 	if _, err := arith.Div(ctx, 4, 2); remoteCode(err) != runtime.CodePermissionDenied {
 		t.Fatalf("div, which the policy names for nobody: %v; want permission_denied", err)
 	}
+	// A cast and a fanout, under the same permissions (the policy lets
+	// nobody run them: the server refuses them, unanswered, once taken).
+	fleet := testsvc.NewFleetClient(c, topic)
+	if err := fleet.Record(ctx, 1); err != nil {
+		t.Errorf("Record (cast): %v", err)
+	}
+	if err := fleet.Reset(ctx); err != nil {
+		t.Errorf("Reset (fanout): %v", err)
+	}
+	waitFor(t, func() bool { return srv.Stats().Denied >= 3 }) // div, record, reset
 
 	stranger, err := runtime.Dial(urlAs(topic+"-stranger"), oslo)
 	if err != nil {

@@ -91,9 +91,12 @@ var (
 	// request's exchange, or to its topic there (RabbitMQ's topic
 	// permissions), or the request's user_id is not the user the client's
 	// connection logged in as (WithUserID). The error carries the broker's
-	// own words. The broker closes the channel the request went on, which
-	// ends the other calls waiting there with ErrConnectionLost; so that a
-	// caller that tries again does not close it again, requests to the
+	// own words. The broker closes the channel the request went on, and
+	// drops what was published there after it: the client sends those
+	// again (a gather, which may have reached some servers, fails with
+	// ErrConnectionLost), and the calls published before it get their
+	// replies, which come on a channel of their own. So that a caller that
+	// tries again does not close channels again and again, requests to the
 	// same exchange and topic fail with the same error, unsent, for
 	// refusalMemory (a second) after.
 	ErrAccessRefused = errors.New("amqprpc: the broker refused access")

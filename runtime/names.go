@@ -50,7 +50,7 @@ func (s *Server) nameTaken(conn amqpio.Conn) (bool, error) {
 		return false, fmt.Errorf("amqprpc: consume direct replies: %w", err)
 	}
 	id := uuid.NewString()
-	pub := amqp.Publishing{UserId: conn.User()} // as the server's user: a server that refuses anonymous callers answers it
+	var pub amqp.Publishing // anonymous: a login the broker names otherwise would be refused; a refusal (unauthenticated) is an answer
 	if err := s.proto.EncodeRequest(&pub, &wire.Out{MsgID: id, Method: describe.Request, ReplyTo: wire.DirectReplyTo, Deadline: time.Now().Add(nameProbe)}); err != nil {
 		return false, err
 	}

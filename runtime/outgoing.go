@@ -164,15 +164,9 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 					o.unref()
 				} else {
 					var confirm amqpio.Confirmation
-					confirm, err = k.ch.Publish(o.ctx, exchange, key,
-						true,  // mandatory
-						false, // immediate
-						o.pub)
+					confirm, err = k.publish(o.ctx, exchange, key, o.pub, p)
 					if err == nil {
 						p.sent.Store(true)
-						if err := k.refusedSince(exchange, key); err != nil {
-							return nil, nil, err
-						}
 						return k, confirm, nil
 					}
 				}
@@ -189,8 +183,8 @@ func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*cha
 		}
 		c.unregister(o.req.MsgID, p)
 		o.pending = nil
-		if k != nil && !s.conn.IsClosed() && errors.Is(err, amqp.ErrClosed) {
-			continue // the channel alone closed (a refusal of another request): it opens again
+		if !s.conn.IsClosed() && errors.Is(err, amqp.ErrClosed) {
+			continue // a channel alone closed (a refusal of another request): it opens again
 		}
 		select {
 		case <-s.lost:

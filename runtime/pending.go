@@ -19,9 +19,13 @@ type pending struct {
 	key    string // where it went: its replies say whether that takes batches
 	// exchange is the exchange it went to, set before it is published.
 	exchange string
-	beats    chan struct{} // a heartbeat came: the server still runs it
-	sent     atomic.Bool   // it was handed to the broker (not only queued)
-	batch    string        // the id of the batch it went in, if it did; Client.mu guards it
+	// via and seq are the channel it was published on and its place
+	// there, set as it is published (channel.publish).
+	via   atomic.Pointer[channel]
+	seq   atomic.Uint64
+	beats chan struct{} // a heartbeat came: the server still runs it
+	sent  atomic.Bool   // it was handed to the broker (not only queued)
+	batch string        // the id of the batch it went in, if it did; Client.mu guards it
 	// provisional is a result that a final reply without one confirms
 	// (oslo.messaging's servers before 4.0); resolve guards it.
 	provisional *wire.Reply
@@ -218,7 +222,6 @@ func (c *Client) heartbeat(id string) {
 // it has been handled; it is answered by closing the channel it sent, and
 // done is closed when readReturns ends.
 func (s *session) readReturns(returns <-chan amqp.Return, flush <-chan chan struct{}, done chan struct{}) {
-	defer s.c.wg.Done()
 	defer close(done)
 	for {
 		select {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,20 @@ func refusalOf(e *amqp.Error) *accessError {
 		return nil
 	}
 	return &accessError{reason: e.Reason, exchange: quoted(e.Reason, "exchange '"), topic: quoted(e.Reason, "topic '"),
-		user: quoted(e.Reason, "authenticated user was '")}
+		user: lastQuoted(e.Reason, "authenticated user was '")}
+}
+
+// lastQuoted returns the text between after and the last quote in s, or
+// "": a name at the end of the broker's words, which may hold quotes.
+func lastQuoted(s, after string) string {
+	_, rest, ok := strings.Cut(s, after)
+	if !ok {
+		return ""
+	}
+	if i := strings.LastIndexByte(rest, '\''); i >= 0 {
+		return rest[:i]
+	}
+	return ""
 }
 
 // quoted returns the text between after and the next quote in s, or "".
@@ -114,6 +128,14 @@ func (r *refusals) check(exchange, topic string) error {
 			return m.err
 		}
 	}
+	for k, m := range r.by { // none covers it: what is forgotten goes, and with the last, the lock
+		if now.After(m.until) {
+			delete(r.by, k)
+		}
+	}
+	if len(r.by) == 0 {
+		r.any.Store(false)
+	}
 	return nil
 }
 
@@ -133,39 +155,52 @@ func (e *accessError) about(exchange, topic string) bool {
 	return (e.exchange == "" || e.exchange == exchange) && (e.topic == "" || e.topic == topic)
 }
 
-// failRefused fails every request published and waiting that r is about:
-// the broker refuses each publication of its user there, so those it took
-// before the channel closed, if any, were refused alike.
-func (c *Client) failRefused(r *accessError) {
+// afterRefusal settles the requests published on k, which the broker
+// closed over r: RabbitMQ routes a channel's publications in order, and
+// drops those after the one it refuses. So a request r is about fails
+// with r; one published before the first of those was taken, and waits
+// for its reply; one after it was dropped, and goes again (a gather, which
+// may have reached some servers, fails instead). When none that r is
+// about is known (its caller gave up), what became of the rest is not
+// known either: they fail with ErrConnectionLost.
+func (c *Client) afterRefusal(k *channel, r *accessError) {
+	k.pubMu.Lock() // every publication on k is over, and its requests marked
+	defer k.pubMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := 0
+	first := uint64(math.MaxUint64)
+	for _, p := range c.pending {
+		if p.via.Load() == k && r.about(p.exchange, p.key) {
+			first = min(first, p.seq.Load())
+		}
+	}
+	refused, resent := 0, 0
 	for id, p := range c.pending {
-		if !p.sent.Load() || !r.about(p.exchange, p.key) {
+		if p.via.Load() != k {
 			continue
 		}
+		var err error
+		switch seq := p.seq.Load(); {
+		case r.about(p.exchange, p.key):
+			err = r
+			refused++
+		case first == math.MaxUint64:
+			err = fmt.Errorf("%w: the broker closed the channel over another request (%s), and may have dropped this one", ErrConnectionLost, r.reason)
+		case seq < first:
+			continue // taken before the refusal: its reply comes
+		case p.multi:
+			err = fmt.Errorf("%w: the broker closed the channel over another request (%s) before it took this one", ErrConnectionLost, r.reason)
+		default:
+			err = errResend
+			resent++
+		}
 		delete(c.pending, id)
-		n++
 		select {
-		case p.result <- callResult{err: r}:
+		case p.result <- callResult{err: err}:
 		default: // a gather whose buffer is full: it will see its deadline
 		}
 	}
-	c.throttle.warn(c.cfg.logger, "amqprpc: the broker refused access, and closed the channel", "error", r, "calls", n)
-}
-
-// refusedSince returns the refusal that closed k after a request to key on
-// exchange was published there, and that is about it, or nil: a request
-// the broker refused before it was counted as sent, which failRefused did
-// not see. A channel the broker has not closed says so at once.
-func (k *channel) refusedSince(exchange, key string) error {
-	if !k.ch.IsClosed() {
-		return nil
-	}
-	if r := k.refusal(); r != nil && r.about(exchange, key) {
-		return r
-	}
-	return nil
+	c.throttle.warn(c.cfg.logger, "amqprpc: the broker refused access, and closed the channel", "error", r, "refused", refused, "sent_again", resent)
 }
 
 // userID returns the user_id of s's requests: WithUserID's; else the user

@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -51,6 +52,9 @@ func TestRefusalOf(t *testing.T) {
 // gave is the caller's to mend: it stays, and the refusal is remembered.
 func TestLearnUser(t *testing.T) {
 	userIDRefused := &amqp.Error{Code: amqp.PreconditionFailed, Reason: "PRECONDITION_FAILED - user_id property set to 'alice' but authenticated user was 'sub-1234'"}
+	if got := refusalOf(&amqp.Error{Code: amqp.PreconditionFailed, Reason: "PRECONDITION_FAILED - user_id property set to 'a' but authenticated user was 'o'brien'"}).user; got != "o'brien" {
+		t.Errorf("a user whose name has a quote: %q", got)
+	}
 	for _, tc := range []struct {
 		opts       []ClientOption
 		want       string
@@ -59,7 +63,8 @@ func TestLearnUser(t *testing.T) {
 		{nil, "sub-1234", false},
 		{[]ClientOption{WithUserID("alice")}, "alice", true},
 	} {
-		c := &Client{cfg: clientConfig(append(tc.opts, WithLogger(slog.New(slog.DiscardHandler))))}
+		var logs strings.Builder
+		c := &Client{cfg: clientConfig(append(tc.opts, WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))))}
 		c.refused.learn = c.learnUser
 		s := &session{c: c, login: "alice"}
 		if got := s.userID(); got != "alice" {
@@ -71,6 +76,9 @@ func TestLearnUser(t *testing.T) {
 		}
 		if err := c.refused.check("amqprpc", "calc"); (err != nil) != tc.remembered {
 			t.Errorf("options %d: a request after the refusal: %v; want remembered %v", len(tc.opts), err, tc.remembered)
+		}
+		if logged := strings.Contains(logs.String(), "user=sub-1234"); logged == tc.remembered {
+			t.Errorf("options %d: logged %q; want a line naming the user learnt: %v", len(tc.opts), logs.String(), !tc.remembered)
 		}
 	}
 }

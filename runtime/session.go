@@ -78,6 +78,12 @@ type channel struct {
 	ch    amqpio.Channel
 	flush func()
 
+	// pubMu orders its publications: each request published there gets
+	// its place (pending.seq), so that, when the broker refuses one and
+	// closes the channel, what went before it is told from what went after.
+	pubMu sync.Mutex
+	seq   uint64
+
 	closeMu sync.Mutex
 	closed  chan *amqp.Error // the broker's reason, when it closes the channel
 	why     *amqp.Error      // that reason, once read
@@ -193,12 +199,32 @@ func (s *session) openChannel(confirm bool, onClose func(*channel)) (*channel, e
 	}
 	s.c.wg.Add(1)
 	go func() {
+		defer s.c.wg.Done()
 		s.readReturns(returns, flush, done)
 		if onClose != nil {
 			onClose(k)
 		}
 	}()
 	return k, nil
+}
+
+// publish publishes pub on k, with the mandatory flag, and marks ps, the
+// requests it carries, as published there, in order.
+func (k *channel) publish(ctx context.Context, exchange, key string, pub amqp.Publishing, ps ...*pending) (amqpio.Confirmation, error) {
+	k.pubMu.Lock()
+	defer k.pubMu.Unlock()
+	confirm, err := k.ch.Publish(ctx, exchange, key,
+		true,  // mandatory
+		false, // immediate
+		pub)
+	if err == nil {
+		k.seq++
+		for _, p := range ps {
+			p.seq.Store(k.seq)
+			p.via.Store(k)
+		}
+	}
+	return confirm, err
 }
 
 // callsChannel returns the open calls channel, opening another when the
@@ -222,19 +248,28 @@ func (s *session) callsChannel() (*channel, error) {
 }
 
 // callsClosed handles the end of k, a calls channel, while the connection
-// is there: a refusal of access fails the calls it is about (the calls
-// channel opens again for the next); any other reason (the request
-// exchange deleted under it) ends the session, as the next declares
-// again what it needs.
+// is there: after a refusal of access (afterRefusal) the calls channel
+// opens again for the next; any other reason (the request exchange
+// deleted under it) ends the session, as the next declares again what it
+// needs.
 func (s *session) callsClosed(k *channel) {
 	if s.conn.IsClosed() { // the connection's loss: lose's
 		return
 	}
 	if r := k.refusal(); r != nil {
-		s.c.failRefused(r)
+		s.c.afterRefusal(k, r)
 		return
 	}
 	s.conn.Close()
+}
+
+// boundedClosed handles the end of k, the channel of calls to topics
+// whose queue has a limit: after a refusal of access, as callsClosed;
+// any other end fails its unconfirmed calls through their confirms.
+func (s *session) boundedClosed(k *channel) {
+	if r := k.refusal(); r != nil && !s.conn.IsClosed() {
+		s.c.afterRefusal(k, r)
+	}
 }
 
 // maxBatch bounds the body of a batch of requests: a request that would
@@ -271,7 +306,7 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 		for _, o := range batch {
 			taken = append(taken, o.pending)
 		}
-		k, confirm, err := s.publishBatch(key, batch)
+		k, confirm, err := s.publishBatch(key, batch, taken)
 		if err == nil && confirm != nil {
 			m := publication{ch: k, confirm: confirm, calls: make([]callOf, len(batch))}
 			for i, o := range batch {
@@ -286,10 +321,6 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 				s.c.resolveOf(id, p, callResult{err: errResend})
 			default:
 				p.sent.Store(true)
-				if err := k.refusedSince(s.c.cfg.exchange, key); err != nil {
-					s.c.resolveOf(id, p, callResult{err: err})
-					break
-				}
 				select {
 				case <-s.lost:
 					s.c.resolveOf(id, p, callResult{err: ErrConnectionLost})
@@ -305,9 +336,9 @@ func (s *session) publishCalls(key string, calls []*outgoing) {
 
 // publishBatch publishes calls, one alone or several in one message, to
 // key with the mandatory flag.
-func (s *session) publishBatch(key string, calls []*outgoing) (*channel, amqpio.Confirmation, error) {
+func (s *session) publishBatch(key string, calls []*outgoing, ps []*pending) (*channel, amqpio.Confirmation, error) {
 	if len(calls) == 1 {
-		return s.publishCall(key, calls[0].pub)
+		return s.publishCall(key, calls[0].pub, ps)
 	}
 	reqs := make([]wire.BatchedRequest, len(calls))
 	ids := make([]string, len(calls))
@@ -323,22 +354,19 @@ func (s *session) publishBatch(key string, calls []*outgoing) (*channel, amqpio.
 	s.c.inBatch(id, ids)
 	s.c.stats.batches.Add(1)
 	s.c.stats.batched.Add(uint64(len(calls)))
-	return s.publishCall(key, pub)
+	return s.publishCall(key, pub, ps)
 }
 
 // publishCall publishes pub, one call or several, to key with the
 // mandatory flag, on the calls channel, or in confirm mode on the casts
 // channel when key's queue refuses requests beyond a limit; it returns
 // the channel and, in confirm mode, the broker's confirmation.
-func (s *session) publishCall(key string, pub amqp.Publishing) (*channel, amqpio.Confirmation, error) {
+func (s *session) publishCall(key string, pub amqp.Publishing, ps []*pending) (*channel, amqpio.Confirmation, error) {
 	k, err := s.callChannel(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	confirm, err := k.ch.Publish(context.Background(), s.c.cfg.exchange, key,
-		true,  // mandatory
-		false, // immediate
-		pub)
+	confirm, err := k.publish(context.Background(), s.c.cfg.exchange, key, pub, ps...)
 	return k, confirm, err
 }
 
@@ -413,12 +441,14 @@ func (s *session) watch(m publication) {
 }
 
 // refused fails the calls of m, confirmed, if the broker refused it, or
-// if its channel closed first and it was not the calls channel, whose
-// closing ends the session (lose): the channel of calls to topics with a
-// queue limit, which carries nothing else, may close alone (its exchange
-// deleted under it), and opens again.
+// if its channel closed first, alone: a channel that closed over a
+// refusal of access, afterRefusal settles; one that closed with its
+// connection, lose.
 func (s *session) refused(m publication) {
 	if m.confirm.Acked() || m.ch.ch.IsClosed() && s.conn.IsClosed() { // the connection's loss fails them (lose)
+		return
+	}
+	if m.ch.refusal() != nil { // closed over a refusal: afterRefusal says what became of each
 		return
 	}
 	for _, c := range m.calls {
@@ -438,7 +468,7 @@ func (s *session) callChannel(key string) (*channel, error) {
 	s.castMu.Lock()
 	defer s.castMu.Unlock()
 	if s.bounded == nil || s.bounded.ch.IsClosed() {
-		k, err := s.openChannel(true, nil)
+		k, err := s.openChannel(true, s.boundedClosed)
 		if err != nil {
 			return nil, err
 		}
@@ -448,10 +478,9 @@ func (s *session) callChannel(key string) (*channel, error) {
 }
 
 // castChannel returns the open casts channel, opening one if needed, after
-// declaring topic's fanout exchange on it if fanout is set, and returns
-// that exchange's name. Declarations run there because a broker error
-// closes the channel it happens on, and the calls channel must not be the
-// one.
+// making sure of topic's fanout exchange if fanout is set, and returns
+// that exchange's name. The declaration runs on channels of its own
+// (declareShared), as a broker error closes the channel it happens on.
 func (s *session) castChannel(fanout bool, topic string) (*channel, string, error) {
 	s.castMu.Lock()
 	defer s.castMu.Unlock()
@@ -473,13 +502,11 @@ func (s *session) castChannel(fanout bool, topic string) (*channel, string, erro
 	if err := s.c.refused.check(x.Name, ""); err != nil {
 		return nil, "", err
 	}
-	if !s.fanouts[topic] || x.AutoDelete {
-		var err error
-		if x.AutoDelete { // may have gone since: declared each time, on the casts channel, in one round trip
-			err = declareExchange(s.casts.ch, x)
-		} else { // declared by the topic's servers: a client need not have the right to
-			err = declareShared(s.conn, x)
-		}
+	if !s.fanouts[topic] || x.AutoDelete { // one that deletes itself may have gone since: each time
+		// On channels of their own, which a refusal of another cast cannot
+		// close under it; declared by the topic's servers, it needs no
+		// right to declare it.
+		err := declareShared(s.conn, x)
 		if r, ok := errors.AsType[*accessError](err); ok {
 			s.c.refused.note(r)
 		}
@@ -491,9 +518,9 @@ func (s *session) castChannel(fanout bool, topic string) (*channel, string, erro
 	return s.casts, x.Name, nil
 }
 
-// readReplies hands each reply to its request until the calls channel
-// closes, then marks the session lost: without its reply consumer it
-// cannot call, so its connection is closed too.
+// readReplies hands each reply to its request until the inbox closes,
+// then marks the session lost: without its reply consumer it cannot call,
+// so its connection is closed too.
 func (s *session) readReplies(replies <-chan amqp.Delivery) {
 	defer s.c.wg.Done()
 	deliver := s.c.deliver // made once, not for each reply
