@@ -361,7 +361,9 @@ func TestAnonymousAndForgedRequests(t *testing.T) {
 	strictSrv := serveVia(t, brokerURL(), strict, "main", runtime.WithAnonymousCallers(false),
 		runtime.WithAuthorization(runtime.Policy{Methods: map[string][]string{"sum": {"user:nobody"}, "*": {"verified"}}}))
 
-	publish := func(url, key string, user string) (*amqp.Channel, <-chan amqp.Delivery) {
+	// send publishes a request for add as a plain AMQP client logged in
+	// with url would, with user as its user_id.
+	send := func(url, key string, user string) (*amqp.Channel, <-chan amqp.Delivery) {
 		t.Helper()
 		conn, err := amqp.Dial(url)
 		if err != nil {
@@ -372,23 +374,12 @@ func TestAnonymousAndForgedRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		q, err := ch.QueueDeclare("", false, true, true, false, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		replies, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = ch.PublishWithContext(ctxTimeout(t, 5*time.Second), runtime.DefaultExchange, key, false, false, amqp.Publishing{
-			ContentType: "application/json", CorrelationId: "1", ReplyTo: q.Name, UserId: user,
+		q, replies := replyQueue(t, ch)
+		publish(t, ch, key, amqp.Publishing{ContentType: "application/json", CorrelationId: "1", ReplyTo: q, UserId: user,
 			Body: []byte(`{"method":"add","args":{"v1":1,"v2":2},"msg_id":"1"}`)})
-		if err != nil {
-			t.Fatal(err)
-		}
 		return ch, replies
 	}
-	receive := func(replies <-chan amqp.Delivery) (string, bool) {
+	answer := func(replies <-chan amqp.Delivery) (string, bool) {
 		t.Helper()
 		select {
 		case d, ok := <-replies:
@@ -400,8 +391,8 @@ func TestAnonymousAndForgedRequests(t *testing.T) {
 	}
 
 	// No user_id: anonymous.
-	_, replies := publish(brokerURL(), topic, "")
-	if body, _ := receive(replies); body != `{"result":3}` {
+	_, replies := send(brokerURL(), topic, "")
+	if body, _ := answer(replies); body != `{"result":3}` {
 		t.Fatalf("reply to an anonymous request: %s", body)
 	}
 	if id, _ := seen.of("add"); id != (runtime.Identity{}) {
@@ -409,15 +400,15 @@ func TestAnonymousAndForgedRequests(t *testing.T) {
 	}
 	// Refused where the server serves no anonymous caller.
 	before := strictSrv.Stats() // waitServing's probes, refused too
-	_, replies = publish(brokerURL(), strict, "")
-	if body, _ := receive(replies); !strings.Contains(body, `"code":"unauthenticated"`) {
+	_, replies = send(brokerURL(), strict, "")
+	if body, _ := answer(replies); !strings.Contains(body, `"code":"unauthenticated"`) {
 		t.Fatalf("reply to an anonymous request on a server that refuses them: %s", body)
 	}
 	if n := strictSrv.Stats().Unauthenticated - before.Unauthenticated; n != 1 {
 		t.Errorf("Stats().Unauthenticated grew by %d; want 1", n)
 	}
-	_, replies = publish(brokerURL(), strict, "guest") // guest's own name: verified
-	if body, _ := receive(replies); body != `{"result":3}` {
+	_, replies = send(brokerURL(), strict, "guest") // guest's own name: verified
+	if body, _ := answer(replies); body != `{"result":3}` {
 		t.Fatalf("reply to guest's request on a server that refuses anonymous callers: %s", body)
 	}
 	// A verified caller the policy does not admit: permission_denied,
@@ -435,8 +426,8 @@ func TestAnonymousAndForgedRequests(t *testing.T) {
 
 	// A forged user_id: the broker closes the channel, and the server
 	// sees nothing.
-	ch, replies := publish(urlAs(topic+"-caller"), topic, topic+"-service")
-	if _, ok := receive(replies); ok {
+	ch, replies := send(urlAs(topic+"-caller"), topic, topic+"-service")
+	if _, ok := answer(replies); ok {
 		t.Fatal("a request with a forged user_id was answered")
 	}
 	if !ch.IsClosed() {
@@ -446,8 +437,8 @@ func TestAnonymousAndForgedRequests(t *testing.T) {
 	// An impersonator: its word is taken.
 	rabbitmqctl(t, "set_user_tags", topic+"-stranger", "impersonator")
 	rabbitmqctl(t, "set_topic_permissions", topic+"-stranger", runtime.DefaultExchange, ".*", ".*")
-	_, replies = publish(urlAs(topic+"-stranger"), topic, "someone-else")
-	if body, _ := receive(replies); body != `{"result":3}` {
+	_, replies = send(urlAs(topic+"-stranger"), topic, "someone-else")
+	if body, _ := answer(replies); body != `{"result":3}` {
 		t.Fatalf("reply to an impersonator's request: %s", body)
 	}
 	if id, _ := seen.of("add"); id != (runtime.Identity{User: "someone-else", Verified: true}) {
