@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/amqprpc/amqprpc/describe"
 	"github.com/amqprpc/amqprpc/examples/calc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
@@ -85,4 +86,51 @@ func ExampleWithClientInterceptors() {
 	// Output:
 	// add for t1
 	// 5 <nil>
+}
+
+// A server lets alice and the group ops add, any caller the broker
+// verified describe it, and nobody else call anything; in memory, a Local
+// serves its callers as the user WithUserID names.
+func ExampleWithAuthorization() {
+	groups := map[string][]string{"carol": {"ops"}}
+	policy := runtime.Policy{
+		Methods: map[string][]string{
+			"add":            {"user:alice", "group:ops"},
+			describe.Request: {"verified"},
+		},
+		Groups: func(id runtime.Identity) []string { return groups[id.User] },
+	}
+	for _, user := range []string{"alice", "carol", "mallory", ""} {
+		l := runtime.NewLocal(calc.Topic, runtime.WithAuthorization(policy), runtime.WithUserID(user))
+		calc.RegisterCalculatorServer(l, new(calc.Machine))
+		_, err := calc.NewCalculatorClient(l, calc.Topic).Add(context.Background(), 2, 3)
+		var rerr *runtime.Error
+		switch {
+		case err == nil:
+			fmt.Printf("%q: allowed\n", user)
+		case errors.As(err, &rerr):
+			fmt.Printf("%q: %s\n", user, rerr.Code)
+		}
+		l.Close()
+	}
+	// Output:
+	// "alice": allowed
+	// "carol": allowed
+	// "mallory": permission_denied
+	// "": unauthenticated
+}
+
+// A method reads who called it: the broker user its request was published
+// as, verified by the broker, and, in oslo mode, the OpenStack identity of
+// its request context.
+func ExampleCaller() {
+	l := runtime.NewLocal(calc.Topic, runtime.WithUserID("alice"),
+		runtime.WithServerInterceptors(func(ctx context.Context, info *runtime.ServerInfo, next runtime.Handler) (any, error) {
+			fmt.Println(info.Method, "called by", runtime.Caller(ctx))
+			return next(ctx)
+		}))
+	defer l.Close()
+	calc.RegisterCalculatorServer(l, new(calc.Machine))
+	calc.NewCalculatorClient(l, calc.Topic).Add(context.Background(), 2, 3)
+	// Output: add called by user "alice"
 }
