@@ -63,7 +63,8 @@ const gatherBuffer = 256
 // Dial connects to the broker at url (amqp:// or amqps://), or else to one
 // of those of WithURLs, and returns a client ready to send. It declares the
 // exchange requests are published to, so a call never fails because no
-// server ever ran.
+// server ever ran; a user that may not declare it (docs/SECURITY.md) uses
+// it as it is, and, when it is not there yet, fails with ErrAccessRefused.
 func Dial(url string, opts ...ClientOption) (*Client, error) {
 	cfg := clientConfig(opts)
 	c := &Client{

@@ -59,20 +59,27 @@ func (s *Server) nameTaken(conn amqpio.Conn) (bool, error) {
 	if _, err := ch.Publish(ctx, s.proto.RequestExchange().Name, s.topic+"."+s.server, true, false, pub); err != nil { // mandatory
 		return false, err
 	}
+	// closedUnder says why the channel closed under the question.
+	closedUnder := func() error {
+		select {
+		case e := <-closed:
+			if r := refusalOf(e); r != nil { // the server's user may not publish to its own name
+				return fmt.Errorf("amqprpc: asking for a server of the same name: %w", r)
+			}
+		default:
+		}
+		return errors.New("amqprpc: the channel closed while asking for a server of the same name")
+	}
 	for {
 		select {
-		case <-returns:
+		case _, ok := <-returns:
+			if !ok { // closed with the channel, not a return
+				return false, closedUnder()
+			}
 			return false, nil
 		case d, ok := <-replies:
 			if !ok {
-				select {
-				case e := <-closed:
-					if r := refusalOf(e); r != nil { // the server's user may not publish to its own name
-						return false, fmt.Errorf("amqprpc: asking for a server of the same name: %w", r)
-					}
-				default:
-				}
-				return false, errors.New("amqprpc: the channel closed while asking for a server of the same name")
+				return false, closedUnder()
 			}
 			taken := false
 			s.proto.SplitReplies(&d, func(r *wire.Reply) {
