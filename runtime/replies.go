@@ -182,6 +182,8 @@ func (sess *serverSession) sendClassic(ctx context.Context, exchange, key string
 		case errors.Is(err, errUnanswerable):
 			s.throttle.warn(s.log, "amqprpc: rejecting a request that cannot be answered where it asks", "correlation_id", clip(pub.CorrelationId), "error", err)
 			return routeRefused
+		case err != nil && !sess.conn.IsClosed() && attempt < classicAttempts:
+			continue // the channels closed under the check: asked again on new ones
 		case err != nil:
 			s.throttle.warn(s.log, "amqprpc: publish classic reply", "correlation_id", clip(pub.CorrelationId), "error", err)
 			return unpublished
@@ -227,8 +229,14 @@ func (sess *serverSession) classicChannel(exchange string) (amqpio.Channel, erro
 			}
 		}
 	}
+	// What the broker says of the exchange (404: gone; 406: another kind)
+	// is the caller's; a channel that closed under the question (a fault,
+	// or another check's refusal) says nothing of it, and is asked again.
 	if err := c.check.ExchangeDeclarePassive(exchange, amqp.ExchangeDirect, false, true, false, false, nil); err != nil {
-		return nil, fmt.Errorf("%w: exchange %s: %w", errNoCaller, clip(exchange), err)
+		if brokerSays(err, amqp.NotFound) {
+			return nil, fmt.Errorf("%w: exchange %s: %w", errNoCaller, clip(exchange), err)
+		}
+		return nil, fmt.Errorf("check exchange %s: %w", clip(exchange), err)
 	}
 	if err := c.check.ExchangeDeclare(exchange, amqp.ExchangeDirect,
 		false, // durable
@@ -236,7 +244,16 @@ func (sess *serverSession) classicChannel(exchange string) (amqpio.Channel, erro
 		false, // internal
 		false, // noWait
 		nil); err != nil {
-		return nil, fmt.Errorf("%w: exchange %s is not a direct, transient, auto-delete exchange: %w", errUnanswerable, clip(exchange), err)
+		if brokerSays(err, amqp.PreconditionFailed) || brokerSays(err, amqp.AccessRefused) {
+			return nil, fmt.Errorf("%w: exchange %s is not a direct, transient, auto-delete exchange, or not this server's to declare: %w", errUnanswerable, clip(exchange), err)
+		}
+		return nil, fmt.Errorf("check exchange %s: %w", clip(exchange), err)
 	}
 	return c.publish, nil
+}
+
+// brokerSays reports whether err is the broker's error of code.
+func brokerSays(err error, code int) bool {
+	var aerr *amqp.Error
+	return errors.As(err, &aerr) && aerr.Code == code
 }
