@@ -194,12 +194,13 @@ func (g *callerGate) admits(id Identity, svc *ServiceDesc, method string, failur
 }
 
 // admit returns the failure to answer req, from id, with, or nil when its
-// method of svc (nil for one the server has not) may run.
-func (sv *services) admit(id Identity, svc *ServiceDesc, req *wire.In) *Error {
+// method may run. A server that checks nobody looks nothing up.
+func (sv *services) admit(id Identity, req *wire.In) *Error {
 	g := &sv.gate
 	if !g.refuseAnonymous && g.policy == nil {
 		return nil
 	}
+	svc := sv.serviceOf(req.Method) // nil for a method the server has not
 	what, kind := "method "+wire.Clip(req.Method), req.Method
 	switch {
 	case req.Method == describe.Request:

@@ -365,15 +365,7 @@ func TestAnonymousAndForgedRequests(t *testing.T) {
 	// with url would, with user as its user_id.
 	send := func(url, key string, user string) (*amqp.Channel, <-chan amqp.Delivery) {
 		t.Helper()
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		ch := rawChannelAt(t, url)
 		q, replies := replyQueue(t, ch)
 		publish(t, ch, key, amqp.Publishing{ContentType: "application/json", CorrelationId: "1", ReplyTo: q, UserId: user,
 			Body: []byte(`{"method":"add","args":{"v1":1,"v2":2},"msg_id":"1"}`)})

@@ -113,7 +113,7 @@ func (sv *services) dispatch(ctx context.Context, req *wire.In) (result any, fai
 	// Who calls is checked first: a caller refused learns nothing of the
 	// methods the server has.
 	id := identityOf(req)
-	if failure := sv.admit(id, sv.serviceOf(req.Method), req); failure != nil {
+	if failure := sv.admit(id, req); failure != nil {
 		return nil, failure
 	}
 	m, failure := sv.lookup(req)

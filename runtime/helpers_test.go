@@ -31,9 +31,15 @@ func brokerURL() string {
 // written without amqprpc would, or as a test inspecting the broker.
 func rawChannel(t *testing.T) *amqp.Channel {
 	t.Helper()
-	conn, err := amqp.Dial(brokerURL())
+	return rawChannelAt(t, brokerURL())
+}
+
+// rawChannelAt is rawChannel through url, which names the user to log in as.
+func rawChannelAt(t *testing.T, url string) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(url)
 	if err != nil {
-		t.Fatalf("no RabbitMQ at %s (run `make broker`): %v", brokerURL(), err)
+		t.Fatalf("no RabbitMQ at %s (run `make broker`): %v", url, err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	ch, err := conn.Channel()
