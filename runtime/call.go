@@ -48,6 +48,9 @@ type Client struct {
 	// in confirm mode, so that a refused one fails at once.
 	limited sync.Map
 
+	abandonMu    sync.Mutex
+	abandonedIDs map[string]bool // streams whose servers were told to stop (abandoned)
+
 	mu      sync.Mutex
 	sess    *session            // nil while reconnecting
 	ready   chan struct{}       // closed when a session is installed
@@ -135,6 +138,8 @@ func (c *Client) send1(ctx context.Context, req *Request, reply any) error {
 		err = c.cast(ctx, req)
 	case CallAll:
 		return errors.New("amqprpc: a call to every server goes through InvokeAll")
+	case Stream:
+		return errors.New("amqprpc: a stream goes through InvokeStream")
 	default:
 		err = fmt.Errorf("amqprpc: unknown mode %d", req.Mode)
 	}

@@ -43,6 +43,8 @@ import (
 //	its caller's deadline has passed (Expired) ────────────► discard, unrun (alone in its delivery, at least once: dead-lettered, as one the broker expires)
 //	a message this server took already (oslo's _unique_id) ► answered, unrun
 //	a request this server answered already (WithDeduplication) ► its reply again, then as below
+//	a stream (streamserve.go) once its server started it ───► answered: a stream runs at most once
+//	  waiting for a stream's slot when the session ends ────► retry
 //	otherwise it runs, and its reply:
 //	  went out, confirmed where confirms are on ──► answered
 //	  had nowhere to go (a cast), or no caller waits ► answered
@@ -352,7 +354,7 @@ func (s *Server) before(r *request) (run bool, answer *amqp.Publishing, entry *r
 		s.finish(r, answered)
 		return false, nil, nil
 	}
-	if in.MsgID == "" {
+	if in.MsgID == "" || in.Stream > 0 { // a stream runs at most once: nothing to remember
 		return true, nil, nil
 	}
 	entry, first := s.memory.answer(in.Reply, in.MsgID)

@@ -29,6 +29,9 @@ const (
 	// come back (Client.InvokeAll, Gather): the mode that client
 	// interceptors see for it.
 	CallAll
+	// Stream sends the request to one server of the topic and reads the
+	// items it sends back, as they come (Client.InvokeStream, StreamOf).
+	Stream
 )
 
 // String returns the mode's name: call, cast or fanout.
@@ -42,6 +45,8 @@ func (m Mode) String() string {
 		return "fanout"
 	case CallAll:
 		return "gather"
+	case Stream:
+		return "stream"
 	}
 	return "mode(" + strconv.Itoa(int(m)) + ")"
 }

@@ -176,6 +176,9 @@ func (s *Server) runMethod(r *request) *ran {
 	case !run:
 		return nil
 	}
+	if r.in.Stream > 0 {
+		return s.startStream(r)
+	}
 	stopBeats := s.heartbeats(r)
 	result, failure := s.dispatch(s.ctx, &r.in)
 	r.letGo()

@@ -76,3 +76,19 @@ func chainClient(in []ClientInterceptor, last Invoke) Invoke {
 	}
 	return last
 }
+
+// chainStreamServer makes one stream interceptor of several, the first
+// outermost; nil for none.
+func chainStreamServer(in []StreamServerInterceptor) StreamServerInterceptor {
+	switch len(in) {
+	case 0:
+		return nil
+	case 1:
+		return in[0]
+	}
+	return func(ctx context.Context, info *ServerInfo, next StreamHandler) (Items, error) {
+		return in[0](ctx, info, func(ctx context.Context) (Items, error) {
+			return chainStreamServer(in[1:])(ctx, info, next)
+		})
+	}
+}

@@ -2,7 +2,11 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"iter"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -69,7 +73,7 @@ func (l *Local) Server(name string) ServiceRegistrar {
 		}
 	}
 	log := l.cfg.logger.With("topic", l.topic, "server", name)
-	s := &localServer{services{topic: l.topic, server: name, finder: l.proto.Finder, log: log, intercept: chainServer(l.cfg.serverInterceptors), gate: callerGate{refuseAnonymous: l.cfg.refuseAnonymous, policy: l.cfg.policy}}}
+	s := &localServer{services{topic: l.topic, server: name, finder: l.proto.Finder, log: log, intercept: chainServer(l.cfg.serverInterceptors), streamIntercept: chainStreamServer(l.cfg.streamServerInterceptors), gate: callerGate{refuseAnonymous: l.cfg.refuseAnonymous, policy: l.cfg.policy}}}
 	l.servers = append(l.servers, s)
 	return s
 }
@@ -117,6 +121,8 @@ func (l *Local) send(ctx context.Context, req *Request, reply any) error {
 		to, err = l.pick(req.Server, false)
 	case Fanout:
 		to, err = l.pick(req.Server, req.Server == "")
+	case Stream:
+		return errors.New("amqprpc: a stream goes through InvokeStream")
 	default:
 		return fmt.Errorf("amqprpc: mode %s goes through InvokeAll", req.Mode)
 	}
@@ -289,3 +295,124 @@ var (
 	_ Invoker          = (*Local)(nil)
 	_ ServiceRegistrar = (*Local)(nil)
 )
+
+// InvokeStream opens a stream as Client.InvokeStream does. Its items
+// are encoded and decoded as on the wire, one at a time: the method's
+// iterator runs as its caller reads, which is all the flow control a
+// stream in one process needs.
+func (l *Local) InvokeStream(ctx context.Context, req Request) (ClientStream, error) {
+	req.Mode = Stream
+	open := l.openStream
+	for i := len(l.cfg.streamClientInterceptors) - 1; i >= 0; i-- {
+		next, icpt := open, l.cfg.streamClientInterceptors[i]
+		open = func(ctx context.Context, req *Request) (ClientStream, error) { return icpt(ctx, req, next) }
+	}
+	st, err := open(ctx, &req)
+	return st, failed(&req, err)
+}
+
+// openStream is InvokeStream past the client's interceptors.
+func (l *Local) openStream(ctx context.Context, req *Request) (ClientStream, error) {
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if err := capped(req); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	to, err := l.pick(req.Server, false)
+	if err != nil {
+		return nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	out := newOutRequest(ctx, req, deadline)
+	out.ReplyTo, out.Stream = "local", l.cfg.streamWindow
+	pub := amqp.Publishing{UserId: l.cfg.userID.or("")}
+	if err := l.proto.EncodeRequest(&pub, &out); err != nil {
+		return nil, err
+	}
+	if err := tooLarge(pub.Body, l.cfg.maxBody); err != nil {
+		return nil, err
+	}
+	d := amqp.Delivery{ContentType: pub.ContentType, CorrelationId: pub.CorrelationId, ReplyTo: pub.ReplyTo, Headers: pub.Headers, UserId: pub.UserId, Body: pub.Body}
+	s := to[0]
+	s.seal()
+	var in wire.In
+	if err := l.proto.DecodeRequest(&d, &in); err != nil {
+		return nil, &Error{Code: CodeMalformed, Message: err.Error()}
+	}
+	in.User = d.UserId
+	items, _, stop, failure := s.dispatchStream(context.Background(), &in)
+	if failure != nil {
+		reply := encodeReply(l.proto, &s.services, nil, &in, "", nil, failure)
+		return nil, l.decode(&amqp.Delivery{ContentType: reply.ContentType, CorrelationId: reply.CorrelationId, Type: reply.Type, Headers: reply.Headers, Body: reply.Body}, nil, req.Service)
+	}
+	unwatch := context.AfterFunc(ctx, func() { stop(context.Cause(ctx)) }) // the caller gave up: the method's context ends
+	next, pull := iter.Pull2(items)
+	return &localStream{ctx: ctx, s: s, desc: req.Service, method: req.Method, next: next, stop: func() {
+		unwatch()
+		stop(errCallerCancelled)
+		pull()
+	}}, nil
+}
+
+// localStream is a Local's stream as its caller reads it.
+type localStream struct {
+	ctx    context.Context
+	s      *localServer
+	desc   *ServiceDesc
+	method string
+	next   func() (any, error, bool)
+	stop   func()
+	err    error
+	once   sync.Once
+}
+
+func (st *localStream) Recv(item any) error {
+	if st.err != nil {
+		return st.err
+	}
+	st.err = st.recv(item)
+	if st.err != nil {
+		st.Close()
+	}
+	return st.err
+}
+
+func (st *localStream) recv(item any) (err error) {
+	if err := st.ctx.Err(); err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil { // the method's iterator panicked, as a server's would be logged and answered
+			st.s.throttle.methodError(st.s.log, st.method, "amqprpc: stream panicked", "method", st.method, "panic", p)
+			err = &Error{Code: CodeInternal, Message: fmt.Sprintf("stream %q panicked", st.method)}
+		}
+	}()
+	v, ierr, ok := st.next()
+	switch {
+	case !ok && st.ctx.Err() != nil:
+		return st.ctx.Err()
+	case !ok:
+		return io.EOF
+	case ierr != nil: // as the caller of a server would see it
+		return remoteError(toError(ierr, st.desc).failure(nil), st.desc, nil)
+	}
+	raw, merr := json.Marshal(v)
+	if merr != nil {
+		return &Error{Code: CodeInternal, Message: fmt.Sprintf("an item of %q does not encode: %v", st.method, merr)}
+	}
+	if uerr := json.Unmarshal(raw, item); uerr != nil {
+		return fmt.Errorf("%w: %v", ErrMalformedReply, uerr)
+	}
+	return nil
+}
+
+func (st *localStream) Close() { st.once.Do(st.stop) }
+
+var _ StreamInvoker = (*Local)(nil)

@@ -16,6 +16,10 @@ import (
 // amqprpc declared, anywhere in the suite, a queue that RabbitMQ 4.3 would
 // refuse with its default settings.
 func TestMain(m *testing.M) {
+	if topic := os.Getenv("AMQPRPC_STREAM_SERVE"); topic != "" { // a server process to kill (TestStreamServerKilled)
+		serveCounterProcess(topic)
+		return
+	}
 	code := m.Run()
 	// A run of some tests (-run, -fuzz) may declare none.
 	if qs := runtime.DeclaredQueues(); code == 0 && (len(qs) > 0 || flag.Lookup("test.run").Value.String() == "" && flag.Lookup("test.fuzz").Value.String() == "") {

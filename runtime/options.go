@@ -152,6 +152,12 @@ type config struct {
 	queueLimit         int
 	serverInterceptors []ServerInterceptor
 	clientInterceptors []ClientInterceptor
+	// Streams (stream.go).
+	streamWindow             int
+	streamSilence            time.Duration
+	maxStreams               int
+	streamServerInterceptors []StreamServerInterceptor
+	streamClientInterceptors []StreamClientInterceptor
 	// oslo, when set, makes the protocol oslo.messaging's (WithOslo).
 	oslo        *OsloConfig
 	callMonitor time.Duration
@@ -177,6 +183,9 @@ func newConfig(apply func(*options)) config {
 		maxQueued:     maxQueuedCalls,
 		queueType:     DefaultQueueType,
 		deliveryLimit: DefaultDeliveryLimit,
+		streamWindow:  DefaultStreamWindow,
+		streamSilence: DefaultStreamSilence,
+		maxStreams:    DefaultMaxStreams,
 	}}
 	apply(&o)
 	c := o.config

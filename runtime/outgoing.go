@@ -25,6 +25,7 @@ type outgoing struct {
 	reply   bool            // it wants replies
 	alone   bool            // it goes in a message of its own, never batched
 	pub     amqp.Publishing // req, encoded for sess
+	expires time.Time       // when the broker drops it unserved, if not at req's deadline (a stream's)
 	sess    *session
 	pending *pending
 	// release frees its in-flight slot once both its caller and, when it
@@ -119,7 +120,11 @@ func (c *Client) encodeFor(o *outgoing, s *session) error {
 	if o.reply {
 		o.req.ReplyTo = s.replyTo
 	}
-	o.pub = amqp.Publishing{Expiration: wire.Expiration(time.Until(o.req.Deadline)), UserId: s.userID()}
+	expires := o.req.Deadline
+	if !o.expires.IsZero() {
+		expires = o.expires
+	}
+	o.pub = amqp.Publishing{Expiration: wire.Expiration(time.Until(expires)), UserId: s.userID()}
 	if err := c.proto.EncodeRequest(&o.pub, &o.req); err != nil {
 		return err
 	}
@@ -138,7 +143,7 @@ type destination func(s *session) (*channel, string, error)
 // tries again, until o's deadline.
 func (c *Client) send(o *outgoing, multi bool, to destination, key string) (*channel, amqpio.Confirmation, error) {
 	for {
-		s, p, err := c.register(o.ctx, o.req.MsgID, key, multi)
+		s, p, err := c.register(o.ctx, o.req.MsgID, key, multi, o.req.Stream)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -25,6 +25,7 @@ type pending struct {
 	seq   atomic.Uint64
 	beats chan struct{} // a heartbeat came: the server still runs it
 	sent  atomic.Bool   // it was handed to the broker (not only queued)
+	heard atomic.Int64  // a stream's: when its server last said anything, in Unix nanoseconds
 	batch string        // the id of the batch it went in, if it did; Client.mu guards it
 	// provisional is a result that a final reply without one confirms
 	// (oslo.messaging's servers before 4.0); resolve guards it.
@@ -44,9 +45,12 @@ var errResend = errors.New("amqprpc: send the call again")
 
 // register waits until the client has a session, or ctx ends, and records
 // the request id as pending on it.
-func (c *Client) register(ctx context.Context, id, key string, multi bool) (*session, *pending, error) {
+func (c *Client) register(ctx context.Context, id, key string, multi bool, window int) (*session, *pending, error) {
 	size := 1
-	if multi {
+	switch {
+	case window > 0: // a stream's: a message of items a place, its end, and a failure
+		size = window + 2
+	case multi:
 		size = gatherBuffer
 	}
 	p := &pending{result: make(chan callResult, size), multi: multi, key: key, beats: make(chan struct{}, 1)}
@@ -230,7 +234,9 @@ func (s *session) readReturns(returns <-chan amqp.Return, flush <-chan chan stru
 				return
 			}
 			err := ErrNoServer
-			if r.Exchange == s.c.cfg.exchange { // not to a fanout exchange: a topic's queue, or a server's
+			if r.Type == wire.CreditType || r.Type == wire.CancelType {
+				err = fmt.Errorf("%w: its server's credit queue is gone: the server lost its connection, or died", ErrStreamBroken)
+			} else if r.Exchange == s.c.cfg.exchange { // not to a fanout exchange: a topic's queue, or a server's
 				err = s.unroutable(r.RoutingKey)
 			}
 			for _, id := range s.c.proto.ReturnedIDs(&r) {

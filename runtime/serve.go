@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -44,16 +45,17 @@ type Server struct {
 	memory   memory                                     // what the server remembers of requests
 	stats    serverStats
 
-	mu       sync.Mutex
-	started  bool
-	sess     *serverSession     // the current connection, nil while reconnecting
-	sessions uint64             // how many were opened
-	ctx      context.Context    // handlers' context, canceled when Serve gives up on them
-	cancel   context.CancelFunc //
-	closing  atomic.Bool        // set by Shutdown
-	quit     chan struct{}      // closed by Shutdown
-	done     chan struct{}      // closed when Serve returns
-	handlers sync.WaitGroup     // workers and helpers of every session
+	mu          sync.Mutex
+	started     bool
+	sess        *serverSession     // the current connection, nil while reconnecting
+	sessions    uint64             // how many were opened
+	ctx         context.Context    // handlers' context, canceled when Serve gives up on them
+	cancel      context.CancelFunc //
+	streamSlots chan struct{}      // a token per stream running (WithMaxStreams)
+	closing     atomic.Bool        // set by Shutdown
+	quit        chan struct{}      // closed by Shutdown
+	done        chan struct{}      // closed when Serve returns
+	handlers    sync.WaitGroup     // workers and helpers of every session
 }
 
 // NewServer returns a server for topic on the broker at url, or else on one
@@ -70,8 +72,10 @@ func NewServer(url, topic string, opts ...ServerOption) *Server {
 		connect: cfg.connector(url, "amqprpc server "+topic, cfg.maxHeld).Connect,
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
+
+		streamSlots: make(chan struct{}, cfg.maxStreams),
 	}
-	s.services = services{topic: topic, server: name, finder: s.proto.Finder, log: cfg.logger.With("topic", topic, "server", name), intercept: chainServer(cfg.serverInterceptors), gate: callerGate{refuseAnonymous: cfg.refuseAnonymous, policy: cfg.policy}}
+	s.services = services{topic: topic, server: name, finder: s.proto.Finder, log: cfg.logger.With("topic", topic, "server", name), intercept: chainServer(cfg.serverInterceptors), streamIntercept: chainStreamServer(cfg.streamServerInterceptors), gate: callerGate{refuseAnonymous: cfg.refuseAnonymous, policy: cfg.policy}}
 	s.direct = newDirectReplies(cfg.connector(url, "amqprpc server "+topic+" direct replies", 0).Connect, cfg.backoff(), s.log, &s.throttle)
 	s.memory = newMemory(cfg.dedupe)
 	return s
@@ -109,6 +113,9 @@ func (s *Server) Serve() error {
 	s.mu.Unlock()
 	s.seal()
 	err := s.checkPolicy()
+	if err == nil && s.services.streams {
+		err = s.proto.ErrNoStreams()
+	}
 	if err == nil {
 		err = s.serveSessions()
 	}
@@ -193,6 +200,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		sess, cancel := s.sess, s.cancel
 		s.mu.Unlock()
+		if sess != nil && sess.streams != nil { // their callers learn that it was a shutdown
+			sess.streams.end(errShutdown, streamGrace)
+		}
 		cancel()
 		if sess != nil {
 			sess.conn.Close()
@@ -230,3 +240,7 @@ func (s *Server) reconnect() (*serverSession, error) {
 	s.log.Info("amqprpc: reconnected", "attempts", attempts)
 	return sess, nil
 }
+
+// streamGrace bounds how long Shutdown, given up, waits for the streams
+// still running to send their ends before it closes the connection.
+const streamGrace = time.Second

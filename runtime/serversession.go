@@ -48,6 +48,8 @@ type serverSession struct {
 
 	classicMu sync.Mutex
 	classic   classicChannels
+
+	streams *streamPort // nil when the server has no stream methods
 }
 
 // openSession connects, declares the topology and starts consuming the
@@ -123,6 +125,11 @@ func (sess *serverSession) open() ([]*subscription, error) {
 		}
 		subs = append(subs, sub)
 	}
+	if s.services.streams {
+		if err := sess.openStreams(); err != nil {
+			return nil, err
+		}
+	}
 	return subs, nil
 }
 
@@ -197,6 +204,9 @@ func (sess *serverSession) end() []*amqp.Delivery {
 	held := sess.lostWith()
 	for _, q := range sess.replies.Stop() {
 		sess.s.replied(q.r, unpublished)
+	}
+	if sess.streams != nil {
+		sess.streams.readers.Wait()
 	}
 	sess.watcher.Wait()
 	return held

@@ -540,6 +540,8 @@ func (c *Client) deliver(r *wire.Reply) {
 	switch {
 	case r.Kind == wire.Beat:
 		c.heartbeat(r.ID)
+	case r.Kind == wire.Items || r.Kind == wire.End:
+		c.streamMessage(r)
 	case wire.IsBatchID(r.ID):
 		c.bounced(r.ID)
 	case !c.resolve(r.ID, callResult{reply: *r}):

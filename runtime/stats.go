@@ -37,6 +37,9 @@ type ServerStats struct {
 	// Reconnects is how many times the server connected again after
 	// losing its connection.
 	Reconnects uint64
+	// Streams is the streams the server started, and StreamItems the
+	// items it sent in them.
+	Streams, StreamItems uint64
 	// Cancelled is how many times the broker cancelled one of the server's
 	// consumers (its queue was deleted, or lost with its node), counted as
 	// the server learns of it; the server then consumes the queue again.
@@ -54,6 +57,7 @@ type ServerStats struct {
 
 type serverStats struct {
 	malformed, unanswerable, quarantined, expired, redelivered, undelivered, reconnects, cancelled, batches, batched atomic.Uint64
+	streams, streamItems                                                                                             atomic.Uint64
 }
 
 // Stats returns the server's counts.
@@ -71,6 +75,8 @@ func (s *Server) Stats() ServerStats {
 		BatchedRequests: s.stats.batched.Load(),
 		Unauthenticated: s.gate.unauthenticated.Load(),
 		Denied:          s.gate.denied.Load(),
+		Streams:         s.stats.streams.Load(),
+		StreamItems:     s.stats.streamItems.Load(),
 	}
 }
 

@@ -90,6 +90,7 @@ func Amqprpc(t AmqprpcTopology) *Protocol {
 		Finder:   amqprpcFinder{},
 		Batches:  classic{queueLimit: t.MaxLength},
 		Gathers:  true,
+		Streams:  classic{},
 	}
 }
 
@@ -249,6 +250,12 @@ func (classic) EncodeRequest(pub *amqp.Publishing, r *Out) error {
 	if !r.Deadline.IsZero() {
 		pub.Headers = amqp.Table{DeadlineHeader: r.Deadline.UnixMilli()}
 	}
+	if r.Stream > 0 {
+		if pub.Headers == nil {
+			pub.Headers = amqp.Table{}
+		}
+		pub.Headers[StreamHeader] = int64(r.Stream)
+	}
 	pub.Headers = PutMetadata(pub.Headers, r.Meta)
 	return nil
 }
@@ -257,6 +264,9 @@ func (f classic) DecodeRequest(d *amqp.Delivery, r *In) error {
 	r.MsgID = d.CorrelationId
 	if ms, ok := Integer(d.Headers[DeadlineHeader]); ok {
 		r.Deadline = time.UnixMilli(ms)
+	}
+	if n, ok := Integer(d.Headers[StreamHeader]); ok {
+		r.Stream = int(min(max(n, 1), maxWindow)) // asked for: at least one, and at most what a server holds
 	}
 	err := f.decodeBody(d.ReplyTo, d.Body, r)
 	r.Meta = MetadataOf(d.Headers)
@@ -561,7 +571,9 @@ func (classic) SplitReplies(d *amqp.Delivery, each func(*Reply)) error {
 	bounded := limit > 0
 	if d.Type != BatchType {
 		server, _ := d.Headers[ServerHeader].(string)
-		each(&Reply{ID: d.CorrelationId, ReadsBatches: readsBatches, Bounded: bounded, Server: server, Body: d.Body})
+		r := Reply{ID: d.CorrelationId, ReadsBatches: readsBatches, Bounded: bounded, Server: server, Body: d.Body}
+		streamReply(d, &r)
+		each(&r)
 		return nil
 	}
 	entries, ok := scanReplyEntries(d.Body)

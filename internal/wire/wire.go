@@ -36,6 +36,16 @@ type Protocol struct {
 	Heartbeats Heartbeats
 	// Gathers says that a call may go to every server of a topic.
 	Gathers bool
+	// Streams, when not nil, carries streams: many items to one call.
+	Streams Streams
+}
+
+// ErrNoStreams returns why p has no streams, or nil.
+func (p *Protocol) ErrNoStreams() error {
+	if p.Streams != nil {
+		return nil
+	}
+	return fmt.Errorf("amqprpc: %s has no streams", p.Name)
 }
 
 // ErrNoGathers returns why p has no call to every server, or nil.
@@ -140,6 +150,9 @@ type Out struct {
 	Context      map[string]any    // the caller's oslo.messaging request context
 	Meta         map[string]string // the caller's metadata
 	Heartbeat    time.Duration     // asks for heartbeats every half of it while the method runs
+	// Stream, when not 0, asks for a stream of items, and is its window:
+	// how many the caller takes before it grants more.
+	Stream int
 }
 
 // In is a request as a server receives it.
@@ -163,6 +176,9 @@ type In struct {
 	// UniqueID, when set, is the message's own id, new for each message
 	// published, by which a server drops a message it was given twice.
 	UniqueID string
+	// Stream, when not 0, says the caller asked for a stream, and is its
+	// window (Out.Stream).
+	Stream int
 	// User is the message's user_id property, which the broker checked
 	// against the publishing connection's login; "" when it had none.
 	// The runtime reads it from the delivery, whatever the protocol.
@@ -219,6 +235,10 @@ const (
 	// Provisional is a result that a final reply without one confirms
 	// (oslo.messaging's servers before 4.0).
 	Provisional
+	// Items carries items of a stream (Streams); none is a beat.
+	Items
+	// End ends a stream, with its failure if it failed.
+	End
 )
 
 // Reply is one reply as a client reads it.
@@ -235,6 +255,11 @@ type Reply struct {
 	Bounded bool
 	// Empty says it carries neither result nor failure.
 	Empty bool
+	// Seq, for a stream's message (Items, End), is its first item's
+	// place, or, on its end, the number of items the stream sent; CreditTo
+	// is the queue its caller sends credits to.
+	Seq      int64
+	CreditTo string
 	// Body is the reply's body, as the protocol decodes it.
 	Body []byte
 	// read is what the protocol read of Body already, if anything, for

@@ -1,0 +1,425 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/amqprpc/amqprpc/internal/amqpio"
+	"github.com/amqprpc/amqprpc/internal/wire"
+)
+
+// A stream on the server. Its request is served as a call's up to its
+// method: checked, admitted, its method found; then, instead of a reply,
+// the server acknowledges the request (a stream runs at most once: its
+// caller has its items already when it could be lost) and runs the
+// stream in two goroutines: one ranges over the method's items and
+// encodes them (produce), the other sends them as its caller's credit
+// allows, several to a message when several are ready, and a beat each
+// StreamBeat it has sent nothing (send). Credits and cancellations come
+// to the session's credit queue (streamPort).
+
+// Why a stream ends early, as its context's cause.
+var (
+	errCallerCancelled = errors.New("amqprpc: the caller cancelled the stream")
+	errCallerGone      = errors.New("amqprpc: the stream's caller is gone: its reply queue is")
+	errSessionLost     = errors.New("amqprpc: the server's connection was lost")
+	errShutdown        = errors.New("amqprpc: the server shut down before the stream ended")
+)
+
+// Sizes of a stream's messages and buffers.
+const (
+	// maxStreamItems and maxStreamBytes bound the items in a message.
+	maxStreamItems = 256
+	maxStreamBytes = 64 << 10
+	// produceAhead is how many items the producer encodes ahead of the
+	// sender.
+	produceAhead = 64
+)
+
+// streamPort is a server session's end of its streams: a channel that
+// publishes their messages with the mandatory flag (a message that comes
+// back says its caller's reply queue is gone) and consumes the session's
+// credit queue, exclusive to its connection, where callers send credits
+// and cancellations.
+type streamPort struct {
+	sess    *serverSession
+	ch      amqpio.Channel
+	queue   string
+	readers sync.WaitGroup // readControls and readReturns
+	running sync.WaitGroup // the streams
+
+	mu   sync.Mutex
+	live map[string]*serverStream // by request id
+	gone bool                     // the channel is gone: no stream starts
+}
+
+// serverStream is a running stream, as its port knows it.
+type serverStream struct {
+	id, to string // the request's id, and its caller's reply queue
+	user   string // who called, as the broker checked it: only they may grant or cancel
+	credit atomic.Int64
+	wake   chan struct{} // a credit came
+	cancel context.CancelCauseFunc
+}
+
+// grant lets st send the items before place upTo.
+func (st *serverStream) grant(upTo int64) {
+	for {
+		cur := st.credit.Load()
+		if upTo <= cur {
+			return
+		}
+		if st.credit.CompareAndSwap(cur, upTo) {
+			break
+		}
+	}
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+// openStreams opens sess's port of streams: its channel, its credit
+// queue and their readers.
+func (sess *serverSession) openStreams() error {
+	ch, err := sess.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("amqprpc: open channel: %w", err)
+	}
+	q, err := declareQueue(ch, wire.Queue{Name: sess.s.topic + ".credits." + strings.ReplaceAll(uuid.NewString(), "-", ""), AutoDelete: true, Exclusive: true})
+	if err != nil {
+		return err
+	}
+	controls, err := ch.Consume(q.Name, "", // consumer tag: generated
+		true,  // autoAck
+		true,  // exclusive
+		false, // noLocal
+		false, // noWait
+		nil)
+	if err != nil {
+		return fmt.Errorf("amqprpc: consume the credit queue: %w", err)
+	}
+	returns := ch.NotifyReturn(make(chan amqp.Return, 16))
+	p := &streamPort{sess: sess, ch: ch, queue: q.Name, live: make(map[string]*serverStream)}
+	p.readers.Add(2)
+	go p.readControls(controls) // both end with the channel
+	go p.readReturns(returns)
+	sess.streams = p
+	return nil
+}
+
+// readControls hands credits and cancellations to their streams until the
+// channel closes; then every stream of the port ends.
+func (p *streamPort) readControls(controls <-chan amqp.Delivery) {
+	defer p.readers.Done()
+	s := p.sess.s
+	for d := range controls {
+		c, err := s.proto.Streams.DecodeControl(&d)
+		if err != nil {
+			s.throttle.warn(s.log, "amqprpc: dropping a malformed credit", "error", err)
+			continue
+		}
+		p.mu.Lock()
+		st := p.live[c.MsgID]
+		p.mu.Unlock()
+		switch {
+		case st == nil: // ended
+		case st.user != "" && d.UserId != st.user:
+			s.throttle.warn(s.log, "amqprpc: dropping a credit from another user than the stream's caller", "correlation_id", clip(c.MsgID), "user", clip(d.UserId))
+		case c.Cancel:
+			st.cancel(errCallerCancelled)
+		default:
+			st.grant(c.UpTo)
+		}
+	}
+	p.mu.Lock()
+	p.gone = true
+	for _, st := range p.live {
+		st.cancel(errSessionLost)
+	}
+	p.mu.Unlock()
+}
+
+// readReturns ends the streams whose messages came back: their callers'
+// reply queues are gone.
+func (p *streamPort) readReturns(returns <-chan amqp.Return) {
+	defer p.readers.Done()
+	for r := range returns {
+		p.mu.Lock()
+		st := p.live[r.CorrelationId]
+		p.mu.Unlock()
+		if st != nil {
+			st.cancel(errCallerGone)
+		}
+	}
+}
+
+// add registers st; it reports false when the port is gone, or has a
+// stream of st's id.
+func (p *streamPort) add(st *serverStream) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, dup := p.live[st.id]; dup || p.gone {
+		return false
+	}
+	p.live[st.id] = st
+	p.running.Add(1)
+	return true
+}
+
+func (p *streamPort) remove(st *serverStream) {
+	p.mu.Lock()
+	delete(p.live, st.id)
+	p.mu.Unlock()
+	p.running.Done()
+}
+
+// end ends every stream of p with cause, and waits for them, at most for
+// grace.
+func (p *streamPort) end(cause error, grace time.Duration) {
+	p.mu.Lock()
+	for _, st := range p.live {
+		st.cancel(cause)
+	}
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { // owned here: ends when the streams have
+		p.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+	}
+}
+
+// startStream starts the stream r asks for, and returns nil; or the reply
+// to send instead, when it cannot start (the caller's failure).
+func (s *Server) startStream(r *request) *ran {
+	sess, in := r.d.sess, &r.in
+	answer := func(failure *Error) *ran {
+		r.letGo()
+		return &ran{r: r, pub: s.encode(r, nil, failure)}
+	}
+	if !in.Reply.Batchable() {
+		return answer(&Error{Code: CodeFailedPrecondition, Message: "a stream's items go to a reply queue of its caller's (reply_to), not to a direct reply-to address or a reply exchange"})
+	}
+	select { // a slot, or the request waits, unacknowledged, holding its place in the prefetch
+	case s.streamSlots <- struct{}{}:
+	case <-sess.done:
+		s.finish(r, retry)
+		return nil
+	case <-s.quit:
+		s.finish(r, retry)
+		return nil
+	}
+	items, ctx, cancel, failure := s.dispatchStream(s.ctx, in)
+	if failure == nil && sess.streams == nil {
+		cancel(nil)
+		failure = &Error{Code: CodeInternal, Message: "the server's session has no credit queue"}
+	}
+	if failure != nil {
+		<-s.streamSlots
+		return answer(failure)
+	}
+	st := &serverStream{id: in.MsgID, to: in.Reply.Key, user: in.User, wake: make(chan struct{}, 1), cancel: cancel}
+	st.credit.Store(int64(in.Stream))
+	if !sess.streams.add(st) {
+		cancel(nil)
+		<-s.streamSlots
+		return answer(&Error{Code: CodeAlreadyExists, Message: fmt.Sprintf("a stream of id %s runs already, or the server's connection is going", clip(in.MsgID))})
+	}
+	s.stats.streams.Add(1)
+	desc, method := s.methods[in.Method].desc, in.Method
+	s.finish(r, answered) // taken: a stream runs at most once
+	s.handlers.Add(1)
+	go s.runStream(sess.streams, st, items, ctx, desc, method)
+	return nil
+}
+
+// produced is an item of a stream, encoded, or the error that ends it.
+type produced struct {
+	item json.RawMessage
+	err  error
+}
+
+// runStream sends the items of st to its caller, then its end, and frees
+// its slot.
+func (s *Server) runStream(p *streamPort, st *serverStream, items Items, ctx context.Context, desc *ServiceDesc, method string) {
+	defer s.handlers.Done()
+	defer func() { <-s.streamSlots }()
+	defer p.remove(st)
+	out := make(chan produced, produceAhead)
+	done := make(chan struct{})
+	go s.produce(ctx, items, out, done, method, st.id) // owned here: ends when items do, or ctx
+	if failure, ok := s.sendItems(p, st, ctx, out, desc); ok {
+		var f *wire.Failure
+		if failure != nil {
+			f = failure.failure(nil)
+		}
+		var pub amqp.Publishing
+		if err := s.proto.Streams.EncodeEnd(&pub, st.id, p.queue, st.credit.Load(), f); err == nil {
+			p.publish(st, pub)
+		}
+	}
+	st.cancel(nil)
+	<-done
+}
+
+// sendItems sends what out brings as st's credit allows, and returns the
+// stream's failure, if any, and whether to send its end: not when the
+// stream ended early without one (its caller cancelled it or is gone, or
+// the connection was lost). On return, the stream's credit is the number
+// of items sent.
+func (s *Server) sendItems(p *streamPort, st *serverStream, ctx context.Context, out <-chan produced, desc *ServiceDesc) (*Error, bool) {
+	var seq int64
+	beat := time.NewTimer(streamBeat)
+	defer beat.Stop()
+	batch := make([]json.RawMessage, 0, 16)
+	var last *produced // the end, read with the items before it
+	flush := func() bool {
+		var pub amqp.Publishing
+		s.proto.Streams.EncodeItems(&pub, st.id, p.queue, seq, batch)
+		seq += int64(len(batch))
+		s.stats.streamItems.Add(uint64(len(batch)))
+		clear(batch)
+		batch = batch[:0]
+		beat.Reset(streamBeat)
+		return p.publish(st, pub)
+	}
+	for {
+		if last != nil {
+			st.credit.Store(seq)
+			if last.err != nil {
+				return toError(last.err, desc), true
+			}
+			return nil, true
+		}
+		for seq >= st.credit.Load() { // the caller has not read enough: wait
+			select {
+			case <-st.wake:
+			case <-beat.C:
+				if !flush() {
+					return nil, false
+				}
+			case <-ctx.Done():
+				return s.cut(st, ctx, seq)
+			}
+		}
+		select {
+		case x, ok := <-out:
+			if !ok {
+				last = &produced{}
+				continue
+			}
+			if x.err != nil {
+				last = &x
+				continue
+			}
+			batch = append(batch, x.item)
+		case <-beat.C:
+			if !flush() {
+				return nil, false
+			}
+			continue
+		case <-ctx.Done():
+			return s.cut(st, ctx, seq)
+		}
+		room, size := min(st.credit.Load()-seq, maxStreamItems), len(batch[0])
+	more: // what else is ready goes in the same message
+		for int64(len(batch)) < room && size < maxStreamBytes {
+			select {
+			case x, ok := <-out:
+				switch {
+				case !ok:
+					last = &produced{}
+					break more
+				case x.err != nil:
+					last = &x
+					break more
+				}
+				batch = append(batch, x.item)
+				size += len(x.item)
+			default:
+				break more
+			}
+		}
+		if !flush() {
+			return nil, false
+		}
+	}
+}
+
+// cut returns the end of st, cut short when ctx ended at place seq: its
+// deadline, or the server's shutdown; nil when its caller or connection
+// is gone, which no end would reach.
+func (s *Server) cut(st *serverStream, ctx context.Context, seq int64) (*Error, bool) {
+	st.credit.Store(seq)
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errCallerCancelled), errors.Is(cause, errCallerGone), errors.Is(cause, errSessionLost):
+		return nil, false
+	case errors.Is(cause, context.DeadlineExceeded):
+		return &Error{Code: CodeDeadlineExceeded, Message: "the stream's deadline passed"}, true
+	}
+	return &Error{Code: CodeUnavailable, Message: "the server shut down before the stream ended"}, true
+}
+
+// produce ranges over items, encodes each and hands it to out, until
+// items end, fail or ctx ends; then it closes out and done.
+func (s *Server) produce(ctx context.Context, items Items, out chan<- produced, done chan<- struct{}, method, id string) {
+	defer close(done)
+	defer close(out)
+	put := func(x produced) bool {
+		select {
+		case out <- x:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.throttle.methodError(s.log, method, "amqprpc: stream panicked", "method", method, "correlation_id", clip(id), "panic", p, "stack", string(debug.Stack()))
+			put(produced{err: &Error{Code: CodeInternal, Message: fmt.Sprintf("stream %q panicked", method)}})
+		}
+	}()
+	for v, err := range items {
+		if err != nil {
+			put(produced{err: err})
+			return
+		}
+		item, err := json.Marshal(v)
+		if err != nil {
+			s.throttle.methodError(s.log, method, "amqprpc: a stream's item does not encode", "method", method, "error", err)
+			put(produced{err: &Error{Code: CodeInternal, Message: fmt.Sprintf("an item of %q does not encode: %v", method, err)}})
+			return
+		}
+		if !put(produced{item: item}) {
+			return
+		}
+	}
+}
+
+// publish publishes pub, a message of st, to its caller's reply queue
+// with the mandatory flag; it reports false, and ends st, when the
+// session's channel is gone.
+func (p *streamPort) publish(st *serverStream, pub amqp.Publishing) bool {
+	if _, err := p.ch.Publish(context.Background(), "", st.to,
+		true,  // mandatory: back when the caller is gone (readReturns)
+		false, // immediate
+		pub); err != nil {
+		st.cancel(errSessionLost)
+		return false
+	}
+	return true
+}
