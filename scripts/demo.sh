@@ -2,6 +2,8 @@
 # Runs the calc example: starts two servers, a and b, then a client in each
 # call mode: a call (2 + 3 first), a declared error, casts to named
 # servers, a gather from every server, a fanout, a version cap.
+# Then the inventory example: a stream left early (its server stops), one
+# read to its end, a call, and a declared error that ends a stream.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,3 +56,32 @@ for _ in $(seq 50); do
 	grep -h "trace=$trace" "$bin"/server-*.log && break
 	sleep 0.1
 done
+
+# The inventory example: Inventory.List is a stream. Its server logs how
+# each stream ended, which shows it stop when the client leaves its loop,
+# having yielded at most a window of items (runtime.WithStreamWindow) and
+# what it encodes ahead beyond what the client read.
+go build -o "$bin/inventory-server" ./examples/inventory/cmd/server
+go build -o "$bin/inventory-client" ./examples/inventory/cmd/client
+"$bin/inventory-server" 2>"$bin/inventory-server.log" &
+inventory_pid=$!
+pids+=("$inventory_pid")
+for _ in $(seq 100); do
+	grep -q "amqprpc: serving" "$bin/inventory-server.log" && break
+	sleep 0.1
+done
+grep -q "amqprpc: serving" "$bin/inventory-server.log" || { cat "$bin/inventory-server.log" >&2; exit 1; }
+
+inventory() {
+	echo "\$ inventory-client $*"
+	"$bin/inventory-client" "$@"
+}
+inventory list -shelf A -limit 5
+inventory list -shelf A -min 99
+inventory count -shelf A -min 50
+inventory list -shelf Z
+sleep 0.3 # the server logs a stream's end once it has stopped
+echo "\$ grep -o 'stream .*' inventory-server.log"
+grep -o "stream .*" "$bin/inventory-server.log"
+kill "$inventory_pid"
+wait "$inventory_pid"

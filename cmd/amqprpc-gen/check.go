@@ -117,7 +117,9 @@ func (c *checker) service(name string, pos token.Pos) *service {
 			}
 		}
 		svc.methods = append(svc.methods, m)
-		if !m.hasCtx || !m.hasErr {
+		// The client's method has the interface's signature when the
+		// method is context-first and error-last, or a context-first stream.
+		if !m.hasCtx || !(m.hasErr || m.mode == streamMode) {
 			svc.clientImplements = false
 		}
 	}
@@ -292,13 +294,30 @@ func (c *checker) method(svc *service, fn *types.Func) *method {
 		m.params = append(m.params, pm)
 	}
 
-	results := sig.Results()
+	if results := sig.Results(); iterates(results) {
+		c.streamResult(m, fn, results, fail)
+	} else {
+		c.callResults(m, fn, results, fail)
+	}
+
+	for _, d := range directives(doc) {
+		c.methodDirective(svc, m, d, fail)
+	}
+	if !ok {
+		return nil
+	}
+	return m
+}
+
+// callResults builds the results of m, a method that is not a stream:
+// none, values, an error last, or values and an error last.
+func (c *checker) callResults(m *method, fn *types.Func, results *types.Tuple, fail func(token.Pos, string, ...any)) {
 	n := results.Len()
 	if n > 0 && isError(results.At(n-1).Type()) {
 		m.hasErr = true
 		n--
 	}
-	clear(byWire)
+	byWire := make(map[string]string)
 	for i := range n {
 		r := results.At(i)
 		if isError(r.Type()) {
@@ -322,14 +341,6 @@ func (c *checker) method(svc *service, fn *types.Func) *method {
 		byWire[rm.wire] = r.Name()
 		m.results = append(m.results, rm)
 	}
-
-	for _, d := range directives(doc) {
-		c.methodDirective(svc, m, d, fail)
-	}
-	if !ok {
-		return nil
-	}
-	return m
 }
 
 // methodDirective applies directive d to m, or reports why it cannot.
@@ -346,6 +357,10 @@ func (c *checker) methodDirective(svc *service, m *method, d directive, fail fun
 		if !args(0) {
 			return
 		}
+		if m.mode == streamMode {
+			fail(d.pos, "//amqprpc:%s: a stream method sends many items back; it cannot be a %s", d.name, d.name)
+			return
+		}
 		if m.mode != callMode || m.gather {
 			fail(d.pos, "//amqprpc:%s: cast, fanout and gather exclude each other", d.name)
 			return
@@ -360,6 +375,10 @@ func (c *checker) methodDirective(svc *service, m *method, d directive, fail fun
 		}
 	case "gather":
 		if !args(0) {
+			return
+		}
+		if m.mode == streamMode {
+			fail(d.pos, "//amqprpc:gather: a stream method sends many items back; it cannot be gathered")
 			return
 		}
 		if m.mode != callMode {

@@ -17,6 +17,10 @@ import (
 //	//amqprpc:gather               method: also generate Gather<Method>
 //	//amqprpc:name wire_name       method: its name on the wire
 //	//amqprpc:since 1.1            method: the interface version that added it
+//
+// A stream method (one that returns iter.Seq2[T, error]) takes name and
+// since, but not cast, fanout or gather: it sends many items back to the
+// one caller that asked.
 
 const directivePrefix = "//amqprpc:"
 

@@ -9,9 +9,15 @@ import (
 // genClient emits the typed client of svc.
 func genClient(out *jen.File, svc *service) {
 	name := clientType(svc)
+	errorLast := `return an error last, which is a
+*runtime.Error when a server reports one.`
+	if hasStream(svc) {
+		errorLast = `return an error last, or for a
+stream an iterator that yields it last; the error is a *runtime.Error
+when a server reports one.`
+	}
 	declare(out, fmt.Sprintf(`%s calls the methods of %s on the servers of one topic.
-Its methods take a context first and return an error last, which is a
-*runtime.Error when a server reports one. It is safe for concurrent use.`, name, svc.name),
+Its methods take a context first and %s It is safe for concurrent use.`, name, svc.name, errorLast),
 		jen.Type().Id(name).Struct(
 			jen.Id("inv").Qual(runtimePath, "Invoker"),
 			jen.Id("target").Qual(runtimePath, "Target"),
@@ -39,6 +45,10 @@ of %s (at most %s): a method added later fails with runtime.ErrVersionCap
 instead of reaching servers that may not have it yet.`, svc.name, svc.version))
 	}
 	for _, m := range svc.methods {
+		if m.mode == streamMode {
+			genStreamMethod(out, svc, m)
+			continue
+		}
 		genClientMethod(out, svc, m)
 		if m.gather {
 			genGatherMethod(out, svc, m)
@@ -105,6 +115,8 @@ func request(svc *service, m *method, recv string) jen.Code {
 		elems = append(elems, jen.Id("Mode").Op(":").Qual(runtimePath, "Cast"))
 	case fanoutMode:
 		elems = append(elems, jen.Id("Mode").Op(":").Qual(runtimePath, "Fanout"))
+	case streamMode:
+		elems = append(elems, jen.Id("Mode").Op(":").Qual(runtimePath, "Stream"))
 	}
 	elems = append(elems, jen.Id("Args").Op(":").Op("&").Id(argsType(svc, m)).Values(fields...))
 	return jen.Qual(runtimePath, "Request").Values(lines(elems...)...)
@@ -172,4 +184,30 @@ runtime.Gather.`, m.name, svc.name, m.name),
 			Params(jen.Index().Qual(runtimePath, "Reply").Types(value), jen.Error()).
 			Block(jen.Return(jen.Qual(runtimePath, "Gather").Types(value).Call(
 				jen.Id(l.ctx), jen.Id(l.recv).Dot("inv"), request(svc, m, l.recv), jen.Id(want)))))
+}
+
+// genStreamMethod emits the client method of m, a stream: it returns the
+// items as an iterator, which sends the request when ranged over.
+func genStreamMethod(out *jen.File, svc *service, m *method) {
+	l := newClientLocals(m)
+	item := typeCode(m.item.typ)
+	text := m.doc
+	if text == "" {
+		text = fmt.Sprintf(`%s streams %s.%s from a server of the client's topic:
+ranging over it sends the request; breaking out of the loop stops the server.`, m.name, svc.name, m.name)
+	}
+	declare(out, text, jen.Func().Params(jen.Id(l.recv).Op("*").Id(clientType(svc))).Id(m.name).
+		Params(l.params...).Qual("iter", "Seq2").Types(item, jen.Error()).
+		Block(jen.Return(jen.Qual(runtimePath, "StreamOf").Types(item).Call(
+			jen.Id(l.ctx), jen.Id(l.recv).Dot("inv"), request(svc, m, l.recv)))))
+}
+
+// hasStream reports whether any method of svc is a stream.
+func hasStream(svc *service) bool {
+	for _, m := range svc.methods {
+		if m.mode == streamMode {
+			return true
+		}
+	}
+	return false
 }

@@ -27,6 +27,8 @@ on s, usually a *runtime.Server.`, registerFunc(svc), svc.name),
 			fields = append(fields, jen.Id("Mode").Op(":").Qual(runtimePath, "Cast"))
 		case fanoutMode:
 			fields = append(fields, jen.Id("Mode").Op(":").Qual(runtimePath, "Fanout"))
+		case streamMode:
+			fields = append(fields, jen.Id("Mode").Op(":").Qual(runtimePath, "Stream"))
 		}
 		if m.gather {
 			fields = append(fields, jen.Id("Gather").Op(":").True())
@@ -37,8 +39,12 @@ on s, usually a *runtime.Server.`, registerFunc(svc), svc.name),
 		if len(m.params) > 0 {
 			fields = append(fields, jen.Id("Params").Op(":").Index().Qual(runtimePath, "FieldDesc").Values(fieldDescs(m.params)...))
 		}
-		if len(m.results) > 0 {
-			fields = append(fields, jen.Id("Results").Op(":").Index().Qual(runtimePath, "FieldDesc").Values(fieldDescs(m.results)...))
+		results := m.results
+		if m.item != nil {
+			results = []*param{m.item} // a stream's results describe each item
+		}
+		if len(results) > 0 {
+			fields = append(fields, jen.Id("Results").Op(":").Index().Qual(runtimePath, "FieldDesc").Values(fieldDescs(results)...))
 		}
 		methods[i] = jen.Values(fields...)
 	}
@@ -127,6 +133,8 @@ func genHandler(out *jen.File, svc *service, m *method) {
 			Block(jen.Return(jen.Nil(), jen.Id(err))),
 	}
 	switch n := len(m.results); {
+	case m.mode == streamMode:
+		body = append(body, jen.Return(jen.Qual(runtimePath, "ItemsOf").Call(call), jen.Nil()))
 	case n > 1:
 		var vars, fields []jen.Code
 		for _, r := range m.results {

@@ -5,7 +5,8 @@
 // Go file next to it, in the same package, that declares:
 //
 //   - TClient and NewTClient: a client whose methods have T's parameters,
-//     take a context.Context first and return an error last, and call the
+//     take a context.Context first and return an error last (a stream's
+//     method returns an iterator that yields it last), and call the
 //     method on a server of a topic;
 //   - RegisterTServer and T_ServiceDesc: what a runtime.Server needs to
 //     serve an implementation of T, dispatching by generated code.
@@ -28,12 +29,14 @@
 // Methods and their parameters travel under snake_case names: Add(v1, v2)
 // is sent as {"method": "add", "args": {"v1": 2, "v2": 3}}. A method may
 // take a leading context.Context, and must return nothing, a value, an
-// error, or a value and an error. Parameters must be named and their types
-// must encode to JSON and back: basic types, structs, pointers, slices,
-// arrays, maps with string or integer keys, named types, types with their
-// own JSON or text encoding. amqprpc-gen reports every method that breaks
-// these rules, at its position, and exits with status 1; a usage error
-// exits with status 2.
+// error, or a value and an error; or, to be a stream, one
+// iter.Seq2[T, error] alone, whose items its server sends back as they
+// come and whose error ends it. Parameters must be named, and the types
+// of parameters, results and items must encode to JSON and back: basic
+// types, structs, pointers, slices, arrays, maps with string or integer
+// keys, named types, types with their own JSON or text encoding.
+// amqprpc-gen reports every method that breaks these rules, at its
+// position, and exits with status 1; a usage error exits with status 2.
 package main
 
 import (

@@ -76,6 +76,41 @@ func TestModel(t *testing.T) {
 	}
 }
 
+// TestStreamModel checks the model of stream methods: their items in
+// place of results, and which clients implement their interface.
+func TestStreamModel(t *testing.T) {
+	ar, err := txtar.ParseFile(filepath.Join(repoRoot(t), "cmd/amqprpc-gen/testdata/streams.txtar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := writeModule(t, "example.com/streams", ar)
+	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"))
+	f, diags, err := build(dir, nil, filepath.Join(dir, "out.go"), []string{"Feed", "Tail"})
+	if err != nil || len(diags) > 0 {
+		t.Fatalf("build: %v %v", err, diags)
+	}
+	feed, tail := f.services[0], f.services[1]
+	if feed.clientImplements || !tail.clientImplements {
+		t.Errorf("clientImplements: Feed %v, Tail %v; want false (Numbers takes no context), true", feed.clientImplements, tail.clientImplements)
+	}
+	for _, m := range append(feed.methods, tail.methods...) {
+		stream := m.name != "Size" && m.name != "Stop"
+		if got := m.mode == streamMode; got != stream {
+			t.Errorf("%s: stream %v; want %v", m.name, got, stream)
+		}
+		if stream && (m.item == nil || m.item.wire != "item" || len(m.results) > 0 || m.hasErr) {
+			t.Errorf("%s: item %+v, results %v, hasErr %v; want an item and no results", m.name, m.item, m.results, m.hasErr)
+		}
+	}
+	lines := feed.methods[0]
+	if lines.name != "Lines" || lines.wire != "read_lines" || lines.since != "1.2" || lines.item.goType != "*string" || lines.item.typ.kind != pointerKind {
+		t.Errorf("Lines model = %+v, item %+v", lines, lines.item)
+	}
+	if follow := tail.methods[0]; follow.item.goType != "Event" || follow.item.shape != "object" {
+		t.Errorf("Follow's item = %+v; want Event, an object", follow.item)
+	}
+}
+
 // TestRuntimeGuard builds generated code against a runtime without the
 // version constant it refers to: the build must fail and name it.
 func TestRuntimeGuard(t *testing.T) {

@@ -45,6 +45,9 @@ const (
 	callMode mode = iota
 	castMode
 	fanoutMode
+	// streamMode: the method returns one iter.Seq2[T, error], whose items
+	// its server sends back as they come.
+	streamMode
 )
 
 // method is one method of an interface.
@@ -62,7 +65,8 @@ type method struct {
 	variadic bool     // the last parameter is variadic
 	results  []*param // the results before the error; on the wire as one
 	// value when there is one, as an object when there are several
-	hasErr bool // the method's last result is error
+	hasErr bool   // the method's last result is error
+	item   *param // streamMode: each item of the stream, in place of results
 }
 
 // param is one parameter or result of a method.
