@@ -23,7 +23,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| amqprpc |", "| amqprpc-quorum |", "| baseline |", "| floor |", "throughput at 64 in flight", "sequential p50 latency", "sequential p99 latency", "## oslo.messaging", "## Interceptors and OpenTelemetry", "## A plain client's reply path", "| plain-direct |", "| plain-queue |", "| plain-direct/plain-queue |"} {
+	for _, want := range []string{"| amqprpc |", "| amqprpc-quorum |", "| baseline |", "| floor |", "throughput at 64 in flight", "sequential p50 latency", "sequential p99 latency", "## oslo.messaging", "## Interceptors and OpenTelemetry", "## A plain client's reply path", "| plain-direct |", "| plain-queue |", "| plain-direct/plain-queue |", "## Streams", "| one stream of 300000 items |"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report has no %q:\n%s", want, report)
 		}

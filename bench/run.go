@@ -44,6 +44,7 @@ func runMain(args []string) {
 	fs.BoolVar(&cfg.ab, "ab", false, "measure only the sequential latency A/B of amqprpc and baseline, for 4x the duration, and print it")
 	observe := fs.Bool("observe", false, "measure only the interceptors and OpenTelemetry section, and print it")
 	replyPath := fs.Bool("replypath", false, "measure only the section on a plain client's reply path, and print it")
+	streamsOnly := fs.Bool("streams", false, "measure only the streams section, and print it")
 	pathsOnly := fs.Bool("paths", false, "measure only the section on the paths users run, side by side with the hand-written RPC, and print it")
 	clusterURLs := fs.String("cluster", "", "the AMQP URLs of a cluster's nodes, comma-separated (scripts/cluster.sh urls), for the cluster section")
 	fs.Parse(args)
@@ -58,6 +59,8 @@ func runMain(args []string) {
 		alone = runReplyPath
 	case *pathsOnly:
 		alone = runPaths
+	case *streamsOnly:
+		alone = runStreams
 	}
 	if alone != nil {
 		if err := runAlone(cfg, os.Stdout, alone); err != nil {
@@ -221,6 +224,11 @@ func run(cfg config, w io.Writer) (string, error) {
 
 	// 2c. A plain client's reply path.
 	if err := runReplyPath(cfg, w, &md, topic, broker); err != nil {
+		return "", err
+	}
+
+	// 2d. Streams.
+	if err := runStreams(cfg, w, &md, topic, broker); err != nil {
 		return "", err
 	}
 
