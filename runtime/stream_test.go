@@ -585,3 +585,34 @@ func TestStreamLocal(t *testing.T) {
 		t.Fatalf("interceptors saw\n%s\nwant\n%s", got, want)
 	}
 }
+
+// Through a broker, a stream carries what a call does: metadata, who
+// calls, the policy that admits them, and both sides' stream interceptors.
+func TestStreamAsACall(t *testing.T) {
+	topic := newTopic(t)
+	var got atomic.Value
+	server := func(ctx context.Context, info *runtime.ServerInfo, next runtime.StreamHandler) (runtime.Items, error) {
+		got.Store(fmt.Sprintf("%s %s %s", info.Method, runtime.IncomingMetadata(ctx)["k"], runtime.Caller(ctx).User))
+		return next(ctx)
+	}
+	var opened atomic.Int32
+	client := func(ctx context.Context, req *runtime.Request, next runtime.Streamer) (runtime.ClientStream, error) {
+		opened.Add(1)
+		return next(runtime.WithMetadata(ctx, runtime.Metadata{"k": "v"}), req)
+	}
+	serveCounter(t, topic, newCounter(), runtime.WithStreamServerInterceptors(server),
+		runtime.WithAuthorization(runtime.Policy{Methods: map[string][]string{"count": {"user:guest"}, "*": {"anyone"}}}))
+	c := dial(t, runtime.WithStreamClientInterceptors(client))
+	n, err := readUntilEnd(count(ctxTimeout(t, 5*time.Second), c, topic, 3, ""))
+	if n != 3 || err != nil || got.Load() != "count v guest" || opened.Load() != 1 {
+		t.Fatalf("%d items, %v; the server's interceptor saw %q; the client's opened %d", n, err, got.Load(), opened.Load())
+	}
+	// A caller the policy does not admit is refused before the method runs.
+	closed := newTopic(t)
+	cn := newCounter()
+	serveCounter(t, closed, cn, runtime.WithAuthorization(runtime.Policy{Methods: map[string][]string{"count": {"user:nobody"}}}))
+	n, err = readUntilEnd(count(ctxTimeout(t, 5*time.Second), c, closed, 3, ""))
+	if n != 0 || remoteCode(err) != runtime.CodePermissionDenied || len(cn.started) != 0 {
+		t.Fatalf("a stream for a caller the policy does not admit: %d items, %v; %d started", n, err, len(cn.started))
+	}
+}
