@@ -24,6 +24,24 @@
 //
 // (Example, which compiles, is the same.)
 //
+// # Streams
+//
+// A method that returns iter.Seq2[T, error] is a Stream: its server
+// ranges over the iterator the method returns and sends the items as they
+// come, several small ones to a message, and its caller ranges over the
+// iterator the generated client returns (StreamOf), getting every item
+// once and in order, then the method's error if it ended with one.
+// Breaking out of the loop, or the context's end, stops the server's
+// iteration. Flow control is by credit: the caller lets its server send
+// WithStreamWindow items ahead of what it read, and grants more to the
+// server that took the request as it reads, so neither side holds more
+// than a window, however long the stream. A stream runs at most once; a
+// lost server ends it with ErrStreamBroken or ErrServerSilent
+// (WithStreamSilence), Shutdown that gives up with CodeUnavailable.
+// Stream interceptors (WithStreamClientInterceptors,
+// WithStreamServerInterceptors) wrap streams as the unary ones wrap calls.
+// oslo.messaging has no streams.
+//
 // # Wire contract
 //
 // A request is a JSON body {"method": "add", "args": {"v1": 2, "v2": 3},
