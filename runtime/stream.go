@@ -194,7 +194,9 @@ func WithMaxStreams(n int) ServerOption {
 // server's method's too), or until it is closed. A stream whose server
 // says nothing for WithStreamSilence fails with ErrServerSilent; one
 // whose items come out of order, twice, or beyond their credit, or
-// whose server's credit queue is gone, fails with ErrStreamBroken.
+// whose server's credit queue is gone, fails with ErrStreamBroken. A
+// stream holds one of WithMaxInFlight's slots while it runs. The caller
+// must Close the stream it opened (StreamOf does).
 func (c *Client) InvokeStream(ctx context.Context, req Request) (ClientStream, error) {
 	req.Mode = Stream
 	open := c.openStream

@@ -95,9 +95,21 @@ func count(ctx context.Context, inv runtime.Invoker, topic string, n int, fail s
 }
 
 func TestStreamItemsInOrder(t *testing.T) {
+	for _, profile := range []runtime.Profile{runtime.Fast, runtime.Safe} {
+		t.Run(string(profile), func(t *testing.T) { testStreamItemsInOrder(t, runtime.WithProfile(profile)) })
+	}
+	t.Run("quorum", func(t *testing.T) { testStreamItemsInOrder(t, runtime.WithQueueType(runtime.QueueQuorum)) })
+	t.Run("at most once", func(t *testing.T) { testStreamItemsInOrder(t, runtime.WithAckAfterReply(false)) })
+}
+
+func testStreamItemsInOrder(t *testing.T, opt runtime.ServerOption) {
 	topic := newTopic(t)
-	serveCounter(t, topic, newCounter())
-	c := dial(t, runtime.WithStreamWindow(16))
+	serveCounter(t, topic, newCounter(), opt)
+	copts := []runtime.ClientOption{runtime.WithStreamWindow(16)}
+	if o, ok := opt.(runtime.Option); ok {
+		copts = append(copts, o)
+	}
+	c := dial(t, copts...)
 	for _, n := range []int{0, 1, 15, 16, 17, 1000} {
 		got := 0
 		for v, err := range count(ctxTimeout(t, 10*time.Second), c, topic, n, "") {
