@@ -231,6 +231,7 @@ func (c *config) spanAttrs(service, method, key string, more ...attribute.KeyVal
 var modes = [...]attribute.KeyValue{
 	runtime.Call: modeAttr(runtime.Call), runtime.Cast: modeAttr(runtime.Cast),
 	runtime.Fanout: modeAttr(runtime.Fanout), runtime.CallAll: modeAttr(runtime.CallAll),
+	runtime.Stream: modeAttr(runtime.Stream),
 }
 
 func modeAttr(m runtime.Mode) attribute.KeyValue { return attribute.String("amqprpc.mode", m.String()) }
@@ -354,32 +355,14 @@ func serviceName(d *runtime.ServiceDesc) string {
 // ClientInterceptor returns an interceptor that traces and measures each
 // request a client sends, and sends the trace context with it.
 func ClientInterceptor(opts ...Option) runtime.ClientInterceptor {
-	c := newConfig(opts)
-	tracer := c.tracers.Tracer(scope)
-	in := newInstruments(c.meters.Meter(scope), "client")
+	s := newClientSide(opts)
 	return func(ctx context.Context, req *runtime.Request, reply any, next runtime.Invoke) error {
-		kind := kindClient
-		if req.Mode == runtime.Cast || req.Mode == runtime.Fanout {
-			kind = kindProducer
-		}
-		key := req.Topic
-		if req.Server != "" {
-			key += "." + req.Server
-		}
-		m := in.method(req.Method)
-		t := c.template(m, serviceName(req.Service), req.Method, key, semconv.MessagingOperationTypeSend, modeOf(req.Mode))
-		ctx, span := tracer.Start(ctx, t.name, kind)
+		ctx, span, m := s.start(ctx, req)
 		defer span.End()
-		if span.IsRecording() { // attributes only for spans that keep them
-			span.SetAttributes(slices.Clone(t.attrs)...)
-		}
-		var out pairs
-		c.propagator.Inject(ctx, &out)
-		ctx = runtime.AppendMetadata(ctx, out.kv...)
 		start := m.begin()
 		defer m.done()
 		err := next(ctx, req, reply)
-		in.end(ctx, m, start, span, err, errorType)
+		s.in.end(ctx, m, start, span, err, errorType)
 		return err
 	}
 }
@@ -387,30 +370,81 @@ func ClientInterceptor(opts ...Option) runtime.ClientInterceptor {
 // ServerInterceptor returns an interceptor that traces and measures each
 // request a server runs, as the child of its caller's span.
 func ServerInterceptor(opts ...Option) runtime.ServerInterceptor {
-	c := newConfig(opts)
-	tracer := c.tracers.Tracer(scope)
-	in := newInstruments(c.meters.Meter(scope), "server")
+	s := newServerSide(opts)
 	return func(ctx context.Context, info *runtime.ServerInfo, next runtime.Handler) (any, error) {
-		ctx = c.propagator.Extract(ctx, carrier(runtime.IncomingMetadata(ctx)))
-		kind := kindServer
-		if !info.Reply {
-			kind = kindConsumer
-		}
-		m := in.method(info.Method)
-		t := c.template(m, serviceName(info.Service), info.Method, info.Topic, semconv.MessagingOperationTypeProcess, attribute.String("amqprpc.server", info.Server))
-		ctx, span := tracer.Start(ctx, t.name, kind)
+		ctx, span, m := s.start(ctx, info)
 		defer span.End()
-		if span.IsRecording() {
-			attrs := make([]attribute.KeyValue, len(t.attrs), len(t.attrs)+1)
-			copy(attrs, t.attrs)
-			span.SetAttributes(append(attrs, semconv.MessagingMessageID(info.ID))...)
-		}
 		start := m.begin()
 		defer m.done()
 		result, err := next(ctx)
-		in.end(ctx, m, start, span, err, serverErrorType)
+		s.in.end(ctx, m, start, span, err, serverErrorType)
 		return result, err
 	}
+}
+
+// side is where one side's interceptors send spans and measurements.
+type side struct {
+	c      *config
+	tracer trace.Tracer
+	in     *instruments
+}
+
+// clientSide and serverSide are the sides of callers and of servers: a
+// call's interceptor and a stream's start their spans alike.
+type (
+	clientSide struct{ side }
+	serverSide struct{ side }
+)
+
+func newSide(opts []Option, name string) side {
+	c := newConfig(opts)
+	return side{c: c, tracer: c.tracers.Tracer(scope), in: newInstruments(c.meters.Meter(scope), name)}
+}
+
+func newClientSide(opts []Option) *clientSide { return &clientSide{newSide(opts, "client")} }
+func newServerSide(opts []Option) *serverSide { return &serverSide{newSide(opts, "server")} }
+
+// start starts the span of req, the child of ctx's, and returns the
+// context it goes on with, whose metadata carries the trace context, and
+// the stats of req's method.
+func (s *clientSide) start(ctx context.Context, req *runtime.Request) (context.Context, trace.Span, *methodStats) {
+	kind := kindClient
+	if req.Mode == runtime.Cast || req.Mode == runtime.Fanout {
+		kind = kindProducer
+	}
+	key := req.Topic
+	if req.Server != "" {
+		key += "." + req.Server
+	}
+	m := s.in.method(req.Method)
+	t := s.c.template(m, serviceName(req.Service), req.Method, key, semconv.MessagingOperationTypeSend, modeOf(req.Mode))
+	ctx, span := s.tracer.Start(ctx, t.name, kind)
+	if span.IsRecording() { // attributes only for spans that keep them
+		span.SetAttributes(slices.Clone(t.attrs)...)
+	}
+	var out pairs
+	s.c.propagator.Inject(ctx, &out)
+	return runtime.AppendMetadata(ctx, out.kv...), span, m
+}
+
+// start starts the span of the request info describes, the child of its
+// caller's (whose trace context came in ctx's metadata), and returns the
+// context the method runs with and the stats of the method.
+func (s *serverSide) start(ctx context.Context, info *runtime.ServerInfo) (context.Context, trace.Span, *methodStats) {
+	ctx = s.c.propagator.Extract(ctx, carrier(runtime.IncomingMetadata(ctx)))
+	kind := kindServer
+	if !info.Reply {
+		kind = kindConsumer
+	}
+	m := s.in.method(info.Method)
+	t := s.c.template(m, serviceName(info.Service), info.Method, info.Topic, semconv.MessagingOperationTypeProcess, attribute.String("amqprpc.server", info.Server))
+	ctx, span := s.tracer.Start(ctx, t.name, kind)
+	if span.IsRecording() {
+		attrs := make([]attribute.KeyValue, len(t.attrs), len(t.attrs)+1)
+		copy(attrs, t.attrs)
+		span.SetAttributes(append(attrs, semconv.MessagingMessageID(info.ID))...)
+	}
+	return ctx, span, m
 }
 
 // serverErrorType is the code a method's error goes back with.
