@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +27,10 @@ type pending struct {
 	beats chan struct{} // a heartbeat came: the server still runs it
 	sent  atomic.Bool   // it was handed to the broker (not only queued)
 	heard atomic.Int64  // a stream's: when its server last said anything, in Unix nanoseconds
-	batch string        // the id of the batch it went in, if it did; Client.mu guards it
+	// stream holds a stream's messages (its items and its end), which its
+	// reader takes as it reads; result has its failures alone.
+	stream *messages
+	batch  string // the id of the batch it went in, if it did; Client.mu guards it
 	// provisional is a result that a final reply without one confirms
 	// (oslo.messaging's servers before 4.0); resolve guards it.
 	provisional *wire.Reply
@@ -47,13 +51,14 @@ var errResend = errors.New("amqprpc: send the call again")
 // the request id as pending on it.
 func (c *Client) register(ctx context.Context, id, key string, multi bool, window int) (*session, *pending, error) {
 	size := 1
-	switch {
-	case window > 0: // a stream's: a message of items a place, its end, and a failure
-		size = window + 2
-	case multi:
+	if multi {
 		size = gatherBuffer
 	}
-	p := &pending{result: make(chan callResult, size), multi: multi, key: key, beats: make(chan struct{}, 1)}
+	var stream *messages
+	if window > 0 { // a message of items a place, and its end: the rest are failures
+		size, stream = 2, &messages{most: window + 1, ready: make(chan struct{}, 1)}
+	}
+	p := &pending{result: make(chan callResult, size), multi: multi, key: key, beats: make(chan struct{}, 1), stream: stream}
 	for {
 		c.mu.Lock()
 		if c.err != nil {
@@ -246,4 +251,51 @@ func (s *session) readReturns(returns <-chan amqp.Return, flush <-chan chan stru
 			close(f)
 		}
 	}
+}
+
+// messages are a stream's messages that its reader has not taken, in the
+// order they came: at most most of them, a message of items for each item
+// of its window and its end, which a server that keeps to its credit
+// never exceeds. They take memory as they come, not a window's worth up
+// front: a thousand streams that each hold a few messages hold little.
+type messages struct {
+	mu      sync.Mutex
+	queue   []wire.Reply
+	most    int
+	overrun bool          // one came beyond most, and was dropped
+	ready   chan struct{} // one came: the reader may take it
+}
+
+// put queues r, unless most are queued already; it reports whether it did.
+func (m *messages) put(r *wire.Reply) bool {
+	m.mu.Lock()
+	ok := len(m.queue) < m.most
+	if ok {
+		m.queue = append(m.queue, *r)
+	} else {
+		m.overrun = true
+	}
+	m.mu.Unlock()
+	select {
+	case m.ready <- struct{}{}:
+	default:
+	}
+	return ok
+}
+
+// take returns the first message queued, if any, and whether one was
+// dropped for want of room.
+func (m *messages) take() (r wire.Reply, ok, overrun bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.queue) == 0 {
+		return r, false, m.overrun
+	}
+	r = m.queue[0]
+	m.queue[0] = wire.Reply{}
+	m.queue = m.queue[1:]
+	if len(m.queue) == 0 {
+		m.queue = nil // its array goes: an idle stream holds nothing
+	}
+	return r, true, m.overrun
 }

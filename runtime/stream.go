@@ -355,7 +355,20 @@ func (st *clientStream) wait() (*wire.Reply, error) {
 	lost := o.sess.lost
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	take := func() (*wire.Reply, error, bool) {
+		r, ok, overrun := p.stream.take()
+		switch {
+		case ok:
+			return &r, nil, true
+		case overrun:
+			return nil, fmt.Errorf("%w: the server sent more than its credit", ErrStreamBroken), true
+		}
+		return nil, nil, false
+	}
 	for {
+		if r, err, ok := take(); ok {
+			return r, err
+		}
 		// Silence is measured from the last word of the server, which the
 		// replies' reader notes, however long this reader took to ask.
 		var silent time.Duration
@@ -366,9 +379,13 @@ func (st *clientStream) wait() (*wire.Reply, error) {
 		}
 		timer.Reset(max(silent, 0))
 		select {
+		case <-p.stream.ready:
 		case r := <-p.result:
 			return &r.reply, r.err
 		case <-timer.C:
+			if r, err, ok := take(); ok {
+				return r, err
+			}
 			select {
 			case r := <-p.result:
 				return &r.reply, r.err
@@ -387,6 +404,9 @@ func (st *clientStream) wait() (*wire.Reply, error) {
 				return nil, conf
 			}
 		case <-lost:
+			if r, err, ok := take(); ok {
+				return r, err
+			}
 			select {
 			case r := <-p.result:
 				return &r.reply, r.err
@@ -469,9 +489,7 @@ func (c *Client) streamMessage(r *wire.Reply) {
 	if r.Kind == wire.Items && len(r.Body) == 2 { // [], a beat
 		return
 	}
-	select {
-	case p.result <- callResult{reply: *r}:
-	default: // beyond its credit: the reader finds the gap
+	if p.stream == nil || !p.stream.put(r) { // beyond its credit: the reader finds the gap
 		c.throttle.warn(c.cfg.logger, "amqprpc: dropping a stream's items beyond its credit", "correlation_id", wire.Clip(r.ID))
 	}
 }
