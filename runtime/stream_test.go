@@ -628,3 +628,20 @@ func TestStreamAsACall(t *testing.T) {
 		t.Fatalf("a stream for a caller the policy does not admit: %d items, %v; %d started", n, err, len(cn.started))
 	}
 }
+
+// A stream's end counts the items sent, whatever credit its caller
+// granted since: a credit that comes after the last item must not make a
+// stream that ended well look broken.
+func TestStreamEndAfterLateCredit(t *testing.T) {
+	topic := newTopic(t)
+	cn := newCounter()
+	cn.started, cn.ended = make(chan struct{}, 300), make(chan error, 300)
+	serveCounter(t, topic, cn)
+	c := dial(t, runtime.WithStreamWindow(2)) // a credit after each item
+	for i := range 300 {
+		n, err := readUntilEnd(count(ctxTimeout(t, 10*time.Second), c, topic, 7, ""))
+		if n != 7 || err != nil {
+			t.Fatalf("stream %d: %d items of 7, then %v", i, n, err)
+		}
+	}
+}

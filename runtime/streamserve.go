@@ -262,13 +262,13 @@ func (s *Server) runStream(p *streamPort, st *serverStream, items Items, ctx con
 	out := make(chan produced, produceAhead)
 	done := make(chan struct{})
 	go s.produce(ctx, items, out, done, method, st.id) // owned here: ends when items do, or ctx
-	if failure, ok := s.sendItems(p, st, ctx, out, desc); ok {
+	if sent, failure, end := s.sendItems(p, st, ctx, out, desc); end {
 		var f *wire.Failure
 		if failure != nil {
 			f = failure.failure(nil)
 		}
 		var pub amqp.Publishing
-		if err := s.proto.Streams.EncodeEnd(&pub, st.id, p.queue, st.credit.Load(), f); err == nil {
+		if err := s.proto.Streams.EncodeEnd(&pub, st.id, p.queue, sent, f); err == nil {
 			p.publish(st, pub)
 		}
 	}
@@ -276,17 +276,21 @@ func (s *Server) runStream(p *streamPort, st *serverStream, items Items, ctx con
 	<-done
 }
 
-// sendItems sends what out brings as st's credit allows, and returns the
-// stream's failure, if any, and whether to send its end: not when the
-// stream ended early without one (its caller cancelled it or is gone, or
-// the connection was lost). On return, the stream's credit is the number
-// of items sent.
-func (s *Server) sendItems(p *streamPort, st *serverStream, ctx context.Context, out <-chan produced, desc *ServiceDesc) (*Error, bool) {
+// sendItems sends what out brings as st's credit allows, and returns how
+// many items it sent, the stream's failure, if any, and whether to send
+// its end: not when the stream ended early without one (its caller
+// cancelled it or is gone, or the connection was lost). The end counts
+// what was sent, not the credit, which a late grant may raise still.
+func (s *Server) sendItems(p *streamPort, st *serverStream, ctx context.Context, out <-chan produced, desc *ServiceDesc) (sent int64, failure *Error, end bool) {
 	var seq int64
 	beat := time.NewTimer(streamBeat)
 	defer beat.Stop()
 	batch := make([]json.RawMessage, 0, 16)
-	var last *produced // the end, read with the items before it
+	var last *produced                      // the end, read with the items before it
+	ended := func() (int64, *Error, bool) { // by ctx, before the end
+		f := cut(ctx)
+		return seq, f, f != nil
+	}
 	flush := func() bool {
 		var pub amqp.Publishing
 		s.proto.Streams.EncodeItems(&pub, st.id, p.queue, seq, batch)
@@ -299,21 +303,20 @@ func (s *Server) sendItems(p *streamPort, st *serverStream, ctx context.Context,
 	}
 	for {
 		if last != nil {
-			st.credit.Store(seq)
 			if last.err != nil {
-				return toError(last.err, desc), true
+				return seq, toError(last.err, desc), true
 			}
-			return nil, true
+			return seq, nil, true
 		}
 		for seq >= st.credit.Load() { // the caller has not read enough: wait
 			select {
 			case <-st.wake:
 			case <-beat.C:
 				if !flush() {
-					return nil, false
+					return seq, nil, false
 				}
 			case <-ctx.Done():
-				return s.cut(st, ctx, seq)
+				return ended()
 			}
 		}
 		select {
@@ -329,11 +332,11 @@ func (s *Server) sendItems(p *streamPort, st *serverStream, ctx context.Context,
 			batch = append(batch, x.item)
 		case <-beat.C:
 			if !flush() {
-				return nil, false
+				return seq, nil, false
 			}
 			continue
 		case <-ctx.Done():
-			return s.cut(st, ctx, seq)
+			return ended()
 		}
 		room, size := min(st.credit.Load()-seq, maxStreamItems), len(batch[0])
 	more: // what else is ready goes in the same message
@@ -355,23 +358,22 @@ func (s *Server) sendItems(p *streamPort, st *serverStream, ctx context.Context,
 			}
 		}
 		if !flush() {
-			return nil, false
+			return seq, nil, false
 		}
 	}
 }
 
-// cut returns the end of st, cut short when ctx ended at place seq: its
-// deadline, or the server's shutdown; nil when its caller or connection
-// is gone, which no end would reach.
-func (s *Server) cut(st *serverStream, ctx context.Context, seq int64) (*Error, bool) {
-	st.credit.Store(seq)
+// cut returns the failure to end a stream with when its context ended
+// first: its deadline passed, or the server shut down; nil when its
+// caller or its connection is gone, which no end would reach.
+func cut(ctx context.Context) *Error {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errCallerCancelled), errors.Is(cause, errCallerGone), errors.Is(cause, errSessionLost):
-		return nil, false
+		return nil
 	case errors.Is(cause, context.DeadlineExceeded):
-		return &Error{Code: CodeDeadlineExceeded, Message: "the stream's deadline passed"}, true
+		return &Error{Code: CodeDeadlineExceeded, Message: "the stream's deadline passed"}
 	}
-	return &Error{Code: CodeUnavailable, Message: "the server shut down before the stream ended"}, true
+	return &Error{Code: CodeUnavailable, Message: "the server shut down before the stream ended"}
 }
 
 // produce ranges over items, encodes each and hands it to out, until
