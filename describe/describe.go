@@ -31,11 +31,11 @@ type Service struct {
 // Method is one method of a service: what a tool needs to call it.
 type Method struct {
 	Name    string  `json:"name"`
-	Mode    string  `json:"mode"` // call, cast or fanout
+	Mode    string  `json:"mode"` // call, cast, fanout or stream
 	Gather  bool    `json:"gather,omitempty"`
 	Since   string  `json:"since"`
 	Params  []Field `json:"params"`
-	Results []Field `json:"results"`
+	Results []Field `json:"results"` // a stream's: one, its item
 }
 
 // Field is a parameter or a result of a method.

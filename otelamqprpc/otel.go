@@ -2,8 +2,10 @@
 // OpenTelemetry, as interceptors: it is a package of its own so that
 // programs that do not use OpenTelemetry do not compile it.
 //
-//	c, err := runtime.Dial(url, runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor()))
-//	srv := runtime.NewServer(url, "calc", runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor()))
+//	c, err := runtime.Dial(url, runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor()),
+//		runtime.WithStreamClientInterceptors(otelamqprpc.StreamClientInterceptor()))
+//	srv := runtime.NewServer(url, "calc", runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor()),
+//		runtime.WithStreamServerInterceptors(otelamqprpc.StreamServerInterceptor()))
 //
 // Traces follow a request from its caller to its server: the client
 // injects the W3C trace context (traceparent, tracestate) into the
@@ -20,6 +22,13 @@
 // sampled out costs its context and little else (a sampler sees a span's
 // name and kind, not its attributes).
 //
+// A stream has one span a side, client and server, named and attributed
+// as a call's (amqprpc.mode "stream" on the client's), from its opening
+// to its end, with the number of its items in amqprpc.stream.items: those
+// the caller read, those the method yielded. A stream that its caller
+// stops early (a break, Close, a cancelled context) ends well on both
+// sides.
+//
 // Metrics, per side: rpc.client.call.duration and rpc.server.call.duration
 // (seconds, by rpc.method and error.type), amqprpc.client.calls_in_flight
 // and amqprpc.server.calls_in_flight (by rpc.method, observed when the
@@ -27,7 +36,8 @@
 // amqprpc.server.failures by error.type. Methods past 4096 are counted
 // together as rpc.method _OTHER, and error types past 64 for a
 // method as _OTHER: names and codes that callers and servers send cannot
-// grow the metrics without bound.
+// grow the metrics without bound. A stream is measured as a call is: in
+// flight, and its duration, from its opening to its end.
 //
 // What the runtime does besides calls, which no interceptor sees (requests
 // dropped past their deadline, redeliveries, reconnections, batch sizes,

@@ -1,8 +1,8 @@
 // Command amqprpc calls amqprpc servers from the command line, as grpcurl
 // does gRPC servers: it lists the servers of a topic, describes what they
-// serve, and calls, casts, fanouts and gathers their methods, with
-// arguments typed by the description every server gives
-// (describe.Request), without the services' Go types.
+// serve, and calls, casts, fanouts and gathers their methods, and reads
+// their streams, with arguments typed by the description every server
+// gives (describe.Request), without the services' Go types.
 //
 //	go install github.com/amqprpc/amqprpc/cmd/amqprpc@latest
 //
@@ -13,16 +13,26 @@
 //	amqprpc cast calc store v=5
 //	amqprpc fanout calc clear
 //	amqprpc gather calc memory
+//	amqprpc call inventory list f='{}'   a stream: prints each item on a line
+//
+// Calling a stream method (mode stream in describe's output) prints its
+// items as they come, each as one line of compact JSON (JSON lines), until
+// the stream ends.
 //
 // The broker is -url, or $AMQP_URL, or amqp://guest:guest@127.0.0.1:5672/.
 // -server NAME sends to one server of the topic; -timeout bounds each
-// request (default 10s); -wait is how long list and gather wait for
+// request (default 10s), but a stream only when given: by default a
+// stream runs until its end, or until Ctrl-C, which ends it (its server
+// stops) with exit status 130, and the default bounds only how long a
+// server may take to start it. -wait is how long list and gather wait for
 // replies when not told how many (-n); -v prints the request and the
-// reply as they go on the wire. A server's error is printed with its code,
-// and the exit status is 1; a usage error's is 2.
+// reply as they go on the wire. A server's error is printed with its code
+// (for a stream, after the items that came before it), and the exit
+// status is 1; a usage error's is 2.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,6 +41,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,10 +62,14 @@ const usage = `usage: amqprpc [flags] list TOPIC
 // errUsage marks an error of the command line.
 var errUsage = errors.New("usage")
 
+// errInterrupted is a stream that Ctrl-C ended.
+var errInterrupted = errors.New("interrupted")
+
 // cli is one run of the command.
 type cli struct {
 	url, exchange, server string
 	timeout, wait         time.Duration
+	timeoutGiven          bool // -timeout was on the command line: it bounds streams too
 	want                  int
 	verbose               bool
 	data                  string
@@ -74,7 +89,7 @@ func run(args []string, out, errOut io.Writer) int {
 	fs.StringVar(&c.url, "url", url, "the broker (default $AMQP_URL)")
 	fs.StringVar(&c.exchange, "exchange", runtime.DefaultExchange, "the request exchange")
 	fs.StringVar(&c.server, "server", "", "send to the server of this name alone")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long a request may take")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long a request may take; a stream's only when given")
 	fs.DurationVar(&c.wait, "wait", time.Second, "how long list and gather wait for replies, without -n")
 	fs.IntVar(&c.want, "n", 0, "gather: return after this many replies")
 	fs.BoolVar(&c.verbose, "v", false, "print the request and the reply")
@@ -94,6 +109,7 @@ func run(args []string, out, errOut io.Writer) int {
 		words = append(words, rest[0])
 		fs.Parse(rest[1:])
 	}
+	fs.Visit(func(f *flag.Flag) { c.timeoutGiven = c.timeoutGiven || f.Name == "timeout" })
 	err := c.do(words)
 	var rerr *runtime.Error
 	switch {
@@ -102,6 +118,8 @@ func run(args []string, out, errOut io.Writer) int {
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(errOut, "amqprpc: %v\n%s", err, usage)
 		return 2
+	case errors.Is(err, errInterrupted):
+		return 130 // as a shell reports a command that SIGINT ended
 	case errors.As(err, &rerr):
 		fmt.Fprintf(errOut, "amqprpc: error %s: %s\n", rerr.Code, rerr.Message)
 		return 1
@@ -124,7 +142,7 @@ func (c *cli) do(words []string) error {
 	opts = append(opts, runtime.WithExchange(c.exchange), runtime.WithTimeout(c.timeout),
 		runtime.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if c.verbose {
-		opts = append(opts, runtime.WithClientInterceptors(c.trace))
+		opts = append(opts, runtime.WithClientInterceptors(c.trace), runtime.WithStreamClientInterceptors(c.traceStream))
 	}
 	client, err := runtime.Dial(c.url, opts...)
 	if err != nil {
@@ -149,12 +167,7 @@ func (c *cli) do(words []string) error {
 
 // trace prints what a request sends and what comes back (-v).
 func (c *cli) trace(ctx context.Context, req *runtime.Request, reply any, next runtime.Invoke) error {
-	body, _ := json.Marshal(map[string]any{"method": req.Method, "args": req.Args})
-	key := req.Topic
-	if req.Server != "" {
-		key += "." + req.Server
-	}
-	fmt.Fprintf(c.errOut, "> %s exchange=%s key=%s %s\n", req.Mode, c.exchange, key, body)
+	c.sent(req)
 	err := next(ctx, req, reply)
 	switch r := reply.(type) {
 	case *json.RawMessage:
@@ -167,6 +180,23 @@ func (c *cli) trace(ctx context.Context, req *runtime.Request, reply any, next r
 		fmt.Fprintf(c.errOut, "< %s\n", failure)
 	}
 	return err
+}
+
+// traceStream prints what a stream's request sends (-v); what comes back
+// is its items, which the command prints, and its end.
+func (c *cli) traceStream(ctx context.Context, req *runtime.Request, next runtime.Streamer) (runtime.ClientStream, error) {
+	c.sent(req)
+	return next(ctx, req)
+}
+
+// sent prints what req sends (-v).
+func (c *cli) sent(req *runtime.Request) {
+	body, _ := json.Marshal(map[string]any{"method": req.Method, "args": req.Args})
+	key := req.Topic
+	if req.Server != "" {
+		key += "." + req.Server
+	}
+	fmt.Fprintf(c.errOut, "> %s exchange=%s key=%s %s\n", req.Mode, c.exchange, key, body)
 }
 
 // descriptions gathers the descriptions of the topic's servers, or of
@@ -251,7 +281,9 @@ func (c *cli) describe(topic string, method []string) error {
 	return nil
 }
 
-// signature renders m: "call add(v1 int, v2 int) int, since 1.0".
+// signature renders m: "call add(v1 int, v2 int) int, since 1.0", or for
+// a stream of int, as its Go interface declares it, "stream count(n int)
+// iter.Seq2[int, error], since 1.0".
 func signature(m describe.Method) string {
 	fields := func(fs []describe.Field) string {
 		var parts []string
@@ -264,6 +296,10 @@ func signature(m describe.Method) string {
 	switch len(m.Results) {
 	case 0:
 	case 1:
+		if m.Mode == runtime.Stream.String() { // its one result is its item
+			s += " iter.Seq2[" + m.Results[0].GoType + ", error]"
+			break
+		}
 		s += " " + m.Results[0].GoType
 	default:
 		s += " (" + fields(m.Results) + ")"
@@ -286,6 +322,12 @@ func (c *cli) invoke(cmd, topic, method string, words []string) error {
 		return err
 	}
 	req := runtime.Request{Target: runtime.Target{Topic: topic, Server: c.server}, Method: method, Since: m.Since, Args: args}
+	if m.Mode == runtime.Stream.String() {
+		if cmd != "call" {
+			return fmt.Errorf("%w: %s sends a stream of items: amqprpc call %s %s", errUsage, method, topic, method)
+		}
+		return c.stream(req)
+	}
 	switch cmd {
 	case "cast":
 		req.Mode = runtime.Cast
@@ -308,6 +350,53 @@ func (c *cli) invoke(cmd, topic, method string, words []string) error {
 		fmt.Fprintf(c.out, "%s\n", result)
 	}
 	return nil
+}
+
+// stream calls req, a stream, and prints each item as it comes, as one
+// line of compact JSON, in one write: a line is out as soon as its item
+// came. The stream runs until its end or its failure, or until -timeout
+// when it was given; Ctrl-C ends it (its server stops) with
+// errInterrupted.
+func (c *cli) stream(req runtime.Request) error {
+	interrupted, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop() // a second Ctrl-C, once the stream is over, kills as usual
+	ctx := interrupted
+	if c.timeoutGiven {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	st, err := c.client.InvokeStream(ctx, req)
+	if err == nil {
+		defer st.Close()
+		err = c.printItems(st)
+	}
+	if err != nil && interrupted.Err() != nil {
+		return errInterrupted
+	}
+	return err
+}
+
+// printItems prints the items of st, each on a line, until its end.
+func (c *cli) printItems(st runtime.ClientStream) error {
+	var line bytes.Buffer
+	for {
+		var item json.RawMessage
+		switch err := st.Recv(&item); {
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			return err
+		}
+		line.Reset()
+		if err := json.Compact(&line, item); err != nil { // it decoded: it is JSON
+			return err
+		}
+		line.WriteByte('\n')
+		if _, err := c.out.Write(line.Bytes()); err != nil {
+			return err
+		}
+	}
 }
 
 // gather sends req to every server and prints each reply as it comes.

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"iter"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +19,15 @@ import (
 	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/runtime"
 )
+
+// TestMain runs the command itself when AMQPRPC_TEST_MAIN is set, for
+// tests that run it as a process of its own to signal it.
+func TestMain(m *testing.M) {
+	if os.Getenv("AMQPRPC_TEST_MAIN") == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
 
 func brokerURL() string {
 	if u := os.Getenv("AMQP_URL"); u != "" {
@@ -98,6 +111,179 @@ func TestCommands(t *testing.T) {
 		code, out, errOut := amqprpc(t, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errOut, tc.stderr) {
 			t.Errorf("amqprpc %s: status %d, stdout %q, stderr %q; want %d, %q, %q", strings.Join(tc.args, " "), code, out, errOut, tc.code, tc.stdout, tc.stderr)
+		}
+	}
+}
+
+// counter is a service with streams, its ServiceDesc written as
+// amqprpc-gen would: count sends n ticks (forever when n < 0), one each
+// every milliseconds, then fails with fail, if set; deadline sends one
+// item, whether its context has a deadline. ended has the context's error
+// of each count as it ends.
+type counter struct{ ended chan error }
+
+type countArgs struct {
+	N     int    `json:"n"`
+	Fail  string `json:"fail"`
+	Every int    `json:"every"`
+}
+
+type Tick struct {
+	N int `json:"n"`
+}
+
+func (c *counter) Count(ctx context.Context, a countArgs) iter.Seq2[Tick, error] {
+	return func(yield func(Tick, error) bool) {
+		defer func() { c.ended <- ctx.Err() }()
+		for i := 0; a.N < 0 || i < a.N; i++ {
+			select {
+			case <-time.After(time.Duration(a.Every) * time.Millisecond):
+			case <-ctx.Done():
+				return
+			}
+			if !yield(Tick{N: i}, nil) {
+				return
+			}
+		}
+		if a.Fail != "" {
+			yield(Tick{}, &runtime.Error{Code: runtime.CodeAborted, Message: a.Fail})
+		}
+	}
+}
+
+var counterDesc = runtime.ServiceDesc{ServiceName: "Counter", Methods: []runtime.MethodDesc{
+	{Name: "count", Mode: runtime.Stream,
+		Handler: func(impl any, ctx context.Context, dec func(any) error) (any, error) {
+			var a countArgs
+			if err := dec(&a); err != nil {
+				return nil, err
+			}
+			return runtime.ItemsOf(impl.(*counter).Count(ctx, a)), nil
+		},
+		Params:  []runtime.FieldDesc{{Name: "n", GoType: "int", JSON: "integer"}, {Name: "fail", GoType: "string", JSON: "string"}, {Name: "every", GoType: "int", JSON: "integer"}},
+		Results: []runtime.FieldDesc{{Name: "item", GoType: "Tick", JSON: "object"}}},
+	{Name: "deadline", Mode: runtime.Stream,
+		Handler: func(_ any, ctx context.Context, _ func(any) error) (any, error) {
+			return runtime.ItemsOf(func(yield func(bool, error) bool) {
+				_, ok := ctx.Deadline()
+				yield(ok, nil)
+			}), nil
+		},
+		Results: []runtime.FieldDesc{{Name: "item", GoType: "bool", JSON: "boolean"}}},
+}}
+
+// serveCounter runs a counter's server on topic until the test ends.
+func serveCounter(t *testing.T, topic string) *counter {
+	c := &counter{ended: make(chan error, 64)}
+	s := runtime.NewServer(brokerURL(), topic, runtime.WithServerName("counter"))
+	s.RegisterService(&counterDesc, c)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		<-served
+		if conn, err := amqp.Dial(brokerURL()); err == nil {
+			ch, _ := conn.Channel()
+			ch.QueueDelete(topic, false, false, false)
+			ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
+			conn.Close()
+		}
+	})
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code, _, _ := amqprpc(t, "-timeout", "1s", "call", topic, "count", "n=0"); code == 0 {
+			return c
+		}
+		if time.Now().After(end) {
+			t.Fatal("the counter does not answer")
+		}
+	}
+}
+
+// TestStreams: calling a stream prints its items as lines of JSON, then
+// exits 0; or, when it fails, the items before its failure, then the
+// failure, and exits 1. A stream has no deadline unless -timeout is
+// given, which then cuts it.
+func TestStreams(t *testing.T) {
+	topic := fmt.Sprintf("cli.stream.%d", time.Now().UnixNano())
+	serveCounter(t, topic)
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stdout string // all that was printed
+		stderr string // in what was printed
+	}{
+		{[]string{"call", topic, "count", "n=3"}, 0, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n", ""},
+		{[]string{"call", topic, "count", "n=0"}, 0, "", ""},
+		{[]string{"call", topic, "count", "n=2", "fail=out of ticks"}, 1, "{\"n\":0}\n{\"n\":1}\n", "amqprpc: error aborted: out of ticks\n"},
+		{[]string{"-v", "call", topic, "count", "n=1"}, 0, "{\"n\":0}\n", `> stream exchange=amqprpc key=` + topic + ` {"args":{"n":1},"method":"count"}` + "\n"},
+		{[]string{"call", topic, "deadline"}, 0, "false\n", ""},
+		{[]string{"-timeout", "5s", "call", topic, "deadline"}, 0, "true\n", ""},
+		{[]string{"cast", topic, "count", "n=1"}, 2, "", "count sends a stream of items: amqprpc call " + topic + " count"},
+		{[]string{"describe", topic}, 0, "service Counter 1.0 (server counter)\n" +
+			"  stream count(n int, fail string, every int) iter.Seq2[Tick, error], since 1.0\n" +
+			"  stream deadline() iter.Seq2[bool, error], since 1.0\n", ""},
+	} {
+		code, out, errOut := amqprpc(t, tc.args...)
+		if code != tc.code || out != tc.stdout || !strings.Contains(errOut, tc.stderr) {
+			t.Errorf("amqprpc %s: status %d, stdout %q, stderr %q; want %d, %q, %q", strings.Join(tc.args, " "), code, out, errOut, tc.code, tc.stdout, tc.stderr)
+		}
+	}
+
+	start := time.Now()
+	code, out, errOut := amqprpc(t, "-timeout", "500ms", "call", topic, "count", "n=-1", "every=100")
+	if took := time.Since(start); code != 1 || !strings.HasPrefix(out, "{\"n\":0}\n{\"n\":1}\n") || !strings.Contains(errOut, "deadline") || took > 3*time.Second {
+		t.Errorf("an endless stream with -timeout 500ms: status %d after %v, stdout %q, stderr %q; want 1 within a second or so, ticks, a deadline", code, took, out, errOut)
+	}
+}
+
+// TestStreamInterrupt: Ctrl-C ends a stream that the command prints: its
+// server's method stops (its context is cancelled), and the command exits
+// with status 130, quietly. The command runs as a process of its own, to
+// be signalled.
+func TestStreamInterrupt(t *testing.T) {
+	topic := fmt.Sprintf("cli.stream.%d", time.Now().UnixNano())
+	cn := serveCounter(t, topic)
+	cmd := exec.Command(os.Args[0], "-url", brokerURL(), "call", topic, "count", "n=-1", "every=20")
+	cmd.Env = append(os.Environ(), "AMQPRPC_TEST_MAIN=1")
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	for i := range 3 { // printed as they come: the stream runs
+		if !lines.Scan() || lines.Text() != fmt.Sprintf(`{"n":%d}`, i) {
+			cmd.Process.Kill()
+			t.Fatalf("line %d: %q, %v (stderr %q)", i, lines.Text(), lines.Err(), errOut.String())
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for lines.Scan() { // what came before the signal
+	}
+	err = cmd.Wait()
+	if exit, ok := errors.AsType[*exec.ExitError](err); !ok || exit.ExitCode() != 130 || errOut.Len() != 0 {
+		t.Errorf("after Ctrl-C: %v, stderr %q; want exit status 130, nothing printed", err, errOut.String())
+	}
+	for end := time.After(5 * time.Second); ; {
+		select {
+		case err := <-cn.ended:
+			if err == nil { // a stream of serveCounter's, which ended well
+				continue
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("the server's method ended with %v; want its context cancelled", err)
+			}
+			return
+		case <-end:
+			t.Fatal("the server's method did not stop within 5s of Ctrl-C")
 		}
 	}
 }
