@@ -49,7 +49,7 @@ type Client struct {
 	limited sync.Map
 
 	abandonMu    sync.Mutex
-	abandonedIDs map[string]bool // streams whose servers were told to stop (abandoned)
+	abandonedIDs map[string]time.Time // streams whose servers were told to stop, and when (abandoned)
 
 	mu      sync.Mutex
 	sess    *session            // nil while reconnecting

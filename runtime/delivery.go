@@ -111,6 +111,7 @@ type delivery struct {
 	answered bool // one of them was answered
 	released bool // its body was released to the budget
 	refused  bool // the broker refused a reply of one of its requests
+	now      bool // acknowledged at once and alone, not with others (a stream's)
 }
 
 // receive registers raw, just taken from a consumer of sess (of its
@@ -149,7 +150,7 @@ func (d *delivery) to(next state) bool {
 	s, tag := d.sess.s, d.raw.DeliveryTag
 	var err error
 	switch {
-	case next == acked && from == received: // at most once: the ack goes before the method runs
+	case next == acked && (from == received || d.now): // at most once: the ack goes before the method runs
 		if err = d.sess.ch.Ack(tag, false); err == nil { // multiple
 			err = d.sess.acker.Finish(tag, false)
 		}

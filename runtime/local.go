@@ -347,14 +347,14 @@ func (l *Local) openStream(ctx context.Context, req *Request) (ClientStream, err
 		return nil, &Error{Code: CodeMalformed, Message: err.Error()}
 	}
 	in.User = d.UserId
-	items, _, stop, failure := s.dispatchStream(context.Background(), &in)
+	items, run, stop, failure := s.dispatchStream(context.Background(), &in)
 	if failure != nil {
 		reply := encodeReply(l.proto, &s.services, nil, &in, "", nil, failure)
 		return nil, l.decode(&amqp.Delivery{ContentType: reply.ContentType, CorrelationId: reply.CorrelationId, Type: reply.Type, Headers: reply.Headers, Body: reply.Body}, nil, req.Service)
 	}
 	unwatch := context.AfterFunc(ctx, func() { stop(context.Cause(ctx)) }) // the caller gave up: the method's context ends
 	next, pull := iter.Pull2(items)
-	return &localStream{ctx: ctx, s: s, desc: req.Service, method: req.Method, next: next, stop: func() {
+	return &localStream{ctx: ctx, run: run, s: s, desc: req.Service, method: req.Method, next: next, stop: func() {
 		unwatch()
 		stop(errCallerCancelled)
 		pull()
@@ -363,7 +363,8 @@ func (l *Local) openStream(ctx context.Context, req *Request) (ClientStream, err
 
 // localStream is a Local's stream as its caller reads it.
 type localStream struct {
-	ctx    context.Context
+	ctx    context.Context // the caller's
+	run    context.Context // the method's
 	s      *localServer
 	desc   *ServiceDesc
 	method string
@@ -396,8 +397,13 @@ func (st *localStream) recv(item any) (err error) {
 	}()
 	v, ierr, ok := st.next()
 	switch {
-	case !ok && st.ctx.Err() != nil:
+	case st.ctx.Err() != nil:
 		return st.ctx.Err()
+	case st.run.Err() != nil && (!ok || ierr != nil): // the method stopped as its context ended (its deadline): not an end of its own
+		if f := cut(st.run); f != nil {
+			return remoteError(f.failure(nil), st.desc, nil)
+		}
+		return st.run.Err()
 	case !ok:
 		return io.EOF
 	case ierr != nil: // as the caller of a server would see it

@@ -30,7 +30,11 @@ type pending struct {
 	// stream holds a stream's messages (its items and its end), which its
 	// reader takes as it reads; result has its failures alone.
 	stream *messages
-	batch  string // the id of the batch it went in, if it did; Client.mu guards it
+	// creditTo is where a stream's server takes credits, once a message
+	// said; creditKey is the routing key of its caller's last credit,
+	// which a refusal of access may be about (afterRefusal).
+	creditTo, creditKey atomic.Pointer[string]
+	batch               string // the id of the batch it went in, if it did; Client.mu guards it
 	// provisional is a result that a final reply without one confirms
 	// (oslo.messaging's servers before 4.0); resolve guards it.
 	provisional *wire.Reply
@@ -57,6 +61,7 @@ func (c *Client) register(ctx context.Context, id, key string, multi bool, windo
 	var stream *messages
 	if window > 0 { // a message of items a place, and its end: the rest are failures
 		size, stream = 2, &messages{most: window + 1, ready: make(chan struct{}, 1)}
+		stream.granted.Store(int64(window))
 	}
 	p := &pending{result: make(chan callResult, size), multi: multi, key: key, beats: make(chan struct{}, 1), stream: stream}
 	for {
@@ -261,17 +266,26 @@ func (s *session) readReturns(returns <-chan amqp.Return, flush <-chan chan stru
 type messages struct {
 	mu      sync.Mutex
 	queue   []wire.Reply
+	bytes   int // of the bodies queued
 	most    int
-	overrun bool          // one came beyond most, and was dropped
+	overrun bool          // one came beyond most, or beyond its credit, and was dropped
 	ready   chan struct{} // one came: the reader may take it
+	granted atomic.Int64  // the place up to which its reader granted items
 }
 
-// put queues r, unless most are queued already; it reports whether it did.
+// maxQueuedBytes bounds the bodies of a stream's messages that its reader
+// has not taken: a server that keeps to its credit sends no more than a
+// window of items, but one that does not could send large ones.
+const maxQueuedBytes = 64 << 20
+
+// put queues r, unless most are queued already, or it starts beyond the
+// credit granted; it reports whether it did.
 func (m *messages) put(r *wire.Reply) bool {
 	m.mu.Lock()
-	ok := len(m.queue) < m.most
+	ok := len(m.queue) < m.most && m.bytes+len(r.Body) <= maxQueuedBytes && (r.Kind == wire.End || r.Seq < m.granted.Load())
 	if ok {
 		m.queue = append(m.queue, *r)
+		m.bytes += len(r.Body)
 	} else {
 		m.overrun = true
 	}
@@ -292,6 +306,7 @@ func (m *messages) take() (r wire.Reply, ok, overrun bool) {
 		return r, false, m.overrun
 	}
 	r = m.queue[0]
+	m.bytes -= len(r.Body)
 	m.queue[0] = wire.Reply{}
 	m.queue = m.queue[1:]
 	if len(m.queue) == 0 {

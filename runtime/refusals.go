@@ -170,7 +170,7 @@ func (c *Client) afterRefusal(k *channel, r *accessError) {
 	defer c.mu.Unlock()
 	first := uint64(math.MaxUint64)
 	for _, p := range c.pending {
-		if p.via.Load() == k && r.about(p.exchange, p.key) {
+		if p.via.Load() == k && p.refusedBy(r) {
 			first = min(first, p.seq.Load())
 		}
 	}
@@ -181,7 +181,7 @@ func (c *Client) afterRefusal(k *channel, r *accessError) {
 		}
 		var err error
 		switch seq := p.seq.Load(); {
-		case r.about(p.exchange, p.key):
+		case p.refusedBy(r):
 			err = r
 			refused++
 		case first == math.MaxUint64:
@@ -229,4 +229,14 @@ func (c *Client) learnUser(user string) bool {
 		c.cfg.logger.Warn("amqprpc: the broker knows this client's connections by another name than their login; their requests carry it from now on (WithUserID names it)", "user", user)
 	}
 	return true
+}
+
+// refusedBy reports whether r, a refusal of access, is about p: its
+// request, or, for a stream, its last credit.
+func (p *pending) refusedBy(r *accessError) bool {
+	if r.about(p.exchange, p.key) {
+		return true
+	}
+	key := p.creditKey.Load()
+	return key != nil && r.about(p.exchange, *key)
 }

@@ -181,8 +181,11 @@ func (s *Server) run(sess *serverSession) (lost bool) {
 // Shutdown stops taking requests, waits for the handlers in flight to
 // finish, reply and acknowledge, and closes the connection. Requests taken
 // from the broker but not started go back to the queue for another server.
-// If ctx ends first, Shutdown closes the connection at once, which returns
-// unacknowledged requests to the queue, and returns ctx.Err().
+// Streams in flight run on until they end, or until ctx does. If ctx ends
+// first, Shutdown ends the streams still running, whose callers get an
+// *Error of CodeUnavailable (it gives them up to 250 ms to send it), then
+// closes the connection, which returns unacknowledged requests to the
+// queue, and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closing.Swap(true) {
@@ -243,4 +246,4 @@ func (s *Server) reconnect() (*serverSession, error) {
 
 // streamGrace bounds how long Shutdown, given up, waits for the streams
 // still running to send their ends before it closes the connection.
-const streamGrace = time.Second
+const streamGrace = 250 * time.Millisecond

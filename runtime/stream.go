@@ -56,7 +56,8 @@ type ClientStream interface {
 	Recv(item any) error
 	// Close ends the stream, if it has not ended: its server stops
 	// iterating (its method's context is cancelled). It may be called more
-	// than once.
+	// than once, but not while Recv runs in another goroutine: cancel the
+	// stream's context to end a Recv that waits.
 	Close()
 }
 
@@ -252,13 +253,18 @@ func (c *Client) openStream(ctx context.Context, req *Request) (ClientStream, er
 	o.req = newOutRequest(ctx, req, deadline)
 	o.req.Stream = c.cfg.streamWindow
 	o.expires = taken
+	// Opening it (a slot, a session, the broker's leave to publish) waits
+	// no longer than a server may take to take it.
+	opening, opened := context.WithDeadline(ctx, taken)
+	defer opened()
+	o.ctx = opening
 	if c.inFlight != nil {
 		select {
 		case c.inFlight <- struct{}{}:
 			o.release = func() { <-c.inFlight }
-		case <-ctx.Done():
+		case <-opening.Done():
 			o.end(c)
-			return nil, fmt.Errorf("waiting for one of %d in-flight slots: %w", cap(c.inFlight), ctx.Err())
+			return nil, fmt.Errorf("waiting for one of %d in-flight slots: %w", cap(c.inFlight), opening.Err())
 		case <-c.done:
 			o.end(c)
 			return nil, ErrClosed
@@ -266,6 +272,7 @@ func (c *Client) openStream(ctx context.Context, req *Request) (ClientStream, er
 	}
 	key := routingKey(&req.Target)
 	k, confirm, err := c.send(o, true, c.callsTo(key), key)
+	o.ctx = ctx
 	if err != nil {
 		o.end(c)
 		return nil, err
@@ -325,8 +332,11 @@ func (st *clientStream) read(r *wire.Reply) error {
 	default:
 		return fmt.Errorf("%w: a message of kind %d", ErrStreamBroken, r.Kind)
 	}
-	if st.creditTo == "" {
+	switch {
+	case st.creditTo == "":
 		st.creditTo = r.CreditTo
+	case r.CreditTo != st.creditTo:
+		return fmt.Errorf("%w: a message from another server's credit queue (%s, not %s)", ErrStreamBroken, wire.Clip(r.CreditTo), wire.Clip(st.creditTo))
 	}
 	if r.Seq != st.next {
 		return fmt.Errorf("%w: item %d came where item %d was due", ErrStreamBroken, r.Seq, st.next)
@@ -372,8 +382,8 @@ func (st *clientStream) wait() (*wire.Reply, error) {
 		// Silence is measured from the last word of the server, which the
 		// replies' reader notes, however long this reader took to ask.
 		var silent time.Duration
-		if heard := p.heard.Load(); heard == 0 {
-			silent = time.Until(st.taken)
+		if heard := p.heard.Load(); heard == 0 { // a server that took it by then says so within a beat
+			silent = time.Until(st.taken.Add(c.cfg.streamSilence))
 		} else {
 			silent = time.Until(time.Unix(0, heard).Add(c.cfg.streamSilence))
 		}
@@ -381,6 +391,15 @@ func (st *clientStream) wait() (*wire.Reply, error) {
 		select {
 		case <-p.stream.ready:
 		case r := <-p.result:
+			if errors.Is(r.err, ErrStreamBroken) { // a credit came back: the server is gone, its last words may be on their way
+				select {
+				case <-p.stream.ready:
+					if r, err, ok := take(); ok {
+						return r, err
+					}
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
 			return &r.reply, r.err
 		case <-timer.C:
 			if r, err, ok := take(); ok {
@@ -437,19 +456,26 @@ func (st *clientStream) grant() {
 		return
 	}
 	st.granted = st.next + st.window
+	st.o.pending.stream.granted.Store(st.granted)
 	var pub amqp.Publishing
 	st.c.proto.Streams.EncodeCredit(&pub, st.o.req.MsgID, st.granted)
-	st.control(pub)
+	st.control(st.o.ctx, pub)
 }
 
 // control publishes pub, a credit or a cancellation, to the stream's
-// server; one that comes back unroutable (its credit queue is gone) ends
-// the stream with ErrStreamBroken.
-func (st *clientStream) control(pub amqp.Publishing) {
-	s := st.o.sess
+// server, through the request exchange, with ctx bounding a wait while
+// the broker blocks publishers. One that comes back unroutable (its
+// credit queue is gone) ends the stream with ErrStreamBroken; one the
+// broker refuses (a permission) with ErrAccessRefused, as a request.
+func (st *clientStream) control(ctx context.Context, pub amqp.Publishing) {
+	s, p := st.o.sess, st.o.pending
+	if s.waitUnblocked(ctx) != nil {
+		return // the stream's end, or its loss, says why
+	}
 	pub.UserId = s.userID()
+	p.creditKey.Store(&st.creditTo)
 	if k, err := s.callsChannel(); err == nil {
-		k.publish(st.o.ctx, "", st.creditTo, pub) // a failure is the session's: its loss ends the stream
+		k.publish(ctx, st.c.cfg.exchange, st.creditTo, pub, p) // a failure is the session's: its loss ends the stream
 	}
 }
 
@@ -463,10 +489,17 @@ func (st *clientStream) Close() {
 	if closed {
 		return
 	}
-	if st.err != io.EOF && st.creditTo != "" {
+	if st.creditTo == "" { // no item came yet: a beat may have said where the server is
+		if to := st.o.pending.creditTo.Load(); to != nil {
+			st.creditTo = *to
+		}
+	}
+	if st.err != io.EOF && st.creditTo != "" { // told even when the stream's context ended, which is why it closes
+		ctx, cancel := context.WithTimeout(st.c.ctx, st.c.cfg.timeout)
 		var pub amqp.Publishing
 		st.c.proto.Streams.EncodeCancel(&pub, st.o.req.MsgID)
-		st.control(pub)
+		st.control(ctx, pub)
+		cancel()
 	}
 	st.o.end(st.c)
 }
@@ -486,6 +519,10 @@ func (c *Client) streamMessage(r *wire.Reply) {
 		return
 	}
 	p.heard.Store(time.Now().UnixNano())
+	if r.CreditTo != "" && p.creditTo.Load() == nil {
+		to := r.CreditTo
+		p.creditTo.Store(&to)
+	}
 	if r.Kind == wire.Items && len(r.Body) == 2 { // [], a beat
 		return
 	}
@@ -495,15 +532,17 @@ func (c *Client) streamMessage(r *wire.Reply) {
 }
 
 // abandoned tells the server of stream id, whose caller gave up, to stop
-// (once: later messages of it find it told), from a goroutine of its own,
+// (once a second: the messages in flight find it told), from a goroutine of its own,
 // as the replies' reader must not wait for the broker.
 func (c *Client) abandoned(id, creditTo string) {
 	c.abandonMu.Lock()
 	if c.abandonedIDs == nil || len(c.abandonedIDs) > 1024 {
-		c.abandonedIDs = make(map[string]bool)
+		c.abandonedIDs = make(map[string]time.Time)
 	}
-	told := c.abandonedIDs[id]
-	c.abandonedIDs[id] = true
+	told := time.Since(c.abandonedIDs[id]) < time.Second // told, and not long ago: its cancel may be on its way
+	if !told {
+		c.abandonedIDs[id] = time.Now()
+	}
 	c.abandonMu.Unlock()
 	if told {
 		return
@@ -523,7 +562,9 @@ func (c *Client) abandoned(id, creditTo string) {
 		if k, err := s.callsChannel(); err == nil {
 			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.timeout)
 			defer cancel()
-			k.publish(ctx, "", creditTo, pub)
+			if s.waitUnblocked(ctx) == nil {
+				k.publish(ctx, c.cfg.exchange, creditTo, pub)
+			}
 		}
 	}()
 }

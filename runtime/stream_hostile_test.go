@@ -38,10 +38,10 @@ func TestStreamHostileServer(t *testing.T) {
 		{"an item of another type", []message{items(0, `["seven"]`)}, 0, runtime.ErrMalformedReply},
 		{"not JSON", []message{items(0, `[0,`)}, 0, runtime.ErrMalformedReply},
 		{"one reply, not a stream", []message{{wire.ReplyType, 0, `{"result":5}`}}, 0, runtime.ErrStreamBroken},
-		{"nothing at all", nil, 0, context.DeadlineExceeded}, // no server took it, as far as the caller knows: at the client's timeout
+		{"nothing at all", nil, 0, context.DeadlineExceeded}, // no server took it, as far as the caller knows: at the client's timeout and a silence
 	}
 	topic := newTopic(t)
-	c := dial(t, runtime.WithStreamWindow(4), runtime.WithTimeout(2*time.Second))
+	c := dial(t, runtime.WithStreamWindow(4), runtime.WithTimeout(time.Second), runtime.WithStreamSilence(2*time.Second))
 	ch := rawChannel(t)
 	if _, err := ch.QueueDeclare(topic, true, false, false, false, nil); err != nil {
 		t.Fatal(err)

@@ -165,10 +165,16 @@ func TestStreamBreakEarly(t *testing.T) {
 	cn := newCounter()
 	serveCounter(t, topic, cn, runtime.WithMaxStreams(1))
 	c := dial(t, runtime.WithStreamWindow(16))
+	var freed time.Time // when the last stream broke: its slot must be free within a second
 	for round := range 3 { // one slot: each stream starts only once the last freed it
 		read := 0
 		start := time.Now()
+	again:
 		for v, err := range count(ctxTimeout(t, 10*time.Second), c, topic, -1, "") {
+			if remoteCode(err) == runtime.CodeResourceExhausted && read == 0 && time.Since(freed) < time.Second {
+				time.Sleep(10 * time.Millisecond) // the slot is freed as the stream's goroutines end: soon
+				goto again
+			}
 			if err != nil {
 				t.Fatalf("round %d: %v", round, err)
 			}
@@ -180,6 +186,7 @@ func TestStreamBreakEarly(t *testing.T) {
 			}
 		}
 		broke := time.Now()
+		freed = broke
 		if err := ended(t, cn, 2*time.Second, "break"); !errors.Is(err, context.Canceled) {
 			t.Fatalf("round %d: the method's context after the caller broke out: %v", round, err)
 		}
@@ -517,23 +524,45 @@ func TestStreamMismatches(t *testing.T) {
 	}
 }
 
+// Streams beyond WithMaxStreams are refused at once, never held: the
+// others complete, and the slots they free take the next.
 func TestStreamsAtOnce(t *testing.T) {
 	topic := newTopic(t)
-	serveCounter(t, topic, newCounter(), runtime.WithMaxStreams(8))
+	cn := newCounter()
+	cn.started, cn.ended = make(chan struct{}, 1000), make(chan error, 1000)
+	cn.pace = time.Millisecond
+	serveCounter(t, topic, cn, runtime.WithMaxStreams(8))
 	c := dial(t, runtime.WithStreamWindow(32))
 	errs := make(chan error, 64)
 	for i := range 64 {
 		go func() {
 			n, err := readUntilEnd(count(ctxTimeout(t, 20*time.Second), c, topic, 100+i, ""))
-			if err == nil && n != 100+i {
+			switch {
+			case remoteCode(err) == runtime.CodeResourceExhausted && n == 0:
+			case err == nil && n != 100+i:
 				err = fmt.Errorf("stream %d: %d items of %d", i, n, 100+i)
 			}
 			errs <- err
 		}()
 	}
+	done, refused := 0, 0
 	for range 64 {
-		if err := <-errs; err != nil {
+		switch err := <-errs; {
+		case err == nil:
+			done++
+		case remoteCode(err) == runtime.CodeResourceExhausted:
+			refused++
+		default:
 			t.Fatal(err)
+		}
+	}
+	if done < 8 || refused == 0 {
+		t.Fatalf("64 streams through 8 slots: %d completed, %d refused", done, refused)
+	}
+	t.Logf("64 streams through 8 slots: %d completed, %d refused", done, refused)
+	for i := range 16 { // one at a time: each finds a slot
+		if n, err := readUntilEnd(count(ctxTimeout(t, 20*time.Second), c, topic, 100, "")); n != 100 || err != nil {
+			t.Fatalf("stream %d after: %d items, %v", i, n, err)
 		}
 	}
 }
@@ -644,4 +673,49 @@ func TestStreamEndAfterLateCredit(t *testing.T) {
 			t.Fatalf("stream %d: %d items of 7, then %v", i, n, err)
 		}
 	}
+}
+
+// A stream cut short by its deadline, or by its caller, never ends as if
+// it were whole, whether its method stops with its context or fails with
+// the context's error.
+func TestStreamCutShortIsNoEnd(t *testing.T) {
+	l := runtime.NewLocal("counter")
+	defer l.Close()
+	cn := newCounter()
+	cn.started, cn.ended = make(chan struct{}, 100), make(chan error, 100)
+	cn.pace = 10 * time.Millisecond
+	l.RegisterService(&counterDesc, cn)
+	topic := newTopic(t)
+	serveCounter(t, topic, cn)
+	c := dial(t)
+	for _, inv := range []struct {
+		name  string
+		inv   runtime.Invoker
+		topic string
+	}{{"local", l, "counter"}, {"broker", c, topic}} {
+		for i := range 10 {
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Millisecond)
+			n, err := readUntilEnd(count(ctx, inv.inv, inv.topic, -1, ""))
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) && remoteCode(err) != runtime.CodeDeadlineExceeded {
+				t.Fatalf("%s %d: a stream at its deadline ended after %d items with %v", inv.name, i, n, err)
+			}
+		}
+	}
+	for i := range 20 { // the ends of the streams above
+		ended(t, cn, 2*time.Second, fmt.Sprintf("stream %d at its deadline", i))
+	}
+	// Cancelled, the server stops within a round trip, not at its next beat.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	var cancelled time.Time
+	for range count(ctx, c, topic, -1, "") {
+		if n++; n == 5 {
+			cancelled = time.Now()
+			cancel()
+		}
+	}
+	ended(t, cn, 300*time.Millisecond, "cancel")
+	t.Logf("the server stopped %v after its caller cancelled", time.Since(cancelled))
 }

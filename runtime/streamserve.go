@@ -58,9 +58,10 @@ type streamPort struct {
 	readers sync.WaitGroup // readControls and readReturns
 	running sync.WaitGroup // the streams
 
-	mu   sync.Mutex
-	live map[string]*serverStream // by request id
-	gone bool                     // the channel is gone: no stream starts
+	mu     sync.Mutex
+	live   map[string]*serverStream // by request id
+	gone   bool                     // the channel is gone: no stream starts
+	ending bool                     // end ends them all: no stream starts
 }
 
 // serverStream is a running stream, as its port knows it.
@@ -96,9 +97,15 @@ func (sess *serverSession) openStreams() error {
 	if err != nil {
 		return fmt.Errorf("amqprpc: open channel: %w", err)
 	}
-	q, err := declareQueue(ch, wire.Queue{Name: sess.s.topic + ".credits." + strings.ReplaceAll(uuid.NewString(), "-", ""), AutoDelete: true, Exclusive: true})
+	// Named as the server's own queues are (<topic>.<name>_<id>), and bound
+	// to the request exchange by its name: a caller that may call the
+	// topic may send credits, with no other permission.
+	q, err := declareQueue(ch, wire.Queue{Name: sess.s.topic + ".credits_" + strings.ReplaceAll(uuid.NewString(), "-", ""), AutoDelete: true, Exclusive: true})
 	if err != nil {
 		return err
+	}
+	if err := ch.QueueBind(q.Name, q.Name, sess.s.proto.RequestExchange().Name, false, nil); err != nil { // noWait
+		return fmt.Errorf("amqprpc: bind the credit queue: %w", err)
 	}
 	controls, err := ch.Consume(q.Name, "", // consumer tag: generated
 		true,  // autoAck
@@ -124,6 +131,7 @@ func (p *streamPort) readControls(controls <-chan amqp.Delivery) {
 	defer p.readers.Done()
 	s := p.sess.s
 	for d := range controls {
+		p.sess.conn.Release(len(d.Body)) // counted against the connection's budget as it came: credits have no body to hold
 		c, err := s.proto.Streams.DecodeControl(&d)
 		if err != nil {
 			s.throttle.warn(s.log, "amqprpc: dropping a malformed credit", "error", err)
@@ -148,6 +156,10 @@ func (p *streamPort) readControls(controls <-chan amqp.Delivery) {
 		st.cancel(errSessionLost)
 	}
 	p.mu.Unlock()
+	if !p.sess.conn.IsClosed() { // the channel alone closed (an item the broker refused): the session goes, and the next has streams again
+		s.log.Warn("amqprpc: the channel of streams closed; reconnecting")
+		p.sess.conn.Close()
+	}
 }
 
 // readReturns ends the streams whose messages came back: their callers'
@@ -169,7 +181,7 @@ func (p *streamPort) readReturns(returns <-chan amqp.Return) {
 func (p *streamPort) add(st *serverStream) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, dup := p.live[st.id]; dup || p.gone {
+	if _, dup := p.live[st.id]; dup || p.gone || p.ending {
 		return false
 	}
 	p.live[st.id] = st
@@ -188,6 +200,7 @@ func (p *streamPort) remove(st *serverStream) {
 // grace.
 func (p *streamPort) end(cause error, grace time.Duration) {
 	p.mu.Lock()
+	p.ending = true
 	for _, st := range p.live {
 		st.cancel(cause)
 	}
@@ -214,14 +227,17 @@ func (s *Server) startStream(r *request) *ran {
 	if !in.Reply.Batchable() {
 		return answer(&Error{Code: CodeFailedPrecondition, Message: "a stream's items go to a reply queue of its caller's (reply_to), not to a direct reply-to address or a reply exchange"})
 	}
-	select { // a slot, or the request waits, unacknowledged, holding its place in the prefetch
+	if r.d.raw.Redelivered { // at most once: it may have run
+		return answer(&Error{Code: CodeAborted, Message: "the stream's request was delivered again, after a server lost it: a server may have started it, and a stream runs at most once"})
+	}
+	if s.closing.Load() {
+		s.finish(r, retry)
+		return nil
+	}
+	select { // a slot, or a refusal: a request that waited would hold a worker and its place in the prefetch
 	case s.streamSlots <- struct{}{}:
-	case <-sess.done:
-		s.finish(r, retry)
-		return nil
-	case <-s.quit:
-		s.finish(r, retry)
-		return nil
+	default:
+		return answer(&Error{Code: CodeResourceExhausted, Message: fmt.Sprintf("the server runs its most streams at once (%d)", cap(s.streamSlots))})
 	}
 	items, ctx, cancel, failure := s.dispatchStream(s.ctx, in)
 	if failure == nil && sess.streams == nil {
@@ -241,6 +257,7 @@ func (s *Server) startStream(r *request) *ran {
 	}
 	s.stats.streams.Add(1)
 	desc, method := s.methods[in.Method].desc, in.Method
+	r.d.now = true        // acknowledged at once, and alone, before its items are asked for
 	s.finish(r, answered) // taken: a stream runs at most once
 	s.handlers.Add(1)
 	go s.runStream(sess.streams, st, items, ctx, desc, method)
@@ -303,6 +320,9 @@ func (s *Server) sendItems(p *streamPort, st *serverStream, ctx context.Context,
 	}
 	for {
 		if last != nil {
+			if ctx.Err() != nil { // the method stopped as its context ended: not an end of its own
+				return ended()
+			}
 			if last.err != nil {
 				return seq, toError(last.err, desc), true
 			}
@@ -401,6 +421,9 @@ func (s *Server) produce(ctx context.Context, items Items, out chan<- produced, 
 			return
 		}
 		item, err := json.Marshal(v)
+		if err == nil && len(item) > s.cfg.maxBody {
+			err = fmt.Errorf("%d bytes, over the limit of %d (WithMaxBodySize)", len(item), s.cfg.maxBody)
+		}
 		if err != nil {
 			s.throttle.methodError(s.log, method, "amqprpc: a stream's item does not encode", "method", method, "error", err)
 			put(produced{err: &Error{Code: CodeInternal, Message: fmt.Sprintf("an item of %q does not encode: %v", method, err)}})
