@@ -719,3 +719,138 @@ func TestStreamCutShortIsNoEnd(t *testing.T) {
 	ended(t, cn, 300*time.Millisecond, "cancel")
 	t.Logf("the server stopped %v after its caller cancelled", time.Since(cancelled))
 }
+
+// serveCounterVia starts a server of c on topic through the broker at url.
+func serveCounterVia(t *testing.T, url, topic string, c *counter, opts ...runtime.ServerOption) *runtime.Server {
+	t.Helper()
+	s := runtime.NewServer(url, topic, append([]runtime.ServerOption{runtime.WithServerName("counter")}, opts...)...)
+	s.RegisterService(&counterDesc, c)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		<-done
+	})
+	waitServing(t, topic, "counter")
+	return s
+}
+
+// Under the permissions of scripts/permissions.sh, and no more, a server
+// serves streams and a caller reads them, granting credit as it goes; a
+// stranger is refused.
+func TestStreamLeastPrivilege(t *testing.T) {
+	ownNode(t)
+	topic := newTopic(t)
+	permissionsDemo(t, topic)
+	serveCounterVia(t, urlAs(topic+"-service"), topic, newCounter())
+	caller, err := runtime.Dial(urlAs(topic+"-caller"), runtime.WithStreamWindow(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	if n, err := readUntilEnd(count(ctxTimeout(t, 10*time.Second), caller, topic, 100, "")); n != 100 || err != nil {
+		t.Fatalf("the caller's stream: %d items of 100, then %v", n, err)
+	}
+	stranger, err := runtime.Dial(urlAs(topic + "-stranger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	if _, err := readUntilEnd(count(ctxTimeout(t, 10*time.Second), stranger, topic, 100, "")); !errors.Is(err, runtime.ErrAccessRefused) {
+		t.Fatalf("a stranger's stream: %v", err)
+	}
+}
+
+// rawStream asks topic's server for a stream of n with a plain AMQP
+// channel, and returns its first message.
+func rawStream(t *testing.T, ch *amqp.Channel, topic string, n int) amqp.Delivery {
+	t.Helper()
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"method":"count","args":{"n":%d}}`, n)
+	if err := ch.PublishWithContext(context.Background(), runtime.DefaultExchange, topic, false, false, amqp.Publishing{
+		CorrelationId: "raw-" + topic, ReplyTo: q.Name, Headers: amqp.Table{"amqprpc-stream": int64(1)}, Body: []byte(body)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-msgs:
+		return d
+	case <-time.After(5 * time.Second):
+		t.Fatal("no stream message came")
+		return amqp.Delivery{}
+	}
+}
+
+// What a peer sends to a server's credit queue, where anyone who may call
+// the topic may send, costs the server nothing it keeps: past its budget
+// of request bytes, it still serves.
+func TestStreamCreditQueueJunk(t *testing.T) {
+	topic := newTopic(t)
+	cn := newCounter()
+	serveCounter(t, topic, cn, runtime.WithMaxRequestBytes(1<<20))
+	ch := rawChannel(t)
+	first := rawStream(t, ch, topic, -1)
+	creditTo, _ := first.Headers["amqprpc-credit-to"].(string)
+	if creditTo == "" {
+		t.Fatalf("a stream message without a credit queue: %+v", first.Headers)
+	}
+	junk := make([]byte, 100<<10)
+	for range 40 { // 4 MiB: four times the budget
+		if err := ch.PublishWithContext(context.Background(), runtime.DefaultExchange, creditTo, false, false, amqp.Publishing{Type: "amqprpc.credit", Body: junk}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dial(t)
+	if n, err := readUntilEnd(count(ctxTimeout(t, 10*time.Second), c, topic, 50, "")); n != 50 || err != nil {
+		t.Fatalf("after 4 MiB of junk to its credit queue, a stream: %d items of 50, %v", n, err)
+	}
+}
+
+// A stream's request that a server took and lost is not run again: it
+// may have run.
+func TestStreamDeliveredAgain(t *testing.T) {
+	topic := newTopic(t)
+	conn, err := amqp.Dial(brokerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	taker, err := conn.Channel() // takes the request, and is lost with it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := taker.QueueDeclare(topic, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := taker.QueueBind(topic, topic, runtime.DefaultExchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := taker.Consume(topic, "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, runtime.WithTimeout(3*time.Second))
+	got := make(chan error, 1)
+	go func() {
+		_, err := readUntilEnd(count(ctxTimeout(t, 15*time.Second), c, topic, 10, ""))
+		got <- err
+	}()
+	<-taken
+	taker.Close() // the broker delivers it again, to the server
+	cn := newCounter()
+	serveCounter(t, topic, cn)
+	if err := <-got; remoteCode(err) != runtime.CodeAborted {
+		t.Fatalf("a stream's request delivered again: %v", err)
+	}
+	if len(cn.started) != 0 {
+		t.Fatal("the method ran for a stream's request delivered again")
+	}
+}
