@@ -143,6 +143,7 @@ func (d *delivery) to(next state) bool {
 		return false
 	}
 	d.state = next
+	now := d.now
 	d.mu.Unlock()
 	if next.terminal() {
 		d.sess.forget(d)
@@ -150,7 +151,7 @@ func (d *delivery) to(next state) bool {
 	s, tag := d.sess.s, d.raw.DeliveryTag
 	var err error
 	switch {
-	case next == acked && (from == received || d.now): // at most once: the ack goes before the method runs
+	case next == acked && (from == received || now): // at most once: the ack goes before the method runs
 		if err = d.sess.ch.Ack(tag, false); err == nil { // multiple
 			err = d.sess.acker.Finish(tag, false)
 		}
@@ -243,6 +244,14 @@ func (d *delivery) release() {
 	if !released {
 		d.sess.conn.Release(len(d.raw.Body))
 	}
+}
+
+// alone makes d's ack go at once and alone, not with others': a stream's,
+// before its items are asked for.
+func (d *delivery) alone() {
+	d.mu.Lock()
+	d.now = true
+	d.mu.Unlock()
 }
 
 // refusal records that the broker refused a reply to one of d's requests,

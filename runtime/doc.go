@@ -35,7 +35,7 @@
 // iteration. Flow control is by credit: the caller lets its server send
 // WithStreamWindow items ahead of what it read, and grants more to the
 // server that took the request as it reads, so neither side holds more
-// than a window, however long the stream. A stream runs at most once; a
+// than a window, however long the stream. A stream that started is not run again; a
 // lost server ends it with ErrStreamBroken or ErrServerSilent
 // (WithStreamSilence), Shutdown that gives up with CodeUnavailable.
 // Stream interceptors (WithStreamClientInterceptors,

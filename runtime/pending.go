@@ -266,26 +266,19 @@ func (s *session) readReturns(returns <-chan amqp.Return, flush <-chan chan stru
 type messages struct {
 	mu      sync.Mutex
 	queue   []wire.Reply
-	bytes   int // of the bodies queued
 	most    int
 	overrun bool          // one came beyond most, or beyond its credit, and was dropped
 	ready   chan struct{} // one came: the reader may take it
 	granted atomic.Int64  // the place up to which its reader granted items
 }
 
-// maxQueuedBytes bounds the bodies of a stream's messages that its reader
-// has not taken: a server that keeps to its credit sends no more than a
-// window of items, but one that does not could send large ones.
-const maxQueuedBytes = 64 << 20
-
 // put queues r, unless most are queued already, or it starts beyond the
 // credit granted; it reports whether it did.
 func (m *messages) put(r *wire.Reply) bool {
 	m.mu.Lock()
-	ok := len(m.queue) < m.most && m.bytes+len(r.Body) <= maxQueuedBytes && (r.Kind == wire.End || r.Seq < m.granted.Load())
+	ok := len(m.queue) < m.most && (r.Kind == wire.End || r.Seq < m.granted.Load())
 	if ok {
 		m.queue = append(m.queue, *r)
-		m.bytes += len(r.Body)
 	} else {
 		m.overrun = true
 	}
@@ -306,7 +299,6 @@ func (m *messages) take() (r wire.Reply, ok, overrun bool) {
 		return r, false, m.overrun
 	}
 	r = m.queue[0]
-	m.bytes -= len(r.Body)
 	m.queue[0] = wire.Reply{}
 	m.queue = m.queue[1:]
 	if len(m.queue) == 0 {

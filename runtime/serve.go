@@ -3,7 +3,9 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +117,9 @@ func (s *Server) Serve() error {
 	err := s.checkPolicy()
 	if err == nil && s.services.streams {
 		err = s.proto.ErrNoStreams()
+	}
+	if err == nil && strings.HasPrefix(s.server, creditsPrefix) { // <topic>.credits_<id> is a credit queue's routing key
+		err = fmt.Errorf("amqprpc: a server's name may not begin with %q, which the routing keys of streams' credits do", creditsPrefix)
 	}
 	if err == nil {
 		err = s.serveSessions()

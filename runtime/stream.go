@@ -177,9 +177,12 @@ func WithStreamSilence(d time.Duration) ClientOption {
 }
 
 // WithMaxStreams bounds the streams a server runs at once; a stream
-// request beyond waits in its queue until one ends. Each stream holds
-// two goroutines and a window of items. Default: DefaultMaxStreams.
-// Server only.
+// request beyond is refused with CodeResourceExhausted, at once, rather
+// than held (a request held would hold a worker, and its place in the
+// prefetch, from the server's calls). Each stream holds two goroutines and
+// a window of items until it ends: a stream waiting for its caller to read
+// holds its slot, so give streams deadlines where callers are not trusted
+// to read or close. Default: DefaultMaxStreams. Server only.
 func WithMaxStreams(n int) ServerOption {
 	return serverOption(func(c *options) { c.maxStreams = max(n, 1) })
 }
@@ -375,6 +378,16 @@ func (st *clientStream) wait() (*wire.Reply, error) {
 		}
 		return nil, nil, false
 	}
+	// A credit lost on its way (its channel closed under it, for another
+	// request's refusal) would leave the server waiting and beating, and
+	// this reader waiting: while it waits, the last credit goes again each
+	// two beats. Credits say a place, not an amount: one twice is one.
+	var again <-chan time.Time
+	if st.granted > st.window {
+		tick := time.NewTicker(2 * streamBeat)
+		defer tick.Stop()
+		again = tick.C
+	}
 	for {
 		if r, err, ok := take(); ok {
 			return r, err
@@ -390,6 +403,8 @@ func (st *clientStream) wait() (*wire.Reply, error) {
 		timer.Reset(max(silent, 0))
 		select {
 		case <-p.stream.ready:
+		case <-again:
+			st.credit()
 		case r := <-p.result:
 			if errors.Is(r.err, ErrStreamBroken) { // a credit came back: the server is gone, its last words may be on their way
 				select {
@@ -457,6 +472,11 @@ func (st *clientStream) grant() {
 	}
 	st.granted = st.next + st.window
 	st.o.pending.stream.granted.Store(st.granted)
+	st.credit()
+}
+
+// credit sends the server the stream's credit.
+func (st *clientStream) credit() {
 	var pub amqp.Publishing
 	st.c.proto.Streams.EncodeCredit(&pub, st.o.req.MsgID, st.granted)
 	st.control(st.o.ctx, pub)
@@ -469,8 +489,8 @@ func (st *clientStream) grant() {
 // broker refuses (a permission) with ErrAccessRefused, as a request.
 func (st *clientStream) control(ctx context.Context, pub amqp.Publishing) {
 	s, p := st.o.sess, st.o.pending
-	if s.waitUnblocked(ctx) != nil {
-		return // the stream's end, or its loss, says why
+	if st.c.refused.check(st.c.cfg.exchange, st.creditTo) != nil || s.waitUnblocked(ctx) != nil {
+		return // refused a moment ago (the stream failed then), or the stream's end, or its loss, says why
 	}
 	pub.UserId = s.userID()
 	p.creditKey.Store(&st.creditTo)
@@ -494,12 +514,8 @@ func (st *clientStream) Close() {
 			st.creditTo = *to
 		}
 	}
-	if st.err != io.EOF && st.creditTo != "" { // told even when the stream's context ended, which is why it closes
-		ctx, cancel := context.WithTimeout(st.c.ctx, st.c.cfg.timeout)
-		var pub amqp.Publishing
-		st.c.proto.Streams.EncodeCancel(&pub, st.o.req.MsgID)
-		st.control(ctx, pub)
-		cancel()
+	if st.err != io.EOF && st.creditTo != "" && !errors.Is(st.err, ErrAccessRefused) { // told even when the stream's context ended, which is why it closes
+		st.c.cancelStream(st.o.sess, st.o.req.MsgID, st.creditTo)
 	}
 	st.o.end(st.c)
 }
@@ -550,8 +566,18 @@ func (c *Client) abandoned(id, creditTo string) {
 	c.mu.Lock()
 	s := c.sess
 	c.mu.Unlock()
-	if s == nil {
-		return
+	if s != nil {
+		c.cancelStream(s, id, creditTo)
+	}
+}
+
+// cancelStream tells the server of stream id, whose credit queue is
+// creditTo, to stop, on session s, from a goroutine of its own: one that
+// closes a stream, or reads replies, must not wait for the broker, which
+// may block publishers for long.
+func (c *Client) cancelStream(s *session, id, creditTo string) {
+	if c.refused.check(c.cfg.exchange, creditTo) != nil {
+		return // refused a moment ago: it would be again, and close the channel of others' calls
 	}
 	c.wg.Add(1)
 	go func() {
@@ -559,12 +585,10 @@ func (c *Client) abandoned(id, creditTo string) {
 		var pub amqp.Publishing
 		c.proto.Streams.EncodeCancel(&pub, id)
 		pub.UserId = s.userID()
-		if k, err := s.callsChannel(); err == nil {
-			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.timeout)
-			defer cancel()
-			if s.waitUnblocked(ctx) == nil {
-				k.publish(ctx, c.cfg.exchange, creditTo, pub)
-			}
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.timeout)
+		defer cancel()
+		if k, err := s.callsChannel(); err == nil && s.waitUnblocked(ctx) == nil {
+			k.publish(ctx, c.cfg.exchange, creditTo, pub)
 		}
 	}()
 }

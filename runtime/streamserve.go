@@ -36,6 +36,10 @@ var (
 	errShutdown        = errors.New("amqprpc: the server shut down before the stream ended")
 )
 
+// creditsPrefix begins the name of a server's credit queue after its
+// topic's: <topic>.credits_<id>, which no server's name may begin with.
+const creditsPrefix = "credits_"
+
 // Sizes of a stream's messages and buffers.
 const (
 	// maxStreamItems and maxStreamBytes bound the items in a message.
@@ -100,7 +104,7 @@ func (sess *serverSession) openStreams() error {
 	// Named as the server's own queues are (<topic>.<name>_<id>), and bound
 	// to the request exchange by its name: a caller that may call the
 	// topic may send credits, with no other permission.
-	q, err := declareQueue(ch, wire.Queue{Name: sess.s.topic + ".credits_" + strings.ReplaceAll(uuid.NewString(), "-", ""), AutoDelete: true, Exclusive: true})
+	q, err := declareQueue(ch, wire.Queue{Name: sess.s.topic + "." + creditsPrefix + strings.ReplaceAll(uuid.NewString(), "-", ""), AutoDelete: true, Exclusive: true})
 	if err != nil {
 		return err
 	}
@@ -227,11 +231,11 @@ func (s *Server) startStream(r *request) *ran {
 	if !in.Reply.Batchable() {
 		return answer(&Error{Code: CodeFailedPrecondition, Message: "a stream's items go to a reply queue of its caller's (reply_to), not to a direct reply-to address or a reply exchange"})
 	}
-	if r.d.raw.Redelivered { // at most once: it may have run
-		return answer(&Error{Code: CodeAborted, Message: "the stream's request was delivered again, after a server lost it: a server may have started it, and a stream runs at most once"})
-	}
 	if s.closing.Load() {
-		s.finish(r, retry)
+		if !s.cfg.ackAfterReply { // taken at most once already: it cannot go back
+			return answer(&Error{Code: CodeUnavailable, Message: "the server is shutting down"})
+		}
+		s.finish(r, retry) // not started: back to the queue, for another server
 		return nil
 	}
 	select { // a slot, or a refusal: a request that waited would hold a worker and its place in the prefetch
@@ -257,8 +261,8 @@ func (s *Server) startStream(r *request) *ran {
 	}
 	s.stats.streams.Add(1)
 	desc, method := s.methods[in.Method].desc, in.Method
-	r.d.now = true        // acknowledged at once, and alone, before its items are asked for
-	s.finish(r, answered) // taken: a stream runs at most once
+	r.d.alone()           // acknowledged at once, and alone, before its items are asked for
+	s.finish(r, answered) // taken: it is not run again
 	s.handlers.Add(1)
 	go s.runStream(sess.streams, st, items, ctx, desc, method)
 	return nil
@@ -304,6 +308,7 @@ func (s *Server) sendItems(p *streamPort, st *serverStream, ctx context.Context,
 	defer beat.Stop()
 	batch := make([]json.RawMessage, 0, 16)
 	var last *produced                      // the end, read with the items before it
+	var held json.RawMessage                // an item read with the items before it, for the next message
 	ended := func() (int64, *Error, bool) { // by ctx, before the end
 		f := cut(ctx)
 		return seq, f, f != nil
@@ -339,27 +344,31 @@ func (s *Server) sendItems(p *streamPort, st *serverStream, ctx context.Context,
 				return ended()
 			}
 		}
-		select {
-		case x, ok := <-out:
-			if !ok {
-				last = &produced{}
+		if held != nil { // read with the last message, which had no room for it
+			batch, held = append(batch, held), nil
+		} else {
+			select {
+			case x, ok := <-out:
+				if !ok {
+					last = &produced{}
+					continue
+				}
+				if x.err != nil {
+					last = &x
+					continue
+				}
+				batch = append(batch, x.item)
+			case <-beat.C:
+				if !flush() {
+					return seq, nil, false
+				}
 				continue
+			case <-ctx.Done():
+				return ended()
 			}
-			if x.err != nil {
-				last = &x
-				continue
-			}
-			batch = append(batch, x.item)
-		case <-beat.C:
-			if !flush() {
-				return seq, nil, false
-			}
-			continue
-		case <-ctx.Done():
-			return ended()
 		}
-		room, size := min(st.credit.Load()-seq, maxStreamItems), len(batch[0])
-	more: // what else is ready goes in the same message
+		room, size := min(st.credit.Load()-seq, maxStreamItems), len(batch[0])+2
+	more: // what else is ready goes in the same message, which must fit WithMaxBodySize
 		for int64(len(batch)) < room && size < maxStreamBytes {
 			select {
 			case x, ok := <-out:
@@ -370,9 +379,12 @@ func (s *Server) sendItems(p *streamPort, st *serverStream, ctx context.Context,
 				case x.err != nil:
 					last = &x
 					break more
+				case size+1+len(x.item) > s.cfg.maxBody:
+					held = x.item
+					break more
 				}
 				batch = append(batch, x.item)
-				size += len(x.item)
+				size += 1 + len(x.item)
 			default:
 				break more
 			}
@@ -421,8 +433,8 @@ func (s *Server) produce(ctx context.Context, items Items, out chan<- produced, 
 			return
 		}
 		item, err := json.Marshal(v)
-		if err == nil && len(item) > s.cfg.maxBody {
-			err = fmt.Errorf("%d bytes, over the limit of %d (WithMaxBodySize)", len(item), s.cfg.maxBody)
+		if err == nil && len(item)+2 > s.cfg.maxBody { // it travels in brackets
+			err = fmt.Errorf("%d bytes, over the limit of %d (WithMaxBodySize)", len(item), s.cfg.maxBody-2)
 		}
 		if err != nil {
 			s.throttle.methodError(s.log, method, "amqprpc: a stream's item does not encode", "method", method, "error", err)
