@@ -169,20 +169,23 @@ func TestStreamBreakEarly(t *testing.T) {
 	for round := range 3 { // one slot: each stream starts only once the last freed it
 		read := 0
 		start := time.Now()
-	again:
-		for v, err := range count(ctxTimeout(t, 10*time.Second), c, topic, -1, "") {
-			if remoteCode(err) == runtime.CodeResourceExhausted && read == 0 && time.Since(freed) < time.Second {
-				time.Sleep(10 * time.Millisecond) // the slot is freed as the stream's goroutines end: soon
-				goto again
-			}
-			if err != nil {
-				t.Fatalf("round %d: %v", round, err)
-			}
-			if v != read {
-				t.Fatalf("round %d: item %d is %d", round, read, v)
-			}
-			if read++; read == 10 {
-				break
+		for refused := true; refused; {
+			refused = false
+			for v, err := range count(ctxTimeout(t, 10*time.Second), c, topic, -1, "") {
+				if remoteCode(err) == runtime.CodeResourceExhausted && read == 0 && time.Since(freed) < time.Second {
+					refused = true // the slot is freed as the last stream's goroutines end: soon
+					time.Sleep(10 * time.Millisecond)
+					break
+				}
+				if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				if v != read {
+					t.Fatalf("round %d: item %d is %d", round, read, v)
+				}
+				if read++; read == 10 {
+					break
+				}
 			}
 		}
 		broke := time.Now()
