@@ -121,15 +121,31 @@ func TestQueuedCallsGoAgainAfterALostConnection(t *testing.T) {
 	for range n {
 		go func() { errs <- call() }()
 	}
-	time.Sleep(300 * time.Millisecond) // the network buffers fill; the other calls queue, or wait to be written
-	c.mu.Lock()
-	queued, published := c.sess.requests.Queued(), 0
-	for _, p := range c.pending {
-		if p.sent.Load() {
-			published++
+	// The network buffers fill; the other calls queue, or wait to be
+	// written. They are counted once the count holds still for 100 ms:
+	// then the batcher is stuck in a write, and takes no more from the
+	// queue before the cut (counted sooner, a fresh clone's run saw 2 of
+	// 46 queued calls taken between the count and the cut).
+	count := func() (queued, published int) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, p := range c.pending {
+			if p.sent.Load() {
+				published++
+			}
 		}
+		return c.sess.requests.Queued(), published
 	}
-	c.mu.Unlock()
+	time.Sleep(300 * time.Millisecond)
+	queued, published := count()
+	for still := time.Now().Add(3 * time.Second); time.Now().Before(still); {
+		time.Sleep(100 * time.Millisecond)
+		q, pub := count()
+		if q == queued && pub == published {
+			break
+		}
+		queued, published = q, pub
+	}
 	p.Cut()
 	p.Resume()
 	lost := 0
