@@ -26,6 +26,10 @@ type Service struct {
 	Version   string   `json:"version"`
 	Namespace string   `json:"namespace,omitempty"`
 	Methods   []Method `json:"methods"`
+	// Errors are the wire names of the errors the service declares
+	// (//amqprpc:errors), whose identity crosses the wire: their Go
+	// package path and name.
+	Errors []string `json:"errors,omitempty"`
 }
 
 // Method is one method of a service: what a tool needs to call it.

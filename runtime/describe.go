@@ -17,6 +17,10 @@ func describeService(desc *ServiceDesc) describe.Service {
 			Params: nonNil(m.Params), Results: nonNil(m.Results)})
 	}
 	slices.SortFunc(d.Methods, func(a, b describe.Method) int { return cmp.Compare(a.Name, b.Name) })
+	for _, e := range desc.Errors {
+		d.Errors = append(d.Errors, e.Type)
+	}
+	slices.Sort(d.Errors)
 	return d
 }
 

@@ -68,10 +68,12 @@ func main() {
 // errUsage says that the command line was wrong; the usage was printed.
 var errUsage = errors.New("amqprpc-gen: usage")
 
-const usage = `usage: amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [directory]
+const usage = `usage: amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [-describe] [directory]
 
 amqprpc-gen writes a typed amqprpc client and server for each interface
 type given, into one file in the package in directory (default ".").
+With -describe it prints, instead, the interfaces' description: what
+their servers answer amqprpc.describe with, as stable JSON.
 
 `
 
@@ -87,6 +89,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	output := fs.String("output", "", "output file name; default <directory>/<lower-case type>_amqprpc.go")
 	tags := fs.String("tags", "", "comma-separated list of build tags to apply")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	describeOnly := fs.Bool("describe", false, "print the interfaces' description (what their servers answer amqprpc.describe with) as JSON, and write no code")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -130,6 +133,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(diags) > 0 {
 		return report(stderr, wd, diags)
+	}
+	if *describeOnly {
+		out, err := describeFile(f)
+		if err != nil {
+			return fmt.Errorf("amqprpc-gen: %w", err)
+		}
+		_, err = stdout.Write(out)
+		return err
 	}
 	src, err := emit(f)
 	if err != nil {

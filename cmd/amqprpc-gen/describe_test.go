@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/amqprpc/amqprpc/describe"
+	"github.com/amqprpc/amqprpc/examples/calc"
+	"github.com/amqprpc/amqprpc/examples/inventory"
+	"github.com/amqprpc/amqprpc/runtime"
+)
+
+// The description amqprpc-gen -describe prints is what a server of the
+// interface answers describe.Request with: methods, modes, versions,
+// wire names, JSON shapes and declared errors, in the same order.
+func TestDescribeIsWhatServersSay(t *testing.T) {
+	for _, tc := range []struct {
+		typ, dir, output string
+		register         func(runtime.ServiceRegistrar)
+	}{
+		{"Calculator", "../../examples/calc", "calc_amqprpc.go", func(r runtime.ServiceRegistrar) { calc.RegisterCalculatorServer(r, new(calc.Machine)) }},
+		{"Inventory", "../../examples/inventory", "inventory_amqprpc.go", func(r runtime.ServiceRegistrar) { inventory.RegisterInventoryServer(r, inventory.NewStore(1)) }},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := run([]string{"-type", tc.typ, "-output", tc.dir + "/" + tc.output, "-describe", tc.dir}, &stdout, &stderr); err != nil {
+			t.Fatalf("%s: %v: %s", tc.typ, err, stderr.String())
+		}
+		var printed []describe.Service
+		if err := json.Unmarshal(stdout.Bytes(), &printed); err != nil {
+			t.Fatalf("%s: the description is not JSON: %v\n%s", tc.typ, err, stdout.String())
+		}
+		l := runtime.NewLocal("t")
+		tc.register(l)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var said describe.Server
+		err := l.Invoke(ctx, runtime.Request{Target: runtime.Target{Topic: "t"}, Method: describe.Request, Args: struct{}{}}, &said)
+		cancel()
+		l.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.MarshalIndent(said.Services, "", "  ")
+		got, _ := json.MarshalIndent(printed, "", "  ")
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: amqprpc-gen -describe printed\n%s\nbut a server says\n%s", tc.typ, got, want)
+		}
+		if tc.typ == "Calculator" && (len(printed[0].Errors) != 1 || printed[0].Errors[0] != "github.com/amqprpc/amqprpc/examples/calc.ErrDivideByZero") {
+			t.Fatalf("the calculator's declared errors: %v", printed[0].Errors)
+		}
+	}
+}
