@@ -57,6 +57,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const usage = `usage: amqprpc [flags] list TOPIC
        amqprpc [flags] describe TOPIC [METHOD]
        amqprpc [flags] call|cast|fanout|gather TOPIC METHOD [name=value ...] [-d JSON]
+       amqprpc compat OLD.json NEW.json    (descriptions: amqprpc-gen -describe)
 `
 
 // errUsage marks an error of the command line.
@@ -129,6 +130,9 @@ func run(args []string, out, errOut io.Writer) int {
 }
 
 func (c *cli) do(words []string) error {
+	if len(words) > 0 && words[0] == "compat" {
+		return c.compat(words[1:])
+	}
 	if len(words) < 2 {
 		return fmt.Errorf("%w: a command and a topic", errUsage)
 	}
@@ -504,4 +508,39 @@ func typed(f describe.Field, value string) (json.RawMessage, error) {
 		return nil, fmt.Errorf("%s wants JSON (%s)", f.GoType, f.JSON)
 	}
 	return json.RawMessage(value), nil
+}
+
+// compat compares two descriptions, files that amqprpc-gen -describe
+// wrote (or "-" for the standard input), prints each change with its
+// kind and rule (docs/CONTRACTS.md), and fails when one is wire-breaking
+// and no new major version covers it.
+func (c *cli) compat(files []string) error {
+	if len(files) != 2 {
+		return fmt.Errorf("%w: compat OLD.json NEW.json", errUsage)
+	}
+	var sides [2][]describe.Service
+	for i, name := range files {
+		var data []byte
+		var err error
+		if name == "-" {
+			data, err = io.ReadAll(os.Stdin)
+		} else {
+			data, err = os.ReadFile(name)
+		}
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(data, &sides[i]); err != nil {
+			return fmt.Errorf("%s is not a description (amqprpc-gen -describe): %w", name, err)
+		}
+	}
+	changes := describe.Compare(sides[0], sides[1])
+	for _, ch := range changes {
+		fmt.Fprintln(c.out, ch)
+	}
+	if describe.Breaks(changes) {
+		return errors.New("wire-breaking changes that no new major version covers")
+	}
+	fmt.Fprintf(c.out, "compatible: %d changes, none wire-breaking without a new major version\n", len(changes))
+	return nil
 }

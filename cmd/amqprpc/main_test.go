@@ -9,6 +9,7 @@ import (
 	"iter"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -285,5 +286,44 @@ func TestStreamInterrupt(t *testing.T) {
 		case <-end:
 			t.Fatal("the server's method did not stop within 5s of Ctrl-C")
 		}
+	}
+}
+
+// amqprpc compat prints each change with its kind and rule, and fails on
+// a wire-breaking change that no new major version covers; it needs no
+// broker.
+func TestCompat(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	old := write("old.json", `[{"name":"Calculator","version":"1.1","methods":[
+		{"name":"add","mode":"call","since":"1.0","params":[{"name":"v1","go_type":"int","json":"integer"},{"name":"v2","go_type":"int","json":"integer"}],"results":[{"name":"r1","go_type":"int","json":"integer"}]}]}]`)
+	renamed := write("renamed.json", `[{"name":"Calculator","version":"1.1","methods":[
+		{"name":"add","mode":"call","since":"1.0","params":[{"name":"v1","go_type":"int","json":"integer"},{"name":"w2","go_type":"int","json":"integer"}],"results":[{"name":"r1","go_type":"int","json":"integer"}]}]}]`)
+	added := write("added.json", `[{"name":"Calculator","version":"1.2","methods":[
+		{"name":"add","mode":"call","since":"1.0","params":[{"name":"v1","go_type":"int","json":"integer"},{"name":"v2","go_type":"int","json":"integer"}],"results":[{"name":"r1","go_type":"int","json":"integer"}]},
+		{"name":"mul","mode":"call","since":"1.2","params":[],"results":[]}]}]`)
+	for _, tc := range []struct {
+		new  string
+		code int
+		want string
+	}{
+		{renamed, 1, "wire-breaking: Calculator.add: parameter v2 is gone"},
+		{added, 0, "safe: Calculator.mul: a new method, since 1.2"},
+		{old, 0, "compatible: 0 changes"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"compat", old, tc.new}, &out, &errOut); code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Fatalf("compat old %s: exit %d (want %d)\n%s%s", filepath.Base(tc.new), code, tc.code, out.String(), errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"compat", old}, &out, &errOut); code != 2 {
+		t.Fatalf("compat with one description: exit %d", code)
 	}
 }

@@ -1,0 +1,225 @@
+package describe
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Compatibility. Compare lists what changed on the wire between two
+// descriptions of a set of services, each with its kind: Breaking, when a
+// caller or a server built from the old description fails against one
+// built from the new (or the other way round, in a rolling upgrade where
+// both run), or Safe. A breaking change of a service whose major version
+// went up is Covered: callers of the old major version were told, by the
+// version, to expect it (docs/CONTRACTS.md has the rules, each with a
+// test).
+
+// Kind is what a change does to callers and servers of the other side.
+type Kind string
+
+const (
+	// Safe changes keep every old caller and server working.
+	Safe Kind = "safe"
+	// Breaking changes fail an old caller, or an old server.
+	Breaking Kind = "wire-breaking"
+)
+
+// Change is one difference between two descriptions.
+type Change struct {
+	Kind    Kind
+	Rule    string // the rule's name, as docs/CONTRACTS.md lists it
+	Service string
+	Method  string // "" for a change of the service itself
+	What    string
+	// Covered says a breaking change comes with a new major version of
+	// its service.
+	Covered bool
+}
+
+func (c Change) String() string {
+	where := c.Service
+	if c.Method != "" {
+		where += "." + c.Method
+	}
+	kind := string(c.Kind)
+	if c.Covered {
+		kind += " (new major version)"
+	}
+	return fmt.Sprintf("%s: %s: %s [%s]", kind, where, c.What, c.Rule)
+}
+
+// Compare returns the changes from old to new, services and methods in
+// the order of their names.
+func Compare(old, new []Service) []Change {
+	var changes []Change
+	news := make(map[string]*Service)
+	for i := range new {
+		news[new[i].Name] = &new[i]
+	}
+	olds := make(map[string]bool)
+	for i := range old {
+		o := &old[i]
+		olds[o.Name] = true
+		n, ok := news[o.Name]
+		if !ok {
+			changes = append(changes, Change{Kind: Breaking, Rule: "service-removed", Service: o.Name, What: "the service is gone: its callers get unimplemented"})
+			continue
+		}
+		changes = append(changes, compareService(o, n)...)
+	}
+	for i := range new {
+		if !olds[new[i].Name] {
+			changes = append(changes, Change{Kind: Safe, Rule: "service-added", Service: new[i].Name, What: "a new service"})
+		}
+	}
+	return changes
+}
+
+// Breaks reports whether changes has a breaking change that no new major
+// version covers.
+func Breaks(changes []Change) bool {
+	for _, c := range changes {
+		if c.Kind == Breaking && !c.Covered {
+			return true
+		}
+	}
+	return false
+}
+
+func compareService(o, n *Service) []Change {
+	var changes []Change
+	oMajor, oMinor := version(o.Version)
+	nMajor, nMinor := version(n.Version)
+	major := nMajor > oMajor
+	add := func(kind Kind, rule, method, what string) {
+		changes = append(changes, Change{Kind: kind, Rule: rule, Service: o.Name, Method: method, What: what, Covered: kind == Breaking && major})
+	}
+	switch {
+	case nMajor < oMajor || nMajor == oMajor && nMinor < oMinor:
+		add(Breaking, "version-lowered", "", fmt.Sprintf("version %s, lower than %s", n.Version, o.Version))
+	case major:
+		add(Safe, "major-version", "", fmt.Sprintf("version %s to %s: callers of %d.x fail with unsupported_version, and breaking changes are allowed", o.Version, n.Version, oMajor))
+	}
+	if o.Namespace != n.Namespace {
+		add(Breaking, "namespace-changed", "", fmt.Sprintf("namespace %q to %q: oslo.messaging peers dispatch on it", o.Namespace, n.Namespace))
+	}
+	nm := make(map[string]*Method)
+	for i := range n.Methods {
+		nm[n.Methods[i].Name] = &n.Methods[i]
+	}
+	om := make(map[string]bool)
+	for i := range o.Methods {
+		m := &o.Methods[i]
+		om[m.Name] = true
+		if x, ok := nm[m.Name]; ok {
+			for _, c := range compareMethod(m, x) {
+				add(c.Kind, c.Rule, m.Name, c.What)
+			}
+			continue
+		}
+		add(Breaking, "method-removed", m.Name, "the method is gone (or renamed): old callers get unimplemented")
+	}
+	for i := range n.Methods {
+		m := &n.Methods[i]
+		if om[m.Name] {
+			continue
+		}
+		sMajor, sMinor := version(m.Since)
+		if !major && (sMajor < nMajor || sMajor == oMajor && sMinor <= oMinor) {
+			add(Breaking, "method-added-without-since", m.Name, fmt.Sprintf("a new method of version %s, which servers of %s lack: give it //amqprpc:since and raise the version", m.Since, o.Version))
+			continue
+		}
+		add(Safe, "method-added", m.Name, fmt.Sprintf("a new method, since %s: a client capped below it does not call it", m.Since))
+	}
+	oe := make(map[string]bool)
+	for _, e := range o.Errors {
+		oe[e] = true
+	}
+	ne := make(map[string]bool)
+	for _, e := range n.Errors {
+		ne[e] = true
+		if !oe[e] {
+			add(Safe, "error-added", "", fmt.Sprintf("declares %s", e))
+		}
+	}
+	for _, e := range o.Errors {
+		if !ne[e] {
+			add(Breaking, "error-removed", "", fmt.Sprintf("no longer declares %s: old callers that match it get an *Error instead", e))
+		}
+	}
+	return changes
+}
+
+// compareMethod returns the changes of a method kept under its name.
+func compareMethod(o, n *Method) []Change {
+	var changes []Change
+	add := func(kind Kind, rule, what string) {
+		changes = append(changes, Change{Kind: kind, Rule: rule, What: what})
+	}
+	if o.Mode != n.Mode {
+		add(Breaking, "mode-changed", fmt.Sprintf("mode %s to %s: the two sides no longer agree on a reply", o.Mode, n.Mode))
+	}
+	if o.Gather && !n.Gather {
+		add(Breaking, "gather-removed", "no longer gathered")
+	}
+	if !o.Gather && n.Gather {
+		add(Safe, "gather-added", "may also be gathered")
+	}
+	if o.Since != n.Since {
+		add(Breaking, "since-changed", fmt.Sprintf("since %s to %s: clients capped between them disagree with servers", o.Since, n.Since))
+	}
+	changes = append(changes, compareFields("param", o.Params, n.Params)...)
+	changes = append(changes, compareFields("result", o.Results, n.Results)...)
+	return changes
+}
+
+// compareFields compares a method's parameters, or its results: a name
+// that goes, comes, or changes its JSON shape breaks one side.
+func compareFields(what string, o, n []Field) []Change {
+	var changes []Change
+	nf := make(map[string]Field)
+	for _, f := range n {
+		nf[f.Name] = f
+	}
+	of := make(map[string]bool)
+	for _, f := range o {
+		of[f.Name] = true
+		x, ok := nf[f.Name]
+		switch {
+		case !ok && what == "param":
+			changes = append(changes, Change{Kind: Breaking, Rule: "param-removed", What: fmt.Sprintf("parameter %s is gone (or renamed): old callers send it, and new servers refuse an argument they do not know", f.Name)})
+		case !ok:
+			changes = append(changes, Change{Kind: Breaking, Rule: "result-removed", What: fmt.Sprintf("result %s is gone (or renamed): old callers read nothing for it", f.Name)})
+		case f.JSON != x.JSON:
+			changes = append(changes, Change{Kind: Breaking, Rule: what + "-shape-changed", What: fmt.Sprintf("%s %s travels as %s, not %s (%s to %s)", what, f.Name, x.JSON, f.JSON, f.GoType, x.GoType)})
+		case f.GoType != x.GoType:
+			changes = append(changes, Change{Kind: Safe, Rule: what + "-type-changed", What: fmt.Sprintf("%s %s is a %s, not a %s, and travels as %s still", what, f.Name, x.GoType, f.GoType, x.JSON)})
+		}
+	}
+	for _, f := range n {
+		if of[f.Name] {
+			continue
+		}
+		switch {
+		case what == "param":
+			changes = append(changes, Change{Kind: Breaking, Rule: "param-added", What: fmt.Sprintf("parameter %s is new: new callers send it, and old servers refuse an argument they do not know", f.Name)})
+		case len(o) == 0:
+			changes = append(changes, Change{Kind: Safe, Rule: "result-added", What: fmt.Sprintf("result %s is new: old callers wanted none, and read none", f.Name)})
+		default:
+			changes = append(changes, Change{Kind: Breaking, Rule: "result-added", What: fmt.Sprintf("result %s is new: the reply's shape changes for old callers (one result travels as itself, several as an object)", f.Name)})
+		}
+	}
+	return changes
+}
+
+// version returns the major and minor numbers of v ("1.0" when unset).
+func version(v string) (major, minor int) {
+	a, b, _ := strings.Cut(v, ".")
+	major, _ = strconv.Atoi(a)
+	minor, _ = strconv.Atoi(b)
+	if v == "" {
+		major = 1
+	}
+	return major, minor
+}
