@@ -58,6 +58,7 @@ const usage = `usage: amqprpc [flags] list TOPIC
        amqprpc [flags] describe TOPIC [METHOD]
        amqprpc [flags] call|cast|fanout|gather TOPIC METHOD [name=value ...] [-d JSON]
        amqprpc compat OLD.json NEW.json    (descriptions: amqprpc-gen -describe)
+       amqprpc [flags] compat topic:TOPIC NEW.json   (against every server of TOPIC that runs)
 `
 
 // errUsage marks an error of the command line.
@@ -518,6 +519,9 @@ func (c *cli) compat(files []string) error {
 	if len(files) != 2 {
 		return fmt.Errorf("%w: compat OLD.json NEW.json", errUsage)
 	}
+	if topic, ok := strings.CutPrefix(files[0], "topic:"); ok {
+		return c.rollout(topic, files[1])
+	}
 	var sides [2][]describe.Service
 	for i, name := range files {
 		var data []byte
@@ -530,11 +534,16 @@ func (c *cli) compat(files []string) error {
 		if err != nil {
 			return err
 		}
-		if err := json.Unmarshal(data, &sides[i]); err != nil {
-			return fmt.Errorf("%s is not a description (amqprpc-gen -describe): %w", name, err)
+		if sides[i], err = readDescription(name, data); err != nil {
+			return err
 		}
 	}
-	changes := describe.Compare(sides[0], sides[1])
+	return c.report(describe.Compare(sides[0], sides[1]))
+}
+
+// report prints changes, and fails when one breaks and no new major
+// version covers it.
+func (c *cli) report(changes []describe.Change) error {
 	for _, ch := range changes {
 		fmt.Fprintln(c.out, ch)
 	}
@@ -542,5 +551,71 @@ func (c *cli) compat(files []string) error {
 		return errors.New("wire-breaking changes that no new major version covers")
 	}
 	fmt.Fprintf(c.out, "compatible: %d changes, none wire-breaking without a new major version\n", len(changes))
+	return nil
+}
+
+// readDescription reads a description that amqprpc-gen -describe wrote.
+func readDescription(name string, data []byte) ([]describe.Service, error) {
+	var d []describe.Service
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("%s is not a description (amqprpc-gen -describe): %w", name, err)
+	}
+	return d, nil
+}
+
+// rollout checks the description in file, of the interfaces about to be
+// deployed, against every server of topic that answers: server by server,
+// whether a client built from it can call each method the server has,
+// and whether a server built from it can serve the callers the server's
+// interfaces allowed. It fails when one server would break.
+func (c *cli) rollout(topic, file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	next, err := readDescription(file, data)
+	if err != nil {
+		return err
+	}
+	c.client, err = runtime.Dial(c.url, runtime.WithExchange(c.exchange), runtime.WithTimeout(c.timeout),
+		runtime.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		return err
+	}
+	defer c.client.Close()
+	servers, err := c.descriptions(topic, false)
+	if err != nil {
+		return err
+	}
+	names := make(map[string]bool)
+	for _, s := range next {
+		names[s.Name] = true
+	}
+	broken := 0
+	for _, d := range servers {
+		var running []describe.Service // what the server serves of the interfaces checked
+		for _, s := range d.Services {
+			if names[s.Name] {
+				running = append(running, s)
+			}
+		}
+		var changes []describe.Change
+		for _, ch := range describe.Compare(running, next) {
+			if ch.Rule != "service-added" || len(running) > 0 { // a server that serves other interfaces is no concern of theirs
+				changes = append(changes, ch)
+			}
+		}
+		verdict := "compatible"
+		if describe.Breaks(changes) {
+			verdict, broken = "WIRE-BREAKING", broken+1
+		}
+		fmt.Fprintf(c.out, "server %s: %s\n", d.Name, verdict)
+		for _, ch := range changes {
+			fmt.Fprintf(c.out, "  %s\n", ch)
+		}
+	}
+	if broken > 0 {
+		return fmt.Errorf("%d of %d servers of %s would break: a client or a server of the new interfaces fails against them", broken, len(servers), topic)
+	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -16,6 +17,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/amqprpc/amqprpc/describe"
 	"github.com/amqprpc/amqprpc/examples/calc"
 	"github.com/amqprpc/amqprpc/internal/wire"
 	"github.com/amqprpc/amqprpc/runtime"
@@ -326,4 +328,79 @@ func TestCompat(t *testing.T) {
 	if code := run([]string{"compat", old}, &out, &errOut); code != 2 {
 		t.Fatalf("compat with one description: exit %d", code)
 	}
+}
+
+// amqprpc compat topic:TOPIC NEW.json checks what is about to be deployed
+// against every server of the topic that runs: here server a of
+// Calculator 1.1 and server b of its 1.0, which had no div.
+func TestRollout(t *testing.T) {
+	topic := fmt.Sprintf("cli.rollout.%d", time.Now().UnixNano())
+	v10 := calc.Calculator_ServiceDesc
+	v10.Version = "1.0"
+	v10.Methods = nil
+	for _, m := range calc.Calculator_ServiceDesc.Methods {
+		if m.Name != "div" {
+			v10.Methods = append(v10.Methods, m)
+		}
+	}
+	for name, desc := range map[string]*runtime.ServiceDesc{"a": &calc.Calculator_ServiceDesc, "b": &v10} {
+		s := runtime.NewServer(brokerURL(), topic, runtime.WithServerName(name))
+		s.RegisterService(desc, new(calc.Machine))
+		served := make(chan error, 1)
+		go func() { served <- s.Serve() }()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.Shutdown(ctx)
+			<-served
+		})
+	}
+	t.Cleanup(func() {
+		if conn, err := amqp.Dial(brokerURL()); err == nil {
+			ch, _ := conn.Channel()
+			ch.QueueDelete(topic, false, false, false)
+			ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
+			conn.Close()
+		}
+	})
+	for _, name := range []string{"a", "b"} {
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if code, _, _ := amqprpc(t, "-server", name, "-timeout", "1s", "call", topic, "add", "v1=1", "v2=1"); code == 0 {
+				break
+			}
+			if time.Now().After(end) {
+				t.Fatalf("server %s does not answer", name)
+			}
+		}
+	}
+	// The description of what is about to be deployed: Calculator 1.1, as
+	// server a serves it; then the same with add's v2 renamed.
+	client, err := runtime.Dial(brokerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var d describe.Server
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := client.Invoke(ctx, runtime.Request{Target: runtime.Target{Topic: topic, Server: "a"}, Method: describe.Request, Args: struct{}{}}, &d); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	same, _ := json.Marshal(d.Services)
+	os.WriteFile(filepath.Join(dir, "same.json"), same, 0o666)
+	d.Services[0].Methods[0].Params[1].Name = "w2" // add's
+	renamed, _ := json.Marshal(d.Services)
+	os.WriteFile(filepath.Join(dir, "renamed.json"), renamed, 0o666)
+
+	code, out, errOut := amqprpc(t, "-wait", "2s", "compat", "topic:"+topic, filepath.Join(dir, "same.json"))
+	if code != 0 || !strings.Contains(out, "server a: compatible") || !strings.Contains(out, "server b: compatible") || !strings.Contains(out, "Calculator.div: a new method, since 1.1") {
+		t.Fatalf("rolling out what server a runs: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("rolling out Calculator 1.1:\n%s", out)
+	code, out, errOut = amqprpc(t, "-wait", "2s", "compat", "topic:"+topic, filepath.Join(dir, "renamed.json"))
+	if code != 1 || !strings.Contains(out, "server a: WIRE-BREAKING") || !strings.Contains(out, "server b: WIRE-BREAKING") || !strings.Contains(errOut, "2 of 2 servers") {
+		t.Fatalf("rolling out a renamed parameter: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("rolling out add(v1, w2):\n%s%s", out, errOut)
 }
