@@ -41,6 +41,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -57,7 +58,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const usage = `usage: amqprpc [flags] list TOPIC
        amqprpc [flags] describe TOPIC [METHOD]
        amqprpc [flags] call|cast|fanout|gather TOPIC METHOD [name=value ...] [-d JSON]
-       amqprpc compat OLD.json NEW.json    (descriptions: amqprpc-gen -describe)
+       amqprpc compat OLD.json NEW.json    (descriptions: amqprpc-gen -describe; REV:PATH for a git revision's)
        amqprpc [flags] compat topic:TOPIC NEW.json   (against every server of TOPIC that runs)
 `
 
@@ -524,13 +525,7 @@ func (c *cli) compat(files []string) error {
 	}
 	var sides [2][]describe.Service
 	for i, name := range files {
-		var data []byte
-		var err error
-		if name == "-" {
-			data, err = io.ReadAll(os.Stdin)
-		} else {
-			data, err = os.ReadFile(name)
-		}
+		data, err := readFile(name)
 		if err != nil {
 			return err
 		}
@@ -569,7 +564,7 @@ func readDescription(name string, data []byte) ([]describe.Service, error) {
 // and whether a server built from it can serve the callers the server's
 // interfaces allowed. It fails when one server would break.
 func (c *cli) rollout(topic, file string) error {
-	data, err := os.ReadFile(file)
+	data, err := readFile(file)
 	if err != nil {
 		return err
 	}
@@ -618,4 +613,22 @@ func (c *cli) rollout(topic, file string) error {
 		return fmt.Errorf("%d of %d servers of %s would break: a client or a server of the new interfaces fails against them", broken, len(servers), topic)
 	}
 	return nil
+}
+
+// readFile reads a description: a file, "-" for the standard input, or
+// REV:PATH for the file at PATH in the git revision REV (main:calc.json),
+// when PATH is no file here.
+func readFile(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	data, err := os.ReadFile(name)
+	if rev, path, ok := strings.Cut(name, ":"); err != nil && ok && rev != "" && path != "" {
+		out, gerr := exec.Command("git", "show", rev+":"+path).Output()
+		if gerr != nil {
+			return nil, fmt.Errorf("%s: no such file, nor a file of a git revision (git show %s: %v)", name, name, gerr)
+		}
+		return out, nil
+	}
+	return data, err
 }

@@ -404,3 +404,30 @@ func TestRollout(t *testing.T) {
 	}
 	t.Logf("rolling out add(v1, w2):\n%s%s", out, errOut)
 }
+
+// A description may come from a git revision: REV:PATH.
+func TestCompatGitRevision(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	dir := t.TempDir()
+	git := func(args ...string) {
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@t"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	desc := `[{"name":"S","version":"1.0","methods":[{"name":"m","mode":"call","since":"1.0","params":[],"results":[]}]}]`
+	git("init", "-q")
+	os.WriteFile(filepath.Join(dir, "s.json"), []byte(desc), 0o666)
+	git("add", "s.json")
+	git("commit", "-qm", "s")
+	os.WriteFile(filepath.Join(dir, "s.json"), []byte(`[{"name":"S","version":"1.0","methods":[]}]`), 0o666)
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(dir)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"compat", "HEAD:s.json", "s.json"}, &out, &errOut); code != 1 || !strings.Contains(out.String(), "S.m: the method is gone") {
+		t.Fatalf("compat HEAD:s.json s.json: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+}
