@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +29,9 @@ func TestDescribeIsWhatServersSay(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		if err := run([]string{"-type", tc.typ, "-output", tc.dir + "/" + tc.output, "-describe", tc.dir}, &stdout, &stderr); err != nil {
 			t.Fatalf("%s: %v: %s", tc.typ, err, stderr.String())
+		}
+		if committed, err := os.ReadFile(tc.dir + "/" + strings.TrimSuffix(tc.output, ".go") + ".json"); err != nil || !bytes.Equal(committed, stdout.Bytes()) {
+			t.Fatalf("%s: the committed description (-description) is not what -describe prints: %v", tc.typ, err)
 		}
 		var printed []describe.Service
 		if err := json.Unmarshal(stdout.Bytes(), &printed); err != nil {

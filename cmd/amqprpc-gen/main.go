@@ -68,12 +68,13 @@ func main() {
 // errUsage says that the command line was wrong; the usage was printed.
 var errUsage = errors.New("amqprpc-gen: usage")
 
-const usage = `usage: amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [-describe] [directory]
+const usage = `usage: amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [-description file] [-describe] [directory]
 
 amqprpc-gen writes a typed amqprpc client and server for each interface
 type given, into one file in the package in directory (default ".").
 With -describe it prints, instead, the interfaces' description: what
-their servers answer amqprpc.describe with, as stable JSON.
+their servers answer amqprpc.describe with, as stable JSON; -description
+writes it to a file beside the code.
 
 `
 
@@ -90,6 +91,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	tags := fs.String("tags", "", "comma-separated list of build tags to apply")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	describeOnly := fs.Bool("describe", false, "print the interfaces' description (what their servers answer amqprpc.describe with) as JSON, and write no code")
+	description := fs.String("description", "", "also write the interfaces' description to this file, to commit beside the code: a diff in review shows what changed on the wire")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -148,6 +150,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := os.WriteFile(outPath, src, 0o666); err != nil {
 		return fmt.Errorf("amqprpc-gen: %w", err)
+	}
+	if *description != "" {
+		out, err := describeFile(f)
+		if err == nil {
+			err = os.WriteFile(*description, out, 0o666)
+		}
+		if err != nil {
+			return fmt.Errorf("amqprpc-gen: %w", err)
+		}
 	}
 	return nil
 }
