@@ -19,6 +19,7 @@ type checker struct {
 	files   []*ast.File
 	docs    map[token.Pos]*ast.CommentGroup // doc comments by name position
 	imports map[string]string               // import path -> package name of the types used
+	schemas *schemas                        // the JSON Schemas of the types used
 	diags   []diagnostic
 }
 
@@ -285,7 +286,7 @@ func (c *checker) method(svc *service, fn *types.Func) *method {
 			fail(p.Pos(), "parameter %s of type %s cannot cross the wire: %s", p.Name(), c.typeString(p.Type()), why)
 			continue
 		}
-		pm := &param{name: p.Name(), wire: wireName(p.Name()), field: exportedName(p.Name()), typ: c.typeOf(p.Type()), goType: c.typeString(p.Type()), shape: jsonShape(p.Type())}
+		pm := &param{name: p.Name(), wire: wireName(p.Name()), field: exportedName(p.Name()), typ: c.typeOf(p.Type()), goType: c.typeString(p.Type()), shape: jsonShape(p.Type()), schema: c.schemas.of(p.Type())}
 		if prev, dup := byWire[pm.wire]; dup {
 			fail(p.Pos(), "parameters %s and %s have the same wire name %q", prev, p.Name(), pm.wire)
 			continue
@@ -328,7 +329,7 @@ func (c *checker) callResults(m *method, fn *types.Func, results *types.Tuple, f
 			fail(r.Pos(), "result of type %s cannot cross the wire: %s", c.typeString(r.Type()), why)
 			continue
 		}
-		rm := &param{name: r.Name(), typ: c.typeOf(r.Type()), goType: c.typeString(r.Type()), shape: jsonShape(r.Type())}
+		rm := &param{name: r.Name(), typ: c.typeOf(r.Type()), goType: c.typeString(r.Type()), shape: jsonShape(r.Type()), schema: c.schemas.of(r.Type())}
 		if r.Name() == "" || r.Name() == "_" {
 			rm.name, rm.wire, rm.field = "", fmt.Sprintf("r%d", i+1), fmt.Sprintf("R%d", i+1)
 		} else {

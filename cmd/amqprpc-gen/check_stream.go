@@ -63,5 +63,5 @@ func (c *checker) streamResult(m *method, fn *types.Func, results *types.Tuple, 
 		fail(r.Pos(), "stream item of type %s cannot cross the wire: %s", c.typeString(item), why)
 		return
 	}
-	m.item = &param{wire: "item", typ: c.typeOf(item), goType: c.typeString(item), shape: jsonShape(item)}
+	m.item = &param{wire: "item", typ: c.typeOf(item), goType: c.typeString(item), shape: jsonShape(item), schema: c.schemas.of(item)}
 }

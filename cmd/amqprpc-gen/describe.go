@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"slices"
@@ -21,11 +22,20 @@ func describeFile(f *file) ([]byte, error) {
 		services = append(services, describeService(svc))
 	}
 	slices.SortFunc(services, func(a, b describe.Service) int { return cmp.Compare(a.Name, b.Name) })
-	out, err := json.MarshalIndent(services, "", "  ")
-	if err != nil {
+	return indentJSON(services)
+}
+
+// indentJSON writes v as the generator's JSON files are: indented, keys
+// sorted, < > & as they are, and a newline at the end.
+func indentJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return append(out, '\n'), nil
+	return b.Bytes(), nil
 }
 
 // describeService describes svc.

@@ -20,7 +20,7 @@
 //
 // Usage:
 //
-//	amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [directory]
+//	amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [-description file] [-asyncapi file] [-describe] [directory]
 //
 // The directory defaults to the current one; the output file to
 // <lower-case first type>_amqprpc.go in that directory. All the types given
@@ -68,13 +68,14 @@ func main() {
 // errUsage says that the command line was wrong; the usage was printed.
 var errUsage = errors.New("amqprpc-gen: usage")
 
-const usage = `usage: amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [-description file] [-describe] [directory]
+const usage = `usage: amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [-description file] [-asyncapi file] [-describe] [directory]
 
 amqprpc-gen writes a typed amqprpc client and server for each interface
 type given, into one file in the package in directory (default ".").
 With -describe it prints, instead, the interfaces' description: what
 their servers answer amqprpc.describe with, as stable JSON; -description
-writes it to a file beside the code.
+writes it to a file beside the code, and -asyncapi their AsyncAPI 3.0
+document.
 
 `
 
@@ -92,6 +93,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	describeOnly := fs.Bool("describe", false, "print the interfaces' description (what their servers answer amqprpc.describe with) as JSON, and write no code")
 	description := fs.String("description", "", "also write the interfaces' description to this file, to commit beside the code: a diff in review shows what changed on the wire")
+	asyncapi := fs.String("asyncapi", "", "also write the interfaces' AsyncAPI 3.0 document (JSON) to this file, beside the code: their channels, messages and operations, with JSON Schemas of their values")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -160,6 +162,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("amqprpc-gen: %w", err)
 		}
 	}
+	if *asyncapi != "" {
+		out, err := asyncapiFile(f)
+		if err == nil {
+			err = os.WriteFile(*asyncapi, out, 0o666)
+		}
+		if err != nil {
+			return fmt.Errorf("amqprpc-gen: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -176,6 +187,7 @@ func build(dir string, tags []string, outPath string, names []string) (*file, []
 		files:   pkg.Syntax,
 		docs:    comments(pkg.Syntax),
 		imports: make(map[string]string),
+		schemas: newSchemas(pkg.Types),
 	}
 	f := &file{
 		pkgName: pkg.Name,
@@ -183,6 +195,7 @@ func build(dir string, tags []string, outPath string, names []string) (*file, []
 		command: "amqprpc-gen -type=" + strings.Join(names, ","),
 		taken:   make(map[string]bool),
 		imports: c.imports,
+		schemas: c.schemas.defs,
 	}
 	scope := pkg.Types.Scope()
 	for _, name := range scope.Names() {

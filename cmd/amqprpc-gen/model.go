@@ -14,6 +14,9 @@ type file struct {
 	taken    map[string]bool   // names declared at package scope outside the output
 	imports  map[string]string // import path -> package name, for the types used
 	services []*service
+	// schemas are the JSON Schemas of the named struct types that the
+	// params' schemas refer to, by name (components.schemas)
+	schemas map[string]*schema
 }
 
 // service is one interface.
@@ -71,12 +74,13 @@ type method struct {
 
 // param is one parameter or result of a method.
 type param struct {
-	name   string // Go name in the interface; "" for an unnamed result
-	wire   string // name in the args (or result) object
-	field  string // field of the generated struct
-	typ    *typ   // for a variadic parameter, the slice type
-	goType string // the type as the interface's package spells it, for descriptions
-	shape  string // the JSON it travels as: integer, number, string, boolean, array, object or any
+	name   string  // Go name in the interface; "" for an unnamed result
+	wire   string  // name in the args (or result) object
+	field  string  // field of the generated struct
+	typ    *typ    // for a variadic parameter, the slice type
+	goType string  // the type as the interface's package spells it, for descriptions
+	shape  string  // the JSON it travels as: integer, number, string, boolean, array, object or any
+	schema *schema // the JSON Schema of what it travels as
 }
 
 type kind int

@@ -20,7 +20,7 @@ import (
 	"sync/atomic"
 )
 
-//go:generate go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen -type=Calculator -output=calc_amqprpc.go -description=calc_amqprpc.json
+//go:generate go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen -type=Calculator -output=calc_amqprpc.go -description=calc_amqprpc.json -asyncapi=calc_amqprpc.asyncapi.json
 
 // Topic is the topic the example's servers serve and its clients call.
 const Topic = "calc"

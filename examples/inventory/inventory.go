@@ -20,7 +20,7 @@ import (
 	"os"
 )
 
-//go:generate go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen -type=Inventory -output=inventory_amqprpc.go -description=inventory_amqprpc.json
+//go:generate go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen -type=Inventory -output=inventory_amqprpc.go -description=inventory_amqprpc.json -asyncapi=inventory_amqprpc.asyncapi.json
 
 // Topic is the topic the example's server serves and its client calls.
 const Topic = "inventory"

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// The AsyncAPI 3.0 document of the interfaces of f (-asyncapi): the
+// channels their requests and replies travel on, a message for each
+// request and reply, an operation for each method, and the JSON Schema of
+// every value, as docs/PROTOCOL.md describes the wire. Other languages'
+// tools can read it to call or serve the interfaces; it is JSON with
+// sorted keys, so that a diff in review shows what changed.
+
+// obj is a JSON object of the document; encoding/json sorts its keys.
+type obj = map[string]any
+
+// asyncapiFile returns the AsyncAPI document of f as indented JSON ending
+// in a newline.
+func asyncapiFile(f *file) ([]byte, error) {
+	var names, versions []string
+	channels, operations := obj{}, obj{}
+	for _, svc := range f.services {
+		names = append(names, svc.name)
+		versions = append(versions, or1(svc.version))
+		asyncapiService(svc, channels, operations)
+	}
+	doc := obj{
+		"asyncapi": "3.0.0",
+		"info": obj{
+			"title":   strings.Join(names, ", "),
+			"version": strings.Join(slices.Compact(versions), ", "),
+			"description": fmt.Sprintf("The amqprpc interface%s %s of Go package %s, as amqprpc-gen reads %s: "+
+				"requests are JSON objects published to a topic exchange (amqprpc by default) with the topic as routing key, "+
+				"replies come back to the caller's reply_to queue through the default exchange with the request's correlation_id. "+
+				"See amqprpc's docs/PROTOCOL.md.", plural(len(names)), strings.Join(names, ", "), f.pkgPath, them(len(names))),
+		},
+		"defaultContentType": "application/json",
+		"channels":           channels,
+		"operations":         operations,
+	}
+	if len(f.schemas) > 0 {
+		doc["components"] = obj{"schemas": f.schemas}
+	}
+	return indentJSON(doc)
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func them(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
+}
+
+// asyncapiService adds the channels and operations of svc: channels
+// <Service>.requests, <Service>.fanout (when a method is a fanout) and
+// <Service>.replies (when a method has replies), an operation
+// <Service>.<method> for each method.
+func asyncapiService(svc *service, channels, operations obj) {
+	reqID, fanID, repID := svc.name+".requests", svc.name+".fanout", svc.name+".replies"
+	topic := obj{"topic": obj{"description": "The topic the interface is served on, chosen when servers start " +
+		"(the routing key <topic>.<server> reaches one server of it)."}}
+	requests, fanouts, replies := obj{}, obj{}, obj{}
+	for _, m := range svc.methods {
+		req := requestMessage(svc, m)
+		ch, chID := requests, reqID
+		if m.mode == fanoutMode {
+			ch, chID = fanouts, fanID
+		}
+		reqName := m.wire + ".request"
+		ch[reqName] = req
+		op := obj{
+			"action":   "send",
+			"title":    m.name,
+			"channel":  ref("#/channels/" + chID),
+			"messages": []any{ref("#/channels/" + chID + "/messages/" + reqName)},
+		}
+		if m.doc != "" {
+			op["description"] = strings.TrimSpace(m.doc)
+		}
+		var replyNames []string
+		switch m.mode {
+		case callMode:
+			replies[m.wire+".reply"] = replyMessage(svc, m)
+			replyNames = []string{m.wire + ".reply"}
+			op["summary"] = "A call: one request, one reply."
+		case streamMode:
+			replies[m.wire+".items"] = itemsMessage(m)
+			replies[m.wire+".end"] = endMessage(svc, m)
+			replyNames = []string{m.wire + ".items", m.wire + ".end"}
+			op["summary"] = "A stream: one request, replies of items until one that ends it."
+		case castMode:
+			op["summary"] = "A cast: no reply; the caller waits for the broker's confirm."
+		case fanoutMode:
+			op["summary"] = "A fanout: to every server of the topic, no reply."
+		}
+		if replyNames != nil {
+			var msgs []any
+			for _, n := range replyNames {
+				msgs = append(msgs, ref("#/channels/"+repID+"/messages/"+n))
+			}
+			op["reply"] = obj{
+				"address":  obj{"location": "$message.header#/reply_to", "description": "The request's reply_to property: the caller's reply queue."},
+				"channel":  ref("#/channels/" + repID),
+				"messages": msgs,
+			}
+		}
+		operations[svc.name+"."+m.wire] = op
+	}
+	channels[reqID] = obj{
+		"address":     "{topic}",
+		"title":       svc.name + " requests",
+		"description": "Requests to servers of " + svc.name + ": published to the request exchange with the topic as routing key.",
+		"parameters":  topic,
+		"messages":    requests,
+		"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
+			"exchange": obj{"name": "amqprpc", "type": "topic", "durable": true, "autoDelete": false, "vhost": "/"}}},
+	}
+	if len(fanouts) > 0 {
+		channels[fanID] = obj{
+			"address":     "{topic}",
+			"title":       svc.name + " fanouts",
+			"description": "Requests to every server of " + svc.name + ": published to the fanout exchange <exchange>.fanout.<topic> (amqprpc.fanout.<topic> by default), which ignores the routing key.",
+			"parameters":  topic,
+			"messages":    fanouts,
+			"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
+				"exchange": obj{"name": "amqprpc.fanout.{topic}", "type": "fanout", "durable": false, "autoDelete": false, "vhost": "/"}}},
+		}
+	}
+	if len(replies) > 0 {
+		channels[repID] = obj{
+			"address":     nil,
+			"title":       svc.name + " replies",
+			"description": "Replies to a caller of " + svc.name + ": published through the default exchange to the queue its request's reply_to names (one of the caller's own, named by the broker), with the request's id as correlation_id.",
+			"messages":    replies,
+			"bindings": obj{"amqp": obj{"is": "queue", "bindingVersion": "0.3.0",
+				"queue": obj{"durable": false, "exclusive": true, "autoDelete": true, "vhost": "/"}}},
+		}
+	}
+}
+
+func ref(to string) obj { return obj{"$ref": to} }
+
+// requestMessage is the message of m's requests.
+func requestMessage(svc *service, m *method) obj {
+	args := &schema{Type: "object", Properties: map[string]*schema{}, Description: "The arguments by wire name; a missing one is its type's zero value."}
+	for _, p := range m.params {
+		args.Properties[p.wire] = p.schema
+	}
+	payload := &schema{Type: "object", Required: []string{"method"}, Properties: map[string]*schema{
+		"method": {Type: "string", Const: m.wire},
+		"args":   args,
+		"version": {Type: "string", Pattern: `^[0-9]+\.[0-9]+$`,
+			Description: "The interface version the method needs, major.minor; left out for 1.0. amqprpc clients send " + or1(m.since) + "."},
+	}}
+	if m.mode == callMode || m.mode == streamMode {
+		payload.Properties["msg_id"] = &schema{Type: "string", Description: "The request's id, as its correlation_id."}
+	}
+	msg := obj{
+		"name":          m.wire + ".request",
+		"title":         svc.name + "." + m.name + " request",
+		"payload":       payload,
+		"correlationId": obj{"location": "$message.header#/correlation_id"},
+		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0"}},
+	}
+	if m.doc != "" {
+		msg["description"] = strings.TrimSpace(m.doc)
+	}
+	if m.mode == callMode || m.mode == streamMode {
+		headers := &schema{Type: "object", Required: []string{"reply_to"}, Properties: map[string]*schema{
+			"reply_to":       {Type: "string", Description: "The AMQP reply_to property: the caller's reply queue."},
+			"correlation_id": {Type: "string", Description: "The AMQP correlation_id property: the request's id, which its replies carry back."},
+		}}
+		if m.mode == streamMode {
+			headers.Properties["amqprpc-stream"] = &schema{Type: "integer", Description: "The stream's window: how many items the server may send before the caller grants more (1 to 65536)."}
+			headers.Required = append(headers.Required, "amqprpc-stream")
+		}
+		msg["headers"] = headers
+	}
+	return msg
+}
+
+// replyMessage is the message of a reply to m, a call.
+func replyMessage(svc *service, m *method) obj {
+	return obj{
+		"name":          m.wire + ".reply",
+		"title":         svc.name + "." + m.name + " reply",
+		"payload":       &schema{OneOf: []*schema{resultBody(resultSchema(m.results)), failureBody(svc)}},
+		"correlationId": obj{"location": "$message.header#/correlation_id"},
+		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": "amqprpc.reply"}},
+	}
+}
+
+// itemsMessage is the message of a batch of items of m, a stream.
+func itemsMessage(m *method) obj {
+	return obj{
+		"name":          m.wire + ".items",
+		"title":         m.name + " items",
+		"payload":       &schema{Type: "array", Items: m.item.schema, Description: "Items of the stream, in order."},
+		"correlationId": obj{"location": "$message.header#/correlation_id"},
+		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": "amqprpc.items"}},
+	}
+}
+
+// endMessage is the message that ends m, a stream.
+func endMessage(svc *service, m *method) obj {
+	return obj{
+		"name":          m.wire + ".end",
+		"title":         m.name + " end",
+		"payload":       &schema{OneOf: []*schema{resultBody(&schema{Type: "null"}), failureBody(svc)}},
+		"correlationId": obj{"location": "$message.header#/correlation_id"},
+		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": "amqprpc.end"}},
+	}
+}
+
+// resultSchema is the schema of the result of a call returning results:
+// null for none, the value for one, an object of them by name for more.
+func resultSchema(results []*param) *schema {
+	switch len(results) {
+	case 0:
+		return &schema{Type: "null"}
+	case 1:
+		return results[0].schema
+	}
+	o := &schema{Type: "object", Properties: map[string]*schema{}}
+	for _, r := range results {
+		o.Properties[r.wire] = r.schema
+		o.Required = append(o.Required, r.wire)
+	}
+	slices.Sort(o.Required)
+	return o
+}
+
+func resultBody(result *schema) *schema {
+	return &schema{Type: "object", Required: []string{"result"}, Properties: map[string]*schema{"result": result}}
+}
+
+// failureBody is the schema of a failure reply of svc's methods.
+func failureBody(svc *service) *schema {
+	desc := "Why the method failed."
+	if len(svc.errors) > 0 {
+		var names []string
+		for _, e := range svc.errors {
+			names = append(names, e.path+"."+e.name)
+		}
+		slices.Sort(names)
+		desc += " type names the error when it is one the interface declares: " + strings.Join(names, ", ") + "."
+	}
+	failure := &schema{Type: "object", Required: []string{"code", "message"}, Description: desc, Properties: map[string]*schema{
+		"code":    {Type: "string", Description: "The failure code, e.g. unknown, invalid_argument, unimplemented, unsupported_version, deadline_exceeded."},
+		"message": {Type: "string"},
+		"type":    {Type: "string", Description: "The Go package path and name of a declared error."},
+		"detail":  {Description: "The JSON form of a declared error type's value."},
+	}}
+	return &schema{Type: "object", Required: []string{"failure"}, Properties: map[string]*schema{"failure": failure}}
+}

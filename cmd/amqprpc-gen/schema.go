@@ -1,0 +1,263 @@
+package main
+
+import (
+	"go/types"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The JSON Schema of the values a method sends and receives, for the
+// AsyncAPI document (-asyncapi). It is computed here, from go/types, and
+// kept in the model as plain values: the schema of each parameter, result
+// and stream item, and the named struct types they refer to, which the
+// document lists under components.schemas.
+
+// schema is a JSON Schema (draft-07, as AsyncAPI's default schema format
+// reads it). The zero schema is {}: any JSON value.
+type schema struct {
+	Ref                  string             `json:"$ref,omitempty"`
+	Type                 string             `json:"type,omitempty"`
+	Format               string             `json:"format,omitempty"`
+	ContentEncoding      string             `json:"contentEncoding,omitempty"`
+	Description          string             `json:"description,omitempty"`
+	Const                string             `json:"const,omitempty"`
+	Pattern              string             `json:"pattern,omitempty"`
+	Items                *schema            `json:"items,omitempty"`
+	Properties           map[string]*schema `json:"properties,omitempty"`
+	Required             []string           `json:"required,omitempty"`
+	AdditionalProperties *schema            `json:"additionalProperties,omitempty"`
+	OneOf                []*schema          `json:"oneOf,omitempty"`
+}
+
+// schemaRefPrefix is where references to named types point.
+const schemaRefPrefix = "#/components/schemas/"
+
+// schemas builds the schemas of the types of one package's interfaces,
+// and collects the named struct types they use.
+type schemas struct {
+	pkg   *types.Package     // the interfaces' package: its types go by their bare names
+	defs  map[string]*schema // components.schemas, by name
+	names map[string]string  // a named type's identity (its type string) -> its name in defs
+	// inline holds the named non-struct types being expanded, to cut a
+	// cycle through them (type Tree []Tree) with {}.
+	inline map[string]bool
+}
+
+func newSchemas(pkg *types.Package) *schemas {
+	return &schemas{pkg: pkg, defs: make(map[string]*schema), names: make(map[string]string), inline: make(map[string]bool)}
+}
+
+// of returns the schema of the JSON that encoding/json makes of a t.
+func (s *schemas) of(t types.Type) *schema {
+	if isNamed(t, "time", "Time") {
+		return &schema{Type: "string", Format: "date-time"}
+	}
+	ms := types.NewMethodSet(types.NewPointer(t))
+	switch {
+	case ms.Lookup(nil, "MarshalJSON") != nil:
+		return &schema{} // its own encoding: anything
+	case ms.Lookup(nil, "MarshalText") != nil:
+		return &schema{Type: "string"} // encoding/json quotes the text
+	}
+	if named, ok := types.Unalias(t).(*types.Named); ok {
+		if _, isStruct := named.Underlying().(*types.Struct); isStruct {
+			return &schema{Ref: schemaRefPrefix + s.define(named)}
+		}
+		key := named.String()
+		if s.inline[key] {
+			return &schema{} // a cycle through types that are not structs
+		}
+		s.inline[key] = true
+		defer delete(s.inline, key)
+	}
+	switch u := t.Underlying().(type) {
+	case *types.Basic:
+		return basicSchema(u)
+	case *types.Pointer:
+		return s.of(u.Elem())
+	case *types.Slice:
+		if b, ok := u.Elem().Underlying().(*types.Basic); ok && b.Kind() == types.Byte {
+			return &schema{Type: "string", ContentEncoding: "base64"}
+		}
+		return &schema{Type: "array", Items: s.of(u.Elem())}
+	case *types.Array:
+		return &schema{Type: "array", Items: s.of(u.Elem())}
+	case *types.Map:
+		return &schema{Type: "object", AdditionalProperties: s.of(u.Elem())}
+	case *types.Struct:
+		return s.object(u)
+	}
+	return &schema{} // interfaces: any JSON value
+}
+
+func basicSchema(b *types.Basic) *schema {
+	switch info := b.Info(); {
+	case info&types.IsInteger != 0:
+		return &schema{Type: "integer"}
+	case info&types.IsFloat != 0:
+		return &schema{Type: "number"}
+	case info&types.IsString != 0:
+		return &schema{Type: "string"}
+	case info&types.IsBoolean != 0:
+		return &schema{Type: "boolean"}
+	}
+	return &schema{}
+}
+
+// define adds the schema of the named struct type t to defs, once, and
+// returns its name there.
+func (s *schemas) define(t *types.Named) string {
+	key := t.String()
+	if name, ok := s.names[key]; ok {
+		return name
+	}
+	name := s.nameOf(t)
+	s.names[key] = name
+	s.defs[name] = &schema{} // taken, so that a recursive type refers to it
+	def := s.object(t.Underlying().(*types.Struct))
+	def.Description = "Go type " + key
+	s.defs[name] = def
+	return name
+}
+
+// nameOf chooses the name of t in defs: its own for a type of the
+// interfaces' package, package.Name for another's, with the type
+// arguments of an instance after underscores; a number is added in the
+// unlikely case that two packages of one name define types of one name.
+func (s *schemas) nameOf(t *types.Named) string {
+	obj := t.Obj()
+	name := obj.Name()
+	if obj.Pkg() != nil && obj.Pkg() != s.pkg {
+		name = obj.Pkg().Name() + "." + name
+	}
+	for a := range t.TypeArgs().Types() {
+		name += "_" + schemaNameChars.Replace(types.TypeString(a, func(p *types.Package) string { return p.Name() }))
+	}
+	base := name
+	for i := 2; s.defs[name] != nil; i++ {
+		name = base + strconv.Itoa(i)
+	}
+	return name
+}
+
+// schemaNameChars keeps a type's spelling to the characters AsyncAPI
+// allows in a component's name.
+var schemaNameChars = strings.NewReplacer("[", "_", "]", "", "*", "Ptr", " ", "", ",", "_", "{", "", "}", "", "(", "", ")", "")
+
+// object is the schema of a struct: its fields as encoding/json encodes
+// them, those of embedded structs flattened.
+func (s *schemas) object(st *types.Struct) *schema {
+	o := &schema{Type: "object", Properties: make(map[string]*schema)}
+	for _, f := range jsonFields(st) {
+		fs := s.of(f.typ)
+		if f.quoted {
+			if fs.Type == "integer" || fs.Type == "number" || fs.Type == "boolean" {
+				fs = &schema{Type: "string"} // ",string": the value in a string
+			}
+		}
+		o.Properties[f.name] = fs
+		if !f.omit {
+			o.Required = append(o.Required, f.name)
+		}
+	}
+	slices.Sort(o.Required)
+	return o
+}
+
+// jsonField is one field of a struct's JSON object.
+type jsonField struct {
+	name   string
+	typ    types.Type
+	omit   bool // omitempty or omitzero: may be left out
+	quoted bool // ",string"
+	tagged bool // named by its tag
+	depth  int  // how deep in embedded structs
+}
+
+// jsonFields returns the fields of st's JSON object as encoding/json
+// chooses them: exported fields, or those of embedded structs without a
+// name in their tag, and of several fields of one name the shallowest,
+// the tagged one of those at one depth, or none.
+func jsonFields(st *types.Struct) []jsonField {
+	var all []jsonField
+	var walk func(st *types.Struct, depth int, seen map[*types.Struct]bool)
+	walk = func(st *types.Struct, depth int, seen map[*types.Struct]bool) {
+		if seen[st] {
+			return
+		}
+		seen[st] = true
+		defer delete(seen, st)
+		for i := range st.NumFields() {
+			f := st.Field(i)
+			tag := reflect.StructTag(st.Tag(i)).Get("json")
+			if tag == "-" {
+				continue
+			}
+			name, opts, _ := strings.Cut(tag, ",")
+			if f.Embedded() && name == "" {
+				t := f.Type()
+				if p, ok := t.Underlying().(*types.Pointer); ok {
+					if !f.Exported() {
+						continue // encoding/json cannot set a pointer to an unexported type
+					}
+					t = p.Elem()
+				}
+				if inner, ok := t.Underlying().(*types.Struct); ok {
+					walk(inner, depth+1, seen)
+					continue
+				}
+			}
+			if !f.Exported() {
+				continue
+			}
+			jf := jsonField{name: name, typ: f.Type(), tagged: name != "", depth: depth}
+			if name == "" {
+				jf.name = f.Name()
+			}
+			for o := range strings.SplitSeq(opts, ",") {
+				jf.omit = jf.omit || o == "omitempty" || o == "omitzero"
+				jf.quoted = jf.quoted || o == "string"
+			}
+			all = append(all, jf)
+		}
+	}
+	walk(st, 0, make(map[*types.Struct]bool))
+
+	var out []jsonField
+	for _, f := range all {
+		if slices.ContainsFunc(out, func(o jsonField) bool { return o.name == f.name }) {
+			continue
+		}
+		var rivals []jsonField // the fields of its name at the least depth
+		for _, g := range all {
+			switch {
+			case g.name != f.name:
+			case len(rivals) == 0 || g.depth < rivals[0].depth:
+				rivals = []jsonField{g}
+			case g.depth == rivals[0].depth:
+				rivals = append(rivals, g)
+			}
+		}
+		if tagged := filter(rivals, func(g jsonField) bool { return g.tagged }); len(tagged) > 0 {
+			rivals = tagged
+		}
+		if len(rivals) == 1 {
+			out = append(out, rivals[0])
+		} else {
+			out = append(out, jsonField{name: f.name, typ: nil}) // ambiguous: encoding/json drops it
+		}
+	}
+	return slices.DeleteFunc(out, func(f jsonField) bool { return f.typ == nil })
+}
+
+func filter[T any](s []T, keep func(T) bool) []T {
+	var out []T
+	for _, v := range s {
+		if keep(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
