@@ -92,3 +92,13 @@ func chainStreamServer(in []StreamServerInterceptor) StreamServerInterceptor {
 		})
 	}
 }
+
+// chainStreamClient makes one Streamer of the stream interceptors around
+// last, the first outermost.
+func chainStreamClient(in []StreamClientInterceptor, last Streamer) Streamer {
+	for i := len(in) - 1; i >= 0; i-- {
+		next, icpt := last, in[i]
+		last = func(ctx context.Context, req *Request) (ClientStream, error) { return icpt(ctx, req, next) }
+	}
+	return last
+}

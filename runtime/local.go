@@ -302,12 +302,7 @@ var (
 // stream in one process needs.
 func (l *Local) InvokeStream(ctx context.Context, req Request) (ClientStream, error) {
 	req.Mode = Stream
-	open := l.openStream
-	for i := len(l.cfg.streamClientInterceptors) - 1; i >= 0; i-- {
-		next, icpt := open, l.cfg.streamClientInterceptors[i]
-		open = func(ctx context.Context, req *Request) (ClientStream, error) { return icpt(ctx, req, next) }
-	}
-	st, err := open(ctx, &req)
+	st, err := chainStreamClient(l.cfg.streamClientInterceptors, l.openStream)(ctx, &req)
 	return st, failed(&req, err)
 }
 

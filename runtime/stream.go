@@ -203,12 +203,7 @@ func WithMaxStreams(n int) ServerOption {
 // must Close the stream it opened (StreamOf does).
 func (c *Client) InvokeStream(ctx context.Context, req Request) (ClientStream, error) {
 	req.Mode = Stream
-	open := c.openStream
-	for i := len(c.cfg.streamClientInterceptors) - 1; i >= 0; i-- {
-		next, icpt := open, c.cfg.streamClientInterceptors[i]
-		open = func(ctx context.Context, req *Request) (ClientStream, error) { return icpt(ctx, req, next) }
-	}
-	st, err := open(ctx, &req)
+	st, err := chainStreamClient(c.cfg.streamClientInterceptors, c.openStream)(ctx, &req)
 	return st, failed(&req, err)
 }
 

@@ -76,18 +76,7 @@ var counterDesc = runtime.ServiceDesc{ServiceName: "Counter", Methods: []runtime
 // serveCounter starts a server of c on topic.
 func serveCounter(t *testing.T, topic string, c *counter, opts ...runtime.ServerOption) *runtime.Server {
 	t.Helper()
-	s := runtime.NewServer(brokerURL(), topic, append([]runtime.ServerOption{runtime.WithServerName("counter")}, opts...)...)
-	s.RegisterService(&counterDesc, c)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-done
-	})
-	waitServing(t, topic, "counter")
-	return s
+	return serveCounterVia(t, brokerURL(), topic, c, opts...)
 }
 
 func count(ctx context.Context, inv runtime.Invoker, topic string, n int, fail string) iter.Seq2[int, error] {
@@ -420,17 +409,7 @@ func TestStreamConnectionLost(t *testing.T) {
 		p, url := proxy(t)
 		cn := newCounter()
 		cn.pace = time.Millisecond
-		s := runtime.NewServer(url, topic, runtime.WithServerName("counter"), fastReconnect)
-		s.RegisterService(&counterDesc, cn)
-		done := make(chan error, 1)
-		go func() { done <- s.Serve() }()
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			s.Shutdown(ctx)
-			<-done
-		}()
-		waitServing(t, topic, "counter")
+		serveCounterVia(t, url, topic, cn, fastReconnect)
 		c := dial(t, runtime.WithStreamWindow(1<<16), runtime.WithStreamSilence(2*time.Second))
 		var cut time.Time
 		n := 0

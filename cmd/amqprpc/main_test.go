@@ -42,9 +42,16 @@ func brokerURL() string {
 // serveCalc runs the calc example's servers a and b on topic until the
 // test ends.
 func serveCalc(t *testing.T, topic string) {
-	for _, name := range []string{"a", "b"} {
+	serveDescs(t, topic, map[string]*runtime.ServiceDesc{"a": &calc.Calculator_ServiceDesc, "b": &calc.Calculator_ServiceDesc})
+}
+
+// serveDescs runs a server of each name on topic, serving a calc.Machine
+// as its description says, until the test ends, and waits until each
+// answers by name.
+func serveDescs(t *testing.T, topic string, servers map[string]*runtime.ServiceDesc) {
+	for name, desc := range servers {
 		s := runtime.NewServer(brokerURL(), topic, runtime.WithServerName(name))
-		calc.RegisterCalculatorServer(s, new(calc.Machine))
+		s.RegisterService(desc, new(calc.Machine))
 		served := make(chan error, 1)
 		go func() { served <- s.Serve() }()
 		t.Cleanup(func() {
@@ -62,8 +69,8 @@ func serveCalc(t *testing.T, topic string) {
 			conn.Close()
 		}
 	})
-	// Both serve once each answers by name.
-	for _, name := range []string{"a", "b"} {
+	// Each serves once it answers by name.
+	for name := range servers {
 		for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			if code, _, _ := amqprpc(t, "-server", name, "-timeout", "1s", "call", topic, "add", "v1=1", "v2=1"); code == 0 {
 				break
@@ -343,36 +350,7 @@ func TestRollout(t *testing.T) {
 			v10.Methods = append(v10.Methods, m)
 		}
 	}
-	for name, desc := range map[string]*runtime.ServiceDesc{"a": &calc.Calculator_ServiceDesc, "b": &v10} {
-		s := runtime.NewServer(brokerURL(), topic, runtime.WithServerName(name))
-		s.RegisterService(desc, new(calc.Machine))
-		served := make(chan error, 1)
-		go func() { served <- s.Serve() }()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			s.Shutdown(ctx)
-			<-served
-		})
-	}
-	t.Cleanup(func() {
-		if conn, err := amqp.Dial(brokerURL()); err == nil {
-			ch, _ := conn.Channel()
-			ch.QueueDelete(topic, false, false, false)
-			ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
-			conn.Close()
-		}
-	})
-	for _, name := range []string{"a", "b"} {
-		for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if code, _, _ := amqprpc(t, "-server", name, "-timeout", "1s", "call", topic, "add", "v1=1", "v2=1"); code == 0 {
-				break
-			}
-			if time.Now().After(end) {
-				t.Fatalf("server %s does not answer", name)
-			}
-		}
-	}
+	serveDescs(t, topic, map[string]*runtime.ServiceDesc{"a": &calc.Calculator_ServiceDesc, "b": &v10})
 	// The description of what is about to be deployed: Calculator 1.1, as
 	// server a serves it; then the same with add's v2 renamed.
 	client, err := runtime.Dial(brokerURL())
