@@ -2,6 +2,8 @@ package describe
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -113,7 +115,10 @@ func compareService(o, n *Service) []Change {
 		m := &o.Methods[i]
 		om[m.Name] = true
 		if x, ok := nm[m.Name]; ok {
-			for _, c := range compareMethod(m, x) {
+			for _, c := range compareMethod(m, x, shapes{old: o.Types, new: n.Types, seen: make(map[[2]string]bool)}) {
+				if c.Rule == "since-changed" && major && x.Since == fmt.Sprintf("%d.0", nMajor) {
+					continue // the methods of the old major version are the new one's first
+				}
 				add(c.Kind, c.Rule, m.Name, c.What)
 			}
 			continue
@@ -152,7 +157,7 @@ func compareService(o, n *Service) []Change {
 }
 
 // compareMethod returns the changes of a method kept under its name.
-func compareMethod(o, n *Method) []Change {
+func compareMethod(o, n *Method, sh shapes) []Change {
 	var changes []Change
 	add := func(kind Kind, rule, what string) {
 		changes = append(changes, Change{Kind: kind, Rule: rule, What: what})
@@ -169,14 +174,14 @@ func compareMethod(o, n *Method) []Change {
 	if o.Since != n.Since {
 		add(Breaking, "since-changed", fmt.Sprintf("since %s to %s: clients capped between them disagree with servers", o.Since, n.Since))
 	}
-	changes = append(changes, compareFields("param", o.Params, n.Params)...)
-	changes = append(changes, compareFields("result", o.Results, n.Results)...)
+	changes = append(changes, sh.fields("param", o.Params, n.Params)...)
+	changes = append(changes, sh.fields("result", o.Results, n.Results)...)
 	return changes
 }
 
 // compareFields compares a method's parameters, or its results: a name
 // that goes, comes, or changes its JSON shape breaks one side.
-func compareFields(what string, o, n []Field) []Change {
+func (sh shapes) fields(what string, o, n []Field) []Change {
 	var changes []Change
 	nf := make(map[string]Field)
 	for _, f := range n {
@@ -192,9 +197,13 @@ func compareFields(what string, o, n []Field) []Change {
 		case !ok:
 			changes = append(changes, Change{Kind: Breaking, Rule: "result-removed", What: fmt.Sprintf("result %s is gone (or renamed): old callers read nothing for it", f.Name)})
 		case f.JSON != x.JSON:
-			changes = append(changes, Change{Kind: Breaking, Rule: what + "-shape-changed", What: fmt.Sprintf("%s %s travels as %s, not %s (%s to %s)", what, f.Name, x.JSON, f.JSON, f.GoType, x.GoType)})
-		case f.GoType != x.GoType:
-			changes = append(changes, Change{Kind: Safe, Rule: what + "-type-changed", What: fmt.Sprintf("%s %s is a %s, not a %s, and travels as %s still", what, f.Name, x.GoType, f.GoType, x.JSON)})
+			changes = append(changes, Change{Kind: Breaking, Rule: what + "-shape-changed", What: fmt.Sprintf("%s %s travels as %s, not %s (%s to %s)", label[what], f.Name, x.JSON, f.JSON, f.GoType, x.GoType)})
+		default:
+			inner := sh.compare(what, label[what]+" "+f.Name, f.Schema, x.Schema)
+			if f.GoType != x.GoType && len(inner) == 0 {
+				changes = append(changes, Change{Kind: Safe, Rule: what + "-type-changed", What: fmt.Sprintf("%s %s's Go type is %s, not %s; it travels as %s still", label[what], f.Name, x.GoType, f.GoType, x.JSON)})
+			}
+			changes = append(changes, inner...)
 		}
 	}
 	for _, f := range n {
@@ -211,6 +220,108 @@ func compareFields(what string, o, n []Field) []Change {
 		}
 	}
 	return changes
+}
+
+// label names param and result in what a change says.
+var label = map[string]string{"param": "parameter", "result": "result"}
+
+// shapes compares the schemas of a parameter, a result or a stream item
+// inside its JSON: the fields of objects, the items of arrays, the values
+// of maps, through the types of the old and the new service.
+type shapes struct {
+	old, new map[string]*Schema
+	// seen holds the pairs of types being compared, to end at a
+	// recursive type's second visit
+	seen map[[2]string]bool
+}
+
+// compare returns the changes from the schema o to n of what (param or
+// result) at path. A schema that is nil (a server that did not say) is
+// not compared.
+func (sh shapes) compare(what, path string, o, n *Schema) []Change {
+	if o == nil || n == nil {
+		return nil
+	}
+	if o.Ref != "" || n.Ref != "" {
+		pair := [2]string{o.Ref, n.Ref}
+		if sh.seen[pair] {
+			return nil
+		}
+		sh.seen[pair] = true
+		defer delete(sh.seen, pair)
+		o, n = resolve(o, sh.old), resolve(n, sh.new)
+		if o == nil || n == nil {
+			return nil // a reference to a type the description lacks
+		}
+	}
+	if lo, ln := shapeOf(o), shapeOf(n); lo != ln {
+		return []Change{{Kind: Breaking, Rule: what + "-shape-changed", What: fmt.Sprintf("%s travels as %s, not %s", path, ln, lo)}}
+	}
+	switch {
+	case o.Items != nil && n.Items != nil:
+		return sh.compare(what, path+"[]", o.Items, n.Items)
+	case o.AdditionalProperties != nil && n.AdditionalProperties != nil:
+		return sh.compare(what, path+"{}", o.AdditionalProperties, n.AdditionalProperties)
+	}
+	var changes []Change
+	for _, name := range sortedKeys(o.Properties) {
+		at := path + "." + name
+		x, ok := n.Properties[name]
+		switch {
+		case !ok && what == "param":
+			changes = append(changes, Change{Kind: Breaking, Rule: "param-field-removed", What: fmt.Sprintf("%s is gone (or renamed): old callers send it, and new servers refuse a field they do not know", at)})
+		case !ok:
+			changes = append(changes, Change{Kind: Breaking, Rule: "result-field-removed", What: fmt.Sprintf("%s is gone (or renamed): old callers read its zero value", at)})
+		default:
+			changes = append(changes, sh.compare(what, at, o.Properties[name], x)...)
+		}
+	}
+	for _, name := range sortedKeys(n.Properties) {
+		if _, ok := o.Properties[name]; ok {
+			continue
+		}
+		at := path + "." + name
+		if what == "param" {
+			changes = append(changes, Change{Kind: Breaking, Rule: "param-field-added", What: fmt.Sprintf("%s is a new field: old servers refuse it from new callers that set it", at)})
+		} else {
+			changes = append(changes, Change{Kind: Safe, Rule: "result-field-added", What: fmt.Sprintf("%s is a new field: old callers ignore it", at)})
+		}
+	}
+	return changes
+}
+
+// resolve returns the schema s refers to in types, s itself when it
+// refers to none, nil when types lacks it.
+func resolve(s *Schema, types map[string]*Schema) *Schema {
+	name, ok := strings.CutPrefix(s.Ref, TypeRef)
+	if !ok {
+		return s
+	}
+	return types[name]
+}
+
+// shapeOf names the JSON a schema admits, as far as compatibility goes:
+// its type, with a string's format or encoding, an object's form (fields
+// or a map).
+func shapeOf(s *Schema) string {
+	shape := s.Type
+	switch {
+	case s.Type == "" && len(s.OneOf) == 0:
+		return "any"
+	case s.Type == "":
+		return "one of several"
+	case s.Format != "":
+		shape += " (" + s.Format + ")"
+	case s.ContentEncoding != "":
+		shape += " (" + s.ContentEncoding + ")"
+	case s.Type == "object" && s.AdditionalProperties != nil:
+		shape = "map"
+	}
+	return shape
+}
+
+func sortedKeys(m map[string]*Schema) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 // version returns the major and minor numbers of v ("1.0" when unset).

@@ -5,13 +5,17 @@ import (
 	"testing"
 )
 
+// fd is a field without a schema, as a server generated before
+// descriptions carried schemas describes one.
+func fd(name, goType, json string) Field { return Field{Name: name, GoType: goType, JSON: json} }
+
 // calc is a description to change, one rule at a time.
 func calc() []Service {
 	return []Service{{Name: "Calculator", Version: "1.1", Errors: []string{"calc.ErrDivideByZero"}, Methods: []Method{
-		{Name: "add", Mode: "call", Since: "1.0", Params: []Field{{"v1", "int", "integer"}, {"v2", "int", "integer"}}, Results: []Field{{"r1", "int", "integer"}}},
-		{Name: "div", Mode: "call", Since: "1.1", Params: []Field{{"a", "int", "integer"}, {"b", "int", "integer"}}, Results: []Field{{"r1", "int", "integer"}}},
-		{Name: "store", Mode: "cast", Since: "1.0", Params: []Field{{"v", "int", "integer"}}, Results: []Field{}},
-		{Name: "memory", Mode: "call", Gather: true, Since: "1.0", Params: []Field{}, Results: []Field{{"r1", "int", "integer"}}},
+		{Name: "add", Mode: "call", Since: "1.0", Params: []Field{fd("v1", "int", "integer"), fd("v2", "int", "integer")}, Results: []Field{fd("r1", "int", "integer")}},
+		{Name: "div", Mode: "call", Since: "1.1", Params: []Field{fd("a", "int", "integer"), fd("b", "int", "integer")}, Results: []Field{fd("r1", "int", "integer")}},
+		{Name: "store", Mode: "cast", Since: "1.0", Params: []Field{fd("v", "int", "integer")}, Results: []Field{}},
+		{Name: "memory", Mode: "call", Gather: true, Since: "1.0", Params: []Field{}, Results: []Field{fd("r1", "int", "integer")}},
 	}}}
 }
 
@@ -55,33 +59,33 @@ func TestRules(t *testing.T) {
 		{"param-removed", Breaking, true, func(s []Service) []Service { method(s, "add").Params[1].Name = "w2"; return s }},
 		{"param-added", Breaking, true, func(s []Service) []Service {
 			m := method(s, "store")
-			m.Params = append(m.Params, Field{"times", "int", "integer"})
+			m.Params = append(m.Params, fd("times", "int", "integer"))
 			return s
 		}},
 		{"param-shape-changed", Breaking, true, func(s []Service) []Service {
-			method(s, "add").Params[0] = Field{"v1", "float64", "number"}
+			method(s, "add").Params[0] = fd("v1", "float64", "number")
 			return s
 		}},
 		{"param-type-changed", Safe, false, func(s []Service) []Service {
-			method(s, "add").Params[0] = Field{"v1", "int64", "integer"}
+			method(s, "add").Params[0] = fd("v1", "int64", "integer")
 			return s
 		}},
 		{"result-shape-changed", Breaking, true, func(s []Service) []Service {
-			method(s, "div").Results[0] = Field{"r1", "string", "string"}
+			method(s, "div").Results[0] = fd("r1", "string", "string")
 			return s
 		}},
 		{"result-type-changed", Safe, false, func(s []Service) []Service {
-			method(s, "div").Results[0] = Field{"r1", "int32", "integer"}
+			method(s, "div").Results[0] = fd("r1", "int32", "integer")
 			return s
 		}},
 		{"result-removed", Breaking, true, func(s []Service) []Service { method(s, "memory").Results = []Field{}; return s }},
 		{"result-added", Breaking, true, func(s []Service) []Service {
 			m := method(s, "div")
-			m.Results = append(m.Results, Field{"rest", "int", "integer"})
+			m.Results = append(m.Results, fd("rest", "int", "integer"))
 			return s
 		}},
 		{"result-added", Safe, false, func(s []Service) []Service {
-			method(s, "store").Results = []Field{{"r1", "int", "integer"}}
+			method(s, "store").Results = []Field{fd("r1", "int", "integer")}
 			return s
 		}},
 		{"error-removed", Breaking, true, func(s []Service) []Service { s[0].Errors = nil; return s }},
@@ -119,5 +123,31 @@ func TestRules(t *testing.T) {
 	}(calc()))
 	if Breaks(changes) || !changes[len(changes)-1].Covered {
 		t.Fatalf("a major version's removals: %v", changes)
+	}
+}
+
+// TestShapesUnknown: a field without a schema (a server generated before
+// descriptions carried them), or with a reference to a type its
+// description lacks, is compared by its JSON shape alone.
+func TestShapesUnknown(t *testing.T) {
+	withSchema := calc()
+	withSchema[0].Methods[0].Params[0].Schema = &Schema{Type: "object", Properties: map[string]*Schema{"x": {Type: "integer"}}}
+	if changes := Compare(calc(), withSchema); len(changes) != 0 {
+		t.Errorf("a schema where there was none: %v", changes)
+	}
+	if changes := Compare(withSchema, calc()); len(changes) != 0 {
+		t.Errorf("no schema where there was one: %v", changes)
+	}
+	dangling := calc()
+	dangling[0].Methods[0].Params[0].Schema = &Schema{Ref: TypeRef + "Point"}
+	if changes := Compare(withSchema, dangling); len(changes) != 0 {
+		t.Errorf("a reference to a type the description lacks: %v", changes)
+	}
+	// With both, a field renamed inside is seen.
+	renamed := calc()
+	renamed[0].Methods[0].Params[0].Schema = &Schema{Type: "object", Properties: map[string]*Schema{"y": {Type: "integer"}}}
+	changes := Compare(withSchema, renamed)
+	if len(changes) != 2 || changes[0].Rule != "param-field-removed" || changes[1].Rule != "param-field-added" || !Breaks(changes) {
+		t.Errorf("a field renamed: %v", changes)
 	}
 }

@@ -30,6 +30,9 @@ type Service struct {
 	// (//amqprpc:errors), whose identity crosses the wire: their Go
 	// package path and name.
 	Errors []string `json:"errors,omitempty"`
+	// Types are the schemas of the named struct types that the methods'
+	// schemas refer to, by name.
+	Types map[string]*Schema `json:"types,omitempty"`
 }
 
 // Method is one method of a service: what a tool needs to call it.
@@ -51,4 +54,7 @@ type Field struct {
 	// JSON is the JSON it travels as: integer, number, string, boolean,
 	// array, object, or any (a type with an encoding of its own).
 	JSON string `json:"json"`
+	// Schema is its JSON Schema, the fields of an object included; nil
+	// from a server generated before descriptions carried schemas.
+	Schema *Schema `json:"schema,omitempty"`
 }

@@ -118,6 +118,9 @@ type ServiceDesc struct {
 	// receiving one gets an error that errors.Is or errors.As match as the
 	// server's did.
 	Errors []ErrorDesc
+	// Types are the JSON Schemas of the named struct types that the
+	// methods' schemas refer to ("$ref": "#/types/<Name>"), by name.
+	Types map[string]*Schema
 }
 
 // MethodDesc describes one method of a service.
@@ -150,6 +153,10 @@ type MethodDesc struct {
 // FieldDesc describes a parameter or a result of a method, as a server
 // describes it (package describe).
 type FieldDesc = describe.Field
+
+// Schema is the JSON Schema of a parameter's or a result's JSON, as a
+// server describes it (package describe).
+type Schema = describe.Schema
 
 // MethodHandler is the generated glue between a request and a method of the
 // interface: it decodes the arguments with dec, calls impl (the value that

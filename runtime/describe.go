@@ -11,7 +11,7 @@ import (
 
 // describeService returns the description of desc.
 func describeService(desc *ServiceDesc) describe.Service {
-	d := describe.Service{Name: desc.ServiceName, Version: wire.VersionOr1(desc.Version), Namespace: desc.Namespace}
+	d := describe.Service{Name: desc.ServiceName, Version: wire.VersionOr1(desc.Version), Namespace: desc.Namespace, Types: desc.Types}
 	for _, m := range desc.Methods {
 		d.Methods = append(d.Methods, describe.Method{Name: m.Name, Mode: m.Mode.String(), Gather: m.Gather, Since: wire.VersionOr1(m.Since),
 			Params: nonNil(m.Params), Results: nonNil(m.Results)})

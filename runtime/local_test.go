@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,7 +181,14 @@ func TestDescribe(t *testing.T) {
 		"newer":  "call since 1.2 gather=false params [] results [{r1 string string}]",
 	} {
 		m := byName[name]
-		if got := fmt.Sprintf("%s since %s gather=%v params %v results %v", m.Mode, m.Since, m.Gather, m.Params, m.Results); got != want {
+		shapes := func(fields []describe.Field) string {
+			var s []string
+			for _, f := range fields {
+				s = append(s, fmt.Sprintf("{%s %s %s}", f.Name, f.GoType, f.JSON))
+			}
+			return "[" + strings.Join(s, " ") + "]"
+		}
+		if got := fmt.Sprintf("%s since %s gather=%v params %s results %s", m.Mode, m.Since, m.Gather, shapes(m.Params), shapes(m.Results)); got != want {
 			t.Errorf("%s: %s, want %s", name, got, want)
 		}
 	}

@@ -41,7 +41,11 @@ func asyncapiFile(f *file) ([]byte, error) {
 		"operations":         operations,
 	}
 	if len(f.schemas) > 0 {
-		doc["components"] = obj{"schemas": f.schemas}
+		defs := make(map[string]*schema, len(f.schemas))
+		for name, s := range f.schemas {
+			defs[name] = asyncSchema(s)
+		}
+		doc["components"] = obj{"schemas": defs}
 	}
 	return indentJSON(doc)
 }
@@ -147,13 +151,17 @@ func asyncapiService(svc *service, channels, operations obj) {
 	}
 }
 
+// asyncSchema is s with its references to types pointing at the
+// document's components.
+func asyncSchema(s *schema) *schema { return s.Rebase("#/components/schemas/") }
+
 func ref(to string) obj { return obj{"$ref": to} }
 
 // requestMessage is the message of m's requests.
 func requestMessage(svc *service, m *method) obj {
 	args := &schema{Type: "object", Properties: map[string]*schema{}, Description: "The arguments by wire name; a missing one is its type's zero value."}
 	for _, p := range m.params {
-		args.Properties[p.wire] = p.schema
+		args.Properties[p.wire] = asyncSchema(p.schema)
 	}
 	payload := &schema{Type: "object", Required: []string{"method"}, Properties: map[string]*schema{
 		"method": {Type: "string", Const: m.wire},
@@ -204,7 +212,7 @@ func itemsMessage(m *method) obj {
 	return obj{
 		"name":          m.wire + ".items",
 		"title":         m.name + " items",
-		"payload":       &schema{Type: "array", Items: m.item.schema, Description: "Items of the stream, in order."},
+		"payload":       &schema{Type: "array", Items: asyncSchema(m.item.schema), Description: "Items of the stream, in order."},
 		"correlationId": obj{"location": "$message.header#/correlation_id"},
 		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": "amqprpc.items"}},
 	}
@@ -228,11 +236,11 @@ func resultSchema(results []*param) *schema {
 	case 0:
 		return &schema{Type: "null"}
 	case 1:
-		return results[0].schema
+		return asyncSchema(results[0].schema)
 	}
 	o := &schema{Type: "object", Properties: map[string]*schema{}}
 	for _, r := range results {
-		o.Properties[r.wire] = r.schema
+		o.Properties[r.wire] = asyncSchema(r.schema)
 		o.Required = append(o.Required, r.wire)
 	}
 	slices.Sort(o.Required)

@@ -40,7 +40,7 @@ func indentJSON(v any) ([]byte, error) {
 
 // describeService describes svc.
 func describeService(svc *service) describe.Service {
-	d := describe.Service{Name: svc.name, Version: or1(svc.version), Namespace: svc.namespace, Methods: []describe.Method{}}
+	d := describe.Service{Name: svc.name, Version: or1(svc.version), Namespace: svc.namespace, Methods: []describe.Method{}, Types: svc.types}
 	for _, m := range svc.methods {
 		results := m.results
 		if m.item != nil {
@@ -63,7 +63,7 @@ var modeNames = map[mode]string{callMode: "call", castMode: "cast", fanoutMode: 
 func describeFields(params []*param) []describe.Field {
 	fields := []describe.Field{}
 	for _, p := range params {
-		fields = append(fields, describe.Field{Name: p.wire, GoType: p.goType, JSON: p.shape})
+		fields = append(fields, describe.Field{Name: p.wire, GoType: p.goType, JSON: p.shape, Schema: p.schema})
 	}
 	return fields
 }

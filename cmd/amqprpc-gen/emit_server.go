@@ -63,6 +63,13 @@ on s, usually a *runtime.Server.`, registerFunc(svc), svc.name),
 		}
 		fields = append(fields, jen.Id("Errors").Op(":").Index().Qual(runtimePath, "ErrorDesc").Values(lines(errs...)...))
 	}
+	if len(svc.types) > 0 {
+		types := jen.Dict{}
+		for name, s := range svc.types {
+			types[jen.Lit(name)] = schemaLit(s, false)
+		}
+		fields = append(fields, jen.Id("Types").Op(":").Map(jen.String()).Op("*").Qual(runtimePath, "Schema").Values(types))
+	}
 	declare(out, fmt.Sprintf(`%s describes %s to the amqprpc runtime: its
 methods by wire name and the code that calls them.`, desc, svc.name),
 		jen.Var().Id(desc).Op("=").Qual(runtimePath, "ServiceDesc").Values(lines(fields...)...))
@@ -170,7 +177,57 @@ func genHandler(out *jen.File, svc *service, m *method) {
 func fieldDescs(params []*param) []jen.Code {
 	descs := make([]jen.Code, len(params))
 	for i, p := range params {
-		descs[i] = jen.Values(jen.Id("Name").Op(":").Lit(p.wire), jen.Id("GoType").Op(":").Lit(p.goType), jen.Id("JSON").Op(":").Lit(p.shape))
+		descs[i] = jen.Values(jen.Id("Name").Op(":").Lit(p.wire), jen.Id("GoType").Op(":").Lit(p.goType), jen.Id("JSON").Op(":").Lit(p.shape),
+			jen.Id("Schema").Op(":").Add(schemaLit(p.schema, true)))
 	}
 	return descs
+}
+
+// schemaLit spells s as a composite literal of runtime.Schema, &-prefixed
+// where the type must be given (full), its type elided where Go allows.
+func schemaLit(s *schema, full bool) jen.Code {
+	var fields []jen.Code
+	str := func(name, v string) {
+		if v != "" {
+			fields = append(fields, jen.Id(name).Op(":").Lit(v))
+		}
+	}
+	str("Ref", s.Ref)
+	str("Type", s.Type)
+	str("Format", s.Format)
+	str("ContentEncoding", s.ContentEncoding)
+	str("Description", s.Description)
+	str("Const", s.Const)
+	str("Pattern", s.Pattern)
+	if s.Items != nil {
+		fields = append(fields, jen.Id("Items").Op(":").Add(schemaLit(s.Items, true)))
+	}
+	if s.Properties != nil {
+		props := jen.Dict{}
+		for name, p := range s.Properties {
+			props[jen.Lit(name)] = schemaLit(p, false)
+		}
+		fields = append(fields, jen.Id("Properties").Op(":").Map(jen.String()).Op("*").Qual(runtimePath, "Schema").Values(props))
+	}
+	if s.Required != nil {
+		req := make([]jen.Code, len(s.Required))
+		for i, r := range s.Required {
+			req[i] = jen.Lit(r)
+		}
+		fields = append(fields, jen.Id("Required").Op(":").Index().String().Values(req...))
+	}
+	if s.AdditionalProperties != nil {
+		fields = append(fields, jen.Id("AdditionalProperties").Op(":").Add(schemaLit(s.AdditionalProperties, true)))
+	}
+	if s.OneOf != nil {
+		one := make([]jen.Code, len(s.OneOf))
+		for i, o := range s.OneOf {
+			one[i] = schemaLit(o, false)
+		}
+		fields = append(fields, jen.Id("OneOf").Op(":").Index().Op("*").Qual(runtimePath, "Schema").Values(one...))
+	}
+	if full {
+		return jen.Op("&").Qual(runtimePath, "Schema").Values(fields...)
+	}
+	return jen.Values(fields...)
 }

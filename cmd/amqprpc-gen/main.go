@@ -216,6 +216,7 @@ func build(dir string, tags []string, outPath string, names []string) (*file, []
 		if svc == nil {
 			continue
 		}
+		svc.types = reachable(svc, c.schemas.defs)
 		f.services = append(f.services, svc)
 		for _, n := range declaredNames(svc) {
 			generated[n] = true

@@ -28,6 +28,9 @@ type service struct {
 	namespace string
 	errors    []errorRef
 	methods   []*method
+	// types are the schemas of the named struct types its methods'
+	// schemas refer to, by name: its share of file.schemas
+	types map[string]*schema
 	// clientImplements says that every method is already context-first and
 	// error-last, so the generated client implements the interface itself.
 	clientImplements bool

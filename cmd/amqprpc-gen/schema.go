@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/amqprpc/amqprpc/describe"
 )
 
 // The JSON Schema of the values a method sends and receives, for the
@@ -14,25 +16,13 @@ import (
 // and stream item, and the named struct types they refer to, which the
 // document lists under components.schemas.
 
-// schema is a JSON Schema (draft-07, as AsyncAPI's default schema format
-// reads it). The zero schema is {}: any JSON value.
-type schema struct {
-	Ref                  string             `json:"$ref,omitempty"`
-	Type                 string             `json:"type,omitempty"`
-	Format               string             `json:"format,omitempty"`
-	ContentEncoding      string             `json:"contentEncoding,omitempty"`
-	Description          string             `json:"description,omitempty"`
-	Const                string             `json:"const,omitempty"`
-	Pattern              string             `json:"pattern,omitempty"`
-	Items                *schema            `json:"items,omitempty"`
-	Properties           map[string]*schema `json:"properties,omitempty"`
-	Required             []string           `json:"required,omitempty"`
-	AdditionalProperties *schema            `json:"additionalProperties,omitempty"`
-	OneOf                []*schema          `json:"oneOf,omitempty"`
-}
+// schema is a JSON Schema, as descriptions carry it and the AsyncAPI
+// document lists it. The zero schema is {}: any JSON value.
+type schema = describe.Schema
 
-// schemaRefPrefix is where references to named types point.
-const schemaRefPrefix = "#/components/schemas/"
+// schemaRefPrefix is where references to named types point: the
+// description's types (the AsyncAPI document rebases them).
+const schemaRefPrefix = describe.TypeRef
 
 // schemas builds the schemas of the types of one package's interfaces,
 // and collects the named struct types they use.
@@ -260,4 +250,29 @@ func filter[T any](s []T, keep func(T) bool) []T {
 		}
 	}
 	return out
+}
+
+// reachable returns the schemas of defs that the methods of svc refer to,
+// directly or through other types; nil for none.
+func reachable(svc *service, defs map[string]*schema) map[string]*schema {
+	var types map[string]*schema
+	var visit func(name string)
+	visit = func(name string) {
+		if types[name] != nil || defs[name] == nil {
+			return
+		}
+		if types == nil {
+			types = make(map[string]*schema)
+		}
+		types[name] = defs[name]
+		defs[name].Refs(visit)
+	}
+	for _, m := range svc.methods {
+		for _, p := range slices.Concat(m.params, m.results, []*param{m.item}) {
+			if p != nil {
+				p.schema.Refs(visit)
+			}
+		}
+	}
+	return types
 }

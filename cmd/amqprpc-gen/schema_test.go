@@ -67,7 +67,7 @@ type T struct {
 	top := s.of(types.NewPointer(pkg.Scope().Lookup("T").Type()))
 	got, _ := json.Marshal(map[string]any{"top": top, "defs": s.defs})
 	const want = `{
-	"top": {"$ref": "#/components/schemas/T"},
+	"top": {"$ref": "#/types/T"},
 	"defs": {
 		"T": {"type": "object", "description": "Go type p.T", "properties": {
 			"id": {"type": "string"},
@@ -77,7 +77,7 @@ type T struct {
 			"data": {"type": "string", "contentEncoding": "base64"},
 			"tags": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "number"}}},
 			"ptr": {"type": "boolean"},
-			"root": {"$ref": "#/components/schemas/Node"},
+			"root": {"$ref": "#/types/Node"},
 			"raw": {},
 			"level": {"type": "string"},
 			"any": {},
@@ -85,7 +85,7 @@ type T struct {
 		}, "required": ["any", "at", "count", "data", "grid", "id", "level", "ptr", "raw", "root"]},
 		"Node": {"type": "object", "description": "Go type p.Node", "properties": {
 			"Name": {"type": "string"},
-			"kids": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}
+			"kids": {"type": "array", "items": {"$ref": "#/types/Node"}}
 		}, "required": ["Name"]}
 	}
 }`

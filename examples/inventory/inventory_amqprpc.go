@@ -73,11 +73,23 @@ func RegisterInventoryServer(s runtime.ServiceRegistrar, impl Inventory) {
 var Inventory_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Inventory",
 	Methods: []runtime.MethodDesc{
-		{Name: "count", Handler: _Inventory_Count_Handler, Params: []runtime.FieldDesc{{Name: "f", GoType: "Filter", JSON: "object"}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer"}}},
-		{Name: "list", Handler: _Inventory_List_Handler, Mode: runtime.Stream, Params: []runtime.FieldDesc{{Name: "f", GoType: "Filter", JSON: "object"}}, Results: []runtime.FieldDesc{{Name: "item", GoType: "Item", JSON: "object"}}},
+		{Name: "count", Handler: _Inventory_Count_Handler, Params: []runtime.FieldDesc{{Name: "f", GoType: "Filter", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Filter"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}},
+		{Name: "list", Handler: _Inventory_List_Handler, Mode: runtime.Stream, Params: []runtime.FieldDesc{{Name: "f", GoType: "Filter", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Filter"}}}, Results: []runtime.FieldDesc{{Name: "item", GoType: "Item", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Item"}}}},
 	},
 	Errors: []runtime.ErrorDesc{
 		runtime.SentinelError("github.com/amqprpc/amqprpc/examples/inventory.ErrNoShelf", ErrNoShelf),
+	},
+	Types: map[string]*runtime.Schema{
+		"Filter": {Type: "object", Description: "Go type github.com/amqprpc/amqprpc/examples/inventory.Filter", Properties: map[string]*runtime.Schema{
+			"min_qty": {Type: "integer"},
+			"shelf":   {Type: "string"},
+		}},
+		"Item": {Type: "object", Description: "Go type github.com/amqprpc/amqprpc/examples/inventory.Item", Properties: map[string]*runtime.Schema{
+			"name":  {Type: "string"},
+			"qty":   {Type: "integer"},
+			"shelf": {Type: "string"},
+			"sku":   {Type: "string"},
+		}, Required: []string{"name", "qty", "shelf", "sku"}},
 	},
 }
 

@@ -159,15 +159,15 @@ var Calc_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Calc",
 	Version:     "1.3",
 	Methods: []runtime.MethodDesc{
-		{Name: "add", Handler: _Calc_Add_Handler, IgnoresContext: true, Since: "1.0", Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer"}, {Name: "v2", GoType: "int", JSON: "integer"}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer"}}},
-		{Name: "fail", Handler: _Calc_Fail_Handler, IgnoresContext: true, Since: "1.0", Params: []runtime.FieldDesc{{Name: "why", GoType: "string", JSON: "string"}}},
+		{Name: "add", Handler: _Calc_Add_Handler, IgnoresContext: true, Since: "1.0", Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}, {Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}},
+		{Name: "fail", Handler: _Calc_Fail_Handler, IgnoresContext: true, Since: "1.0", Params: []runtime.FieldDesc{{Name: "why", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
 		{Name: "fail_builtin", Handler: _Calc_FailBuiltin_Handler, IgnoresContext: true, Since: "1.0"},
-		{Name: "mul", Handler: _Calc_Mul_Handler, IgnoresContext: true, Since: "1.3", Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer"}, {Name: "v2", GoType: "int", JSON: "integer"}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer"}}},
-		{Name: "name", Handler: _Calc_Name_Handler, IgnoresContext: true, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "string", JSON: "string"}}},
-		{Name: "notes", Handler: _Calc_Notes_Handler, IgnoresContext: true, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "[]string", JSON: "array"}}},
-		{Name: "notify_me", Handler: _Calc_NotifyMe_Handler, IgnoresContext: true, Mode: runtime.Cast, Since: "1.0", Params: []runtime.FieldDesc{{Name: "text", GoType: "string", JSON: "string"}}},
-		{Name: "slow_add", Handler: _Calc_SlowAdd_Handler, Since: "1.0", Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer"}, {Name: "v2", GoType: "int", JSON: "integer"}, {Name: "delay", GoType: "float64", JSON: "number"}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer"}}},
-		{Name: "whoami", Handler: _Calc_Whoami_Handler, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "map[string]any", JSON: "object"}}},
+		{Name: "mul", Handler: _Calc_Mul_Handler, IgnoresContext: true, Since: "1.3", Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}, {Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}},
+		{Name: "name", Handler: _Calc_Name_Handler, IgnoresContext: true, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
+		{Name: "notes", Handler: _Calc_Notes_Handler, IgnoresContext: true, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "[]string", JSON: "array", Schema: &runtime.Schema{Type: "array", Items: &runtime.Schema{Type: "string"}}}}},
+		{Name: "notify_me", Handler: _Calc_NotifyMe_Handler, IgnoresContext: true, Mode: runtime.Cast, Since: "1.0", Params: []runtime.FieldDesc{{Name: "text", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
+		{Name: "slow_add", Handler: _Calc_SlowAdd_Handler, Since: "1.0", Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}, {Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}, {Name: "delay", GoType: "float64", JSON: "number", Schema: &runtime.Schema{Type: "number"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}},
+		{Name: "whoami", Handler: _Calc_Whoami_Handler, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "map[string]any", JSON: "object", Schema: &runtime.Schema{Type: "object", AdditionalProperties: &runtime.Schema{}}}}},
 	},
 	Errors: []runtime.ErrorDesc{
 		runtime.SentinelError("github.com/amqprpc/amqprpc/interop/oslo.ErrCalc", ErrCalc),
@@ -336,8 +336,12 @@ var Admin_ServiceDesc = runtime.ServiceDesc{
 	Version:     "2.0",
 	Namespace:   "admin",
 	Methods: []runtime.MethodDesc{
-		{Name: "ping", Handler: _Admin_Ping_Handler, IgnoresContext: true, Since: "2.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "Pong", JSON: "object"}}},
+		{Name: "ping", Handler: _Admin_Ping_Handler, IgnoresContext: true, Since: "2.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "Pong", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Pong"}}}},
 	},
+	Types: map[string]*runtime.Schema{"Pong": {Type: "object", Description: "Go type github.com/amqprpc/amqprpc/interop/oslo.Pong", Properties: map[string]*runtime.Schema{
+		"list": {Type: "array", Items: &runtime.Schema{}},
+		"pong": {Type: "boolean"},
+	}, Required: []string{"list", "pong"}}},
 }
 
 type _Admin_Ping_Args struct{}
@@ -394,7 +398,7 @@ func RegisterEveryoneServer(s runtime.ServiceRegistrar, impl Everyone) {
 var Everyone_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Everyone",
 	Methods: []runtime.MethodDesc{
-		{Name: "notify_me", Handler: _Everyone_NotifyMe_Handler, IgnoresContext: true, Mode: runtime.Fanout, Params: []runtime.FieldDesc{{Name: "text", GoType: "string", JSON: "string"}}},
+		{Name: "notify_me", Handler: _Everyone_NotifyMe_Handler, IgnoresContext: true, Mode: runtime.Fanout, Params: []runtime.FieldDesc{{Name: "text", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
 	},
 }
 
