@@ -43,6 +43,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,8 +59,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const usage = `usage: amqprpc [flags] list TOPIC
        amqprpc [flags] describe TOPIC [METHOD]
        amqprpc [flags] call|cast|fanout|gather TOPIC METHOD [name=value ...] [-d JSON]
-       amqprpc compat OLD.json NEW.json    (descriptions: amqprpc-gen -describe; REV:PATH for a git revision's)
-       amqprpc [flags] compat topic:TOPIC NEW.json   (against every server of TOPIC that runs)
+       amqprpc [-type T] compat OLD NEW         (each a description file, a package with -type, or REV:PATH of either)
+       amqprpc [flags] [-type T] compat topic:TOPIC NEW   (NEW against every server of TOPIC that runs)
 `
 
 // errUsage marks an error of the command line.
@@ -76,6 +77,7 @@ type cli struct {
 	want                  int
 	verbose               bool
 	data                  string
+	types                 string // compat: the interfaces of a package
 	out, errOut           io.Writer
 	client                *runtime.Client
 }
@@ -97,6 +99,7 @@ func run(args []string, out, errOut io.Writer) int {
 	fs.IntVar(&c.want, "n", 0, "gather: return after this many replies")
 	fs.BoolVar(&c.verbose, "v", false, "print the request and the reply")
 	fs.StringVar(&c.data, "d", "", "the arguments as a JSON object")
+	fs.StringVar(&c.types, "type", "", "compat: the interfaces of a package, comma-separated, as amqprpc-gen's -type")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -512,24 +515,22 @@ func typed(f describe.Field, value string) (json.RawMessage, error) {
 	return json.RawMessage(value), nil
 }
 
-// compat compares two descriptions, files that amqprpc-gen -describe
-// wrote (or "-" for the standard input), prints each change with its
-// kind and rule (docs/CONTRACTS.md), and fails when one is wire-breaking
-// and no new major version covers it.
-func (c *cli) compat(files []string) error {
-	if len(files) != 2 {
-		return fmt.Errorf("%w: compat OLD.json NEW.json", errUsage)
+// compat compares two descriptions and prints each change with its kind
+// and rule (docs/CONTRACTS.md), and fails when one is wire-breaking and no
+// new major version covers it. Each is a file that amqprpc-gen -describe
+// (or -description) wrote, "-" for the standard input, a package's
+// directory with -type, or either at a git revision, REV:PATH.
+func (c *cli) compat(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("%w: compat OLD NEW", errUsage)
 	}
-	if topic, ok := strings.CutPrefix(files[0], "topic:"); ok {
-		return c.rollout(topic, files[1])
+	if topic, ok := strings.CutPrefix(args[0], "topic:"); ok {
+		return c.rollout(topic, args[1])
 	}
 	var sides [2][]describe.Service
-	for i, name := range files {
-		data, err := readFile(name)
-		if err != nil {
-			return err
-		}
-		if sides[i], err = readDescription(name, data); err != nil {
+	for i, name := range args {
+		var err error
+		if sides[i], err = c.readDescription(name); err != nil {
 			return err
 		}
 	}
@@ -549,13 +550,106 @@ func (c *cli) report(changes []describe.Change) error {
 	return nil
 }
 
-// readDescription reads a description that amqprpc-gen -describe wrote.
-func readDescription(name string, data []byte) ([]describe.Service, error) {
+// readDescription reads the description name gives: a file, "-" for
+// the standard input, a package's directory (with -type), or REV:PATH, the
+// file or the package at PATH in the git revision REV (main:calc.json),
+// when PATH is nothing here.
+func (c *cli) readDescription(name string) ([]describe.Service, error) {
+	data, err := c.readSource(name)
+	if err != nil {
+		return nil, err
+	}
 	var d []describe.Service
 	if err := json.Unmarshal(data, &d); err != nil {
 		return nil, fmt.Errorf("%s is not a description (amqprpc-gen -describe): %w", name, err)
 	}
 	return d, nil
+}
+
+func (c *cli) readSource(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	info, err := os.Stat(name)
+	switch {
+	case err == nil && info.IsDir():
+		return c.describePackage(name)
+	case err == nil:
+		return os.ReadFile(name)
+	}
+	rev, path, ok := strings.Cut(name, ":")
+	if !ok || rev == "" || path == "" {
+		return nil, err
+	}
+	kind, gerr := exec.Command("git", "cat-file", "-t", name).Output()
+	switch strings.TrimSpace(string(kind)) {
+	case "blob":
+		return exec.Command("git", "show", name).Output()
+	case "tree":
+		dir, cleanup, err := checkout(rev, path)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		return c.describePackage(dir)
+	}
+	return nil, fmt.Errorf("%s: no such file or package, nor one of a git revision (git cat-file %s: %v)", name, name, gerr)
+}
+
+// describePackage describes the interfaces -type of the package in dir
+// with amqprpc-gen -describe, as go run runs it here: the version that the
+// module here requires, whichever revision dir holds, so that both sides
+// of a comparison are described alike.
+func (c *cli) describePackage(dir string) ([]byte, error) {
+	if c.types == "" {
+		return nil, fmt.Errorf("%w: %s is a package: name its interfaces with -type", errUsage, dir)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("go", "run", "github.com/amqprpc/amqprpc/cmd/amqprpc-gen", "-describe", "-type="+c.types, abs)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("describing %s with amqprpc-gen (go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen, in a module that requires it): %v\n%s", dir, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// checkout writes the files of the git revision rev into a temporary
+// directory and returns the directory of path in it (relative to the
+// repository's top, or to here when it begins with ./ or ../, as git show
+// reads it), and the function that removes them.
+func checkout(rev, path string) (string, func(), error) {
+	git := func(args ...string) (string, error) {
+		out, err := exec.Command("git", args...).Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	top, err := git("rev-parse", "--show-toplevel")
+	if err != nil {
+		return "", nil, fmt.Errorf("%s:%s: not in a git repository: %w", rev, path, err)
+	}
+	if strings.HasPrefix(path, "./") || strings.HasPrefix(path, "../") {
+		prefix, _ := git("rev-parse", "--show-prefix")
+		path = filepath.Join(prefix, path)
+	}
+	tmp, err := os.MkdirTemp("", "amqprpc-compat-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	tar := filepath.Join(tmp, "rev.tar")
+	if _, err := git("-C", top, "archive", "--format=tar", "-o", tar, rev); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("git archive %s: %w", rev, err)
+	}
+	if out, err := exec.Command("tar", "-xf", tar, "-C", tmp).CombinedOutput(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("tar: %v: %s", err, out)
+	}
+	return filepath.Join(tmp, filepath.Clean(path)), cleanup, nil
 }
 
 // rollout checks the description in file, of the interfaces about to be
@@ -564,11 +658,7 @@ func readDescription(name string, data []byte) ([]describe.Service, error) {
 // and whether a server built from it can serve the callers the server's
 // interfaces allowed. It fails when one server would break.
 func (c *cli) rollout(topic, file string) error {
-	data, err := readFile(file)
-	if err != nil {
-		return err
-	}
-	next, err := readDescription(file, data)
+	next, err := c.readDescription(file)
 	if err != nil {
 		return err
 	}
@@ -613,22 +703,4 @@ func (c *cli) rollout(topic, file string) error {
 		return fmt.Errorf("%d of %d servers of %s would break: a client or a server of the new interfaces fails against them", broken, len(servers), topic)
 	}
 	return nil
-}
-
-// readFile reads a description: a file, "-" for the standard input, or
-// REV:PATH for the file at PATH in the git revision REV (main:calc.json),
-// when PATH is no file here.
-func readFile(name string) ([]byte, error) {
-	if name == "-" {
-		return io.ReadAll(os.Stdin)
-	}
-	data, err := os.ReadFile(name)
-	if rev, path, ok := strings.Cut(name, ":"); err != nil && ok && rev != "" && path != "" {
-		out, gerr := exec.Command("git", "show", rev+":"+path).Output()
-		if gerr != nil {
-			return nil, fmt.Errorf("%s: no such file, nor a file of a git revision (git show %s: %v)", name, name, gerr)
-		}
-		return out, nil
-	}
-	return data, err
 }

@@ -409,3 +409,74 @@ func TestCompatGitRevision(t *testing.T) {
 		t.Fatalf("compat HEAD:s.json s.json: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 }
+
+// amqprpc compat -type T compares packages, described by amqprpc-gen as
+// go run runs it in the module here: the calc example's interface as
+// committed against a copy with a parameter renamed (breaking), with a
+// method added since a new version (safe), and against itself at a git
+// revision (REV:DIR), in a module of its own that requires this one.
+func TestCompatPackage(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(root, "examples/calc/calc.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, body string) {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.mod", "module example.com/calc\n\ngo 1.26\n\nrequire github.com/amqprpc/amqprpc v0.0.0\n\nreplace github.com/amqprpc/amqprpc => "+root+"\n")
+	write("go.sum", string(sum))
+	write("tools.go", "//go:build tools\n\npackage tools\n\nimport _ \"github.com/amqprpc/amqprpc/cmd/amqprpc-gen\"\n")
+	write("calc/calc.go", string(src))
+	t.Setenv("GOFLAGS", "-mod=mod")
+	git := func(args ...string) {
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@t"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	git("init", "-q")
+	git("add", ".")
+	git("commit", "-qm", "calc")
+	t.Chdir(dir)
+
+	compat := func(old, new string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := run([]string{"compat", "-type", "Calculator", old, new}, &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	if code, out := compat("HEAD:calc", "./calc"); code != 0 || !strings.Contains(out, "compatible: 0 changes") {
+		t.Fatalf("compat HEAD:calc ./calc, unchanged: exit %d\n%s", code, out)
+	}
+	write("calc/calc.go", strings.Replace(string(src), "Add(v1, v2 int) int", "Add(v1, w2 int) int", 1))
+	if code, out := compat("HEAD:calc", "./calc"); code != 1 || !strings.Contains(out, "wire-breaking: Calculator.add: parameter v2 is gone") {
+		t.Fatalf("compat HEAD:calc ./calc, a parameter renamed: exit %d\n%s", code, out)
+	}
+	safe := strings.Replace(string(src), "//amqprpc:version 1.1", "//amqprpc:version 1.2", 1)
+	safe = strings.Replace(safe, "\tMemory() int\n", "\tMemory() int\n\t//amqprpc:since 1.2\n\tMul(a, b int) int\n", 1)
+	write("calc/calc.go", safe)
+	if code, out := compat("HEAD:./calc", "calc"); code != 0 || !strings.Contains(out, "safe: Calculator.mul: a new method, since 1.2") {
+		t.Fatalf("compat HEAD:./calc calc, a method added: exit %d\n%s", code, out)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"compat", "HEAD:calc", "calc"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "name its interfaces with -type") {
+		t.Fatalf("compat of packages without -type: exit %d\n%s", code, errOut.String())
+	}
+}
