@@ -57,3 +57,17 @@ func TestDescribeIsWhatServersSay(t *testing.T) {
 		}
 	}
 }
+
+// -describe without -output leaves out the code generated before for the
+// interfaces, whatever its go:generate line named it (calc_amqprpc.go for
+// Calculator, not calculator_amqprpc.go): its names are not taken.
+func TestDescribeFindsGeneratedCode(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"-type", "Calculator", "-describe", "../../examples/calc"}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	committed, err := os.ReadFile("../../examples/calc/calc_amqprpc.json")
+	if err != nil || !bytes.Equal(committed, stdout.Bytes()) {
+		t.Fatalf("-describe without -output printed\n%s\n(%v)", stdout.String(), err)
+	}
+}
