@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/amqprpc/amqprpc/internal/wire"
 )
 
 // The AsyncAPI 3.0 document of the interfaces of f (-asyncapi): the
@@ -69,10 +71,10 @@ func them(n int) string {
 // <Service>.replies (when a method has replies), an operation
 // <Service>.<method> for each method.
 func asyncapiService(svc *service, channels, operations obj) {
-	reqID, fanID, repID := svc.name+".requests", svc.name+".fanout", svc.name+".replies"
-	topic := obj{"topic": obj{"description": "The topic the interface is served on, chosen when servers start " +
-		"(the routing key <topic>.<server> reaches one server of it)."}}
-	requests, fanouts, replies := obj{}, obj{}, obj{}
+	reqID, srvID, fanID, repID, credID := svc.name+".requests", svc.name+".server", svc.name+".fanout", svc.name+".replies", svc.name+".credits"
+	topic := obj{"topic": obj{"description": "The topic the interface is served on, chosen when servers start."}}
+	server := obj{"topic": topic["topic"], "server": obj{"description": "The name of one server of the topic, chosen when it starts."}}
+	requests, toServer, fanouts, replies, credits := obj{}, obj{}, obj{}, obj{}, obj{}
 	for _, m := range svc.methods {
 		req := requestMessage(svc, m)
 		ch, chID := requests, reqID
@@ -81,6 +83,9 @@ func asyncapiService(svc *service, channels, operations obj) {
 		}
 		reqName := m.wire + ".request"
 		ch[reqName] = req
+		if m.mode != fanoutMode {
+			toServer[reqName] = ref("#/channels/" + reqID + "/messages/" + reqName)
+		}
 		op := obj{
 			"action":   "send",
 			"title":    m.name,
@@ -101,6 +106,16 @@ func asyncapiService(svc *service, channels, operations obj) {
 			replies[m.wire+".end"] = endMessage(svc, m)
 			replyNames = []string{m.wire + ".items", m.wire + ".end"}
 			op["summary"] = "A stream: one request, replies of items until one that ends it."
+			credits[m.wire+".credit"] = creditMessage(m)
+			credits[m.wire+".cancel"] = cancelMessage(m)
+			operations[svc.name+"."+m.wire+".credit"] = obj{
+				"action":  "send",
+				"title":   m.name + " credit",
+				"summary": "The caller of a stream grants its server more items, or cancels the stream.",
+				"channel": ref("#/channels/" + credID),
+				"messages": []any{ref("#/channels/" + credID + "/messages/" + m.wire + ".credit"),
+					ref("#/channels/" + credID + "/messages/" + m.wire + ".cancel")},
+			}
 		case castMode:
 			op["summary"] = "A cast: no reply; the caller waits for the broker's confirm."
 		case fanoutMode:
@@ -127,6 +142,27 @@ func asyncapiService(svc *service, channels, operations obj) {
 		"messages":    requests,
 		"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
 			"exchange": obj{"name": "amqprpc", "type": "topic", "durable": true, "autoDelete": false, "vhost": "/"}}},
+	}
+	if len(toServer) > 0 {
+		channels[srvID] = obj{
+			"address":     "{topic}.{server}",
+			"title":       svc.name + " requests to one server",
+			"description": "The requests of " + svc.name + "'s calls, casts and streams, to one server of the topic: published to the request exchange with <topic>.<server> as routing key. Its operations are the requests channel's, sent here instead.",
+			"parameters":  server,
+			"messages":    toServer,
+			"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
+				"exchange": obj{"name": "amqprpc", "type": "topic", "durable": true, "autoDelete": false, "vhost": "/"}}},
+		}
+	}
+	if len(credits) > 0 {
+		channels[credID] = obj{
+			"address":     nil,
+			"title":       svc.name + " stream credits",
+			"description": "A stream's credits and cancellation, from its caller to the server that runs it: published to the request exchange with the queue that the stream's messages name in amqprpc-credit-to (<topic>.credits_<id>, the server's own) as routing key.",
+			"messages":    credits,
+			"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
+				"exchange": obj{"name": "amqprpc", "type": "topic", "durable": true, "autoDelete": false, "vhost": "/"}}},
+		}
 	}
 	if len(fanouts) > 0 {
 		channels[fanID] = obj{
@@ -183,17 +219,81 @@ func requestMessage(svc *service, m *method) obj {
 		msg["description"] = strings.TrimSpace(m.doc)
 	}
 	if m.mode == callMode || m.mode == streamMode {
-		headers := &schema{Type: "object", Required: []string{"reply_to"}, Properties: map[string]*schema{
-			"reply_to":       {Type: "string", Description: "The AMQP reply_to property: the caller's reply queue."},
-			"correlation_id": {Type: "string", Description: "The AMQP correlation_id property: the request's id, which its replies carry back."},
-		}}
+		headers := requestHeaders()
+		headers.Required = []string{"reply_to"}
+		headers.Properties["reply_to"] = &schema{Type: "string", Description: "The AMQP reply_to property: the caller's reply queue."}
+		headers.Properties["correlation_id"] = &schema{Type: "string", Description: "The AMQP correlation_id property: the request's id, which its replies carry back."}
 		if m.mode == streamMode {
-			headers.Properties["amqprpc-stream"] = &schema{Type: "integer", Description: "The stream's window: how many items the server may send before the caller grants more (1 to 65536)."}
-			headers.Required = append(headers.Required, "amqprpc-stream")
+			headers.Properties[wire.StreamHeader] = &schema{Type: "integer", Description: "The stream's window: how many items the server may send before the caller grants more (1 to 65536)."}
+			headers.Required = append(headers.Required, wire.StreamHeader)
 		}
 		msg["headers"] = headers
+	} else {
+		msg["headers"] = requestHeaders()
 	}
 	return msg
+}
+
+// requestHeaders is the schema of the headers every request may carry:
+// its deadline and the caller's metadata.
+func requestHeaders() *schema {
+	return &schema{Type: "object", Description: "Other headers whose values are strings, and whose names begin with neither amqprpc- nor x-, are the caller's metadata (traceparent, for one).",
+		Properties: map[string]*schema{
+			wire.DeadlineHeader: {Type: "integer", Description: "The caller's deadline, in milliseconds since the Unix epoch: the method's context ends then, and a server drops a request already past it."},
+			"user_id":           {Type: "string", Description: "The AMQP user_id property: the broker user the caller logged in as, which the broker checks."},
+		}}
+}
+
+// replyHeaders is the schema of the headers of a reply to m: a call's, or
+// a stream's items and end.
+func replyHeaders(m *method) *schema {
+	h := &schema{Type: "object", Required: []string{"correlation_id"}, Properties: map[string]*schema{
+		"correlation_id": {Type: "string", Description: "The AMQP correlation_id property: the request's."},
+	}}
+	if m.mode == streamMode {
+		h.Properties[wireSeq] = &schema{Type: "integer", Description: "Items: the place of the message's first item in the stream, from 0. End: how many items the stream sent."}
+		h.Properties[wireCreditTo] = &schema{Type: "string", Description: "The queue to send the stream's credits and cancellation to (the credits channel)."}
+		h.Required = append(h.Required, wireSeq, wireCreditTo)
+		return h
+	}
+	h.Properties[wire.ServerHeader] = &schema{Type: "string", Description: "The replying server's name, on a reply to a request sent to every server of the topic (a gather)."}
+	h.Properties[wire.QueueLimitHeader] = &schema{Type: "integer", Description: "The length limit of the topic's queue, when it has one: its callers publish calls in confirm mode, so that one the broker refuses fails at once."}
+	return h
+}
+
+// The headers of stream messages.
+const (
+	wireSeq      = wire.SeqHeader
+	wireCreditTo = wire.CreditToHeader
+	wireCredit   = wire.CreditHeader
+)
+
+// creditMessage is the message by which m's caller grants its server more
+// items.
+func creditMessage(m *method) obj {
+	return obj{
+		"name":    m.wire + ".credit",
+		"title":   m.name + " credit",
+		"payload": &schema{Type: "object", Description: "Empty: the credit is in the header."},
+		"headers": &schema{Type: "object", Required: []string{"correlation_id", wireCredit}, Properties: map[string]*schema{
+			"correlation_id": {Type: "string", Description: "The stream's request's id."},
+			wireCredit:       {Type: "integer", Description: "The place up to which the server may send items, exclusive: the items read so far and the window."},
+		}},
+		"correlationId": obj{"location": "$message.header#/correlation_id"},
+		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": wire.CreditType}},
+	}
+}
+
+// cancelMessage is the message by which m's caller ends the stream.
+func cancelMessage(m *method) obj {
+	return obj{
+		"name":          m.wire + ".cancel",
+		"title":         m.name + " cancel",
+		"payload":       &schema{Type: "object", Description: "Empty."},
+		"headers":       &schema{Type: "object", Required: []string{"correlation_id"}, Properties: map[string]*schema{"correlation_id": {Type: "string", Description: "The stream's request's id."}}},
+		"correlationId": obj{"location": "$message.header#/correlation_id"},
+		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": wire.CancelType}},
+	}
 }
 
 // replyMessage is the message of a reply to m, a call.
@@ -202,8 +302,9 @@ func replyMessage(svc *service, m *method) obj {
 		"name":          m.wire + ".reply",
 		"title":         svc.name + "." + m.name + " reply",
 		"payload":       &schema{OneOf: []*schema{resultBody(resultSchema(m.results)), failureBody(svc)}},
+		"headers":       replyHeaders(m),
 		"correlationId": obj{"location": "$message.header#/correlation_id"},
-		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": "amqprpc.reply"}},
+		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": wire.ReplyType}},
 	}
 }
 
@@ -212,9 +313,10 @@ func itemsMessage(m *method) obj {
 	return obj{
 		"name":          m.wire + ".items",
 		"title":         m.name + " items",
-		"payload":       &schema{Type: "array", Items: asyncSchema(m.item.schema), Description: "Items of the stream, in order."},
+		"payload":       &schema{Type: "array", Items: asyncSchema(m.item.schema), Description: "Items of the stream, in order; none, a beat: the server still runs the stream."},
+		"headers":       replyHeaders(m),
 		"correlationId": obj{"location": "$message.header#/correlation_id"},
-		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": "amqprpc.items"}},
+		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": wire.ItemsType}},
 	}
 }
 
@@ -224,8 +326,9 @@ func endMessage(svc *service, m *method) obj {
 		"name":          m.wire + ".end",
 		"title":         m.name + " end",
 		"payload":       &schema{OneOf: []*schema{resultBody(&schema{Type: "null"}), failureBody(svc)}},
+		"headers":       replyHeaders(m),
 		"correlationId": obj{"location": "$message.header#/correlation_id"},
-		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": "amqprpc.end"}},
+		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": wire.EndType}},
 	}
 }
 

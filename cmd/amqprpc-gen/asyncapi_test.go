@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -23,7 +24,7 @@ func TestAsyncAPIOfExamples(t *testing.T) {
 			map[string]string{"add": "requests", "div": "requests", "store": "requests", "clear": "fanout", "memory": "requests"},
 			map[string]int{"add": 1, "div": 1, "memory": 1}},
 		{"Inventory", "../../examples/inventory", "inventory_amqprpc",
-			map[string]string{"list": "requests", "count": "requests"},
+			map[string]string{"list": "requests", "count": "requests", "list.credit": "credits"},
 			map[string]int{"list": 2, "count": 1}},
 	} {
 		out, err := filepath.Abs(filepath.Join(tc.dir, tc.base+".go"))
@@ -85,8 +86,11 @@ func TestAsyncAPIOfExamples(t *testing.T) {
 				t.Errorf("%s: no operation for %s", tc.typ, name)
 			case op.Action != "send" || op.Channel.Ref != "#/channels/"+tc.typ+"."+ch:
 				t.Errorf("%s.%s: action %q on %s", tc.typ, name, op.Action, op.Channel.Ref)
-			case len(op.Messages) != 1 || !resolve(op.Messages[0].Ref) || !strings.HasPrefix(op.Messages[0].Ref, op.Channel.Ref+"/"):
+			case len(op.Messages) != 1 && ch != "credits", len(op.Messages) != 2 && ch == "credits",
+				!resolve(op.Messages[0].Ref) || !strings.HasPrefix(op.Messages[0].Ref, op.Channel.Ref+"/"):
 				t.Errorf("%s.%s: request messages %v", tc.typ, name, op.Messages)
+			case ch == "requests" && refOf(d.Channels[tc.typ+".server"].Messages[name+".request"]) != op.Messages[0].Ref:
+				t.Errorf("%s.%s: the request is not on the channel to one server: %s", tc.typ, name, d.Channels[tc.typ+".server"].Messages[name+".request"])
 			case tc.replies[name] == 0 && op.Reply != nil, tc.replies[name] > 0 && (op.Reply == nil || len(op.Reply.Messages) != tc.replies[name]):
 				t.Errorf("%s.%s: reply %+v, want %d messages", tc.typ, name, op.Reply, tc.replies[name])
 			case op.Reply != nil:
@@ -94,8 +98,25 @@ func TestAsyncAPIOfExamples(t *testing.T) {
 					if !resolve(m.Ref) {
 						t.Errorf("%s.%s: reply message %s is not in its channel", tc.typ, name, m.Ref)
 					}
+					ch, msg, _ := strings.Cut(strings.TrimPrefix(m.Ref, "#/channels/"), "/messages/")
+					var reply struct {
+						Headers struct{ Required []string }
+					}
+					json.Unmarshal(d.Channels[ch].Messages[msg], &reply)
+					if !slices.Contains(reply.Headers.Required, "correlation_id") {
+						t.Errorf("%s.%s: reply message %s requires headers %v", tc.typ, name, m.Ref, reply.Headers.Required)
+					}
 				}
 			}
 		}
 	}
+}
+
+// refOf is the $ref of a reference object, "" for anything else.
+func refOf(raw json.RawMessage) string {
+	var r struct {
+		Ref string `json:"$ref"`
+	}
+	json.Unmarshal(raw, &r)
+	return r.Ref
 }
