@@ -40,7 +40,8 @@ CHAOS_NODE = AMQPRPC_CLUSTER_DIR=/tmp/amqprpc-chaos-node AMQPRPC_CLUSTER_PORT=58
 ## (Debian's python3-oslo.messaging, installed when missing: scripts/python-oslo.sh)
 test: lint check-generated
 	@scripts/python-oslo.sh
-	@scripts/asyncapi.sh examples/calc/calc_amqprpc.asyncapi.json examples/inventory/inventory_amqprpc.asyncapi.json
+	@scripts/asyncapi.sh examples/calc/calc_amqprpc.asyncapi.json examples/inventory/inventory_amqprpc.asyncapi.json interop/oslo/calc_amqprpc.oslo.asyncapi.json
+	@scripts/asyncapi.sh -messages interop/oslo/calc_amqprpc.oslo.asyncapi.json interop/oslo/testdata/capture.jsonl
 	@$(TEST_NODE) scripts/cluster.sh stop
 	@$(TEST_NODE) scripts/cluster.sh start 1
 	@trap '$(TEST_NODE) scripts/cluster.sh stop' EXIT; \

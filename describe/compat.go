@@ -306,7 +306,7 @@ func resolve(s *Schema, types map[string]*Schema) *Schema {
 func shapeOf(s *Schema) string {
 	shape := s.Type
 	switch {
-	case s.Type == "" && len(s.OneOf) == 0:
+	case s.Type == "" && len(s.OneOf) == 0 && len(s.AnyOf) == 0:
 		return "any"
 	case s.Type == "":
 		return "one of several"

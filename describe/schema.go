@@ -1,6 +1,9 @@
 package describe
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Schema is the JSON Schema (draft-07) of the JSON a parameter, a result
 // or a stream item travels as, as encoding/json makes it of the Go type:
@@ -22,6 +25,7 @@ type Schema struct {
 	Required             []string           `json:"required,omitempty"`
 	AdditionalProperties *Schema            `json:"additionalProperties,omitempty"`
 	OneOf                []*Schema          `json:"oneOf,omitempty"`
+	AnyOf                []*Schema          `json:"anyOf,omitempty"`
 }
 
 // TypeRef is how a Schema refers to a type of its service's Types.
@@ -45,12 +49,8 @@ func (s *Schema) Rebase(prefix string) *Schema {
 			c.Properties[k] = v.Rebase(prefix)
 		}
 	}
-	if s.OneOf != nil {
-		c.OneOf = make([]*Schema, len(s.OneOf))
-		for i, v := range s.OneOf {
-			c.OneOf[i] = v.Rebase(prefix)
-		}
-	}
+	c.OneOf = rebaseAll(s.OneOf, prefix)
+	c.AnyOf = rebaseAll(s.AnyOf, prefix)
 	return &c
 }
 
@@ -68,7 +68,18 @@ func (s *Schema) Refs(yield func(name string)) {
 	for _, v := range s.Properties {
 		v.Refs(yield)
 	}
-	for _, v := range s.OneOf {
+	for _, v := range slices.Concat(s.OneOf, s.AnyOf) {
 		v.Refs(yield)
 	}
+}
+
+func rebaseAll(s []*Schema, prefix string) []*Schema {
+	if s == nil {
+		return nil
+	}
+	c := make([]*Schema, len(s))
+	for i, v := range s {
+		c[i] = v.Rebase(prefix)
+	}
+	return c
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/tools/txtar"
 )
 
 // The committed AsyncAPI documents of the examples are what amqprpc-gen
@@ -119,4 +121,25 @@ func refOf(raw json.RawMessage) string {
 	}
 	json.Unmarshal(raw, &r)
 	return r.Ref
+}
+
+// -asyncapi-oslo refuses an interface with a stream, which oslo.messaging's
+// protocol does not have, and then writes nothing: not the code either.
+func TestAsyncAPIOsloRefusesStreams(t *testing.T) {
+	src, err := os.ReadFile("../../examples/inventory/inventory.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := writeModule(t, "example.com/inventory", &txtar.Archive{Files: []txtar.File{{Name: "inventory.go", Data: src}}})
+	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"))
+	var stdout, stderr bytes.Buffer
+	err = run([]string{"-type", "Inventory", "-asyncapi-oslo", filepath.Join(dir, "oslo.json"), dir}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "Inventory.List is a stream") {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	for _, name := range []string{"oslo.json", "inventory_amqprpc.go"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			t.Errorf("the generator failed but wrote %s", name)
+		}
+	}
 }

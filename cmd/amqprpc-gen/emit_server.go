@@ -219,12 +219,17 @@ func schemaLit(s *schema, full bool) jen.Code {
 	if s.AdditionalProperties != nil {
 		fields = append(fields, jen.Id("AdditionalProperties").Op(":").Add(schemaLit(s.AdditionalProperties, true)))
 	}
-	if s.OneOf != nil {
-		one := make([]jen.Code, len(s.OneOf))
-		for i, o := range s.OneOf {
-			one[i] = schemaLit(o, false)
+	for _, of := range []struct {
+		name string
+		list []*schema
+	}{{"OneOf", s.OneOf}, {"AnyOf", s.AnyOf}} {
+		if name, list := of.name, of.list; list != nil {
+			of := make([]jen.Code, len(list))
+			for i, o := range list {
+				of[i] = schemaLit(o, false)
+			}
+			fields = append(fields, jen.Id(name).Op(":").Index().Op("*").Qual(runtimePath, "Schema").Values(of...))
 		}
-		fields = append(fields, jen.Id("OneOf").Op(":").Index().Op("*").Qual(runtimePath, "Schema").Values(one...))
 	}
 	if full {
 		return jen.Op("&").Qual(runtimePath, "Schema").Values(fields...)

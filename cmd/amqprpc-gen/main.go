@@ -20,7 +20,7 @@
 //
 // Usage:
 //
-//	amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [-description file] [-asyncapi file] [-describe] [directory]
+//	amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [-description file] [-asyncapi file] [-asyncapi-oslo file] [-describe] [directory]
 //
 // The directory defaults to the current one; the output file to
 // <lower-case first type>_amqprpc.go in that directory. All the types given
@@ -69,14 +69,15 @@ func main() {
 // errUsage says that the command line was wrong; the usage was printed.
 var errUsage = errors.New("amqprpc-gen: usage")
 
-const usage = `usage: amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [-description file] [-asyncapi file] [-describe] [directory]
+const usage = `usage: amqprpc-gen -type=T[,U...] [-output file] [-tags tags] [-description file] [-asyncapi file] [-asyncapi-oslo file] [-describe] [directory]
 
 amqprpc-gen writes a typed amqprpc client and server for each interface
 type given, into one file in the package in directory (default ".").
 With -describe it prints, instead, the interfaces' description: what
 their servers answer amqprpc.describe with, as stable JSON; -description
-writes it to a file beside the code, and -asyncapi their AsyncAPI 3.0
-document.
+writes it to a file beside the code, -asyncapi their AsyncAPI 3.0
+document, and -asyncapi-oslo that of oslo.messaging's protocol
+(runtime.WithOslo).
 
 `
 
@@ -94,6 +95,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	describeOnly := fs.Bool("describe", false, "print the interfaces' description (what their servers answer amqprpc.describe with) as JSON, and write no code")
 	description := fs.String("description", "", "also write the interfaces' description to this file, to commit beside the code: a diff in review shows what changed on the wire")
+	asyncapiOslo := fs.String("asyncapi-oslo", "", "also write the interfaces' AsyncAPI 3.0 document in oslo.messaging's protocol (runtime.WithOslo) to this file")
 	asyncapi := fs.String("asyncapi", "", "also write the interfaces' AsyncAPI 3.0 document (JSON) to this file, beside the code: their channels, messages and operations, with JSON Schemas of their values")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -152,28 +154,29 @@ func run(args []string, stdout, stderr io.Writer) error {
 		_, err = stdout.Write(out)
 		return err
 	}
+	// Everything is made before anything is written: a problem leaves
+	// the files as they were.
 	src, err := emit(f)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(outPath, src, 0o666); err != nil {
-		return fmt.Errorf("amqprpc-gen: %w", err)
-	}
-	if *description != "" {
-		out, err := describeFile(f)
-		if err == nil {
-			err = os.WriteFile(*description, out, 0o666)
+	writes := []struct {
+		path string
+		make func(*file) ([]byte, error)
+	}{{*description, describeFile}, {*asyncapi, asyncapiFile}, {*asyncapiOslo, asyncapiOsloFile}}
+	outs := map[string][]byte{outPath: src}
+	for _, w := range writes {
+		if w.path == "" {
+			continue
 		}
+		out, err := w.make(f)
 		if err != nil {
-			return fmt.Errorf("amqprpc-gen: %w", err)
+			return fmt.Errorf("amqprpc-gen: %s: %w", w.path, err)
 		}
+		outs[w.path] = out
 	}
-	if *asyncapi != "" {
-		out, err := asyncapiFile(f)
-		if err == nil {
-			err = os.WriteFile(*asyncapi, out, 0o666)
-		}
-		if err != nil {
+	for path, out := range outs {
+		if err := os.WriteFile(path, out, 0o666); err != nil {
 			return fmt.Errorf("amqprpc-gen: %w", err)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
-//go:generate go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen -type=Calc,Admin,Everyone -output=calc_amqprpc.go
+//go:generate go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen -type=Calc,Admin,Everyone -output=calc_amqprpc.go -asyncapi-oslo=calc_amqprpc.oslo.asyncapi.json
 
 // ErrCalc is Fail's error; OsloExceptions maps it to Python's
 // calcerrors.CalcError (py/calcerrors.py) both ways.
