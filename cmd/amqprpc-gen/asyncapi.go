@@ -86,6 +86,21 @@ func asyncapiService(svc *service, channels, operations obj) {
 		if m.mode != fanoutMode {
 			toServer[reqName] = ref("#/channels/" + reqID + "/messages/" + reqName)
 		}
+		if m.gather {
+			fanouts[reqName] = ref("#/channels/" + reqID + "/messages/" + reqName)
+			operations[svc.name+"."+m.wire+".gather"] = obj{
+				"action":   "send",
+				"title":    "Gather" + m.name,
+				"summary":  "A gather: the call to every server of the topic, each of which replies.",
+				"channel":  ref("#/channels/" + fanID),
+				"messages": []any{ref("#/channels/" + fanID + "/messages/" + reqName)},
+				"reply": obj{
+					"address":  obj{"location": "$message.header#/reply_to", "description": "The request's reply_to property: the caller's reply queue."},
+					"channel":  ref("#/channels/" + repID),
+					"messages": []any{ref("#/channels/" + repID + "/messages/" + m.wire + ".reply")},
+				},
+			}
+		}
 		op := obj{
 			"action":   "send",
 			"title":    m.name,
@@ -168,7 +183,7 @@ func asyncapiService(svc *service, channels, operations obj) {
 		channels[fanID] = obj{
 			"address":     "{topic}",
 			"title":       svc.name + " fanouts",
-			"description": "Requests to every server of " + svc.name + ": published to the fanout exchange <exchange>.fanout.<topic> (amqprpc.fanout.<topic> by default), which ignores the routing key.",
+			"description": "Requests to every server of " + svc.name + ", fanouts and gathers: published to the fanout exchange <exchange>.fanout.<topic> (amqprpc.fanout.<topic> by default), which ignores the routing key.",
 			"parameters":  topic,
 			"messages":    fanouts,
 			"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
@@ -272,9 +287,9 @@ const (
 // items.
 func creditMessage(m *method) obj {
 	return obj{
-		"name":    m.wire + ".credit",
-		"title":   m.name + " credit",
-		"payload": &schema{Type: "object", Description: "Empty: the credit is in the header."},
+		"name":        m.wire + ".credit",
+		"title":       m.name + " credit",
+		"description": "No body: the credit is in the header.",
 		"headers": &schema{Type: "object", Required: []string{"correlation_id", wireCredit}, Properties: map[string]*schema{
 			"correlation_id": {Type: "string", Description: "The stream's request's id."},
 			wireCredit:       {Type: "integer", Description: "The place up to which the server may send items, exclusive: the items read so far and the window."},
@@ -289,7 +304,7 @@ func cancelMessage(m *method) obj {
 	return obj{
 		"name":          m.wire + ".cancel",
 		"title":         m.name + " cancel",
-		"payload":       &schema{Type: "object", Description: "Empty."},
+		"description":   "No body.",
 		"headers":       &schema{Type: "object", Required: []string{"correlation_id"}, Properties: map[string]*schema{"correlation_id": {Type: "string", Description: "The stream's request's id."}}},
 		"correlationId": obj{"location": "$message.header#/correlation_id"},
 		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": wire.CancelType}},

@@ -23,8 +23,8 @@ func TestAsyncAPIOfExamples(t *testing.T) {
 		replies        map[string]int    // operation -> its reply messages
 	}{
 		{"Calculator", "../../examples/calc", "calc_amqprpc",
-			map[string]string{"add": "requests", "div": "requests", "store": "requests", "clear": "fanout", "memory": "requests"},
-			map[string]int{"add": 1, "div": 1, "memory": 1}},
+			map[string]string{"add": "requests", "div": "requests", "store": "requests", "clear": "fanout", "memory": "requests", "memory.gather": "fanout"},
+			map[string]int{"add": 1, "div": 1, "memory": 1, "memory.gather": 1}},
 		{"Inventory", "../../examples/inventory", "inventory_amqprpc",
 			map[string]string{"list": "requests", "count": "requests", "list.credit": "credits"},
 			map[string]int{"list": 2, "count": 1}},
