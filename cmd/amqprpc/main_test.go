@@ -376,6 +376,11 @@ func TestRollout(t *testing.T) {
 		t.Fatalf("rolling out what server a runs: exit %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("rolling out Calculator 1.1:\n%s", out)
+	// The same from the package: what would be built from it now.
+	code, out, errOut = amqprpc(t, "-wait", "2s", "-type", "Calculator", "compat", "topic:"+topic, "../../examples/calc")
+	if code != 0 || !strings.Contains(out, "server a: compatible") || !strings.Contains(out, "server b: compatible") {
+		t.Fatalf("rolling out the calc package: exit %d\n%s%s", code, out, errOut)
+	}
 	code, out, errOut = amqprpc(t, "-wait", "2s", "compat", "topic:"+topic, filepath.Join(dir, "renamed.json"))
 	if code != 1 || !strings.Contains(out, "server a: WIRE-BREAKING") || !strings.Contains(out, "server b: WIRE-BREAKING") || !strings.Contains(errOut, "2 of 2 servers") {
 		t.Fatalf("rolling out a renamed parameter: exit %d\n%s%s", code, out, errOut)
