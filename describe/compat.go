@@ -25,6 +25,10 @@ const (
 	Safe Kind = "safe"
 	// Breaking changes fail an old caller, or an old server.
 	Breaking Kind = "wire-breaking"
+	// Unchecked changes could not be compared: one description does not
+	// say enough (a server generated before descriptions carried
+	// schemas). They do not fail the check; a person should look.
+	Unchecked Kind = "not compared"
 )
 
 // Change is one difference between two descriptions.
@@ -166,7 +170,7 @@ func compareMethod(o, n *Method, sh shapes) []Change {
 		add(Breaking, "mode-changed", fmt.Sprintf("mode %s to %s: the two sides no longer agree on a reply", o.Mode, n.Mode))
 	}
 	if o.Gather && !n.Gather {
-		add(Breaking, "gather-removed", "no longer gathered")
+		add(Safe, "gather-removed", "no longer gathered by new clients: old callers' gathers still reach every server, which answer them")
 	}
 	if !o.Gather && n.Gather {
 		add(Safe, "gather-added", "may also be gathered")
@@ -198,6 +202,9 @@ func (sh shapes) fields(what string, o, n []Field) []Change {
 			changes = append(changes, Change{Kind: Breaking, Rule: "result-removed", What: fmt.Sprintf("result %s is gone (or renamed): old callers read nothing for it", f.Name)})
 		case f.JSON != x.JSON:
 			changes = append(changes, Change{Kind: Breaking, Rule: what + "-shape-changed", What: fmt.Sprintf("%s %s travels as %s, not %s (%s to %s)", label[what], f.Name, x.JSON, f.JSON, f.GoType, x.GoType)})
+		case (f.Schema == nil || x.Schema == nil) && f.GoType != x.GoType && (f.JSON == "object" || f.JSON == "array" || f.JSON == "any"):
+			side := map[bool]string{true: "old", false: "new"}[f.Schema == nil]
+			changes = append(changes, Change{Kind: Unchecked, Rule: what + "-not-compared", What: fmt.Sprintf("%s %s is a %s, not a %s, whose fields the %s description does not say (a server generated before descriptions carried schemas)", label[what], f.Name, x.GoType, f.GoType, side)})
 		default:
 			inner := sh.compare(what, label[what]+" "+f.Name, f.Schema, x.Schema)
 			if f.GoType != x.GoType && len(inner) == 0 {
@@ -226,12 +233,13 @@ func (sh shapes) fields(what string, o, n []Field) []Change {
 var label = map[string]string{"param": "parameter", "result": "result"}
 
 // shapes compares the schemas of a parameter, a result or a stream item
-// inside its JSON: the fields of objects, the items of arrays, the values
-// of maps, through the types of the old and the new service.
+// inside its JSON: the fields of objects, the items of arrays, the keys and
+// values of maps, through the types of the old and the new service.
 type shapes struct {
 	old, new map[string]*Schema
-	// seen holds the pairs of types being compared, to end at a
-	// recursive type's second visit
+	// seen holds the pairs of types compared, so that each pair is
+	// compared once, where it is first reached: a recursive type ends,
+	// and a type used in many places is reported once.
 	seen map[[2]string]bool
 }
 
@@ -242,31 +250,56 @@ func (sh shapes) compare(what, path string, o, n *Schema) []Change {
 	if o == nil || n == nil {
 		return nil
 	}
+	// Null or not changes nothing: encoding/json decodes null into any
+	// value as its zero.
+	if core := Nullable(o); core != nil {
+		o = core
+	}
+	if core := Nullable(n); core != nil {
+		n = core
+	}
 	if o.Ref != "" || n.Ref != "" {
 		pair := [2]string{o.Ref, n.Ref}
 		if sh.seen[pair] {
 			return nil
 		}
 		sh.seen[pair] = true
-		defer delete(sh.seen, pair)
-		o, n = resolve(o, sh.old), resolve(n, sh.new)
-		if o == nil || n == nil {
-			return nil // a reference to a type the description lacks
+		ro, rn := resolve(o, sh.old), resolve(n, sh.new)
+		if ro == nil || rn == nil {
+			missing := map[bool]string{true: o.Ref + " is not in the old", false: n.Ref + " is not in the new"}[ro == nil]
+			return []Change{{Kind: Unchecked, Rule: what + "-not-compared", What: fmt.Sprintf("%s: its type %s description's types", path, missing)}}
 		}
+		o, n = ro, rn
 	}
 	if lo, ln := shapeOf(o), shapeOf(n); lo != ln {
 		return []Change{{Kind: Breaking, Rule: what + "-shape-changed", What: fmt.Sprintf("%s travels as %s, not %s", path, ln, lo)}}
+	}
+	if o.Format != n.Format && o.Format != "" && n.Format != "" && (o.Type == "integer" || o.Type == "number") {
+		return []Change{{Kind: Breaking, Rule: what + "-shape-changed", What: fmt.Sprintf("%s's range is %s, not %s: a value of one may not fit the other", path, n.Format, o.Format)}}
 	}
 	switch {
 	case o.Items != nil && n.Items != nil:
 		return sh.compare(what, path+"[]", o.Items, n.Items)
 	case o.AdditionalProperties != nil && n.AdditionalProperties != nil:
+		if ko, kn := keyShape(o.PropertyNames), keyShape(n.PropertyNames); ko != kn && ko != "" && kn != "" {
+			return []Change{{Kind: Breaking, Rule: what + "-shape-changed", What: fmt.Sprintf("%s's keys are %s, not %s", path, kn, ko)}}
+		}
 		return sh.compare(what, path+"{}", o.AdditionalProperties, n.AdditionalProperties)
 	}
 	var changes []Change
+	matched := make(map[string]bool) // the new fields an old one matched
 	for _, name := range sortedKeys(o.Properties) {
 		at := path + "." + name
 		x, ok := n.Properties[name]
+		if !ok {
+			// encoding/json matches a field's name regardless of case
+			// when there is no exact match.
+			if folded := foldedKey(n.Properties, o.Properties, name); folded != "" {
+				x, ok = n.Properties[folded], true
+				matched[folded] = true
+			}
+		}
+		matched[name] = ok
 		switch {
 		case !ok && what == "param":
 			changes = append(changes, Change{Kind: Breaking, Rule: "param-field-removed", What: fmt.Sprintf("%s is gone (or renamed): old callers send it, and new servers refuse a field they do not know", at)})
@@ -277,7 +310,7 @@ func (sh shapes) compare(what, path string, o, n *Schema) []Change {
 		}
 	}
 	for _, name := range sortedKeys(n.Properties) {
-		if _, ok := o.Properties[name]; ok {
+		if _, ok := o.Properties[name]; ok || matched[name] {
 			continue
 		}
 		at := path + "." + name
@@ -288,6 +321,26 @@ func (sh shapes) compare(what, path string, o, n *Schema) []Change {
 		}
 	}
 	return changes
+}
+
+// foldedKey returns the one key of news equal to name but for case, when
+// olds has no other key so equal (encoding/json's match), or "".
+func foldedKey(news, olds map[string]*Schema, name string) string {
+	var found []string
+	for k := range news {
+		if strings.EqualFold(k, name) {
+			found = append(found, k)
+		}
+	}
+	for k := range olds {
+		if k != name && strings.EqualFold(k, name) {
+			return ""
+		}
+	}
+	if len(found) != 1 {
+		return ""
+	}
+	return found[0]
 }
 
 // resolve returns the schema s refers to in types, s itself when it
@@ -310,7 +363,7 @@ func shapeOf(s *Schema) string {
 		return "any"
 	case s.Type == "":
 		return "one of several"
-	case s.Format != "":
+	case s.Type == "string" && s.Format != "":
 		shape += " (" + s.Format + ")"
 	case s.ContentEncoding != "":
 		shape += " (" + s.ContentEncoding + ")"
@@ -320,6 +373,18 @@ func shapeOf(s *Schema) string {
 	return shape
 }
 
+// keyShape names the keys of a map: "" when unknown (a description
+// without them), strings, or the integers of a range.
+func keyShape(k *Schema) string {
+	switch {
+	case k == nil:
+		return "strings"
+	case k.Format != "":
+		return k.Format + " integers"
+	}
+	return k.Pattern
+}
+
 func sortedKeys(m map[string]*Schema) []string {
 	return slices.Sorted(maps.Keys(m))
 }
@@ -327,6 +392,7 @@ func sortedKeys(m map[string]*Schema) []string {
 // version returns the major and minor numbers of v ("1.0" when unset).
 func version(v string) (major, minor int) {
 	a, b, _ := strings.Cut(v, ".")
+	b, _, _ = strings.Cut(b, ".") // an oslo.messaging revision, major.minor.revision
 	major, _ = strconv.Atoi(a)
 	minor, _ = strconv.Atoi(b)
 	if v == "" {

@@ -1,8 +1,11 @@
 package describe
 
 import (
+	"maps"
 	"slices"
+	"strconv"
 	"testing"
+	"time"
 )
 
 // fd is a field without a schema, as a server generated before
@@ -53,7 +56,7 @@ func TestRules(t *testing.T) {
 			return s
 		}},
 		{"mode-changed", Breaking, true, func(s []Service) []Service { method(s, "store").Mode = "call"; return s }},
-		{"gather-removed", Breaking, true, func(s []Service) []Service { method(s, "memory").Gather = false; return s }},
+		{"gather-removed", Safe, false, func(s []Service) []Service { method(s, "memory").Gather = false; return s }},
 		{"gather-added", Safe, false, func(s []Service) []Service { method(s, "add").Gather = true; return s }},
 		{"since-changed", Breaking, true, func(s []Service) []Service { method(s, "div").Since = "1.0"; return s }},
 		{"param-removed", Breaking, true, func(s []Service) []Service { method(s, "add").Params[1].Name = "w2"; return s }},
@@ -128,7 +131,8 @@ func TestRules(t *testing.T) {
 
 // TestShapesUnknown: a field without a schema (a server generated before
 // descriptions carried them), or with a reference to a type its
-// description lacks, is compared by its JSON shape alone.
+// description lacks, is compared by its JSON shape alone, and said to be
+// not compared where its Go type changed.
 func TestShapesUnknown(t *testing.T) {
 	withSchema := calc()
 	withSchema[0].Methods[0].Params[0].Schema = &Schema{Type: "object", Properties: map[string]*Schema{"x": {Type: "integer"}}}
@@ -140,8 +144,17 @@ func TestShapesUnknown(t *testing.T) {
 	}
 	dangling := calc()
 	dangling[0].Methods[0].Params[0].Schema = &Schema{Ref: TypeRef + "Point"}
-	if changes := Compare(withSchema, dangling); len(changes) != 0 {
+	if changes := Compare(withSchema, dangling); len(changes) != 1 || changes[0].Kind != Unchecked || Breaks(changes) {
 		t.Errorf("a reference to a type the description lacks: %v", changes)
+	}
+	// Another Go type of an object, whose fields one side does not say.
+	other := calc()
+	other[0].Methods[0].Params[0] = Field{Name: "v1", GoType: "Query", JSON: "object"}
+	was := calc()
+	was[0].Methods[0].Params[0] = Field{Name: "v1", GoType: "Filter", JSON: "object", Schema: &Schema{Ref: TypeRef + "Filter"}}
+	was[0].Types = map[string]*Schema{"Filter": {Type: "object"}}
+	if changes := Compare(was, other); len(changes) != 1 || changes[0].Rule != "param-not-compared" || Breaks(changes) {
+		t.Errorf("an object of another type, without a schema: %v", changes)
 	}
 	// With both, a field renamed inside is seen.
 	renamed := calc()
@@ -149,5 +162,85 @@ func TestShapesUnknown(t *testing.T) {
 	changes := Compare(withSchema, renamed)
 	if len(changes) != 2 || changes[0].Rule != "param-field-removed" || changes[1].Rule != "param-field-added" || !Breaks(changes) {
 		t.Errorf("a field renamed: %v", changes)
+	}
+}
+
+// TestShapes: what inside a value changes the wire, and what does not.
+func TestShapes(t *testing.T) {
+	integer := func(format string) *Schema { return &Schema{Type: "integer", Format: format} }
+	null := func(s *Schema) *Schema { return &Schema{AnyOf: []*Schema{s, {Type: "null"}}} }
+	obj := func(fields ...any) *Schema {
+		o := &Schema{Type: "object", Properties: map[string]*Schema{}}
+		for i := 0; i < len(fields); i += 2 {
+			o.Properties[fields[i].(string)] = fields[i+1].(*Schema)
+		}
+		return o
+	}
+	mapOf := func(key, value *Schema) *Schema {
+		return &Schema{Type: "object", PropertyNames: key, AdditionalProperties: value}
+	}
+	signed := &Schema{Type: "string", Pattern: "^-?[0-9]+$", Format: "int64"}
+	for _, tc := range []struct {
+		name     string
+		old, new *Schema
+		types    map[string]*Schema // the new side's
+		want     []string           // rules, in order
+	}{
+		{"same range", integer("int64"), integer("int64"), nil, nil},
+		{"narrower integers", integer("int64"), integer("int32"), nil, []string{"param-shape-changed"}},
+		{"signed to unsigned", integer("int64"), integer("uint64"), nil, []string{"param-shape-changed"}},
+		{"a range unsaid", integer(""), integer("int32"), nil, nil},
+		{"nullable or not", integer("int64"), null(integer("int64")), nil, nil},
+		{"string to integer keys", mapOf(nil, integer("int64")), mapOf(signed, integer("int64")), nil, []string{"param-shape-changed"}},
+		{"a map's values", mapOf(nil, integer("int64")), mapOf(nil, &Schema{Type: "string"}), nil, []string{"param-shape-changed"}},
+		{"a field's name in another case", obj("Qty", integer("int64")), obj("qty", integer("int64")), nil, nil},
+		{"a struct to a map", obj("a", integer("int64")), mapOf(nil, integer("int64")), nil, []string{"param-shape-changed"}},
+		{"a type used twice, changed once", obj("a", &Schema{Ref: TypeRef + "M"}, "b", &Schema{Ref: TypeRef + "M"}),
+			obj("a", &Schema{Ref: TypeRef + "M"}, "b", &Schema{Ref: TypeRef + "M"}),
+			map[string]*Schema{"M": obj("x", integer("int64"), "y", integer("int64"))}, []string{"param-field-added"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old, new := calc(), calc()
+			old[0].Methods[0].Params[0].Schema = tc.old
+			new[0].Methods[0].Params[0].Schema = tc.new
+			old[0].Types = map[string]*Schema{"M": obj("x", integer("int64"))}
+			new[0].Types = tc.types
+			if new[0].Types == nil {
+				new[0].Types = old[0].Types
+			}
+			var rules []string
+			for _, c := range Compare(old, new) {
+				rules = append(rules, c.Rule)
+			}
+			if !slices.Equal(rules, tc.want) {
+				t.Errorf("%v, want %v", Compare(old, new), tc.want)
+			}
+		})
+	}
+}
+
+// A chain of types, each with four fields of the next, is compared in
+// time linear in its types, not in its paths.
+func TestShapesShared(t *testing.T) {
+	types := map[string]*Schema{"T20": {Type: "object", Properties: map[string]*Schema{"x": {Type: "integer"}}}}
+	for i := 19; i >= 0; i-- {
+		next := &Schema{Ref: TypeRef + "T" + strconv.Itoa(i+1)}
+		types["T"+strconv.Itoa(i)] = &Schema{Type: "object", Properties: map[string]*Schema{"a": next, "b": next, "c": next, "d": next}}
+	}
+	newTypes := maps.Clone(types)
+	newTypes["T20"] = &Schema{Type: "object", Properties: map[string]*Schema{"x": {Type: "integer"}, "y": {Type: "integer"}}}
+	old, new := calc(), calc()
+	old[0].Methods[0].Params[0].Schema = &Schema{Ref: TypeRef + "T0"}
+	new[0].Methods[0].Params[0].Schema = &Schema{Ref: TypeRef + "T0"}
+	old[0].Types, new[0].Types = types, newTypes
+	done := make(chan []Change)
+	go func() { done <- Compare(old, new) }()
+	select {
+	case changes := <-done:
+		if len(changes) != 1 || changes[0].Rule != "param-field-added" {
+			t.Fatalf("%v", changes)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the comparison of 4^20 paths through 21 types did not end")
 	}
 }

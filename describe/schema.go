@@ -24,8 +24,24 @@ type Schema struct {
 	Properties           map[string]*Schema `json:"properties,omitempty"`
 	Required             []string           `json:"required,omitempty"`
 	AdditionalProperties *Schema            `json:"additionalProperties,omitempty"`
+	PropertyNames        *Schema            `json:"propertyNames,omitempty"`
 	OneOf                []*Schema          `json:"oneOf,omitempty"`
 	AnyOf                []*Schema          `json:"anyOf,omitempty"`
+}
+
+// Nullable returns the schema s admits beside null, when s is the schema
+// of a nil-able value (a pointer, slice or map: {"anyOf": [X, {"type":
+// "null"}]}), or nil.
+func Nullable(s *Schema) *Schema {
+	if s == nil || len(s.AnyOf) != 2 || s.Type != "" || s.Ref != "" {
+		return nil
+	}
+	for i, alt := range s.AnyOf {
+		if alt.Type == "null" && alt.Ref == "" && len(alt.AnyOf) == 0 {
+			return s.AnyOf[1-i]
+		}
+	}
+	return nil
 }
 
 // TypeRef is how a Schema refers to a type of its service's Types.

@@ -606,8 +606,11 @@ func (c *checker) typeOf(t types.Type) *typ {
 // that tools read: integer, number, string, boolean, array, object, or any
 // for a type with an encoding of its own.
 func jsonShape(t types.Type) string {
-	if n, ok := t.(*types.Named); ok && n.Obj().Pkg() != nil && n.Obj().Pkg().Path() == "time" && n.Obj().Name() == "Time" {
+	switch {
+	case isNamed(t, "time", "Time"):
 		return "string"
+	case isNamed(t, "encoding/json", "Number"):
+		return "number" // its text, unquoted
 	}
 	ms := types.NewMethodSet(types.NewPointer(t))
 	switch {

@@ -48,6 +48,9 @@ func TestCompatRules(t *testing.T) {
 		t.Fatalf("docs/CONTRACTS.md: %d rules in the table", len(rows))
 	}
 	for _, row := range rows {
+		if row[2] == string(describe.Unchecked) {
+			continue // what the generator's descriptions never lack: describe's TestShapesUnknown
+		}
 		for kind := range strings.SplitSeq(row[2], ", or ") {
 			line := regexp.MustCompile("(?m)^" + regexp.QuoteMeta(kind) + `( \(new major version\))?: .* \[` + regexp.QuoteMeta(row[1]) + `\]$`)
 			if !line.MatchString(all) {

@@ -70,4 +70,12 @@ func TestDescribeFindsGeneratedCode(t *testing.T) {
 	if err != nil || !bytes.Equal(committed, stdout.Bytes()) {
 		t.Fatalf("-describe without -output printed\n%s\n(%v)", stdout.String(), err)
 	}
+	// One of the interfaces of a file generated for several, or all of
+	// them in another order.
+	for _, types := range []string{"Admin", "Everyone,Admin,Calc"} {
+		stdout.Reset()
+		if err := run([]string{"-type", types, "-describe", "../../interop/oslo"}, &stdout, &stderr); err != nil {
+			t.Fatalf("-type %s: %v: %s", types, err, stderr.String())
+		}
+	}
 }

@@ -16,7 +16,7 @@ const runtimePath = "github.com/amqprpc/amqprpc/runtime"
 
 // runtimeGuard is the constant of the runtime that generated code refers
 // to, so that code generated for another runtime version does not compile.
-const runtimeGuard = "SupportPackageIsVersion2"
+const runtimeGuard = "SupportPackageIsVersion3"
 
 // emit renders the generated file for f, gofmt'd.
 func emit(f *file) ([]byte, error) {

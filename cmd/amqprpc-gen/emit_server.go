@@ -219,6 +219,9 @@ func schemaLit(s *schema, full bool) jen.Code {
 	if s.AdditionalProperties != nil {
 		fields = append(fields, jen.Id("AdditionalProperties").Op(":").Add(schemaLit(s.AdditionalProperties, true)))
 	}
+	if s.PropertyNames != nil {
+		fields = append(fields, jen.Id("PropertyNames").Op(":").Add(schemaLit(s.PropertyNames, true)))
+	}
 	for _, of := range []struct {
 		name string
 		list []*schema

@@ -125,7 +125,7 @@ func TestRuntimeGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A copy of the runtime from some other version: no SupportPackageIsVersion2.
+	// A copy of the runtime from an older version: no SupportPackageIsVersion3.
 	stub := t.TempDir()
 	for _, pkg := range []string{"runtime", "describe", "internal/amqpio", "internal/wire"} {
 		copyDir(t, filepath.Join(root, pkg), filepath.Join(stub, pkg))
@@ -135,7 +135,7 @@ func TestRuntimeGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src = bytes.Replace(src, []byte("const SupportPackageIsVersion2 = true"), []byte("const SupportPackageIsVersion3 = true"), 1)
+	src = bytes.Replace(src, []byte("const SupportPackageIsVersion3 = true"), []byte("const SupportPackageIsVersion1 = true"), 1)
 	for name, data := range map[string][]byte{
 		"runtime/desc.go": src,
 		"go.mod":          []byte("module github.com/amqprpc/amqprpc\n\ngo 1.26\n\nrequire (\n\tgithub.com/google/uuid v1.6.0\n\tgithub.com/rabbitmq/amqp091-go v1.16.0\n)\n"),
@@ -151,7 +151,7 @@ func TestRuntimeGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"))
-	goCmd(t, dir, "undefined: runtime.SupportPackageIsVersion2", "build", "./...")
+	goCmd(t, dir, "undefined: runtime.SupportPackageIsVersion3", "build", "./...")
 }
 
 func copyDir(t *testing.T, from, to string) {

@@ -41,8 +41,11 @@ func newSchemas(pkg *types.Package) *schemas {
 
 // of returns the schema of the JSON that encoding/json makes of a t.
 func (s *schemas) of(t types.Type) *schema {
-	if isNamed(t, "time", "Time") {
+	switch {
+	case isNamed(t, "time", "Time"):
 		return &schema{Type: "string", Format: "date-time"}
+	case isNamed(t, "encoding/json", "Number"):
+		return &schema{Type: "number"}
 	}
 	ms := types.NewMethodSet(types.NewPointer(t))
 	switch {
@@ -66,28 +69,65 @@ func (s *schemas) of(t types.Type) *schema {
 	case *types.Basic:
 		return basicSchema(u)
 	case *types.Pointer:
-		return s.of(u.Elem())
+		return nullable(s.of(u.Elem()))
 	case *types.Slice:
 		if b, ok := u.Elem().Underlying().(*types.Basic); ok && b.Kind() == types.Byte {
-			return &schema{Type: "string", ContentEncoding: "base64"}
+			return nullable(&schema{Type: "string", ContentEncoding: "base64"})
 		}
-		return &schema{Type: "array", Items: s.of(u.Elem())}
+		return nullable(&schema{Type: "array", Items: s.of(u.Elem())})
 	case *types.Array:
 		return &schema{Type: "array", Items: s.of(u.Elem())}
 	case *types.Map:
-		return &schema{Type: "object", AdditionalProperties: s.of(u.Elem())}
+		return nullable(&schema{Type: "object", AdditionalProperties: s.of(u.Elem()), PropertyNames: keySchema(u.Key())})
 	case *types.Struct:
 		return s.object(u)
 	}
 	return &schema{} // interfaces: any JSON value
 }
 
+// nullable is s or null: what encoding/json makes of a nil pointer,
+// slice or map.
+func nullable(s *schema) *schema {
+	if s.Type == "" && s.Ref == "" && s.AnyOf == nil && s.OneOf == nil {
+		return s // any value, null included
+	}
+	if describe.Nullable(s) != nil {
+		return s
+	}
+	return &schema{AnyOf: []*schema{s, {Type: "null"}}}
+}
+
+// keySchema is the schema of the keys of a map of key type k, as
+// encoding/json writes them: nil for strings (and text), a pattern for
+// integers.
+func keySchema(k types.Type) *schema {
+	b, ok := k.Underlying().(*types.Basic)
+	if !ok || b.Info()&types.IsString != 0 || types.NewMethodSet(types.NewPointer(k)).Lookup(nil, "MarshalText") != nil {
+		return nil
+	}
+	switch info := b.Info(); {
+	case info&types.IsUnsigned != 0:
+		return &schema{Type: "string", Pattern: "^[0-9]+$", Format: numberFormats[b.Kind()]}
+	case info&types.IsInteger != 0:
+		return &schema{Type: "string", Pattern: "^-?[0-9]+$", Format: numberFormats[b.Kind()]}
+	}
+	return nil
+}
+
+// numberFormats are the ranges of Go's integer and float kinds, as formats:
+// a change of range is a change of the values that decode.
+var numberFormats = map[types.BasicKind]string{
+	types.Int: "int64", types.Int8: "int8", types.Int16: "int16", types.Int32: "int32", types.Int64: "int64",
+	types.Uint: "uint64", types.Uint8: "uint8", types.Uint16: "uint16", types.Uint32: "uint32", types.Uint64: "uint64", types.Uintptr: "uint64",
+	types.Float32: "float32", types.Float64: "float64",
+}
+
 func basicSchema(b *types.Basic) *schema {
 	switch info := b.Info(); {
 	case info&types.IsInteger != 0:
-		return &schema{Type: "integer"}
+		return &schema{Type: "integer", Format: numberFormats[b.Kind()]}
 	case info&types.IsFloat != 0:
-		return &schema{Type: "number"}
+		return &schema{Type: "number", Format: numberFormats[b.Kind()]}
 	case info&types.IsString != 0:
 		return &schema{Type: "string"}
 	case info&types.IsBoolean != 0:
@@ -142,9 +182,11 @@ func (s *schemas) object(st *types.Struct) *schema {
 	o := &schema{Type: "object", Properties: make(map[string]*schema)}
 	for _, f := range jsonFields(st) {
 		fs := s.of(f.typ)
-		if f.quoted {
-			if fs.Type == "integer" || fs.Type == "number" || fs.Type == "boolean" {
-				fs = &schema{Type: "string"} // ",string": the value in a string
+		if f.quoted { // ",string": a number or a boolean goes in a string
+			if core := describe.Nullable(fs); core != nil && (core.Type == "integer" || core.Type == "number" || core.Type == "boolean") {
+				fs = nullable(&schema{Type: "string"})
+			} else if fs.Type == "integer" || fs.Type == "number" || fs.Type == "boolean" {
+				fs = &schema{Type: "string"}
 			}
 		}
 		o.Properties[f.name] = fs

@@ -13,12 +13,17 @@ import (
 
 // The schemas follow encoding/json: tags, omitempty, embedded structs
 // flattened, unexported and "-" fields left out, []byte as base64,
-// time.Time as a date-time, types with their own encoding as theirs, named
-// structs by reference, a recursive one included.
+// time.Time as a date-time, json.Number as a number, types with their own
+// encoding as theirs, named structs by reference, a recursive one
+// included; nil pointers, slices and maps as null; integers and floats
+// with their range, integer map keys with theirs.
 func TestSchemas(t *testing.T) {
 	const src = `package p
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 type Base struct {
 	ID   string ` + "`json:\"id\"`" + `
@@ -52,6 +57,9 @@ type T struct {
 	Level  Level                ` + "`json:\"level\"`" + `
 	Any    any                  ` + "`json:\"any\"`" + `
 	Grid   [2][]string          ` + "`json:\"grid\"`" + `
+	Num    json.Number          ` + "`json:\"num\"`" + `
+	ByID   map[uint16]int8      ` + "`json:\"by_id\"`" + `
+	ByLvl  map[Level]bool       ` + "`json:\"by_level\"`" + `
 }
 `
 	fset := token.NewFileSet()
@@ -67,25 +75,28 @@ type T struct {
 	top := s.of(types.NewPointer(pkg.Scope().Lookup("T").Type()))
 	got, _ := json.Marshal(map[string]any{"top": top, "defs": s.defs})
 	const want = `{
-	"top": {"$ref": "#/types/T"},
+	"top": {"anyOf": [{"$ref": "#/types/T"}, {"type": "null"}]},
 	"defs": {
 		"T": {"type": "object", "description": "Go type p.T", "properties": {
 			"id": {"type": "string"},
 			"note": {"type": "string"},
 			"count": {"type": "string"},
 			"at": {"type": "string", "format": "date-time"},
-			"data": {"type": "string", "contentEncoding": "base64"},
-			"tags": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "number"}}},
-			"ptr": {"type": "boolean"},
+			"data": {"anyOf": [{"type": "string", "contentEncoding": "base64"}, {"type": "null"}]},
+			"tags": {"anyOf": [{"type": "object", "additionalProperties": {"anyOf": [{"type": "array", "items": {"type": "number", "format": "float64"}}, {"type": "null"}]}}, {"type": "null"}]},
+			"ptr": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
 			"root": {"$ref": "#/types/Node"},
 			"raw": {},
 			"level": {"type": "string"},
 			"any": {},
-			"grid": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}}
-		}, "required": ["any", "at", "count", "data", "grid", "id", "level", "ptr", "raw", "root"]},
+			"grid": {"type": "array", "items": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]}},
+			"num": {"type": "number"},
+			"by_id": {"anyOf": [{"type": "object", "propertyNames": {"type": "string", "pattern": "^[0-9]+$", "format": "uint16"}, "additionalProperties": {"type": "integer", "format": "int8"}}, {"type": "null"}]},
+			"by_level": {"anyOf": [{"type": "object", "additionalProperties": {"type": "boolean"}}, {"type": "null"}]}
+		}, "required": ["any", "at", "by_id", "by_level", "count", "data", "grid", "id", "level", "num", "ptr", "raw", "root"]},
 		"Node": {"type": "object", "description": "Go type p.Node", "properties": {
 			"Name": {"type": "string"},
-			"kids": {"type": "array", "items": {"$ref": "#/types/Node"}}
+			"kids": {"anyOf": [{"type": "array", "items": {"anyOf": [{"$ref": "#/types/Node"}, {"type": "null"}]}}, {"type": "null"}]}
 		}, "required": ["Name"]}
 	}
 }`

@@ -11,7 +11,7 @@ import (
 
 // This is a compile-time assertion that this generated file and the amqprpc
 // runtime it is compiled against are compatible.
-const _ = runtime.SupportPackageIsVersion2
+const _ = runtime.SupportPackageIsVersion3
 
 // InventoryClient calls the methods of Inventory on the servers of one topic.
 // Its methods take a context first and return an error last, or for a
@@ -73,7 +73,7 @@ func RegisterInventoryServer(s runtime.ServiceRegistrar, impl Inventory) {
 var Inventory_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Inventory",
 	Methods: []runtime.MethodDesc{
-		{Name: "count", Handler: _Inventory_Count_Handler, Params: []runtime.FieldDesc{{Name: "f", GoType: "Filter", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Filter"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}},
+		{Name: "count", Handler: _Inventory_Count_Handler, Params: []runtime.FieldDesc{{Name: "f", GoType: "Filter", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Filter"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
 		{Name: "list", Handler: _Inventory_List_Handler, Mode: runtime.Stream, Params: []runtime.FieldDesc{{Name: "f", GoType: "Filter", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Filter"}}}, Results: []runtime.FieldDesc{{Name: "item", GoType: "Item", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Item"}}}},
 	},
 	Errors: []runtime.ErrorDesc{
@@ -81,12 +81,12 @@ var Inventory_ServiceDesc = runtime.ServiceDesc{
 	},
 	Types: map[string]*runtime.Schema{
 		"Filter": {Type: "object", Description: "Go type github.com/amqprpc/amqprpc/examples/inventory.Filter", Properties: map[string]*runtime.Schema{
-			"min_qty": {Type: "integer"},
+			"min_qty": {Type: "integer", Format: "int64"},
 			"shelf":   {Type: "string"},
 		}},
 		"Item": {Type: "object", Description: "Go type github.com/amqprpc/amqprpc/examples/inventory.Item", Properties: map[string]*runtime.Schema{
 			"name":  {Type: "string"},
-			"qty":   {Type: "integer"},
+			"qty":   {Type: "integer", Format: "int64"},
 			"shelf": {Type: "string"},
 			"sku":   {Type: "string"},
 		}, Required: []string{"name", "qty", "shelf", "sku"}},

@@ -11,7 +11,7 @@ import (
 
 // This is a compile-time assertion that this generated file and the amqprpc
 // runtime it is compiled against are compatible.
-const _ = runtime.SupportPackageIsVersion2
+const _ = runtime.SupportPackageIsVersion3
 
 // ArithClient calls the methods of Arith on the servers of one topic.
 // Its methods take a context first and return an error last, which is a
@@ -148,22 +148,22 @@ func RegisterArithServer(s runtime.ServiceRegistrar, impl Arith) {
 var Arith_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Arith",
 	Methods: []runtime.MethodDesc{
-		{Name: "add", Handler: _Arith_Add_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}, {Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}},
+		{Name: "add", Handler: _Arith_Add_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
 		{Name: "crash", Handler: _Arith_Crash_Handler, IgnoresContext: true},
 		{Name: "deadline", Handler: _Arith_Deadline_Handler, Results: []runtime.FieldDesc{{Name: "at", GoType: "time.Time", JSON: "string", Schema: &runtime.Schema{Type: "string", Format: "date-time"}}, {Name: "set", GoType: "bool", JSON: "boolean", Schema: &runtime.Schema{Type: "boolean"}}}},
-		{Name: "div", Handler: _Arith_Div_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "a", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}, {Name: "b", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}},
+		{Name: "div", Handler: _Arith_Div_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "a", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "b", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
 		{Name: "echo", Handler: _Arith_Echo_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "p", GoType: "Payload", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Payload"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "Payload", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Payload"}}}},
-		{Name: "sleep", Handler: _Arith_Sleep_Handler, Params: []runtime.FieldDesc{{Name: "d", GoType: "time.Duration", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}},
-		{Name: "sum", Handler: _Arith_Sum_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "xs", GoType: "[]int", JSON: "array", Schema: &runtime.Schema{Type: "array", Items: &runtime.Schema{Type: "integer"}}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}},
+		{Name: "sleep", Handler: _Arith_Sleep_Handler, Params: []runtime.FieldDesc{{Name: "d", GoType: "time.Duration", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
+		{Name: "sum", Handler: _Arith_Sum_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "xs", GoType: "[]int", JSON: "array", Schema: &runtime.Schema{AnyOf: []*runtime.Schema{{Type: "array", Items: &runtime.Schema{Type: "integer", Format: "int64"}}, {Type: "null"}}}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
 		{Name: "swallow", Handler: _Arith_Swallow_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "p", GoType: "Poison", JSON: "any", Schema: &runtime.Schema{}}}},
-		{Name: "work", Handler: _Arith_Work_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "id", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}, {Name: "d", GoType: "time.Duration", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer"}}}},
+		{Name: "work", Handler: _Arith_Work_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "id", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "d", GoType: "time.Duration", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
 	},
 	Types: map[string]*runtime.Schema{"Payload": {Type: "object", Description: "Go type github.com/amqprpc/amqprpc/internal/testsvc.Payload", Properties: map[string]*runtime.Schema{
-		"attrs":  {Type: "object", AdditionalProperties: &runtime.Schema{Type: "integer"}},
-		"labels": {Type: "object", AdditionalProperties: &runtime.Schema{Type: "string"}},
+		"attrs":  {AnyOf: []*runtime.Schema{{Type: "object", AdditionalProperties: &runtime.Schema{Type: "integer", Format: "int64"}}, {Type: "null"}}},
+		"labels": {AnyOf: []*runtime.Schema{{Type: "object", AdditionalProperties: &runtime.Schema{Type: "string"}}, {Type: "null"}}},
 		"name":   {Type: "string"},
-		"next":   {Ref: "#/types/Payload"},
-		"tags":   {Type: "array", Items: &runtime.Schema{Type: "string"}},
+		"next":   {AnyOf: []*runtime.Schema{{Ref: "#/types/Payload"}, {Type: "null"}}},
+		"tags":   {AnyOf: []*runtime.Schema{{Type: "array", Items: &runtime.Schema{Type: "string"}}, {Type: "null"}}},
 		"when":   {Type: "string", Format: "date-time"},
 	}, Required: []string{"name", "when"}}},
 }
