@@ -32,6 +32,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -106,7 +107,7 @@ func run(args []string, out, errOut io.Writer) int {
 	// Flags may also follow the command's words.
 	var words []string
 	for rest := fs.Args(); len(rest) > 0; rest = fs.Args() {
-		if strings.HasPrefix(rest[0], "-") {
+		if strings.HasPrefix(rest[0], "-") && rest[0] != "-" { // "-" alone is a word: the standard input
 			if err := fs.Parse(rest); err != nil {
 				return 2
 			}
@@ -546,8 +547,22 @@ func (c *cli) report(changes []describe.Change) error {
 	if describe.Breaks(changes) {
 		return errors.New("wire-breaking changes that no new major version covers")
 	}
-	fmt.Fprintf(c.out, "compatible: %d changes, none wire-breaking without a new major version\n", len(changes))
+	fmt.Fprintf(c.out, "compatible: %d changes, none wire-breaking without a new major version%s\n", len(changes), notCompared(changes))
 	return nil
+}
+
+// notCompared says how many changes could not be compared, if any.
+func notCompared(changes []describe.Change) string {
+	n := 0
+	for _, ch := range changes {
+		if ch.Kind == describe.Unchecked {
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d not compared: see above)", n)
 }
 
 // readDescription reads the description name gives: a file, "-" for
@@ -599,7 +614,8 @@ func (c *cli) readSource(name string) ([]byte, error) {
 // describePackage describes the interfaces -type of the package in dir
 // with amqprpc-gen -describe, as go run runs it here: the version that the
 // module here requires, whichever revision dir holds, so that both sides
-// of a comparison are described alike.
+// of a comparison are described alike (or, outside a module, the version
+// that dir's module requires).
 func (c *cli) describePackage(dir string) ([]byte, error) {
 	if c.types == "" {
 		return nil, fmt.Errorf("%w: %s is a package: name its interfaces with -type", errUsage, dir)
@@ -609,6 +625,9 @@ func (c *cli) describePackage(dir string) ([]byte, error) {
 		return nil, err
 	}
 	cmd := exec.Command("go", "run", "github.com/amqprpc/amqprpc/cmd/amqprpc-gen", "-describe", "-type="+c.types, abs)
+	if gomod, _ := exec.Command("go", "env", "GOMOD").Output(); len(bytes.TrimSpace(gomod)) == 0 || string(bytes.TrimSpace(gomod)) == os.DevNull {
+		cmd.Dir = abs // no module here: the package's own
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -621,7 +640,9 @@ func (c *cli) describePackage(dir string) ([]byte, error) {
 // checkout writes the files of the git revision rev into a temporary
 // directory and returns the directory of path in it (relative to the
 // repository's top, or to here when it begins with ./ or ../, as git show
-// reads it), and the function that removes them.
+// reads it), and the function that removes them. The whole revision is
+// written, as a package may need any of its module (and a replace
+// directive, files beyond it).
 func checkout(rev, path string) (string, func(), error) {
 	git := func(args ...string) (string, error) {
 		out, err := exec.Command("git", args...).Output()
@@ -640,16 +661,62 @@ func checkout(rev, path string) (string, func(), error) {
 		return "", nil, err
 	}
 	cleanup := func() { os.RemoveAll(tmp) }
-	tar := filepath.Join(tmp, "rev.tar")
-	if _, err := git("-C", top, "archive", "--format=tar", "-o", tar, rev); err != nil {
-		cleanup()
-		return "", nil, fmt.Errorf("git archive %s: %w", rev, err)
+	archive := exec.Command("git", "-C", top, "archive", "--format=tar", rev)
+	var stderr bytes.Buffer
+	archive.Stderr = &stderr
+	out, err := archive.StdoutPipe()
+	if err == nil {
+		err = archive.Start()
 	}
-	if out, err := exec.Command("tar", "-xf", tar, "-C", tmp).CombinedOutput(); err != nil {
+	if err == nil {
+		err = untar(out, tmp)
+		io.Copy(io.Discard, out)
+		if werr := archive.Wait(); err == nil && werr != nil {
+			err = fmt.Errorf("git archive %s: %v: %s", rev, werr, strings.TrimSpace(stderr.String()))
+		}
+	}
+	if err != nil {
 		cleanup()
-		return "", nil, fmt.Errorf("tar: %v: %s", err, out)
+		return "", nil, err
 	}
 	return filepath.Join(tmp, filepath.Clean(path)), cleanup, nil
+}
+
+// untar writes the directories and regular files of the tar stream r
+// under dir; git archive writes no others that a Go package needs.
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !filepath.IsLocal(h.Name) {
+			return fmt.Errorf("git archive: a path outside the archive: %q", h.Name)
+		}
+		target := filepath.Join(dir, h.Name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(target, 0o777)
+		case tar.TypeReg:
+			var f *os.File
+			if err = os.MkdirAll(filepath.Dir(target), 0o777); err == nil {
+				f, err = os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o666)
+			}
+			if err == nil {
+				_, err = io.Copy(f, tr)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // rollout checks the description in file, of the interfaces about to be
@@ -690,8 +757,11 @@ func (c *cli) rollout(topic, file string) error {
 				changes = append(changes, ch)
 			}
 		}
-		verdict := "compatible"
-		if describe.Breaks(changes) {
+		// Against a server that runs, a new major version breaks as much
+		// as the changes it covers: its callers fail with
+		// unsupported_version.
+		verdict := "compatible" + notCompared(changes)
+		if slices.ContainsFunc(changes, func(ch describe.Change) bool { return ch.Kind == describe.Breaking || ch.Rule == "major-version" }) {
 			verdict, broken = "WIRE-BREAKING", broken+1
 		}
 		fmt.Fprintf(c.out, "server %s: %s\n", d.Name, verdict)

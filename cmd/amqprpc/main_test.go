@@ -335,6 +335,22 @@ func TestCompat(t *testing.T) {
 	if code := run([]string{"compat", old}, &out, &errOut); code != 2 {
 		t.Fatalf("compat with one description: exit %d", code)
 	}
+	// "-" is the standard input, on either side.
+	for _, args := range [][]string{{"compat", "-", renamed}, {"compat", old, "-"}} {
+		f, err := os.Open(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdin := os.Stdin
+		os.Stdin = f
+		out.Reset()
+		code := run(args, &out, &errOut)
+		os.Stdin = stdin
+		f.Close()
+		if want := map[bool]int{true: 1, false: 0}[args[2] == renamed]; code != want {
+			t.Fatalf("%v: exit %d, want %d\n%s%s", args, code, want, out.String(), errOut.String())
+		}
+	}
 }
 
 // amqprpc compat topic:TOPIC NEW.json checks what is about to be deployed
@@ -386,6 +402,16 @@ func TestRollout(t *testing.T) {
 		t.Fatalf("rolling out a renamed parameter: exit %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("rolling out add(v1, w2):\n%s%s", out, errOut)
+
+	// A new major version, with the same renamed parameter: compat OLD
+	// NEW passes it, but every server that runs would fail its callers.
+	d.Services[0].Version = "2.0"
+	major, _ := json.Marshal(d.Services)
+	os.WriteFile(filepath.Join(dir, "major.json"), major, 0o666)
+	code, out, errOut = amqprpc(t, "-wait", "2s", "compat", "topic:"+topic, filepath.Join(dir, "major.json"))
+	if code != 1 || !strings.Contains(out, "server a: WIRE-BREAKING") || !strings.Contains(out, "[major-version]") {
+		t.Fatalf("rolling out a new major version: exit %d\n%s%s", code, out, errOut)
+	}
 }
 
 // A description may come from a git revision: REV:PATH.
