@@ -241,7 +241,10 @@ func jsonFields(st *types.Struct) []jsonField {
 					continue
 				}
 			}
-			if !f.Exported() {
+			// encoding/json keeps an unexported embedded struct that its tag
+			// names, as a field of that name.
+			_, isStruct := f.Type().Underlying().(*types.Struct)
+			if !f.Exported() && !(f.Embedded() && name != "" && isStruct) {
 				continue
 			}
 			jf := jsonField{name: name, typ: f.Type(), tagged: name != "", depth: depth}

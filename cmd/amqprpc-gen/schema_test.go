@@ -122,10 +122,12 @@ type B struct {
 	X int
 	Y int ` + "`json:\"Y\"`" + `
 }
+type inner struct{ V int }
 type T struct {
 	A
 	B
 	Z string
+	inner ` + "`json:\"in\"`" + `
 }
 `
 	fset := token.NewFileSet()
@@ -141,8 +143,9 @@ type T struct {
 	for _, f := range jsonFields(pkg.Scope().Lookup("T").Type().Underlying().(*types.Struct)) {
 		got = append(got, f.name+":"+f.typ.String())
 	}
-	// X: A.X and B.X tie, dropped; Y: B's is tagged; Z: T's own.
-	if want := []string{"Y:int", "Z:string"}; !reflect.DeepEqual(got, want) {
+	// X: A.X and B.X tie, dropped; Y: B's is tagged; Z: T's own; in: an
+	// unexported embedded struct that its tag names.
+	if want := []string{"Y:int", "Z:string", "in:p.inner"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("fields %v, want %v", got, want)
 	}
 }
