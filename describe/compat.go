@@ -110,6 +110,11 @@ func compareService(o, n *Service) []Change {
 	if o.Namespace != n.Namespace {
 		add(Breaking, "namespace-changed", "", fmt.Sprintf("namespace %q to %q: oslo.messaging peers dispatch on it", o.Namespace, n.Namespace))
 	}
+	for i, svc := range []*Service{o, n} {
+		if lacksSchemas(svc) {
+			add(Unchecked, "schemas-missing", "", fmt.Sprintf("the %s description carries no JSON Schemas (a server generated before they were carried): the fields of objects, the ranges of numbers and the keys of maps are not compared", [2]string{"old", "new"}[i]))
+		}
+	}
 	nm := make(map[string]*Method)
 	for i := range n.Methods {
 		nm[n.Methods[i].Name] = &n.Methods[i]
@@ -158,6 +163,18 @@ func compareService(o, n *Service) []Change {
 		}
 	}
 	return changes
+}
+
+// lacksSchemas reports whether a field of svc's methods has no schema.
+func lacksSchemas(svc *Service) bool {
+	for _, m := range svc.Methods {
+		for _, f := range slices.Concat(m.Params, m.Results) {
+			if f.Schema == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // compareMethod returns the changes of a method kept under its name.
@@ -237,9 +254,9 @@ var label = map[string]string{"param": "parameter", "result": "result"}
 // values of maps, through the types of the old and the new service.
 type shapes struct {
 	old, new map[string]*Schema
-	// seen holds the pairs of types compared, so that each pair is
-	// compared once, where it is first reached: a recursive type ends,
-	// and a type used in many places is reported once.
+	// seen holds the pairs of named types compared, so that each pair
+	// is compared once, where it is first reached: a recursive type
+	// ends, and a type used in many places is reported once.
 	seen map[[2]string]bool
 }
 
@@ -259,11 +276,16 @@ func (sh shapes) compare(what, path string, o, n *Schema) []Change {
 		n = core
 	}
 	if o.Ref != "" || n.Ref != "" {
-		pair := [2]string{o.Ref, n.Ref}
-		if sh.seen[pair] {
-			return nil
+		// A pair of named types is compared once; a named type against
+		// a value written out is compared wherever it is (the value is
+		// finite, so a recursion through it ends).
+		if o.Ref != "" && n.Ref != "" {
+			pair := [2]string{o.Ref, n.Ref}
+			if sh.seen[pair] {
+				return nil
+			}
+			sh.seen[pair] = true
 		}
-		sh.seen[pair] = true
 		ro, rn := resolve(o, sh.old), resolve(n, sh.new)
 		if ro == nil || rn == nil {
 			missing := map[bool]string{true: o.Ref + " is not in the old", false: n.Ref + " is not in the new"}[ro == nil]
@@ -297,6 +319,7 @@ func (sh shapes) compare(what, path string, o, n *Schema) []Change {
 			if folded := foldedKey(n.Properties, o.Properties, name); folded != "" {
 				x, ok = n.Properties[folded], true
 				matched[folded] = true
+				changes = append(changes, Change{Kind: Safe, Rule: "field-case-changed", What: fmt.Sprintf("%s is now spelt %s: Go peers match names regardless of case, peers of other languages may not", at, folded)})
 			}
 		}
 		matched[name] = ok
@@ -373,8 +396,8 @@ func shapeOf(s *Schema) string {
 	return shape
 }
 
-// keyShape names the keys of a map: "" when unknown (a description
-// without them), strings, or the integers of a range.
+// keyShape names the keys of a map: strings (no propertyNames), or the
+// integers of a range.
 func keyShape(k *Schema) string {
 	switch {
 	case k == nil:

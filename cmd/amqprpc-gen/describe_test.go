@@ -78,4 +78,9 @@ func TestDescribeFindsGeneratedCode(t *testing.T) {
 			t.Fatalf("-type %s: %v: %s", types, err, stderr.String())
 		}
 	}
+	// Interfaces generated into files of their own, described together.
+	stdout.Reset()
+	if err := run([]string{"-type", "Arith,Fleet", "-describe", "../../internal/testsvc"}, &stdout, &stderr); err != nil {
+		t.Fatalf("-type Arith,Fleet: %v: %s", err, stderr.String())
+	}
 }

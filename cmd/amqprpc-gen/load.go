@@ -71,11 +71,11 @@ func load(dir string, tags []string) (*packages.Package, error) {
 }
 
 // compileErrors returns the errors of pkg as diagnostics, except those that
-// generating will fix: errors in the output file, which the generator is
-// about to replace (an interface that changed leaves it stale), and uses of
+// generating will fix: errors in the output files, which the generator is
+// about to replace (an interface that changed leaves them stale), and uses of
 // names that it is about to declare (code that calls the generated client
 // before the first generation).
-func compileErrors(pkg *packages.Package, output string, generated map[string]bool) []diagnostic {
+func compileErrors(pkg *packages.Package, outputs map[string]bool, generated map[string]bool) []diagnostic {
 	var placed, unplaced []diagnostic
 	for _, e := range pkg.Errors {
 		pos := parsePos(e.Pos)
@@ -83,7 +83,7 @@ func compileErrors(pkg *packages.Package, output string, generated map[string]bo
 		switch {
 		case pos.Filename == "":
 			unplaced = append(unplaced, d)
-		case filepath.Clean(pos.Filename) == output, usesGenerated(e.Msg, generated):
+		case outputs[filepath.Clean(pos.Filename)], usesGenerated(e.Msg, generated):
 			placed = append(placed, diagnostic{}) // fixed by generating; keeps unplaced out
 		default:
 			placed = append(placed, d)

@@ -183,10 +183,11 @@ func (s *schemas) object(st *types.Struct) *schema {
 	for _, f := range jsonFields(st) {
 		fs := s.of(f.typ)
 		if f.quoted { // ",string": a number or a boolean goes in a string
+			// The string keeps the number's range as its format.
 			if core := describe.Nullable(fs); core != nil && (core.Type == "integer" || core.Type == "number" || core.Type == "boolean") {
-				fs = nullable(&schema{Type: "string"})
+				fs = nullable(&schema{Type: "string", Format: core.Format})
 			} else if fs.Type == "integer" || fs.Type == "number" || fs.Type == "boolean" {
-				fs = &schema{Type: "string"}
+				fs = &schema{Type: "string", Format: fs.Format}
 			}
 		}
 		o.Properties[f.name] = fs

@@ -80,7 +80,7 @@ type T struct {
 		"T": {"type": "object", "description": "Go type p.T", "properties": {
 			"id": {"type": "string"},
 			"note": {"type": "string"},
-			"count": {"type": "string"},
+			"count": {"type": "string", "format": "int64"},
 			"at": {"type": "string", "format": "date-time"},
 			"data": {"anyOf": [{"type": "string", "contentEncoding": "base64"}, {"type": "null"}]},
 			"tags": {"anyOf": [{"type": "object", "additionalProperties": {"anyOf": [{"type": "array", "items": {"type": "number", "format": "float64"}}, {"type": "null"}]}}, {"type": "null"}]},

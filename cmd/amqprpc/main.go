@@ -78,7 +78,8 @@ type cli struct {
 	want                  int
 	verbose               bool
 	data                  string
-	types                 string // compat: the interfaces of a package
+	types, tags           string // compat: the interfaces of a package, and build tags
+	genDir                string // compat: where amqprpc-gen runs (generatorDir)
 	out, errOut           io.Writer
 	client                *runtime.Client
 }
@@ -101,6 +102,7 @@ func run(args []string, out, errOut io.Writer) int {
 	fs.BoolVar(&c.verbose, "v", false, "print the request and the reply")
 	fs.StringVar(&c.data, "d", "", "the arguments as a JSON object")
 	fs.StringVar(&c.types, "type", "", "compat: the interfaces of a package, comma-separated, as amqprpc-gen's -type")
+	fs.StringVar(&c.tags, "tags", "", "compat: build tags for a package, as amqprpc-gen's -tags")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -525,6 +527,10 @@ func (c *cli) compat(args []string) error {
 	if len(args) != 2 {
 		return fmt.Errorf("%w: compat OLD NEW", errUsage)
 	}
+	if args[0] == "-" && args[1] == "-" {
+		return fmt.Errorf("%w: compat: one side at most may be the standard input", errUsage)
+	}
+	c.genDir = generatorDir(args)
 	if topic, ok := strings.CutPrefix(args[0], "topic:"); ok {
 		return c.rollout(topic, args[1])
 	}
@@ -562,7 +568,7 @@ func notCompared(changes []describe.Change) string {
 	if n == 0 {
 		return ""
 	}
-	return fmt.Sprintf(" (%d not compared: see above)", n)
+	return fmt.Sprintf(" (%d not compared)", n)
 }
 
 // readDescription reads the description name gives: a file, "-" for
@@ -612,10 +618,9 @@ func (c *cli) readSource(name string) ([]byte, error) {
 }
 
 // describePackage describes the interfaces -type of the package in dir
-// with amqprpc-gen -describe, as go run runs it here: the version that the
-// module here requires, whichever revision dir holds, so that both sides
-// of a comparison are described alike (or, outside a module, the version
-// that dir's module requires).
+// with amqprpc-gen -describe, as go run runs it in c.genDir: the version
+// that module requires, whichever revision dir holds, so that both sides
+// of a comparison are described alike.
 func (c *cli) describePackage(dir string) ([]byte, error) {
 	if c.types == "" {
 		return nil, fmt.Errorf("%w: %s is a package: name its interfaces with -type", errUsage, dir)
@@ -624,9 +629,14 @@ func (c *cli) describePackage(dir string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("go", "run", "github.com/amqprpc/amqprpc/cmd/amqprpc-gen", "-describe", "-type="+c.types, abs)
-	if gomod, _ := exec.Command("go", "env", "GOMOD").Output(); len(bytes.TrimSpace(gomod)) == 0 || string(bytes.TrimSpace(gomod)) == os.DevNull {
-		cmd.Dir = abs // no module here: the package's own
+	args := []string{"run", "github.com/amqprpc/amqprpc/cmd/amqprpc-gen", "-describe", "-type=" + c.types}
+	if c.tags != "" {
+		args = append(args, "-tags="+c.tags)
+	}
+	cmd := exec.Command("go", append(args, abs)...)
+	cmd.Dir = c.genDir
+	if cmd.Dir == "" {
+		cmd.Dir = abs // no module here, and no package but at a revision: its own
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -635,6 +645,24 @@ func (c *cli) describePackage(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("describing %s with amqprpc-gen (go run github.com/amqprpc/amqprpc/cmd/amqprpc-gen, in a module that requires it): %v\n%s", dir, err, strings.TrimSpace(stderr.String()))
 	}
 	return out, nil
+}
+
+// generatorDir is where amqprpc-gen runs for both sides of a comparison,
+// so that one version describes both: here, when here is in a module; or
+// else the directory of the side that is a package here; or "", each
+// package's own.
+func generatorDir(args []string) string {
+	if gomod, _ := exec.Command("go", "env", "GOMOD").Output(); len(bytes.TrimSpace(gomod)) > 0 && string(bytes.TrimSpace(gomod)) != os.DevNull {
+		return "."
+	}
+	for _, a := range slices.Backward(args) {
+		if info, err := os.Stat(a); err == nil && info.IsDir() {
+			if abs, err := filepath.Abs(a); err == nil {
+				return abs
+			}
+		}
+	}
+	return ""
 }
 
 // checkout writes the files of the git revision rev into a temporary

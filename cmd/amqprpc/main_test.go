@@ -311,11 +311,11 @@ func TestCompat(t *testing.T) {
 		return p
 	}
 	old := write("old.json", `[{"name":"Calculator","version":"1.1","methods":[
-		{"name":"add","mode":"call","since":"1.0","params":[{"name":"v1","go_type":"int","json":"integer"},{"name":"v2","go_type":"int","json":"integer"}],"results":[{"name":"r1","go_type":"int","json":"integer"}]}]}]`)
+		{"name":"add","mode":"call","since":"1.0","params":[{"name":"v1","go_type":"int","json":"integer","schema":{"type":"integer","format":"int64"}},{"name":"v2","go_type":"int","json":"integer","schema":{"type":"integer","format":"int64"}}],"results":[{"name":"r1","go_type":"int","json":"integer","schema":{"type":"integer","format":"int64"}}]}]}]`)
 	renamed := write("renamed.json", `[{"name":"Calculator","version":"1.1","methods":[
-		{"name":"add","mode":"call","since":"1.0","params":[{"name":"v1","go_type":"int","json":"integer"},{"name":"w2","go_type":"int","json":"integer"}],"results":[{"name":"r1","go_type":"int","json":"integer"}]}]}]`)
+		{"name":"add","mode":"call","since":"1.0","params":[{"name":"v1","go_type":"int","json":"integer","schema":{"type":"integer","format":"int64"}},{"name":"w2","go_type":"int","json":"integer","schema":{"type":"integer","format":"int64"}}],"results":[{"name":"r1","go_type":"int","json":"integer","schema":{"type":"integer","format":"int64"}}]}]}]`)
 	added := write("added.json", `[{"name":"Calculator","version":"1.2","methods":[
-		{"name":"add","mode":"call","since":"1.0","params":[{"name":"v1","go_type":"int","json":"integer"},{"name":"v2","go_type":"int","json":"integer"}],"results":[{"name":"r1","go_type":"int","json":"integer"}]},
+		{"name":"add","mode":"call","since":"1.0","params":[{"name":"v1","go_type":"int","json":"integer","schema":{"type":"integer","format":"int64"}},{"name":"v2","go_type":"int","json":"integer","schema":{"type":"integer","format":"int64"}}],"results":[{"name":"r1","go_type":"int","json":"integer","schema":{"type":"integer","format":"int64"}}]},
 		{"name":"mul","mode":"call","since":"1.2","params":[],"results":[]}]}]`)
 	for _, tc := range []struct {
 		new  string
