@@ -28,15 +28,21 @@ func asyncapiFile(f *file) ([]byte, error) {
 		versions = append(versions, or1(svc.version))
 		asyncapiService(svc, channels, operations)
 	}
+	return document(f, strings.Join(names, ", "), versions, fmt.Sprintf("The amqprpc interface%s %s of Go package %s, as amqprpc-gen reads %s: "+
+		"requests are JSON objects published to a topic exchange (amqprpc by default) with the topic as routing key, "+
+		"replies come back to the caller's reply_to queue through the default exchange with the request's correlation_id. "+
+		"See amqprpc's docs/PROTOCOL.md.", plural(len(names)), strings.Join(names, ", "), f.pkgPath, them(len(names))), channels, operations)
+}
+
+// document returns the AsyncAPI document of f with its info, channels and
+// operations, and the schemas of f's named types as its components.
+func document(f *file, title string, versions []string, description string, channels, operations obj) ([]byte, error) {
 	doc := obj{
 		"asyncapi": "3.0.0",
 		"info": obj{
-			"title":   strings.Join(names, ", "),
-			"version": strings.Join(slices.Compact(versions), ", "),
-			"description": fmt.Sprintf("The amqprpc interface%s %s of Go package %s, as amqprpc-gen reads %s: "+
-				"requests are JSON objects published to a topic exchange (amqprpc by default) with the topic as routing key, "+
-				"replies come back to the caller's reply_to queue through the default exchange with the request's correlation_id. "+
-				"See amqprpc's docs/PROTOCOL.md.", plural(len(names)), strings.Join(names, ", "), f.pkgPath, them(len(names))),
+			"title":       title,
+			"version":     strings.Join(slices.Compact(versions), ", "),
+			"description": description,
 		},
 		"defaultContentType": "application/json",
 		"channels":           channels,
@@ -51,6 +57,46 @@ func asyncapiFile(f *file) ([]byte, error) {
 	}
 	return indentJSON(doc)
 }
+
+// channel is a channel of the document; address nil for one that the
+// message says (a reply queue), params nil for none.
+func channel(address any, title, description string, params, messages, bindings obj) obj {
+	ch := obj{"address": address, "title": title, "description": description, "messages": messages, "bindings": bindings}
+	if params != nil {
+		ch["parameters"] = params
+	}
+	return ch
+}
+
+// toExchange is the AMQP binding of a channel whose messages are
+// published to an exchange with a routing key.
+func toExchange(name, kind string, durable, autoDelete bool) obj {
+	return obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
+		"exchange": obj{"name": name, "type": kind, "durable": durable, "autoDelete": autoDelete, "vhost": "/"}}}
+}
+
+// toQueue is the AMQP binding of a channel that is a queue of the caller.
+func toQueue(autoDelete bool) obj {
+	return obj{"amqp": obj{"is": "queue", "bindingVersion": "0.3.0",
+		"queue": obj{"durable": false, "exclusive": true, "autoDelete": autoDelete, "vhost": "/"}}}
+}
+
+// replyTo is an operation's reply: its messages, named on the channel
+// repID, at the address location says.
+func replyTo(location, description, repID string, names ...string) obj {
+	var msgs []any
+	for _, n := range names {
+		msgs = append(msgs, ref("#/channels/"+repID+"/messages/"+n))
+	}
+	return obj{
+		"address":  obj{"location": location, "description": description},
+		"channel":  ref("#/channels/" + repID),
+		"messages": msgs,
+	}
+}
+
+// The address of an amqprpc reply.
+const replyToHeader, replyToNote = "$message.header#/reply_to", "The request's reply_to property: the caller's reply queue."
 
 func plural(n int) string {
 	if n == 1 {
@@ -94,11 +140,7 @@ func asyncapiService(svc *service, channels, operations obj) {
 				"summary":  "A gather: the call to every server of the topic, each of which replies.",
 				"channel":  ref("#/channels/" + fanID),
 				"messages": []any{ref("#/channels/" + fanID + "/messages/" + reqName)},
-				"reply": obj{
-					"address":  obj{"location": "$message.header#/reply_to", "description": "The request's reply_to property: the caller's reply queue."},
-					"channel":  ref("#/channels/" + repID),
-					"messages": []any{ref("#/channels/" + repID + "/messages/" + m.wire + ".reply")},
-				},
+				"reply":    replyTo(replyToHeader, replyToNote, repID, m.wire+".reply"),
 			}
 		}
 		op := obj{
@@ -137,68 +179,33 @@ func asyncapiService(svc *service, channels, operations obj) {
 			op["summary"] = "A fanout: to every server of the topic, no reply."
 		}
 		if replyNames != nil {
-			var msgs []any
-			for _, n := range replyNames {
-				msgs = append(msgs, ref("#/channels/"+repID+"/messages/"+n))
-			}
-			op["reply"] = obj{
-				"address":  obj{"location": "$message.header#/reply_to", "description": "The request's reply_to property: the caller's reply queue."},
-				"channel":  ref("#/channels/" + repID),
-				"messages": msgs,
-			}
+			op["reply"] = replyTo(replyToHeader, replyToNote, repID, replyNames...)
 		}
 		operations[svc.name+"."+m.wire] = op
 	}
-	channels[reqID] = obj{
-		"address":     "{topic}",
-		"title":       svc.name + " requests",
-		"description": "Requests to servers of " + svc.name + ": published to the request exchange with the topic as routing key.",
-		"parameters":  topic,
-		"messages":    requests,
-		"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
-			"exchange": obj{"name": "amqprpc", "type": "topic", "durable": true, "autoDelete": false, "vhost": "/"}}},
-	}
+	requestExchange := toExchange("amqprpc", "topic", true, false)
+	channels[reqID] = channel("{topic}", svc.name+" requests",
+		"Requests to servers of "+svc.name+": published to the request exchange with the topic as routing key.",
+		topic, requests, requestExchange)
 	if len(toServer) > 0 {
-		channels[srvID] = obj{
-			"address":     "{topic}.{server}",
-			"title":       svc.name + " requests to one server",
-			"description": "The requests of " + svc.name + "'s calls, casts and streams, to one server of the topic: published to the request exchange with <topic>.<server> as routing key. Its operations are the requests channel's, sent here instead.",
-			"parameters":  server,
-			"messages":    toServer,
-			"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
-				"exchange": obj{"name": "amqprpc", "type": "topic", "durable": true, "autoDelete": false, "vhost": "/"}}},
-		}
+		channels[srvID] = channel("{topic}.{server}", svc.name+" requests to one server",
+			"The requests of "+svc.name+"'s calls, casts and streams, to one server of the topic: published to the request exchange with <topic>.<server> as routing key. Its operations are the requests channel's, sent here instead.",
+			server, toServer, requestExchange)
 	}
 	if len(credits) > 0 {
-		channels[credID] = obj{
-			"address":     nil,
-			"title":       svc.name + " stream credits",
-			"description": "A stream's credits and cancellation, from its caller to the server that runs it: published to the request exchange with the queue that the stream's messages name in amqprpc-credit-to (<topic>.credits_<id>, the server's own) as routing key.",
-			"messages":    credits,
-			"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
-				"exchange": obj{"name": "amqprpc", "type": "topic", "durable": true, "autoDelete": false, "vhost": "/"}}},
-		}
+		channels[credID] = channel(nil, svc.name+" stream credits",
+			"A stream's credits and cancellation, from its caller to the server that runs it: published to the request exchange with the queue that the stream's messages name in amqprpc-credit-to (<topic>.credits_<id>, the server's own) as routing key.",
+			nil, credits, requestExchange)
 	}
 	if len(fanouts) > 0 {
-		channels[fanID] = obj{
-			"address":     "{topic}",
-			"title":       svc.name + " fanouts",
-			"description": "Requests to every server of " + svc.name + ", fanouts and gathers: published to the fanout exchange <exchange>.fanout.<topic> (amqprpc.fanout.<topic> by default), which ignores the routing key.",
-			"parameters":  topic,
-			"messages":    fanouts,
-			"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
-				"exchange": obj{"name": "amqprpc.fanout.{topic}", "type": "fanout", "durable": false, "autoDelete": false, "vhost": "/"}}},
-		}
+		channels[fanID] = channel("{topic}", svc.name+" fanouts",
+			"Requests to every server of "+svc.name+", fanouts and gathers: published to the fanout exchange <exchange>.fanout.<topic> (amqprpc.fanout.<topic> by default), which ignores the routing key.",
+			topic, fanouts, toExchange("amqprpc.fanout.{topic}", "fanout", false, false))
 	}
 	if len(replies) > 0 {
-		channels[repID] = obj{
-			"address":     nil,
-			"title":       svc.name + " replies",
-			"description": "Replies to a caller of " + svc.name + ": published through the default exchange to the queue its request's reply_to names (one of the caller's own, named by the broker), with the request's id as correlation_id.",
-			"messages":    replies,
-			"bindings": obj{"amqp": obj{"is": "queue", "bindingVersion": "0.3.0",
-				"queue": obj{"durable": false, "exclusive": true, "autoDelete": true, "vhost": "/"}}},
-		}
+		channels[repID] = channel(nil, svc.name+" replies",
+			"Replies to a caller of "+svc.name+": published through the default exchange to the queue its request's reply_to names (one of the caller's own, named by the broker), with the request's id as correlation_id.",
+			nil, replies, toQueue(true))
 	}
 }
 

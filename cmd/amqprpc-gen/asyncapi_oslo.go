@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -30,29 +29,12 @@ func asyncapiOsloFile(f *file) ([]byte, error) {
 		versions = append(versions, or1(svc.version))
 		asyncapiOsloService(svc, channels, operations)
 	}
-	doc := obj{
-		"asyncapi": "3.0.0",
-		"info": obj{
-			"title":   strings.Join(names, ", ") + " (oslo.messaging)",
-			"version": strings.Join(slices.Compact(versions), ", "),
-			"description": fmt.Sprintf("The amqprpc interface%s %s of Go package %s in oslo.messaging's RPC protocol (runtime.WithOslo), "+
-				"as OpenStack services speak it: requests published to the control exchange (control_exchange, openstack by default) with the topic, "+
-				"or <topic>.<server>, as routing key, or to the fanout exchange <topic>_fanout; replies published through the default exchange "+
-				"to the queue the request's _reply_q names. Every message is JSON in %s See amqprpc's docs/PROTOCOL.md.",
-				plural(len(names)), strings.Join(names, ", "), f.pkgPath, osloEnvelopeNote),
-		},
-		"defaultContentType": "application/json",
-		"channels":           channels,
-		"operations":         operations,
-	}
-	if len(f.schemas) > 0 {
-		defs := make(map[string]*schema, len(f.schemas))
-		for name, s := range f.schemas {
-			defs[name] = asyncSchema(s)
-		}
-		doc["components"] = obj{"schemas": defs}
-	}
-	return indentJSON(doc)
+	return document(f, strings.Join(names, ", ")+" (oslo.messaging)", versions,
+		fmt.Sprintf("The amqprpc interface%s %s of Go package %s in oslo.messaging's RPC protocol (runtime.WithOslo), "+
+			"as OpenStack services speak it: requests published to the control exchange (control_exchange, openstack by default) with the topic, "+
+			"or <topic>.<server>, as routing key, or to the fanout exchange <topic>_fanout; replies published through the default exchange "+
+			"to the queue the request's _reply_q names. Every message is JSON in %s See amqprpc's docs/PROTOCOL.md.",
+			plural(len(names)), strings.Join(names, ", "), f.pkgPath, osloEnvelopeNote), channels, operations)
 }
 
 // asyncapiOsloService adds the channels and operations of svc in oslo
@@ -61,7 +43,6 @@ func asyncapiOsloFile(f *file) ([]byte, error) {
 func asyncapiOsloService(svc *service, channels, operations obj) {
 	topicID, srvID, fanID, repID := svc.name+".topic", svc.name+".server", svc.name+".fanout", svc.name+".replies"
 	topic := obj{"description": "The topic (oslo.messaging's Target.topic)."}
-	exchange := obj{"name": "openstack", "type": "topic", "durable": false, "autoDelete": false, "vhost": "/"}
 	requests, toServer, fanouts, replies := obj{}, obj{}, obj{}, obj{}
 	for _, m := range svc.methods {
 		reqName := m.wire + ".request"
@@ -87,11 +68,8 @@ func asyncapiOsloService(svc *service, channels, operations obj) {
 		case callMode:
 			op["summary"] = "A call (oslo.messaging's RPCClient.call): one request, its reply, and heartbeats while the method runs when the caller sent _timeout."
 			replies[m.wire+".reply"] = osloReply(svc, m)
-			op["reply"] = obj{
-				"address":  obj{"location": "$message.payload#/_reply_q", "description": "The request's _reply_q: the caller's reply queue (in the 2.0 envelope, inside oslo.message)."},
-				"channel":  ref("#/channels/" + repID),
-				"messages": []any{ref("#/channels/" + repID + "/messages/" + m.wire + ".reply")},
-			}
+			op["reply"] = replyTo("$message.payload#/_reply_q", "The request's _reply_q: the caller's reply queue (in the 2.0 envelope, inside oslo.message).",
+				repID, m.wire+".reply")
 		case castMode:
 			op["summary"] = "A cast (RPCClient.cast): no reply."
 		case fanoutMode:
@@ -99,45 +77,24 @@ func asyncapiOsloService(svc *service, channels, operations obj) {
 		}
 		operations[svc.name+"."+m.wire] = op
 	}
-	binding := obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0", "exchange": exchange}}
-	channels[topicID] = obj{
-		"address":     "{topic}",
-		"title":       svc.name + " requests",
-		"description": "Requests to a server of the topic: published to the control exchange (control_exchange; openstack by default, durable as amqp_durable_queues says) with the topic as routing key.",
-		"parameters":  obj{"topic": topic},
-		"messages":    requests,
-		"bindings":    binding,
-	}
+	control := toExchange("openstack", "topic", false, false)
+	channels[topicID] = channel("{topic}", svc.name+" requests",
+		"Requests to a server of the topic: published to the control exchange (control_exchange; openstack by default, durable as amqp_durable_queues says) with the topic as routing key.",
+		obj{"topic": topic}, requests, control)
 	if len(toServer) > 0 {
-		channels[srvID] = obj{
-			"address":     "{topic}.{server}",
-			"title":       svc.name + " requests to one server",
-			"description": "Requests to one server (Target.server): published to the control exchange with <topic>.<server> as routing key. Its operations are the topic channel's, sent here instead.",
-			"parameters":  obj{"topic": topic, "server": obj{"description": "The server's name (oslo.messaging's Target.server, its host)."}},
-			"messages":    toServer,
-			"bindings":    binding,
-		}
+		channels[srvID] = channel("{topic}.{server}", svc.name+" requests to one server",
+			"Requests to one server (Target.server): published to the control exchange with <topic>.<server> as routing key. Its operations are the topic channel's, sent here instead.",
+			obj{"topic": topic, "server": obj{"description": "The server's name (oslo.messaging's Target.server, its host)."}}, toServer, control)
 	}
 	if len(fanouts) > 0 {
-		channels[fanID] = obj{
-			"address":     "{topic}_fanout",
-			"title":       svc.name + " fanouts",
-			"description": "Requests to every server of the topic: published to the fanout exchange <topic>_fanout, which ignores the routing key.",
-			"parameters":  obj{"topic": topic},
-			"messages":    fanouts,
-			"bindings": obj{"amqp": obj{"is": "routingKey", "bindingVersion": "0.3.0",
-				"exchange": obj{"name": "{topic}_fanout", "type": "fanout", "durable": false, "autoDelete": true, "vhost": "/"}}},
-		}
+		channels[fanID] = channel("{topic}_fanout", svc.name+" fanouts",
+			"Requests to every server of the topic: published to the fanout exchange <topic>_fanout, which ignores the routing key.",
+			obj{"topic": topic}, fanouts, toExchange("{topic}_fanout", "fanout", false, true))
 	}
 	if len(replies) > 0 {
-		channels[repID] = obj{
-			"address":     nil,
-			"title":       svc.name + " replies",
-			"description": "Replies to a caller: published through the default exchange to the queue the request's _reply_q names (reply_<hex>, the caller's own).",
-			"messages":    replies,
-			"bindings": obj{"amqp": obj{"is": "queue", "bindingVersion": "0.3.0",
-				"queue": obj{"durable": false, "exclusive": true, "autoDelete": false, "vhost": "/"}}},
-		}
+		channels[repID] = channel(nil, svc.name+" replies",
+			"Replies to a caller: published through the default exchange to the queue the request's _reply_q names (reply_<hex>, the caller's own).",
+			nil, replies, toQueue(false))
 	}
 }
 
