@@ -37,16 +37,16 @@ on s, usually a *runtime.Server.`, registerFunc(svc), svc.name),
 			fields = append(fields, jen.Id("Since").Op(":").Lit(m.since))
 		}
 		if len(m.params) > 0 {
-			fields = append(fields, jen.Id("Params").Op(":").Index().Qual(runtimePath, "FieldDesc").Values(fieldDescs(m.params)...))
+			fields = append(fields, jen.Id("Params").Op(":").Index().Qual(runtimePath, "FieldDesc").Values(lines(fieldDescs(m.params)...)...))
 		}
 		results := m.results
 		if m.item != nil {
 			results = []*param{m.item} // a stream's results describe each item
 		}
 		if len(results) > 0 {
-			fields = append(fields, jen.Id("Results").Op(":").Index().Qual(runtimePath, "FieldDesc").Values(fieldDescs(results)...))
+			fields = append(fields, jen.Id("Results").Op(":").Index().Qual(runtimePath, "FieldDesc").Values(lines(fieldDescs(results)...)...))
 		}
-		methods[i] = jen.Values(fields...)
+		methods[i] = jen.Values(lines(fields...)...)
 	}
 	fields := []jen.Code{jen.Id("ServiceName").Op(":").Lit(svc.name)}
 	if svc.version != "" {

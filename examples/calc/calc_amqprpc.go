@@ -128,11 +128,59 @@ var Calculator_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Calculator",
 	Version:     "1.1",
 	Methods: []runtime.MethodDesc{
-		{Name: "add", Handler: _Calculator_Add_Handler, IgnoresContext: true, Since: "1.0", Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "clear", Handler: _Calculator_Clear_Handler, IgnoresContext: true, Mode: runtime.Fanout, Since: "1.0"},
-		{Name: "div", Handler: _Calculator_Div_Handler, IgnoresContext: true, Since: "1.1", Params: []runtime.FieldDesc{{Name: "a", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "b", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "memory", Handler: _Calculator_Memory_Handler, IgnoresContext: true, Gather: true, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "store", Handler: _Calculator_Store_Handler, IgnoresContext: true, Mode: runtime.Cast, Since: "1.0", Params: []runtime.FieldDesc{{Name: "v", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
+		{
+			Name:           "add",
+			Handler:        _Calculator_Add_Handler,
+			IgnoresContext: true,
+			Since:          "1.0",
+			Params: []runtime.FieldDesc{
+				{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "clear",
+			Handler:        _Calculator_Clear_Handler,
+			IgnoresContext: true,
+			Mode:           runtime.Fanout,
+			Since:          "1.0",
+		},
+		{
+			Name:           "div",
+			Handler:        _Calculator_Div_Handler,
+			IgnoresContext: true,
+			Since:          "1.1",
+			Params: []runtime.FieldDesc{
+				{Name: "a", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "b", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "memory",
+			Handler:        _Calculator_Memory_Handler,
+			IgnoresContext: true,
+			Gather:         true,
+			Since:          "1.0",
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "store",
+			Handler:        _Calculator_Store_Handler,
+			IgnoresContext: true,
+			Mode:           runtime.Cast,
+			Since:          "1.0",
+			Params: []runtime.FieldDesc{
+				{Name: "v", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
 	},
 	Errors: []runtime.ErrorDesc{
 		runtime.SentinelError("github.com/amqprpc/amqprpc/examples/calc.ErrDivideByZero", ErrDivideByZero),

@@ -73,8 +73,27 @@ func RegisterInventoryServer(s runtime.ServiceRegistrar, impl Inventory) {
 var Inventory_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Inventory",
 	Methods: []runtime.MethodDesc{
-		{Name: "count", Handler: _Inventory_Count_Handler, Params: []runtime.FieldDesc{{Name: "f", GoType: "Filter", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Filter"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "list", Handler: _Inventory_List_Handler, Mode: runtime.Stream, Params: []runtime.FieldDesc{{Name: "f", GoType: "Filter", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Filter"}}}, Results: []runtime.FieldDesc{{Name: "item", GoType: "Item", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Item"}}}},
+		{
+			Name:    "count",
+			Handler: _Inventory_Count_Handler,
+			Params: []runtime.FieldDesc{
+				{Name: "f", GoType: "Filter", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Filter"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:    "list",
+			Handler: _Inventory_List_Handler,
+			Mode:    runtime.Stream,
+			Params: []runtime.FieldDesc{
+				{Name: "f", GoType: "Filter", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Filter"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "item", GoType: "Item", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Item"}},
+			},
+		},
 	},
 	Errors: []runtime.ErrorDesc{
 		runtime.SentinelError("github.com/amqprpc/amqprpc/examples/inventory.ErrNoShelf", ErrNoShelf),

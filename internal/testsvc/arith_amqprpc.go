@@ -148,15 +148,92 @@ func RegisterArithServer(s runtime.ServiceRegistrar, impl Arith) {
 var Arith_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Arith",
 	Methods: []runtime.MethodDesc{
-		{Name: "add", Handler: _Arith_Add_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "crash", Handler: _Arith_Crash_Handler, IgnoresContext: true},
-		{Name: "deadline", Handler: _Arith_Deadline_Handler, Results: []runtime.FieldDesc{{Name: "at", GoType: "time.Time", JSON: "string", Schema: &runtime.Schema{Type: "string", Format: "date-time"}}, {Name: "set", GoType: "bool", JSON: "boolean", Schema: &runtime.Schema{Type: "boolean"}}}},
-		{Name: "div", Handler: _Arith_Div_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "a", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "b", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "echo", Handler: _Arith_Echo_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "p", GoType: "Payload", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Payload"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "Payload", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Payload"}}}},
-		{Name: "sleep", Handler: _Arith_Sleep_Handler, Params: []runtime.FieldDesc{{Name: "d", GoType: "time.Duration", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "sum", Handler: _Arith_Sum_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "xs", GoType: "[]int", JSON: "array", Schema: &runtime.Schema{AnyOf: []*runtime.Schema{{Type: "array", Items: &runtime.Schema{Type: "integer", Format: "int64"}}, {Type: "null"}}}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "swallow", Handler: _Arith_Swallow_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "p", GoType: "Poison", JSON: "any", Schema: &runtime.Schema{}}}},
-		{Name: "work", Handler: _Arith_Work_Handler, IgnoresContext: true, Params: []runtime.FieldDesc{{Name: "id", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "d", GoType: "time.Duration", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
+		{
+			Name:           "add",
+			Handler:        _Arith_Add_Handler,
+			IgnoresContext: true,
+			Params: []runtime.FieldDesc{
+				{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "crash",
+			Handler:        _Arith_Crash_Handler,
+			IgnoresContext: true,
+		},
+		{
+			Name:    "deadline",
+			Handler: _Arith_Deadline_Handler,
+			Results: []runtime.FieldDesc{
+				{Name: "at", GoType: "time.Time", JSON: "string", Schema: &runtime.Schema{Type: "string", Format: "date-time"}},
+				{Name: "set", GoType: "bool", JSON: "boolean", Schema: &runtime.Schema{Type: "boolean"}},
+			},
+		},
+		{
+			Name:           "div",
+			Handler:        _Arith_Div_Handler,
+			IgnoresContext: true,
+			Params: []runtime.FieldDesc{
+				{Name: "a", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "b", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "echo",
+			Handler:        _Arith_Echo_Handler,
+			IgnoresContext: true,
+			Params: []runtime.FieldDesc{
+				{Name: "p", GoType: "Payload", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Payload"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "Payload", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Payload"}},
+			},
+		},
+		{
+			Name:    "sleep",
+			Handler: _Arith_Sleep_Handler,
+			Params: []runtime.FieldDesc{
+				{Name: "d", GoType: "time.Duration", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "sum",
+			Handler:        _Arith_Sum_Handler,
+			IgnoresContext: true,
+			Params: []runtime.FieldDesc{
+				{Name: "xs", GoType: "[]int", JSON: "array", Schema: &runtime.Schema{AnyOf: []*runtime.Schema{{Type: "array", Items: &runtime.Schema{Type: "integer", Format: "int64"}}, {Type: "null"}}}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "swallow",
+			Handler:        _Arith_Swallow_Handler,
+			IgnoresContext: true,
+			Params: []runtime.FieldDesc{
+				{Name: "p", GoType: "Poison", JSON: "any", Schema: &runtime.Schema{}},
+			},
+		},
+		{
+			Name:           "work",
+			Handler:        _Arith_Work_Handler,
+			IgnoresContext: true,
+			Params: []runtime.FieldDesc{
+				{Name: "id", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "d", GoType: "time.Duration", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
 	},
 	Types: map[string]*runtime.Schema{"Payload": {Type: "object", Description: "Go type github.com/amqprpc/amqprpc/internal/testsvc.Payload", Properties: map[string]*runtime.Schema{
 		"attrs":  {AnyOf: []*runtime.Schema{{Type: "object", AdditionalProperties: &runtime.Schema{Type: "integer", Format: "int64"}}, {Type: "null"}}},
@@ -339,8 +416,24 @@ func RegisterStoreServer(s runtime.ServiceRegistrar, impl Store) {
 var Store_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Store",
 	Methods: []runtime.MethodDesc{
-		{Name: "get", Handler: _Store_Get_Handler, Params: []runtime.FieldDesc{{Name: "key", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
-		{Name: "put", Handler: _Store_Put_Handler, Params: []runtime.FieldDesc{{Name: "key", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}, {Name: "value", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
+		{
+			Name:    "get",
+			Handler: _Store_Get_Handler,
+			Params: []runtime.FieldDesc{
+				{Name: "key", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}},
+			},
+		},
+		{
+			Name:    "put",
+			Handler: _Store_Put_Handler,
+			Params: []runtime.FieldDesc{
+				{Name: "key", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}},
+				{Name: "value", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}},
+			},
+		},
 	},
 }
 

@@ -161,14 +161,83 @@ var Fleet_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Fleet",
 	Version:     "1.2",
 	Methods: []runtime.MethodDesc{
-		{Name: "check", Handler: _Fleet_Check_Handler, IgnoresContext: true, Since: "1.0", Params: []runtime.FieldDesc{{Name: "n", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "divide", Handler: _Fleet_Divide_Handler, IgnoresContext: true, Since: "1.0", Params: []runtime.FieldDesc{{Name: "a", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "b", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "q", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "r", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "name", Handler: _Fleet_Name_Handler, IgnoresContext: true, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
-		{Name: "newer", Handler: _Fleet_Newer_Handler, IgnoresContext: true, Since: "1.2", Results: []runtime.FieldDesc{{Name: "r1", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
-		{Name: "note", Handler: _Fleet_Note_Handler, IgnoresContext: true, Mode: runtime.Cast, Since: "1.0", Params: []runtime.FieldDesc{{Name: "id", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "record", Handler: _Fleet_Record_Handler, IgnoresContext: true, Mode: runtime.Cast, Since: "1.0", Params: []runtime.FieldDesc{{Name: "v", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "reset", Handler: _Fleet_Reset_Handler, IgnoresContext: true, Mode: runtime.Fanout, Since: "1.0"},
-		{Name: "total", Handler: _Fleet_Total_Handler, Gather: true, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
+		{
+			Name:           "check",
+			Handler:        _Fleet_Check_Handler,
+			IgnoresContext: true,
+			Since:          "1.0",
+			Params: []runtime.FieldDesc{
+				{Name: "n", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "divide",
+			Handler:        _Fleet_Divide_Handler,
+			IgnoresContext: true,
+			Since:          "1.0",
+			Params: []runtime.FieldDesc{
+				{Name: "a", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "b", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "q", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "r", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "name",
+			Handler:        _Fleet_Name_Handler,
+			IgnoresContext: true,
+			Since:          "1.0",
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}},
+			},
+		},
+		{
+			Name:           "newer",
+			Handler:        _Fleet_Newer_Handler,
+			IgnoresContext: true,
+			Since:          "1.2",
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}},
+			},
+		},
+		{
+			Name:           "note",
+			Handler:        _Fleet_Note_Handler,
+			IgnoresContext: true,
+			Mode:           runtime.Cast,
+			Since:          "1.0",
+			Params: []runtime.FieldDesc{
+				{Name: "id", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "record",
+			Handler:        _Fleet_Record_Handler,
+			IgnoresContext: true,
+			Mode:           runtime.Cast,
+			Since:          "1.0",
+			Params: []runtime.FieldDesc{
+				{Name: "v", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "reset",
+			Handler:        _Fleet_Reset_Handler,
+			IgnoresContext: true,
+			Mode:           runtime.Fanout,
+			Since:          "1.0",
+		},
+		{
+			Name:    "total",
+			Handler: _Fleet_Total_Handler,
+			Gather:  true,
+			Since:   "1.0",
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
 	},
 	Errors: []runtime.ErrorDesc{
 		runtime.SentinelError("github.com/amqprpc/amqprpc/internal/testsvc.ErrDivideByZero", ErrDivideByZero),

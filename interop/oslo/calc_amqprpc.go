@@ -159,15 +159,96 @@ var Calc_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Calc",
 	Version:     "1.3",
 	Methods: []runtime.MethodDesc{
-		{Name: "add", Handler: _Calc_Add_Handler, IgnoresContext: true, Since: "1.0", Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "fail", Handler: _Calc_Fail_Handler, IgnoresContext: true, Since: "1.0", Params: []runtime.FieldDesc{{Name: "why", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
-		{Name: "fail_builtin", Handler: _Calc_FailBuiltin_Handler, IgnoresContext: true, Since: "1.0"},
-		{Name: "mul", Handler: _Calc_Mul_Handler, IgnoresContext: true, Since: "1.3", Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "name", Handler: _Calc_Name_Handler, IgnoresContext: true, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
-		{Name: "notes", Handler: _Calc_Notes_Handler, IgnoresContext: true, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "[]string", JSON: "array", Schema: &runtime.Schema{AnyOf: []*runtime.Schema{{Type: "array", Items: &runtime.Schema{Type: "string"}}, {Type: "null"}}}}}},
-		{Name: "notify_me", Handler: _Calc_NotifyMe_Handler, IgnoresContext: true, Mode: runtime.Cast, Since: "1.0", Params: []runtime.FieldDesc{{Name: "text", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
-		{Name: "slow_add", Handler: _Calc_SlowAdd_Handler, Since: "1.0", Params: []runtime.FieldDesc{{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}, {Name: "delay", GoType: "float64", JSON: "number", Schema: &runtime.Schema{Type: "number", Format: "float64"}}}, Results: []runtime.FieldDesc{{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}}}},
-		{Name: "whoami", Handler: _Calc_Whoami_Handler, Since: "1.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "map[string]any", JSON: "object", Schema: &runtime.Schema{AnyOf: []*runtime.Schema{{Type: "object", AdditionalProperties: &runtime.Schema{}}, {Type: "null"}}}}}},
+		{
+			Name:           "add",
+			Handler:        _Calc_Add_Handler,
+			IgnoresContext: true,
+			Since:          "1.0",
+			Params: []runtime.FieldDesc{
+				{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "fail",
+			Handler:        _Calc_Fail_Handler,
+			IgnoresContext: true,
+			Since:          "1.0",
+			Params: []runtime.FieldDesc{
+				{Name: "why", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}},
+			},
+		},
+		{
+			Name:           "fail_builtin",
+			Handler:        _Calc_FailBuiltin_Handler,
+			IgnoresContext: true,
+			Since:          "1.0",
+		},
+		{
+			Name:           "mul",
+			Handler:        _Calc_Mul_Handler,
+			IgnoresContext: true,
+			Since:          "1.3",
+			Params: []runtime.FieldDesc{
+				{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:           "name",
+			Handler:        _Calc_Name_Handler,
+			IgnoresContext: true,
+			Since:          "1.0",
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}},
+			},
+		},
+		{
+			Name:           "notes",
+			Handler:        _Calc_Notes_Handler,
+			IgnoresContext: true,
+			Since:          "1.0",
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "[]string", JSON: "array", Schema: &runtime.Schema{AnyOf: []*runtime.Schema{{Type: "array", Items: &runtime.Schema{Type: "string"}}, {Type: "null"}}}},
+			},
+		},
+		{
+			Name:           "notify_me",
+			Handler:        _Calc_NotifyMe_Handler,
+			IgnoresContext: true,
+			Mode:           runtime.Cast,
+			Since:          "1.0",
+			Params: []runtime.FieldDesc{
+				{Name: "text", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}},
+			},
+		},
+		{
+			Name:    "slow_add",
+			Handler: _Calc_SlowAdd_Handler,
+			Since:   "1.0",
+			Params: []runtime.FieldDesc{
+				{Name: "v1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "v2", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+				{Name: "delay", GoType: "float64", JSON: "number", Schema: &runtime.Schema{Type: "number", Format: "float64"}},
+			},
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "int", JSON: "integer", Schema: &runtime.Schema{Type: "integer", Format: "int64"}},
+			},
+		},
+		{
+			Name:    "whoami",
+			Handler: _Calc_Whoami_Handler,
+			Since:   "1.0",
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "map[string]any", JSON: "object", Schema: &runtime.Schema{AnyOf: []*runtime.Schema{{Type: "object", AdditionalProperties: &runtime.Schema{}}, {Type: "null"}}}},
+			},
+		},
 	},
 	Errors: []runtime.ErrorDesc{
 		runtime.SentinelError("github.com/amqprpc/amqprpc/interop/oslo.ErrCalc", ErrCalc),
@@ -336,7 +417,15 @@ var Admin_ServiceDesc = runtime.ServiceDesc{
 	Version:     "2.0",
 	Namespace:   "admin",
 	Methods: []runtime.MethodDesc{
-		{Name: "ping", Handler: _Admin_Ping_Handler, IgnoresContext: true, Since: "2.0", Results: []runtime.FieldDesc{{Name: "r1", GoType: "Pong", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Pong"}}}},
+		{
+			Name:           "ping",
+			Handler:        _Admin_Ping_Handler,
+			IgnoresContext: true,
+			Since:          "2.0",
+			Results: []runtime.FieldDesc{
+				{Name: "r1", GoType: "Pong", JSON: "object", Schema: &runtime.Schema{Ref: "#/types/Pong"}},
+			},
+		},
 	},
 	Types: map[string]*runtime.Schema{"Pong": {Type: "object", Description: "Go type github.com/amqprpc/amqprpc/interop/oslo.Pong", Properties: map[string]*runtime.Schema{
 		"list": {AnyOf: []*runtime.Schema{{Type: "array", Items: &runtime.Schema{}}, {Type: "null"}}},
@@ -398,7 +487,15 @@ func RegisterEveryoneServer(s runtime.ServiceRegistrar, impl Everyone) {
 var Everyone_ServiceDesc = runtime.ServiceDesc{
 	ServiceName: "Everyone",
 	Methods: []runtime.MethodDesc{
-		{Name: "notify_me", Handler: _Everyone_NotifyMe_Handler, IgnoresContext: true, Mode: runtime.Fanout, Params: []runtime.FieldDesc{{Name: "text", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}}}},
+		{
+			Name:           "notify_me",
+			Handler:        _Everyone_NotifyMe_Handler,
+			IgnoresContext: true,
+			Mode:           runtime.Fanout,
+			Params: []runtime.FieldDesc{
+				{Name: "text", GoType: "string", JSON: "string", Schema: &runtime.Schema{Type: "string"}},
+			},
+		},
 	},
 }
 
