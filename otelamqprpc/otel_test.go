@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -21,7 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amqprpc/amqprpc/examples/calc"
-	"github.com/amqprpc/amqprpc/internal/wire"
+	"github.com/amqprpc/amqprpc/internal/testsvc"
 	"github.com/amqprpc/amqprpc/otelamqprpc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
@@ -45,20 +44,7 @@ func TestTraceAcrossTheBroker(t *testing.T) {
 	topic := fmt.Sprintf("otel.%d", time.Now().UnixNano())
 	srv := runtime.NewServer(brokerURL(), topic, runtime.WithServerName("s1"), runtime.WithServerInterceptors(otelamqprpc.ServerInterceptor(opts...)))
 	calc.RegisterCalculatorServer(srv, new(calc.Machine))
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-served
-		if conn, err := amqp.Dial(brokerURL()); err == nil {
-			ch, _ := conn.Channel()
-			ch.QueueDelete(topic, false, false, false)
-			ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
-			conn.Close()
-		}
-	}()
+	testsvc.Serve(t, srv, brokerURL(), topic)
 	c, err := runtime.Dial(brokerURL(), runtime.WithClientInterceptors(otelamqprpc.ClientInterceptor(opts...)))
 	if err != nil {
 		t.Fatal(err)

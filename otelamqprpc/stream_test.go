@@ -8,14 +8,13 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/amqprpc/amqprpc/internal/wire"
+	"github.com/amqprpc/amqprpc/internal/testsvc"
 	"github.com/amqprpc/amqprpc/otelamqprpc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
@@ -206,20 +205,7 @@ func TestStreamTraceAcrossTheBroker(t *testing.T) {
 	topic := fmt.Sprintf("otel.stream.%d", time.Now().UnixNano())
 	srv := runtime.NewServer(brokerURL(), topic, runtime.WithServerName("s1"), runtime.WithStreamServerInterceptors(otelamqprpc.StreamServerInterceptor(opts...)))
 	srv.RegisterService(&counterDesc, counter{})
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-served
-		if conn, err := amqp.Dial(brokerURL()); err == nil {
-			ch, _ := conn.Channel()
-			ch.QueueDelete(topic, false, false, false)
-			ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
-			conn.Close()
-		}
-	}()
+	testsvc.Serve(t, srv, brokerURL(), topic)
 	c, err := runtime.Dial(brokerURL(), runtime.WithStreamWindow(16), runtime.WithStreamClientInterceptors(otelamqprpc.StreamClientInterceptor(opts...)))
 	if err != nil {
 		t.Fatal(err)

@@ -273,22 +273,15 @@ func replyHeaders(m *method) *schema {
 		"correlation_id": {Type: "string", Description: "The AMQP correlation_id property: the request's."},
 	}}
 	if m.mode == streamMode {
-		h.Properties[wireSeq] = &schema{Type: "integer", Description: "Items: the place of the message's first item in the stream, from 0. End: how many items the stream sent."}
-		h.Properties[wireCreditTo] = &schema{Type: "string", Description: "The queue to send the stream's credits and cancellation to (the credits channel)."}
-		h.Required = append(h.Required, wireSeq, wireCreditTo)
+		h.Properties[wire.SeqHeader] = &schema{Type: "integer", Description: "Items: the place of the message's first item in the stream, from 0. End: how many items the stream sent."}
+		h.Properties[wire.CreditToHeader] = &schema{Type: "string", Description: "The queue to send the stream's credits and cancellation to (the credits channel)."}
+		h.Required = append(h.Required, wire.SeqHeader, wire.CreditToHeader)
 		return h
 	}
 	h.Properties[wire.ServerHeader] = &schema{Type: "string", Description: "The replying server's name, on a reply to a request sent to every server of the topic (a gather)."}
 	h.Properties[wire.QueueLimitHeader] = &schema{Type: "integer", Description: "The length limit of the topic's queue, when it has one: its callers publish calls in confirm mode, so that one the broker refuses fails at once."}
 	return h
 }
-
-// The headers of stream messages.
-const (
-	wireSeq      = wire.SeqHeader
-	wireCreditTo = wire.CreditToHeader
-	wireCredit   = wire.CreditHeader
-)
 
 // creditMessage is the message by which m's caller grants its server more
 // items.
@@ -297,9 +290,9 @@ func creditMessage(m *method) obj {
 		"name":        m.wire + ".credit",
 		"title":       m.name + " credit",
 		"description": "No body: the credit is in the header.",
-		"headers": &schema{Type: "object", Required: []string{"correlation_id", wireCredit}, Properties: map[string]*schema{
-			"correlation_id": {Type: "string", Description: "The stream's request's id."},
-			wireCredit:       {Type: "integer", Description: "The place up to which the server may send items, exclusive: the items read so far and the window."},
+		"headers": &schema{Type: "object", Required: []string{"correlation_id", wire.CreditHeader}, Properties: map[string]*schema{
+			"correlation_id":  {Type: "string", Description: "The stream's request's id."},
+			wire.CreditHeader: {Type: "integer", Description: "The place up to which the server may send items, exclusive: the items read so far and the window."},
 		}},
 		"correlationId": obj{"location": "$message.header#/correlation_id"},
 		"bindings":      obj{"amqp": obj{"bindingVersion": "0.3.0", "messageType": wire.CreditType}},

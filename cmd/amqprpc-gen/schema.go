@@ -276,7 +276,7 @@ func jsonFields(st *types.Struct) []jsonField {
 				rivals = append(rivals, g)
 			}
 		}
-		if tagged := filter(rivals, func(g jsonField) bool { return g.tagged }); len(tagged) > 0 {
+		if tagged := slices.DeleteFunc(slices.Clone(rivals), func(g jsonField) bool { return !g.tagged }); len(tagged) > 0 {
 			rivals = tagged
 		}
 		if len(rivals) == 1 {
@@ -286,16 +286,6 @@ func jsonFields(st *types.Struct) []jsonField {
 		}
 	}
 	return slices.DeleteFunc(out, func(f jsonField) bool { return f.typ == nil })
-}
-
-func filter[T any](s []T, keep func(T) bool) []T {
-	var out []T
-	for _, v := range s {
-		if keep(v) {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // reachable returns the schemas of defs that the methods of svc refer to,

@@ -20,6 +20,7 @@ import (
 
 	"github.com/amqprpc/amqprpc/examples/calc"
 	"github.com/amqprpc/amqprpc/examples/inventory"
+	"github.com/amqprpc/amqprpc/internal/testsvc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -60,11 +61,11 @@ func TestAsyncAPIOnTheWire(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		s := runtime.NewServer(broker, calc.Topic, runtime.WithServerName(name))
 		calc.RegisterCalculatorServer(s, new(calc.Machine))
-		serve(t, s)
+		testsvc.Serve(t, s, "", calc.Topic) // the vhost goes with the test
 	}
 	s := runtime.NewServer(broker, inventory.Topic, runtime.WithServerName("a"))
 	inventory.RegisterInventoryServer(s, inventory.NewStore(20))
-	serve(t, s)
+	testsvc.Serve(t, s, "", inventory.Topic)
 
 	client, err := runtime.Dial(broker, runtime.WithStreamWindow(8))
 	if err != nil {
@@ -143,18 +144,6 @@ func TestAsyncAPIOnTheWire(t *testing.T) {
 		}
 		t.Logf("%s", out)
 	}
-}
-
-// serve runs s until the test ends.
-func serve(t *testing.T, s *runtime.Server) {
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-served
-	})
 }
 
 // captureFirehose consumes what RabbitMQ's firehose records of the vhost

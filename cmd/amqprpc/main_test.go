@@ -15,11 +15,9 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/amqprpc/amqprpc/describe"
 	"github.com/amqprpc/amqprpc/examples/calc"
-	"github.com/amqprpc/amqprpc/internal/wire"
+	"github.com/amqprpc/amqprpc/internal/testsvc"
 	"github.com/amqprpc/amqprpc/runtime"
 )
 
@@ -49,26 +47,12 @@ func serveCalc(t *testing.T, topic string) {
 // as its description says, until the test ends, and waits until each
 // answers by name.
 func serveDescs(t *testing.T, topic string, servers map[string]*runtime.ServiceDesc) {
+	t.Cleanup(func() { testsvc.DeleteTopic(brokerURL(), topic) }) // once every server has stopped
 	for name, desc := range servers {
 		s := runtime.NewServer(brokerURL(), topic, runtime.WithServerName(name))
 		s.RegisterService(desc, new(calc.Machine))
-		served := make(chan error, 1)
-		go func() { served <- s.Serve() }()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			s.Shutdown(ctx)
-			<-served
-		})
+		testsvc.Serve(t, s, "", topic)
 	}
-	t.Cleanup(func() {
-		if conn, err := amqp.Dial(brokerURL()); err == nil {
-			ch, _ := conn.Channel()
-			ch.QueueDelete(topic, false, false, false)
-			ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
-			conn.Close()
-		}
-	})
 	// Each serves once it answers by name.
 	for name := range servers {
 		for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -187,20 +171,7 @@ func serveCounter(t *testing.T, topic string) *counter {
 	c := &counter{ended: make(chan error, 64)}
 	s := runtime.NewServer(brokerURL(), topic, runtime.WithServerName("counter"))
 	s.RegisterService(&counterDesc, c)
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-served
-		if conn, err := amqp.Dial(brokerURL()); err == nil {
-			ch, _ := conn.Channel()
-			ch.QueueDelete(topic, false, false, false)
-			ch.ExchangeDelete(wire.FanoutExchange(runtime.DefaultExchange, topic), false, false)
-			conn.Close()
-		}
-	})
+	testsvc.Serve(t, s, brokerURL(), topic)
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if code, _, _ := amqprpc(t, "-timeout", "1s", "call", topic, "count", "n=0"); code == 0 {
 			return c
